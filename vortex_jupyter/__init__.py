@@ -1,0 +1,89 @@
+"""vortex-jupyter: a Jupyter-native, collaborative node-graph environment for diffusion pipelines.
+
+>>> import vortex_jupyter as vx
+>>> @vx.node(category="math")
+... def add(a: int, b: int = 0) -> int:
+...     return a + b
+>>> g = vx.Graph()
+>>> x = g.add("add", a=1, b=2)
+>>> y = g.add("add", a=x.out(0), b=5)
+>>> g.run(executor="inline").outputs[y.id]
+(8,)
+
+Importing this package is light: torch and diffusers load only when a diffusion node runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    ExecutionError,
+    FormatError,
+    NodeDefinitionError,
+    PathError,
+    Problem,
+    ValidationError,
+    VortexError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Canvas",
+    "ExecutionError",
+    "FormatError",
+    "Graph",
+    "Node",
+    "NodeDefinitionError",
+    "PathError",
+    "Problem",
+    "Run",
+    "ValidationError",
+    "VortexError",
+    "__version__",
+    "load",
+    "models",
+    "node",
+    "registry",
+]
+
+# name -> (module, attribute or None for the module itself); resolved on first access.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "Graph": ("vortex_jupyter._api", "Graph"),
+    "Node": ("vortex_jupyter._api", "Node"),
+    "Run": ("vortex_jupyter._api", "Run"),
+    "load": ("vortex_jupyter._api", "load"),
+    "node": ("vortex_jupyter.nodes.decorator", "node"),
+    "registry": ("vortex_jupyter.nodes.registry", "REGISTRY"),
+    "Canvas": ("vortex_jupyter.canvas.widget", "Canvas"),
+    "models": ("vortex_jupyter.nodes.diffusion.models", None),
+}
+
+if TYPE_CHECKING:
+    from . import _api
+    from .canvas.widget import Canvas
+    from .nodes.decorator import node
+    from .nodes.registry import REGISTRY as registry
+
+    Graph = _api.Graph
+    Node = _api.Node
+    Run = _api.Run
+    load = _api.load
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'vortex_jupyter' has no attribute {name!r}") from None
+    value = importlib.import_module(module)
+    if attr is not None:
+        value = getattr(value, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

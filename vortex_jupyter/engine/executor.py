@@ -1,0 +1,94 @@
+"""The Executor seam: how the run loop hands work to whatever runs nodes.
+
+The run loop (``engine/run.py``) decides WHAT runs; an Executor decides HOW. It receives a
+whole plan segment at once (a batch of ``Task``s in topological order), runs it, and reports
+through ``emit`` the node events: ``NodeStarted``, ``NodeProgress``, ``NodePreview``,
+``NodeFinished`` (after ``on_result``), ``NodeFailed``. A task whose input came from a task
+that failed in the same batch is not run: the executor emits ``NodeFailed`` with code
+``VE-505`` (upstream failed) for it.
+
+Values stay where they were made. ``on_result(task, refs)`` gives the run loop one opaque
+reference per output; the in-process executor's references are the values themselves, the
+worker pool's are handles into a worker. ``fetch`` turns a reference into a value in this
+process; ``release`` frees what the engine's cache evicted.
+
+Arguments of a task are ``Lit`` (a param value) or ``Ref`` (output ``index`` of the node
+whose cache key is ``key``; either run earlier in this batch, or a cached output the engine
+passes in ``Ref.held``, one of this executor's own references).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..nodes.spec import NodeSpec
+from .events import Event
+
+
+@dataclass(frozen=True, slots=True)
+class Lit:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    key: str
+    index: int
+    #: The executor reference of a cached output (None: produced earlier in the same batch).
+    held: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    node_id: str
+    key: str
+    spec: NodeSpec
+    args: dict[str, Lit | Ref]
+    timeout: float | None = None
+    run_id: str = ""
+
+
+class CancelToken:
+    """Set by ``Run.cancel()``; executors check it between nodes (and nodes between steps)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._event.wait(timeout)
+
+
+@dataclass(slots=True)
+class BatchCallbacks:
+    emit: Callable[[Event], None]
+    on_result: Callable[[Task, tuple[Any, ...]], None]
+    #: Keys whose held references became invalid (e.g. their worker died).
+    on_lost: Callable[[Sequence[str]], None] = field(default=lambda keys: None)
+
+
+class Executor(Protocol):
+    name: str
+
+    def execute(self, batch: Sequence[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
+        """Run ``batch`` in order; returns when every task finished, failed or was skipped."""
+
+    def fetch(self, ref: Any) -> Any:
+        """The value behind one output reference, in this process."""
+
+    def release(self, refs: Sequence[Any]) -> None:
+        """The engine no longer needs these references."""
+
+    def size_of(self, ref: Any) -> int:
+        """Approximate bytes behind a reference, for the cache's size bound."""
+
+    def close(self) -> None: ...
