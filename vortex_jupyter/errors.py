@@ -63,7 +63,6 @@ PROBLEM_CODES: dict[str, str] = {
     "VE-112": "unknown input or param name",
     "VE-113": "value is not one of the choices",
     "VE-114": "value too large (string length or integer size)",
-    "VE-115": "input given both as a link and as a value",
     "VE-116": "unsupported combination of settings",
 }
 

@@ -128,6 +128,10 @@ class NodeSpec:
     #: ComfyUI hidden inputs the run loop fills in: "prompt" (the graph in API format),
     #: "extra_pnginfo" ({"workflow": the graph in UI format}), "unique_id" (the node id).
     hidden: tuple[str, ...] = ()
+    #: Extra validation of a node's params beyond ranges/choices (e.g. an unsupported
+    #: sampler/scheduler pair): ``check(params) -> [(port, message, hint), ...]``, reported
+    #: by validation as VE-116.
+    check: Callable[[dict[str, Any]], list[tuple[str, str, str]]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inputs_by_name", {p.name: p for p in self.inputs})

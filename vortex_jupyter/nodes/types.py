@@ -7,6 +7,8 @@ of its members, as ComfyUI does. Combo inputs (a list of choices) have the type 
 
 from __future__ import annotations
 
+from ..graph.ports import compatible
+
 MODEL = "MODEL"
 CLIP = "CLIP"
 VAE = "VAE"
@@ -41,20 +43,3 @@ __all__ = [
     "WIDGET_TYPES",
     "compatible",
 ]
-
-
-def _members(t: str) -> frozenset[str]:
-    return frozenset(part.strip() for part in t.split(",")) if "," in t else frozenset((t,))
-
-
-def compatible(src: str, dst: str) -> bool:
-    """Whether an output of type ``src`` may be linked into an input of type ``dst``.
-
-    >>> compatible("INT", "INT"), compatible("*", "IMAGE"), compatible("INT", "INT,FLOAT")
-    (True, True, True)
-    >>> compatible("IMAGE", "LATENT")
-    False
-    """
-    if src == dst or src == ANY or dst == ANY:
-        return True
-    return bool(_members(src) & _members(dst))
