@@ -32,6 +32,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Canvas",
+    "Choices",
+    "Multiline",
+    "Port",
+    "Range",
     "ExecutionError",
     "FormatError",
     "Graph",
@@ -56,6 +60,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Run": ("vortex_jupyter._api", "Run"),
     "load": ("vortex_jupyter._api", "load"),
     "node": ("vortex_jupyter.nodes.decorator", "node"),
+    "Range": ("vortex_jupyter.nodes.decorator", "Range"),
+    "Choices": ("vortex_jupyter.nodes.decorator", "Choices"),
+    "Multiline": ("vortex_jupyter.nodes.decorator", "Multiline"),
+    "Port": ("vortex_jupyter.nodes.decorator", "Port"),
     "registry": ("vortex_jupyter.nodes.registry", "REGISTRY"),
     "Canvas": ("vortex_jupyter.canvas.widget", "Canvas"),
     "models": ("vortex_jupyter.nodes.diffusion.models", None),
@@ -64,7 +72,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 if TYPE_CHECKING:
     from . import _api
     from .canvas.widget import Canvas
-    from .nodes.decorator import node
+    from .nodes.decorator import Choices, Multiline, Port, Range, node
     from .nodes.registry import REGISTRY as registry
 
     Graph = _api.Graph

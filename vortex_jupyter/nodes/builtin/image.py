@@ -1,0 +1,343 @@
+"""Image I/O and simple image ops on numpy + Pillow, as ComfyUI node classes (same names/inputs).
+
+Values: IMAGE is float32 ``[B, H, W, C]`` in [0, 1]; MASK is float32 ``[B, H, W]``. Inputs go
+through ``np.asarray`` so CPU torch tensors work too; nothing here imports torch.
+
+Files: every name from a graph goes through ``paths.safe_join`` (no traversal). LoadImage lists
+the top level of ``input_root()`` (ComfyUI lists its input folder the same way) and
+fingerprints the file by mtime + size + SHA-256, so replacing a file re-runs the node.
+SaveImage writes ``<prefix>_00001_.png``-style names under ``output_root()`` (claiming each
+name with an exclusive create, so parallel saves never overwrite each other) and embeds the
+hidden ``prompt`` and ``extra_pnginfo`` (``workflow``) as JSON PNG text chunks, exactly as
+ComfyUI does, so the PNG loads back as a graph. PreviewImage does the same into
+``temp_root()``. Both show each image via ``context.current().preview(..., final=True)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+import string
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, ImageSequence
+from PIL.PngImagePlugin import PngInfo
+
+from ...errors import PathError
+from .. import context
+from ..paths import input_root, output_root, safe_join, temp_root
+
+MAX_RESOLUTION = 16384
+_RACY_NS = 2_000_000_000
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+
+
+def as_images(value: Any, name: str = "images") -> np.ndarray:
+    """``value`` as float32 ``[B, H, W, C]`` (a single ``[H, W, C]`` image gets a batch axis)."""
+    array = np.asarray(value, dtype=np.float32)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
+        raise ValueError(f"input {name!r} has shape {tuple(array.shape)}; an IMAGE is [batch, height, width, "
+                         "channels] with 1, 3 or 4 channels (fix: connect an IMAGE output)")
+    return array
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """One ``[H, W, C]`` float image as uint8 (ComfyUI's clip-then-truncate; channel 1 squeezed)."""
+    pixels = np.clip(image * 255.0, 0, 255).astype(np.uint8)
+    return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
+
+
+def _preview_rgb(pixels: np.ndarray) -> np.ndarray:
+    if pixels.ndim == 2:
+        return np.repeat(pixels[..., None], 3, axis=-1)
+    return pixels[..., :3]
+
+
+def list_input_images(root: Path | None = None) -> list[str]:
+    """Image files at the top level of the input root, sorted (what LoadImage offers)."""
+    folder = root or input_root()
+    try:
+        names = [e.name for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
+    except OSError:
+        return []
+    return sorted(names)
+
+
+def file_fingerprint(path: Path) -> str:
+    """``"<mtime_ns>:<size>:<sha256>"`` of a file."""
+    stat = path.stat()
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"{stat.st_mtime_ns}:{stat.st_size}:{digest.hexdigest()}"
+
+
+class LoadImage:
+    """Loads an image from the input folder; MASK is 1 - alpha (zeros without alpha)."""
+
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    FUNCTION = "load_image"
+    DESCRIPTION = "Load an image (all frames of the first frame's size) from the input folder."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"image": (list_input_images(), {"image_upload": True})}}
+
+    @classmethod
+    def VORTEX_INPUTS_TOKEN(cls) -> Any:
+        """Changes when the input folder's listing may have changed (the registry then re-lists)."""
+        root = input_root()
+        try:
+            mtime = root.stat().st_mtime_ns
+        except OSError:
+            return (str(root), None)
+        if time.time_ns() - mtime < _RACY_NS:
+            # Directory mtimes are coarse (a few ms): two files added within one tick leave the
+            # same mtime. While the folder changed very recently, never trust the token.
+            return object()
+        return (str(root), mtime)
+
+    @classmethod
+    def IS_CHANGED(cls, image: str) -> str:
+        try:
+            return file_fingerprint(safe_join(input_root(), image))
+        except (OSError, PathError):
+            return f"unreadable:{image}"  # the run fails in load_image with the precise error
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, image: str) -> bool | str:
+        root = input_root()
+        try:
+            path = safe_join(root, image)
+        except PathError as exc:
+            return exc.message
+        if not path.is_file():
+            return f"image file {image!r} not found in {str(root)!r} (put it there or pick another file)"
+        return True
+
+    def load_image(self, image: str) -> tuple[np.ndarray, np.ndarray]:
+        path = safe_join(input_root(), image)
+        if not path.is_file():
+            raise FileNotFoundError(f"LoadImage: {image!r} is not a file in {str(input_root())!r} "
+                                    "(fix: copy the image into the input folder)")
+        frames: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        with Image.open(path) as opened:
+            for frame in ImageSequence.Iterator(opened):
+                frame = ImageOps.exif_transpose(frame)
+                if frame.mode == "I" or frame.mode.startswith("I;16"):
+                    # 16-bit PNGs: divide by 255 as ComfyUI does (a plain convert clips at 255)
+                    frame = frame.convert("I").point(lambda v: v * (1 / 255))
+                rgb = np.asarray(frame.convert("RGB"), dtype=np.float32) / 255.0
+                if frames and rgb.shape != frames[0].shape:
+                    continue  # ComfyUI keeps only frames of the first frame's size
+                frames.append(rgb)
+                masks.append(_mask_of(frame, rgb.shape[:2]))
+        return np.stack(frames), np.stack(masks)
+
+
+def _mask_of(frame: Image.Image, size: tuple[int, ...]) -> np.ndarray:
+    if "A" in frame.getbands():
+        alpha = np.asarray(frame.getchannel("A"), dtype=np.float32) / 255.0
+    elif frame.mode == "P" and "transparency" in frame.info:
+        alpha = np.asarray(frame.convert("RGBA").getchannel("A"), dtype=np.float32) / 255.0
+    else:
+        return np.zeros(size, dtype=np.float32)
+    return 1.0 - alpha
+
+
+def _png_info(prompt: Any, extra_pnginfo: Any) -> PngInfo:
+    info = PngInfo()
+    if prompt is not None:
+        info.add_text("prompt", json.dumps(prompt, default=str))
+    if isinstance(extra_pnginfo, dict):
+        for key, value in extra_pnginfo.items():
+            info.add_text(str(key), json.dumps(value, default=str))
+    return info
+
+
+def _claim(folder: Path, base: str) -> tuple[Path, Any]:
+    """Create the next free ``<base>_NNNNN_.png`` exclusively; returns its path and open file."""
+    pattern = re.compile(rf"^{re.escape(base)}_(\d+)_\.png$")
+    try:
+        taken = [int(m.group(1)) for e in os.scandir(folder) if (m := pattern.match(e.name))]
+    except OSError:
+        taken = []
+    counter = max(taken, default=0) + 1
+    while True:
+        path = folder / f"{base}_{counter:05}_.png"
+        try:
+            return path, path.open("xb")
+        except FileExistsError:
+            counter += 1  # another save claimed it between our scan and open
+
+
+class SaveImage:
+    """Saves images as PNGs with the graph embedded; shows them on the node and in the cell."""
+
+    CATEGORY = "image"
+    RETURN_TYPES: tuple[str, ...] = ()
+    FUNCTION = "save_images"
+    OUTPUT_NODE = True
+    DESCRIPTION = "Save images to the output folder, with the workflow in PNG text chunks."
+    root_kind = "output"
+    prefix_append = ""
+    compress_level = 4
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "images": ("IMAGE", {"tooltip": "The images to save."}),
+                "filename_prefix": ("STRING", {"default": "vortex", "tooltip": "May include subfolders: a/b/name"}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    def root(self) -> Path:
+        return output_root()
+
+    def save_images(self, images: Any, filename_prefix: str = "vortex", prompt: Any = None,
+                    extra_pnginfo: Any = None) -> dict[str, Any]:
+        batch = as_images(images)
+        root = self.root()
+        target = safe_join(root, filename_prefix + self.prefix_append)
+        if filename_prefix.endswith("/") or target == root.resolve():
+            raise PathError(f"filename_prefix {filename_prefix!r} has no file name part",
+                            hint="end the prefix with a name, e.g. 'portraits/vortex'")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        subfolder = target.parent.relative_to(root.resolve()).as_posix()
+        results = []
+        for image in batch:
+            pixels = to_uint8(image)
+            path, fh = _claim(target.parent, target.name)
+            try:
+                with fh:
+                    Image.fromarray(pixels).save(fh, format="PNG", pnginfo=_png_info(prompt, extra_pnginfo),
+                                                 compress_level=self.compress_level)
+            except BaseException:
+                path.unlink(missing_ok=True)  # do not leave a claimed, empty file behind
+                raise
+            results.append({"filename": path.name, "subfolder": "" if subfolder == "." else subfolder,
+                            "type": self.root_kind})
+            context.current().preview(_preview_rgb(pixels), final=True)
+        return {"ui": {"images": results}}
+
+
+class PreviewImage(SaveImage):
+    """Like SaveImage, into the temp folder (for looking, not keeping)."""
+
+    DESCRIPTION = "Show images (written to the temp folder)."
+    root_kind = "temp"
+    compress_level = 1
+
+    def __init__(self) -> None:
+        self.prefix_append = "_temp_" + "".join(random.choice(string.ascii_lowercase) for _ in range(5))
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"images": ("IMAGE",)}, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
+
+    def root(self) -> Path:
+        return temp_root()
+
+
+_RESAMPLE = {
+    "nearest-exact": Image.Resampling.NEAREST,
+    "bilinear": Image.Resampling.BILINEAR,
+    "area": Image.Resampling.BOX,
+    "bicubic": Image.Resampling.BICUBIC,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def _center_crop(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Crop ``[B, H, W, C]`` to the aspect ratio of ``width``x``height`` (ComfyUI's arithmetic)."""
+    old_h, old_w = image.shape[1:3]
+    old_aspect, new_aspect = old_w / old_h, width / height
+    x = y = 0
+    if old_aspect > new_aspect:
+        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+    elif old_aspect < new_aspect:
+        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+    return image[:, y:old_h - y, x:old_w - x, :]
+
+
+def resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
+    """Resize ``[B, H, W, C]`` float32 per channel in float precision (Pillow mode "F")."""
+    resample = _RESAMPLE[method]
+    out = np.empty((image.shape[0], height, width, image.shape[3]), dtype=np.float32)
+    for b in range(image.shape[0]):
+        for c in range(image.shape[3]):
+            plane = Image.fromarray(np.ascontiguousarray(image[b, :, :, c]))
+            out[b, :, :, c] = np.asarray(plane.resize((width, height), resample))
+    return np.clip(out, 0.0, 1.0)  # bicubic/lanczos overshoot
+
+
+class ImageScale:
+    upscale_methods = list(_RESAMPLE)
+    crop_methods = ["disabled", "center"]
+    CATEGORY = "image/upscaling"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "upscale"
+    DESCRIPTION = "Resize images; a width or height of 0 keeps the aspect ratio."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        size = {"default": 512, "min": 0, "max": MAX_RESOLUTION, "step": 1}
+        return {"required": {"image": ("IMAGE",), "upscale_method": (cls.upscale_methods,),
+                             "width": ("INT", dict(size)), "height": ("INT", dict(size)),
+                             "crop": (cls.crop_methods,)}}
+
+    def upscale(self, image: Any, upscale_method: str, width: int, height: int, crop: str) -> tuple[np.ndarray]:
+        batch = as_images(image, "image")
+        if width == 0 and height == 0:
+            return (batch,)
+        old_h, old_w = batch.shape[1:3]
+        width = width or max(1, round(old_w * height / old_h))
+        height = height or max(1, round(old_h * width / old_w))
+        if upscale_method not in _RESAMPLE:
+            raise ValueError(f"ImageScale: upscale_method {upscale_method!r} is not one of {list(_RESAMPLE)}")
+        if crop == "center":
+            batch = _center_crop(batch, width, height)
+        return (resize(batch, width, height, upscale_method),)
+
+
+class ImageInvert:
+    CATEGORY = "image"
+    RETURN_TYPES = ("IMAGE",)
+    FUNCTION = "invert"
+    DESCRIPTION = "1 - image, per channel."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"image": ("IMAGE",)}}
+
+    def invert(self, image: Any) -> tuple[np.ndarray]:
+        return (1.0 - as_images(image, "image"),)
+
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "LoadImage": LoadImage,
+    "SaveImage": SaveImage,
+    "PreviewImage": PreviewImage,
+    "ImageScale": ImageScale,
+    "ImageInvert": ImageInvert,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "LoadImage": "Load Image",
+    "SaveImage": "Save Image",
+    "PreviewImage": "Preview Image",
+    "ImageScale": "Upscale Image",
+    "ImageInvert": "Invert Image",
+}
