@@ -1,0 +1,125 @@
+"""ComfyUI's API ("prompt") format: what ComfyUI's ``/prompt`` endpoint executes.
+
+::
+
+    {"3": {"class_type": "KSampler",
+           "inputs": {"seed": 5, "model": ["4", 0], ...},
+           "_meta": {"title": "KSampler"}}}
+
+An input value is either a widget value or a link ``[source_id, output_index]``. A widget may
+itself hold a 2-element list, so a value is read as a link only when it is ``[id, int]`` with
+``id`` (a string, or an int) naming a node of the same file; anything else stays a param.
+
+The format holds no layout, so positions are not written; keys other than ``class_type``,
+``inputs`` and ``_meta`` are kept in ``NodeData.extra["comfy_api"]`` and written back, and a
+missing ``_meta`` stays missing, so API -> graph -> API is lossless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..model import GraphModel
+from ._common import fail, name, obj, opt_title
+
+__all__ = ["from_comfy_api", "is_link", "to_comfy_api"]
+
+_EXTRA = "comfy_api"
+_NO_META = "_no_meta"
+
+
+def is_link(value: Any, node_ids: Any) -> bool:
+    """Whether an API input value is a link ``[id, output_index]`` to a node in ``node_ids``."""
+    if not isinstance(value, list) or len(value) != 2:
+        return False
+    src, index = value
+    if isinstance(src, bool) or not isinstance(src, (str, int)):
+        return False
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < (1 << 31):
+        return False
+    return str(src) in node_ids
+
+
+def from_comfy_api(d: Any) -> GraphModel:
+    """Read an API-format prompt. Raises ``FormatError`` naming the bad field."""
+    d = obj(d, "(top level)")
+    ids = {str(k) for k in d}
+    model = GraphModel()
+    links: list[tuple[str, int, str, str]] = []
+    for key, raw in d.items():
+        nid = name(str(key), f"[{key!r}]")
+        path = f"{nid}"
+        raw = obj(raw, path)
+        if "class_type" not in raw:
+            fail(f"{path}.class_type", "missing", "every node needs a class_type")
+        params: dict[str, Any] = {}
+        for input_name, value in obj(raw.get("inputs", {}), f"{path}.inputs").items():
+            name(input_name, f"{path}.inputs")
+            if is_link(value, ids):
+                links.append((str(value[0]), value[1], nid, input_name))
+            else:
+                params[input_name] = value
+        model.add_node(name(raw["class_type"], f"{path}.class_type"), params, id=nid,
+                       title=_title(raw, path), extra=_extra(raw))
+    for src, index, dst, input_name in links:
+        model.connect(src, index, dst, input_name, replace=False)
+    return model
+
+
+def _title(raw: dict[str, Any], path: str) -> str | None:
+    meta = obj(raw.get("_meta", {}), f"{path}._meta")
+    return opt_title(meta.get("title"), f"{path}._meta.title")
+
+
+def _extra(raw: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in raw.items() if k not in ("class_type", "inputs", "_meta")}
+    if "_meta" not in raw:
+        kept[_NO_META] = True
+    else:
+        meta_rest = {k: v for k, v in raw["_meta"].items() if k != "title"}
+        if meta_rest:
+            kept["_meta"] = meta_rest
+    return {_EXTRA: kept} if kept else {}
+
+
+def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The model as an API-format prompt.
+
+    With ``lookup`` (``REGISTRY.lookup``), inputs are written in the spec's order, required
+    widget inputs without a value get their default (ComfyUI rejects prompts missing them),
+    and a node without a title gets its type's display name in ``_meta``.
+    """
+    out: dict[str, Any] = {}
+    for node in model.nodes.values():
+        spec = lookup(node.type) if lookup is not None else None
+        linked = model.inputs_of(node.id)
+        inputs: dict[str, Any] = {}
+        for port_name in _input_order(spec, node.params, linked):
+            edges = linked.get(port_name)
+            if edges:
+                inputs[port_name] = [edges[0].src, edges[0].src_output]
+            elif port_name in node.params:
+                inputs[port_name] = node.params[port_name]
+            else:
+                port = spec.input(port_name) if spec is not None else None
+                if port is not None and port.required and getattr(port, "has_default", False):
+                    inputs[port_name] = port.default
+        entry: dict[str, Any] = {"inputs": inputs, "class_type": node.type}
+        kept = dict(node.extra.get(_EXTRA, {}))
+        if not kept.pop(_NO_META, False):
+            title = node.title or (getattr(spec, "display_name", "") or node.type)
+            entry["_meta"] = {"title": title, **kept.pop("_meta", {})}
+        entry.update(kept)
+        out[node.id] = entry
+    return out
+
+
+def _input_order(spec: Any, params: dict[str, Any], linked: Any) -> list[str]:
+    """Spec inputs first (widgets only when they have a value or a default), then the rest."""
+    names: list[str] = []
+    if spec is not None:
+        names += [p.name for p in spec.inputs]
+    names += [n for n in params if n not in names]
+    names += [n for n in linked if n not in names]
+    return names

@@ -1,0 +1,370 @@
+"""Validation: every problem of a graph, collected in one pass, before anything runs.
+
+Policy:
+- Never stop at the first problem: each node, edge and param is checked and every problem is
+  returned (a ``Problem`` with VE code, node id, port, a message naming the value, a hint).
+- Node types are resolved through ``lookup(type) -> spec | None`` (pass ``REGISTRY.lookup``).
+  Specs are seen only by duck typing (``.inputs`` of ports with ``name``, ``type``, ``default``,
+  ``required``, ``min``, ``max``, ``choices``, ``widget``; ``.outputs`` with ``type``; optional
+  ``.check``), so ``graph/`` never imports ``vortex_jupyter.nodes``.
+- A linked input wins over a widget value stored for it: no problem is reported for the value.
+- Params of inputs that are not widgets (IMAGE, MODEL, ``*`` ...) may hold values given from
+  Python; only their size and finiteness are checked.
+- Cycles: Kahn's pass finds whether any exist (linear); only then are strongly connected
+  components searched, and each is reported once as ``a -> b -> a`` (bounded).
+
+>>> from vortex_jupyter.graph.model import GraphModel
+>>> g = GraphModel(); _ = g.add_node("Nope", id="1")
+>>> [p.code for p in validate(g, lambda t: None)]
+['VE-101']
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import Problem, ValidationError
+from . import topology
+from .model import Edge, GraphModel, NodeData
+from .ports import compatible
+
+__all__ = ["MAX_INT", "MAX_STRING", "check", "describe", "validate"]
+
+#: Longest string accepted in a param (characters).
+MAX_STRING = 1 << 20
+#: Integers must fit in signed 64 bits (what tensors, numpy and JSON tools agree on) ...
+MAX_INT = (1 << 63) - 1
+MIN_INT = -(1 << 63)
+#: ... unless the port declares a larger max: ComfyUI's seeds go up to 2**64 - 1.
+MAX_UINT = (1 << 64) - 1
+#: Choice lists are cut to this many entries in messages.
+CHOICES_SHOWN = 8
+
+Lookup = Callable[[str], Any]
+
+
+def check(model: GraphModel, lookup: Lookup, known_types: Iterable[str] | None = None) -> None:
+    """Raise ``ValidationError`` with every problem of ``model``, if it has any."""
+    problems = validate(model, lookup, known_types)
+    if problems:
+        raise ValidationError(problems)
+
+
+def validate(model: GraphModel, lookup: Lookup, known_types: Iterable[str] | None = None) -> list[Problem]:
+    """Every problem of ``model``. ``known_types`` feeds "did you mean" hints for unknown types
+    (default: ``lookup.__self__.types()`` when ``lookup`` is a registry's bound method)."""
+    problems: list[Problem] = []
+    types = _TypeNames(lookup, known_types)
+    infos = _Infos(lookup)
+    into = model._in  # read directly: this loop runs once per node of 100k-node graphs
+    for node in model.nodes.values():
+        info = infos[node.type]
+        if info is None:
+            problems.append(_unknown_type(node, types))
+        linked = into.get(node.id) or {}
+        if linked:
+            _check_edges(model, node, info, linked, infos, problems)
+        if info is not None:
+            _check_node(node, info, linked, problems)
+    problems += _cycles(model)
+    return problems
+
+
+class _Port:
+    """What validation needs of a port, read once per node type (specs are duck-typed)."""
+
+    __slots__ = ("choices", "hi", "lo", "name", "needed", "type", "widget")
+
+    def __init__(self, port: Any) -> None:
+        self.name: str = port.name
+        self.type: str = port.type
+        self.widget = bool(getattr(port, "widget", False))
+        self.choices = getattr(port, "choices", None)
+        self.lo, self.hi = getattr(port, "min", None), getattr(port, "max", None)
+        self.needed = bool(getattr(port, "required", True)) and not _has_default(port)
+
+
+class _Info:
+    __slots__ = ("check", "defaults", "needed", "out_types", "ports", "spec", "type")
+
+    def __init__(self, type_name: str, spec: Any) -> None:
+        self.spec, self.type = spec, type_name
+        self.ports = {p.name: _Port(p) for p in spec.inputs}
+        self.needed = tuple(p for p in self.ports.values() if p.needed)
+        self.out_types = tuple(o.type for o in spec.outputs)
+        check = getattr(spec, "check", None)
+        self.check = check if callable(check) else None
+        self.defaults = {p.name: p.default for p in spec.inputs if _has_default(p)} if self.check else {}
+
+
+class _Infos(dict[str, "_Info | None"]):
+    """Spec info per node type, looked up once per validation."""
+
+    def __init__(self, lookup: Lookup) -> None:
+        super().__init__()
+        self._lookup = lookup
+
+    def __missing__(self, type_name: str) -> _Info | None:
+        spec = self._lookup(type_name)
+        info = None if spec is None else _Info(type_name, spec)
+        self[type_name] = info
+        return info
+
+
+class _TypeNames:
+    """Known type names, fetched only when an unknown type needs suggestions."""
+
+    def __init__(self, lookup: Lookup, known: Iterable[str] | None) -> None:
+        self._lookup, self._known = lookup, known
+        self._names: list[str] | None = None
+
+    def names(self) -> list[str]:
+        if self._names is None:
+            source = self._known
+            if source is None:
+                owner = getattr(self._lookup, "__self__", self._lookup)
+                types = getattr(owner, "types", None)
+                source = types() if callable(types) else ()
+            self._names = [str(t) for t in source]
+        return self._names
+
+
+def _unknown_type(node: NodeData, types: _TypeNames) -> Problem:
+    close = difflib.get_close_matches(node.type, types.names(), n=3, cutoff=0.6)
+    hint = f"did you mean {_or_list(close)}?" if close else "install or register the node type, or remove the node"
+    return Problem("VE-101", node.id, None, f"unknown node type {node.type!r}", hint)
+
+
+# ---- edges ---------------------------------------------------------------------------------
+def _check_edges(
+    model: GraphModel, node: NodeData, info: _Info | None, linked: dict[str, list[Edge]], infos: _Infos,
+    out: list[Problem],
+) -> None:
+    for name, edges in linked.items():
+        port = info.ports.get(name) if info is not None else None
+        if info is not None and port is None:
+            out.append(_unknown_name(node, info, name, "input", f"linked from node {edges[0].src!r}"))
+        if len(edges) > 1:
+            srcs = ", ".join(f"{e.src}[{e.src_output}]" for e in edges)
+            out.append(Problem("VE-109", node.id, name, f"input {name!r} has {len(edges)} links (from {srcs})",
+                               "keep one link into this input and remove the others"))
+        for edge in edges:
+            _check_edge(model, edge, port, infos, out)
+
+
+def _check_edge(model: GraphModel, e: Edge, port: _Port | None, infos: _Infos, out: list[Problem]) -> None:
+    if e.src == e.dst:
+        out.append(Problem("VE-110", e.dst, e.dst_input,
+                           f"node {e.dst!r} is linked to itself (output {e.src_output} -> input {e.dst_input!r})",
+                           "remove this link; a node cannot consume its own output"))
+        return
+    src = model.nodes.get(e.src)
+    if src is None:
+        out.append(Problem("VE-107", e.dst, e.dst_input,
+                           f"input {e.dst_input!r} is linked from node {e.src!r}, which does not exist",
+                           "remove the link or add the missing node"))
+        return
+    src_info = infos[src.type]
+    if src_info is None:
+        return  # the source's own VE-101 says it all
+    outs = src_info.out_types
+    if not 0 <= e.src_output < len(outs):
+        plural = "s" if len(outs) != 1 else ""
+        out.append(Problem("VE-108", e.dst, e.dst_input,
+                           f"input {e.dst_input!r} is linked from output {e.src_output} of node {e.src!r} "
+                           f"({src.type}), which has {len(outs)} output{plural}",
+                           f"link from an output index between 0 and {len(outs) - 1}" if outs
+                           else f"{src.type} has no outputs; remove the link"))
+        return
+    src_type = outs[e.src_output]
+    if port is not None and not compatible(src_type, port.type):
+        out.append(Problem("VE-103", e.dst, e.dst_input,
+                           f"input {e.dst_input!r} expects {port.type} but is linked to output {e.src_output} "
+                           f"of node {e.src!r} ({src.type}), which gives {src_type}",
+                           f"link an output of type {port.type} instead"))
+
+
+# ---- params and required inputs ------------------------------------------------------------
+def _check_node(node: NodeData, info: _Info, linked: dict[str, list[Edge]], out: list[Problem]) -> None:
+    before = len(out)
+    params = node.params
+    for name, value in params.items():
+        port = info.ports.get(name)
+        if port is None:
+            out.append(_unknown_name(node, info, name, "param", f"= {_show(value)}"))
+        elif name not in linked:  # a link wins over a stored widget value
+            problem = _value_problem(node.id, port, value)
+            if problem is not None:
+                out.append(problem)
+    for port in info.needed:
+        if port.name not in linked and port.name not in params:
+            what = "a value" if port.widget else f"a link from an output of type {port.type}"
+            out.append(Problem("VE-102", node.id, port.name,
+                               f"required input {port.name!r} ({port.type}) of {node.type} has no value and no link",
+                               f"give it {what}"))
+    if info.check is not None and len(out) == before:
+        _custom_check(node, info, linked, out)
+
+
+def _custom_check(node: NodeData, info: _Info, linked: dict[str, list[Edge]], out: list[Problem]) -> None:
+    params = {k: v for k, v in info.defaults.items() if k not in linked}
+    params.update((k, v) for k, v in node.params.items() if k not in linked)
+    try:
+        found = list(info.check(params) or ())  # type: ignore[misc]
+    except Exception as exc:  # a buggy check must not hide the other problems
+        out.append(Problem("VE-116", node.id, None, f"{node.type}'s check of its params failed: {exc!r}",
+                           "fix the node's check function"))
+        return
+    for item in found:
+        port, message, hint = (*tuple(item), "", "", "")[:3]
+        out.append(Problem("VE-116", node.id, port or None, str(message), str(hint)))
+
+
+def _has_default(port: Any) -> bool:
+    has = getattr(port, "has_default", None)
+    if isinstance(has, bool):
+        return has
+    return getattr(port, "default", None) is not None
+
+
+def _unknown_name(node: NodeData, info: _Info, name: str, kind: str, detail: str) -> Problem:
+    names = list(info.ports)
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    hint = f"did you mean {_or_list(close)}?" if close else f"{node.type} takes: {', '.join(names) or 'nothing'}"
+    return Problem("VE-112", node.id, name, f"{node.type} has no input named {name!r} ({kind} {detail})", hint)
+
+
+def check_value(node_id: str, port: Any, value: Any) -> Problem | None:
+    """The problem with ``value`` for ``port`` (a spec's PortSpec), if any: type, size,
+    finiteness, choices, range -- the per-param part of ``validate``."""
+    return _value_problem(node_id, _Port(port), value)
+
+
+def _value_problem(node_id: str, port: _Port, value: Any) -> Problem | None:
+    kind = type(value)
+    if kind is int and _plain_int_ok(port, value):
+        return None  # the common case, checked cheaply (100k-node graphs validate in budget)
+    name = port.name
+
+    def problem(code: str, message: str, hint: str) -> Problem:
+        return Problem(code, node_id, name, message, hint)
+
+    too_large = _too_large(value, port)
+    if too_large:
+        return problem("VE-114", f"{name} = {_show(value)} is too large: {too_large}",
+                       "use a smaller value" if isinstance(value, int) else f"keep strings under {MAX_STRING} characters")
+    if kind is float and not math.isfinite(value):
+        return problem("VE-106", f"{name} = {_show(value)} is not a finite number", "use a finite number")
+    if not port.widget:
+        if port.type != "*" and _looks_like_link(value):  # an API-format link to a node not in the file
+            return problem("VE-107", f"{name} = {_show(value)} looks like a link to node {value[0]!r}, "
+                           "which does not exist", "link this input from an existing node")
+        return None  # a Python value for a wired input (IMAGE, MODEL): the engine's business
+    wrong = _wrong_type(port.type, value)
+    if wrong:
+        return problem("VE-104", f"{name} = {_show(value)} is a {kind.__name__}, but {port.type} needs {wrong}",
+                       f"give {name} {wrong}")
+    choices = port.choices
+    if choices is not None and not choices:
+        return problem("VE-113", f"{name} = {_show(value)} cannot be checked: {name} has no choices at all",
+                       f"make {name}'s choices available (e.g. put files in the folder it lists)")
+    if choices is not None and value not in choices:
+        listed = ", ".join(repr(c) for c in list(choices)[:CHOICES_SHOWN])
+        more = f" (and {len(choices) - CHOICES_SHOWN} more)" if len(choices) > CHOICES_SHOWN else ""
+        return problem("VE-113", f"{name} = {_show(value)} is not one of the choices: {listed}{more}",
+                       f"pick one of the {len(choices)} choices")
+    return _range(problem, name, value, port)
+
+
+def _looks_like_link(value: Any) -> bool:
+    return (
+        type(value) is list
+        and len(value) == 2
+        and type(value[0]) in (str, int)
+        and type(value[1]) is int
+    )
+
+
+def _plain_int_ok(port: _Port, value: int) -> bool:
+    return (
+        port.type in ("INT", "FLOAT")
+        and port.choices is None
+        and MIN_INT <= value <= MAX_INT
+        and (port.lo is None or value >= port.lo)
+        and (port.hi is None or value <= port.hi)
+    )
+
+
+def _range(problem: Callable[[str, str, str], Problem], name: str, value: Any, port: _Port) -> Problem | None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    lo, hi, shown = port.lo, port.hi, _show(value)
+    if lo is not None and value < lo:
+        return problem("VE-105", f"{name} = {shown} is below the minimum {lo}", f"use a value between {lo} and {hi}"
+                       if hi is not None else f"use a value of at least {lo}")
+    if hi is not None and value > hi:
+        return problem("VE-105", f"{name} = {shown} is above the maximum {hi}", f"use a value between {lo} and {hi}"
+                       if lo is not None else f"use a value of at most {hi}")
+    return None
+
+
+def _wrong_type(ptype: str, value: Any) -> str | None:
+    """What ``ptype`` needs, if ``value`` is not it (bool is not an INT; int is fine for FLOAT)."""
+    if ptype == "INT":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        return None if ok else "an integer"
+    if ptype == "FLOAT":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else "a number"
+    if ptype == "STRING":
+        return None if isinstance(value, str) else "a string"
+    if ptype == "BOOLEAN":
+        return None if isinstance(value, bool) else "true or false"
+    if ptype == "COMBO":
+        ok = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        return None if ok else "one of the choices"
+    return None
+
+
+def _too_large(value: Any, port: _Port) -> str:
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        return f"{len(value)} characters (the limit is {MAX_STRING})"
+    if isinstance(value, int) and not isinstance(value, bool):
+        hi = MAX_INT
+        if isinstance(port.hi, int) and port.hi > MAX_INT:
+            hi = min(port.hi, MAX_UINT)
+        if not MIN_INT <= value <= hi:
+            bits = "a signed 64-bit integer" if hi == MAX_INT else "64 bits"
+            return f"it does not fit in {bits}"
+    return ""
+
+
+def _show(value: Any) -> str:
+    """``repr`` cut to a readable length (values may be 10 MB strings or huge ints)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"<{value.bit_length()}-bit integer>"
+    if isinstance(value, str) and len(value) > 60:
+        return f"{value[:40]!r}... ({len(value)} characters)"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def describe(value: Any) -> str:
+    """Public form of the value display used in messages (for formats and the CLI)."""
+    return _show(value)
+
+
+def _or_list(names: list[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _cycles(model: GraphModel) -> list[Problem]:
+    _, leftover = topology._kahn(model, None)
+    if not leftover:
+        return []
+    # self-loops are already VE-110; a cycle through more nodes is VE-111
+    return topology.cycle_problems(model, leftover, self_loops=False)
