@@ -20,6 +20,6 @@ def _members(t: str) -> frozenset[str]:
 
 def compatible(src: str, dst: str) -> bool:
     """Whether an output of type ``src`` may be linked into an input of type ``dst``."""
-    if src == dst or src == ANY or dst == ANY:
+    if src in (dst, ANY) or dst == ANY:
         return True
     return bool(_members(src) & _members(dst))
