@@ -1,0 +1,209 @@
+"""The canvas in a real JupyterLab in real Chromium (DESIGN.md §8, issue 5 acceptance).
+
+Tests share one JupyterLab, one browser and the notebook page ``nb`` (module fixtures) and
+run in file order: render, drag, connect, Python edits, run, two pages, malformed update.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import time
+from typing import Any
+
+import pytest
+
+from .lab import LabPage
+
+pytestmark = pytest.mark.e2e
+
+CANVAS = ".vx-root canvas"
+
+
+def kernel(nb: LabPage, expr: str) -> Any:
+    """Evaluate ``expr`` in the notebook's kernel and return it as a Python literal."""
+    return ast.literal_eval(nb.kexec(f"print(repr({expr}))").strip())
+
+
+def canvas_origin(nb: LabPage, index: int = 0) -> tuple[float, float]:
+    box = nb.page.query_selector_all(CANVAS)[index].bounding_box()
+    assert box is not None
+    return box["x"], box["y"]
+
+
+def drag(nb: LabPage, start: tuple[float, float], end: tuple[float, float], index: int = 0) -> None:
+    """A real pointer drag between two canvas-relative points."""
+    ox, oy = canvas_origin(nb, index)
+    mouse = nb.page.mouse
+    mouse.move(ox + start[0], oy + start[1])
+    mouse.down()
+    mouse.move(ox + (start[0] + end[0]) / 2, oy + (start[1] + end[1]) / 2, steps=5)
+    mouse.move(ox + end[0], oy + end[1], steps=5)
+    mouse.up()
+
+
+def edges_into(nb: LabPage, dst: str) -> list[tuple[str, int, str, str]]:
+    return kernel(nb, f"[(e.src, e.src_output, e.dst, e.dst_input) for e in g.model.edges() if e.dst == {dst!r}]")
+
+
+SNAPSHOT = "() => JSON.stringify(document.querySelector('.vx-root').__vortex.doc.getMap('nodes').toJSON())"
+
+
+def converged(*pages: LabPage, timeout: float = 10.0) -> dict[str, Any]:
+    """Wait until every page's replica holds the same nodes (key order may differ); return them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        snapshots = [json.loads(p.page.evaluate(SNAPSHOT)) for p in pages]
+        if all(s == snapshots[0] for s in snapshots) or time.monotonic() > deadline:
+            assert all(s == snapshots[0] for s in snapshots), "the replicas did not converge"
+            return snapshots[0]
+        pages[0].page.wait_for_timeout(100)
+
+
+def test_the_canvas_renders_the_graph_without_console_errors(nb: LabPage) -> None:
+    nb.hook("h.fit()")
+    nb.page.wait_for_function("() => document.querySelectorAll('.vx-root [role=listitem]').length === 6")
+    items = nb.page.eval_on_selector_all(
+        ".vx-root [role=listitem]", "els => els.map(e => [e.dataset.nodeId, e.dataset.nodeType])")
+    assert sorted(map(tuple, items)) == sorted([
+        ("load", "LoadImage"), ("invert", "ImageInvert"), ("preview", "PreviewImage"),
+        ("preview2", "PreviewImage"), ("add1", "IntAdd"), ("text", "PrimitiveString")])
+    assert nb.hook("h.frames()") > 0
+    nb.screenshot("01-rendered")
+    assert kernel(nb, "c.js_errors") == []
+    assert nb.console_errors == []
+
+
+def test_dragging_a_node_moves_it_in_the_kernel_graph(nb: LabPage) -> None:
+    before = kernel(nb, "g.nodes['add1'].pos")
+    rect = nb.hook("h.nodeRect('add1')")
+    zoom = nb.hook("h.view.zoom")
+    start = (rect["x"] + rect["w"] / 2, rect["y"] + 10)
+    drag(nb, start, (start[0] + 60, start[1] + 40))
+    nb.page.wait_for_function("() => true")
+    after = kernel(nb, "g.nodes['add1'].pos")
+    assert after[0] - before[0] == pytest.approx(60 / zoom, abs=2 / zoom)
+    assert after[1] - before[1] == pytest.approx(40 / zoom, abs=2 / zoom)
+    nb.screenshot("02-dragged")
+
+
+def test_connecting_compatible_ports_adds_the_edge_and_incompatible_ones_are_refused(nb: LabPage) -> None:
+    src = nb.hook("h.portPosition('invert', 'output', 0)")
+    dst = nb.hook("h.portPosition('preview2', 'input', 'images')")
+    assert src and dst, "the test hook must know both sockets"
+    drag(nb, tuple(src), tuple(dst))
+    nb.page.wait_for_timeout(300)
+    assert edges_into(nb, "preview2") == [("invert", 0, "preview2", "images")]
+    bad_src = nb.hook("h.portPosition('text', 'output', 0)")  # STRING into IMAGE
+    drag(nb, tuple(bad_src), tuple(dst))
+    toast = nb.page.wait_for_selector(".vx-root .vx-toast", timeout=5_000)
+    assert "STRING" in toast.inner_text() and "IMAGE" in toast.inner_text()
+    nb.screenshot("03-refused-connection")
+    assert edges_into(nb, "preview2") == [("invert", 0, "preview2", "images")]
+
+
+def test_a_param_change_in_python_shows_on_the_canvas(nb: LabPage) -> None:
+    nb.kexec("g.nodes['add1'].params['b'] = 41\ng.nodes['text'].title = 'greeting'")
+    nb.page.wait_for_function(
+        "() => { const h = document.querySelector('.vx-root').__vortex; const n = h.doc.getMap('nodes');"
+        " return n.get('add1').get('params').get('b') === 41 && n.get('text').get('title') === 'greeting'; }",
+        timeout=5_000)
+    nb.screenshot("04-python-edit")
+
+
+def test_a_node_added_from_the_palette_and_deleted_by_key_follows_in_the_kernel(nb: LabPage) -> None:
+    nb.page.click(".vx-root .vx-btn-add")
+    nb.page.fill(".vx-root .vx-palette-input", "IntMultiply")
+    nb.page.keyboard.press("Enter")
+    nb.page.wait_for_timeout(300)
+    added = kernel(nb, "[n.id for n in g.model.nodes.values() if n.type == 'IntMultiply']")
+    assert len(added) == 1 and added[0].startswith("n") and len(added[0]) == 9  # "n" + 8 base36
+    params = kernel(nb, f"[(k, type(v).__name__) for k, v in g.model.nodes[{added[0]!r}].params.items()]")
+    assert params and all(t == "int" for _, t in params), params  # INT widgets arrive as int, not float
+    nb.screenshot("04b-palette-added")
+    rect = nb.hook("h.nodeRect(a)", added[0])
+    ox, oy = canvas_origin(nb)
+    nb.page.mouse.click(ox + rect["x"] + rect["w"] / 2, oy + rect["y"] + 10)
+    assert nb.hook("h.selection()") == [added[0]]
+    nb.page.keyboard.press("Delete")
+    nb.page.wait_for_timeout(300)
+    assert kernel(nb, f"{added[0]!r} in g.model.nodes") is False
+
+
+RED_INVERTED = "([x, y, w, h]) => { const cv = document.querySelector('.vx-root canvas');" \
+    " const s = cv.width / cv.clientWidth; const d = cv.getContext('2d').getImageData(" \
+    "Math.round(x * s), Math.round(y * s), Math.round(w * s), Math.round(h * s)).data; let n = 0;" \
+    " for (let i = 0; i < d.length; i += 4) if (d[i] < 40 && d[i+1] > 215 && d[i+2] > 215) n++; return n; }"
+
+
+def test_run_shows_progress_then_the_preview_on_the_node_and_inline(nb: LabPage) -> None:
+    nb.page.evaluate(
+        "() => { const h = document.querySelector('.vx-root').__vortex; window.__vxSeen = new Set();"
+        " window.__vxPoll = setInterval(() => { for (const s of Object.values(h.states())) window.__vxSeen.add(s); }, 5); }")
+    nb.page.click(".vx-root .vx-btn-run")
+    img = nb.page.wait_for_selector(".vx-root img.vx-output-image[data-node='preview']", timeout=90_000)
+    nb.page.wait_for_function("() => document.querySelector('.vx-root').__vortex.states().preview === 'done'")
+    seen = set(nb.page.evaluate("() => { clearInterval(window.__vxPoll); return [...window.__vxSeen]; }"))
+    assert {"queued", "running"} & seen and "done" in seen
+    natural = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+    assert natural == [48, 48]
+    rect = nb.hook("h.nodeRect('preview')")
+    nb.hook("0")  # flush a frame with the image drawn on the node
+    cyan = nb.page.evaluate(RED_INVERTED, [rect["x"], rect["y"], rect["w"], rect["h"]])
+    assert cyan > 50, "the inverted (cyan) preview must be drawn on the PreviewImage node"
+    mime, final, data = kernel(nb, "c.images['preview'][:2] + (len(c.images['preview'][2]),)")
+    assert (mime, final) == ("image/png", True) and data > 0
+    nb.screenshot("05-run-preview")
+
+
+def test_two_pages_on_the_same_notebook_see_each_others_edits_and_converge(nb: LabPage, lab: Any,
+                                                                        browser_context: Any) -> None:
+    nb.command("docmanager:save")
+    nb.page.wait_for_timeout(500)
+    other = LabPage(browser_context.new_page(), lab)
+    other.open("canvas.ipynb", "w2")
+    other.canvas(0, timeout=60_000)
+    # page 1 moves a node through its doc; page 2 drags another with the mouse
+    nb.page.evaluate("() => { const d = document.querySelector('.vx-root').__vortex.doc;"
+                     " d.transact(() => d.getMap('nodes').get('load').set('x', -150)); }")
+    rect = other.hook("h.nodeRect('preview2')")
+    start = (rect["x"] + rect["w"] / 2, rect["y"] + 10)
+    drag(other, start, (start[0] - 50, start[1] + 30))
+    other.page.wait_for_function(
+        "() => document.querySelector('.vx-root').__vortex.doc.getMap('nodes').get('load').get('x') === -150",
+        timeout=5_000)
+    # simultaneous edits of one param from both pages: every replica ends up with the same value
+    for page, value in ((nb, 111), (other, 222)):
+        page.page.evaluate("(v) => { const d = document.querySelector('.vx-root').__vortex.doc;"
+                           " d.getMap('nodes').get('add1').get('params').set('a', v); }", value)
+    nodes = converged(nb, other)
+    assert nodes["preview2"]["x"] == kernel(nb, "g.nodes['preview2'].pos[0]")
+    assert kernel(nb, "g.nodes['load'].pos[0]") == -150
+    assert kernel(nb, "g.nodes['add1'].params['a']") == nodes["add1"]["params"]["a"] in (111, 222)
+    other.screenshot("06-second-page")
+    assert other.console_errors == []
+    other.page.close()
+
+
+def test_a_malformed_update_from_the_page_is_rejected_and_the_graph_stays_intact(nb: LabPage) -> None:
+    before = kernel(nb, "g.to_json()")
+    comm_id = kernel(nb, "c.model_id")
+    rejected = kernel(nb, "c.session.relay.rejected")
+    # a second kernel connection speaks on the widget's comm like a hostile page would
+    nb.page.evaluate("""async (commId) => {
+      const app = window.jupyterapp, kernel = app.shell.currentWidget.sessionContext.session.kernel;
+      const conn = app.serviceManager.kernels.connectTo({ model: kernel.model, handleComms: true });
+      await conn.info;
+      const comm = conn.createComm("jupyter.widget", commId);
+      const junk = new Uint8Array([0, 2, 12, 1, 250, 250, 250, 250, 250, 250, 250, 250, 7, 7, 7]);
+      comm.send({ method: "custom", content: { t: "y" } }, undefined, [junk.buffer]);
+      const bad = new Uint8Array([0, 2, 5, 0, 0, 0, 0]);
+      comm.send({ method: "custom", content: { t: "y" } }, undefined, [bad.buffer]);
+      await new Promise((r) => setTimeout(r, 500));
+      conn.dispose();
+    }""", comm_id)
+    toast = nb.page.wait_for_selector(".vx-root .vx-toast >> text=VE-600", timeout=5_000)
+    assert "rejected" in toast.inner_text()
+    assert kernel(nb, "c.session.relay.rejected") >= rejected + 1
+    assert kernel(nb, "g.to_json()") == before
+    nb.screenshot("07-malformed-rejected")

@@ -1,0 +1,108 @@
+"""Wire protocol between the kernel and the canvas views, written once as types.
+
+Twin of ``js/src/protocol.ts`` (change both together); the contract is ``.team/CANVAS.md``.
+Messages ride anywidget custom messages: JSON content tagged by ``"t"``, binary payloads in
+``buffers[0]``. ``{"t": "y"}`` buffers use y-websocket framing (first varuint 0 = sync,
+1 = awareness) so pycrdt's ``create_sync_message``/``handle_sync_message`` and y-protocols'
+``writeSyncStep1``/``writeUpdate`` read each other's frames.
+
+>>> error_msg("bad update")["code"]
+'VE-600'
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict
+
+#: y-websocket framing, first varuint of a ``{"t": "y"}`` buffer.
+Y_MESSAGE_SYNC = 0
+Y_MESSAGE_AWARENESS = 1
+
+#: Largest incoming frame the kernel accepts (the view caps its own sends the same way).
+MAX_UPDATE_BYTES = 8 * 1024 * 1024
+
+#: Transaction/Change origin of edits that came from a view: the binding never echoes them.
+CANVAS_ORIGIN = "canvas"
+
+ROOT_NODES = "nodes"
+ROOT_EDGES = "edges"
+ROOT_GROUPS = "groups"
+ROOT_META = "meta"
+ROOTS = (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_META)
+
+#: Integers beyond this travel as decimal strings (JS numbers are IEEE doubles).
+MAX_SAFE_INT = 2**53 - 1
+
+
+# ---- view -> kernel ---------------------------------------------------------------------
+class HelloMsg(TypedDict):
+    t: Literal["hello"]
+
+
+class YMsg(TypedDict):
+    t: Literal["y"]
+
+
+class RunMsg(TypedDict):
+    t: Literal["run"]
+    outputs: list[str] | None
+
+
+class CancelMsg(TypedDict):
+    t: Literal["cancel"]
+
+
+class LogMsg(TypedDict):
+    t: Literal["log"]
+    level: str
+    message: str
+
+
+# ---- kernel -> view ---------------------------------------------------------------------
+class EventMsg(TypedDict):
+    t: Literal["event"]
+    event: dict[str, Any]
+
+
+class ImageMsg(TypedDict):
+    t: Literal["image"]
+    node: str
+    final: bool
+    mime: str
+
+
+class ErrorMsg(TypedDict):
+    t: Literal["error"]
+    code: str
+    message: str
+
+
+class StateMsg(TypedDict):
+    t: Literal["state"]
+    running: bool
+
+
+def edge_key(dst: str, dst_input: str) -> str:
+    """Key of an edge in the ``edges`` root: one edge per input by construction."""
+    return f"{dst}:{dst_input}"
+
+
+def y_msg() -> YMsg:
+    return {"t": "y"}
+
+
+def error_msg(message: str, code: str = "VE-600") -> ErrorMsg:
+    return {"t": "error", "code": code, "message": message}
+
+
+def state_msg(running: bool) -> StateMsg:
+    return {"t": "state", "running": running}
+
+
+def event_msg(event: dict[str, Any]) -> EventMsg:
+    """An engine event for the views; preview bytes never ride in JSON (they go as images)."""
+    return {"t": "event", "event": {k: v for k, v in event.items() if k != "data"}}
+
+
+def image_msg(node: str, final: bool, mime: str) -> ImageMsg:
+    return {"t": "image", "node": node, "final": final, "mime": mime}

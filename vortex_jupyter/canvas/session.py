@@ -1,0 +1,148 @@
+"""One canvas session per graph: the shared doc binding, the relay, runs and their events.
+
+State: every ``Canvas`` of a graph joins the same ``CanvasSession`` (an attribute of the
+graph), so all views edit ONE
+authoritative doc and see the same runs.
+
+Policy:
+- ``{"t": "run"}`` from any view starts ``graph.start(outputs=...)`` in the background; one
+  run at a time per graph (a second request gets an error message, the run goes on).
+- Every event of every run of the graph (the canvas's own, or ``g.run()`` from Python)
+  arrives through ``graph.on_event`` and goes to ALL views; preview bytes go as
+  ``{"t": "image"}`` binary messages, never inside the JSON event or the doc.
+- The last image of each node is kept, so a view that opens later shows the latest results.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import VortexError
+from ..graph.model import GraphModel
+from . import protocol
+from .sync import Relay
+from .ydoc import GraphDoc
+
+Send = Callable[[Any, list[bytes]], None]
+
+_ATTR = "_vx_canvas_session"
+_FALLBACK: dict[int, CanvasSession] = {}  # graphs that refuse new attributes (__slots__)
+_SESSIONS_LOCK = threading.Lock()
+
+
+def session_for(graph: Any) -> CanvasSession:
+    """The session of ``graph`` (a ``vx.Graph`` or a bare ``GraphModel``), made on first use.
+
+    The graph holds its session (an attribute), so both live and die together.
+    """
+    with _SESSIONS_LOCK:
+        session = getattr(graph, _ATTR, None) or _FALLBACK.get(id(graph))
+        if isinstance(session, CanvasSession) and session.graph is graph:
+            return session
+        session = CanvasSession(graph)
+        try:
+            setattr(graph, _ATTR, session)
+        except AttributeError:
+            _FALLBACK[id(graph)] = session
+        return session
+
+
+class CanvasSession:
+    """The doc binding, relay and run control shared by every view of one graph."""
+
+    def __init__(self, graph: Any) -> None:
+        self.graph = graph
+        self.model: GraphModel = graph if isinstance(graph, GraphModel) else graph.model
+        self.doc = GraphDoc(self.model)
+        # echo=True: one widget model may be shown by several browser pages; they share the
+        # comm, so an update from one page must come back on it to reach the others (yjs
+        # ignores updates it already has).
+        self.relay = Relay(self.doc, echo=True)
+        self.run: Any = None
+        self.running = False
+        self.images: dict[str, tuple[str, bool, bytes]] = {}  # node -> (mime, final, data)
+        self._lock = threading.Lock()
+        on_event = getattr(graph, "on_event", None)
+        if callable(on_event):
+            on_event(self._on_event)
+
+    # ---- views ---------------------------------------------------------------------------
+    def attach(self, view_id: str, send: Send) -> None:
+        self.relay.add_view(view_id, send)
+
+    def detach(self, view_id: str) -> None:
+        self.relay.remove_view(view_id)
+
+    def hello(self, view_id: str) -> None:
+        """Sync a (re)connecting view, then give it the run state and the latest images."""
+        self.relay.hello(view_id)
+        send = self.relay.views[view_id]
+        send(dict(protocol.state_msg(self.running)), [])
+        for node, (mime, final, data) in list(self.images.items()):
+            send(dict(protocol.image_msg(node, final, mime)), [data])
+
+    def broadcast(self, msg: Any, buffers: list[bytes] | None = None) -> None:
+        for send in list(self.relay.views.values()):
+            send(dict(msg), list(buffers or []))
+
+    # ---- runs ----------------------------------------------------------------------------
+    def start(self, outputs: list[str] | None, reply: Send) -> None:
+        start = getattr(self.graph, "start", None)
+        if not callable(start):
+            reply(dict(protocol.error_msg("this canvas shows a bare GraphModel; wrap it in vx.Graph to run it",
+                                          code="VE-000")), [])
+            return
+        with self._lock:
+            if self.run is not None and not getattr(self.run, "done", True):
+                reply(dict(protocol.error_msg("a run of this graph is already in progress; cancel it first",
+                                              code="VE-000")), [])
+                return
+            try:
+                self.run = start(outputs=outputs) if outputs else start()
+            except VortexError as exc:  # e.g. validation problems: shown as a toast
+                reply(dict(protocol.error_msg(str(exc), code=exc.code)), [])
+                return
+        self._set_running(True)
+        threading.Thread(target=self._watch, args=(self.run,), name="vortex-canvas-watch", daemon=True).start()
+
+    def _watch(self, run: Any) -> None:
+        """A run that cannot start (e.g. a ValidationError) emits no events: tell the views."""
+        try:
+            run.wait()
+        except BaseException as exc:
+            code = getattr(exc, "code", "VE-000")
+            self.broadcast(protocol.error_msg(f"the run did not start: {exc}", code=str(code)))
+        if self.run is run:
+            self._set_running(False)
+
+    def cancel(self) -> None:
+        run = self.run
+        if run is not None and not getattr(run, "done", True):
+            run.cancel()
+
+    def _set_running(self, running: bool) -> None:
+        if running != self.running:
+            self.running = running
+            self.broadcast(protocol.state_msg(running))
+
+    def _on_event(self, event: Any) -> None:
+        """From any thread: forward one engine event to every view."""
+        data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
+        kind = data.get("kind")
+        if kind == "run_started":
+            self._set_running(True)
+        if kind == "node_preview" and data.get("data"):
+            node, final, mime = str(data.get("node")), bool(data.get("final")), str(data.get("mime", "image/png"))
+            self.images[node] = (mime, final, bytes(data["data"]))
+            self.broadcast(protocol.image_msg(node, final, mime), [bytes(data["data"])])
+        self.broadcast(protocol.event_msg(data))
+        if kind == "run_finished":
+            self._set_running(False)
+
+    def close(self) -> None:
+        off = getattr(self.graph, "off_event", None)
+        if callable(off):
+            off(self._on_event)
+        self.doc.close()

@@ -1,0 +1,232 @@
+"""The relay: y-protocols frames between one graph's ``GraphDoc`` and its open views.
+
+State per graph: the views (``view_id -> send``), each view's last awareness frame (so a
+view that joins later sees the others' cursors), and a scratch replica of the doc.
+
+Policy for a ``{"t": "y"}`` frame from a view:
+- sync step 1: answer with step 2 (what the view lacks);
+- sync step 2 / update: UNTRUSTED. Size-capped, applied first to the scratch replica (kept
+  equal to the real doc; rebuilt whenever the kernel wrote since, or after a rejection),
+  with every ``BaseException`` caught (pycrdt raises pyo3 ``PanicException`` on some
+  malformed updates), the touched parts checked against the schema; only then applied to
+  the authoritative doc and relayed to every OTHER view (to all with ``echo``). A rejected frame costs its sender an
+  ``{"t": "error", "code": "VE-600"}`` message and never reaches the doc;
+- awareness: validated, remembered, relayed to the other views.
+
+>>> from vortex_jupyter.graph.model import GraphModel
+>>> from vortex_jupyter.canvas.ydoc import GraphDoc
+>>> relay = Relay(GraphDoc(GraphModel(), lookup=None))
+>>> sent = []
+>>> relay.add_view("v1", lambda msg, bufs: sent.append(msg))
+>>> relay.receive("v1", b"\\x07")
+>>> sent[-1]["code"]
+'VE-600'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pycrdt import Doc, Encoder, Map, create_sync_message, create_update_message, write_message
+
+from ..errors import ProtocolError
+from .protocol import MAX_UPDATE_BYTES, ROOTS, Y_MESSAGE_AWARENESS, Y_MESSAGE_SYNC, error_msg, y_msg
+from .schema import Touched, check
+from .ydoc import GraphDoc
+
+log = logging.getLogger(__name__)
+Send = Callable[[Any, list[bytes]], None]
+SYNC_STEP1, SYNC_STEP2, SYNC_UPDATE = 0, 1, 2
+_FATAL = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+class Reader:
+    """lib0 varuint/varbytes reader that raises ``ProtocolError`` instead of misreading."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def uint(self) -> int:
+        value, shift = 0, 0
+        while True:
+            if self.pos >= len(self.data) or shift > 63:
+                raise ProtocolError("truncated or oversized varuint in a y frame")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    def bytes(self) -> bytes:
+        n = self.uint()
+        if self.pos + n > len(self.data):
+            raise ProtocolError(f"a y frame announces {n} bytes but only {len(self.data) - self.pos} follow")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+
+class Relay:
+    """Routes y frames between a ``GraphDoc`` and the views of its graph."""
+
+    def __init__(self, gd: GraphDoc, max_bytes: int = MAX_UPDATE_BYTES, echo: bool = False) -> None:
+        self.gd = gd
+        self.max_bytes = max_bytes
+        #: also send accepted frames back to their sender (for a comm shared by several pages)
+        self.echo = echo
+        self.views: dict[str, Send] = {}
+        self._awareness: dict[str, tuple[bytes, dict[int, int]]] = {}
+        self._shadow: Doc | None = None
+        self._shadow_gen = -1
+        self.rejected = 0
+        gd.subscribe(self._broadcast)
+
+    # ---- views ---------------------------------------------------------------------------
+    def add_view(self, view_id: str, send: Send) -> None:
+        self.views[view_id] = send
+
+    def remove_view(self, view_id: str) -> None:
+        self.views.pop(view_id, None)
+        _frame, clocks = self._awareness.pop(view_id, (b"", {}))
+        if clocks:  # tell the others this view's cursors are gone (state null, clock + 1)
+            self._relay(view_id, _awareness_removal(clocks))
+
+    def hello(self, view_id: str) -> None:
+        """A view is (re)connecting: send our state vector and everything it may lack."""
+        send = self.views[view_id]
+        with self.gd.lock:
+            step1 = create_sync_message(self.gd.doc)
+            step2 = bytes([Y_MESSAGE_SYNC, SYNC_STEP2]) + write_message(self.gd.doc.get_update())
+        send(y_msg(), [step1])
+        send(y_msg(), [step2])
+        for other, (frame, _) in list(self._awareness.items()):
+            if other != view_id:
+                send(y_msg(), [frame])
+
+    # ---- incoming ------------------------------------------------------------------------
+    def receive(self, view_id: str, frame: bytes) -> None:
+        """Handle one frame from ``view_id``; a bad frame is answered with a VE-600 error."""
+        try:
+            self._dispatch(view_id, bytes(frame))
+        except _FATAL:
+            raise
+        except BaseException as exc:  # PanicException is a BaseException
+            self.rejected += 1
+            message = exc.message if isinstance(exc, ProtocolError) else f"{type(exc).__name__}: {exc}"
+            self._send(view_id, error_msg(f"update rejected, the graph is unchanged: {message}"))
+
+    def _dispatch(self, view_id: str, frame: bytes) -> None:
+        if len(frame) > self.max_bytes:
+            raise ProtocolError(
+                f"y frame of {len(frame)} bytes exceeds the {self.max_bytes}-byte limit",
+                hint="split the edit into smaller transactions",
+            )
+        reader = Reader(frame)
+        kind = reader.uint()
+        if kind == Y_MESSAGE_SYNC:
+            self._sync(view_id, reader)
+        elif kind == Y_MESSAGE_AWARENESS:
+            self._awareness_frame(view_id, frame, reader.bytes())
+        else:
+            raise ProtocolError(f"unknown y message type {kind}; expected 0 (sync) or 1 (awareness)")
+
+    def _sync(self, view_id: str, reader: Reader) -> None:
+        step = reader.uint()
+        payload = reader.bytes()
+        if step == SYNC_STEP1:
+            with self.gd.lock:
+                update = self.gd.doc.get_update(payload)
+            reply = bytes([Y_MESSAGE_SYNC, SYNC_STEP2]) + write_message(update)
+            self._send(view_id, y_msg(), [reply])
+        elif step in (SYNC_STEP2, SYNC_UPDATE):
+            if payload != b"\x00\x00":  # the empty update y-protocols sends after connecting
+                self.accept(view_id, payload)
+        else:
+            raise ProtocolError(f"unknown sync step {step}; expected 0, 1 or 2")
+
+    def accept(self, view_id: str, update: bytes) -> None:
+        """Validate ``update`` on the scratch replica, then apply it to the real doc."""
+        with self.gd.lock:
+            shadow = self._fresh_shadow()
+            touched = Touched()
+            failures: list[BaseException] = []
+            maps = [shadow.get(root, type=Map) for root in ROOTS]
+            subs = [m.observe_deep(_collector(touched, r, failures)) for m, r in zip(maps, ROOTS)]
+            try:
+                shadow.apply_update(update)
+                if failures:
+                    raise ProtocolError(f"unreadable change: {failures[0]!r}")
+                check(shadow, touched)
+            except BaseException as exc:
+                self._shadow = None  # possibly half-applied: rebuild from the real doc next time
+                if isinstance(exc, _FATAL):
+                    raise
+                raise ProtocolError(str(exc) or type(exc).__name__) from None
+            finally:
+                for m, sub in zip(maps, subs):
+                    m.unobserve(sub)
+            generation = self.gd.generation
+            self.gd.apply_remote(update, touched, view_id)
+            # kernel writes during reconciliation (orphan edges) leave the replica stale
+            self._shadow_gen = generation if self.gd.generation == generation else -1
+
+    def _fresh_shadow(self) -> Doc:
+        if self._shadow is None or self._shadow_gen != self.gd.generation:
+            shadow: Doc = Doc()
+            for root in ROOTS:
+                shadow.get(root, type=Map)
+            shadow.apply_update(self.gd.doc.get_update())
+            self._shadow, self._shadow_gen = shadow, self.gd.generation
+        return self._shadow
+
+    def _awareness_frame(self, view_id: str, frame: bytes, update: bytes) -> None:
+        reader, clocks = Reader(update), {}
+        for _ in range(min(reader.uint(), 1024)):
+            client, clock = reader.uint(), reader.uint()
+            state = reader.bytes()
+            json.loads(state.decode("utf-8"))  # must be JSON text
+            clocks[client] = clock
+        self._awareness[view_id] = (frame, clocks)
+        self._relay(view_id, frame)
+
+    # ---- outgoing ------------------------------------------------------------------------
+    def _broadcast(self, update: bytes, sender: object) -> None:
+        self._relay(sender, create_update_message(update))
+
+    def _relay(self, sender: object, frame: bytes) -> None:
+        for view_id in list(self.views):
+            if self.echo or view_id != sender:
+                self._send(view_id, y_msg(), [frame])
+
+    def _send(self, view_id: str, msg: Any, buffers: list[bytes] | None = None) -> None:
+        send = self.views.get(view_id)
+        if send is None:
+            return
+        try:
+            send(msg, buffers or [])
+        except Exception:  # a closed comm must not stop the relay to the other views
+            log.exception("sending to canvas view %s failed", view_id)
+
+
+def _collector(touched: Touched, root: str, failures: list[BaseException]) -> Callable[[Any], None]:
+    def on_events(events: Any) -> None:
+        try:
+            touched.add_events(root, list(events))
+        except BaseException as exc:  # reported after apply_update returns
+            failures.append(exc)
+
+    return on_events
+
+
+def _awareness_removal(clocks: dict[int, int]) -> bytes:
+    enc = Encoder()
+    enc.write_var_uint(len(clocks))
+    for client, clock in clocks.items():
+        enc.write_var_uint(client)
+        enc.write_var_uint(clock + 1)
+        enc.write_var_string("null")
+    return bytes([Y_MESSAGE_AWARENESS]) + write_message(enc.to_bytes())

@@ -1,0 +1,348 @@
+"""Bind a ``GraphModel`` to an authoritative ``pycrdt.Doc``, both ways.
+
+State: one ``GraphDoc`` per graph (shared by all its canvas views) owns the kernel's Doc.
+
+- Model -> doc: every model ``Change`` is written to the doc in a transaction, except changes
+  whose ``origin`` is ``"canvas"`` (they came from the doc; writing them back would echo).
+  The doc's update bytes go to ``subscribe``rs (the relay sends them to every view).
+- Doc -> model: ``apply_remote`` applies an already validated update and reconciles exactly
+  the touched nodes, params and edges into the model through ``GraphModel`` methods with
+  ``origin="canvas"``, so the engine invalidates exactly the affected cache keys.
+
+A lock serialises doc access: the model may be mutated from any thread (a run thread, a
+comm handler), and a pycrdt Doc allows one transaction at a time.
+
+>>> from vortex_jupyter.graph.model import GraphModel
+>>> m = GraphModel(); a = m.add_node("Add", {"a": 1})
+>>> gd = GraphDoc(m, lookup=None)
+>>> gd.nodes[a]["params"]["a"]
+1.0
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from pycrdt import Doc, Map
+
+from ..graph.model import Change, Edge, GraphModel, NodeData
+from . import values
+from .protocol import CANVAS_ORIGIN, ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, edge_key
+from .schema import Touched
+
+KERNEL_ORIGIN = "kernel"
+log = logging.getLogger(__name__)
+UpdateListener = Callable[[bytes, object], None]
+
+
+def default_lookup() -> Callable[[str], Any] | None:
+    """``REGISTRY.lookup`` when the node registry is importable (it is torch-free)."""
+    try:
+        from ..nodes.registry import REGISTRY
+    except ImportError:
+        return None
+    return REGISTRY.lookup
+
+
+class GraphDoc:
+    """The authoritative Y doc of one graph, kept equal to its ``GraphModel``."""
+
+    def __init__(self, model: GraphModel, lookup: Callable[[str], Any] | str | None = "registry") -> None:
+        self.model = model
+        self.lookup: Callable[[str], Any] | None = default_lookup() if isinstance(lookup, str) else lookup
+        self.doc: Doc = Doc()
+        self.nodes = self.doc.get(ROOT_NODES, type=Map)
+        self.edges = self.doc.get(ROOT_EDGES, type=Map)
+        self.groups = self.doc.get(ROOT_GROUPS, type=Map)
+        self.meta = self.doc.get(ROOT_META, type=Map)
+        self.lock = threading.RLock()
+        #: bumped by every kernel-side write; the relay's scratch replica is stale when it moves
+        self.generation = 0
+        self._listeners: list[UpdateListener] = []
+        self._sender: object = None
+        self._mirror_all()
+        self._sub = self.doc.observe(self._on_doc_update)
+        model.add_listener(self._on_change)
+
+    # ---- plumbing ------------------------------------------------------------------------
+    def subscribe(self, fn: UpdateListener) -> None:
+        """``fn(update, sender)`` for every doc update; ``sender`` is the view it came from."""
+        self._listeners.append(fn)
+
+    def unsubscribe(self, fn: UpdateListener) -> None:
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def close(self) -> None:
+        if self._on_change in self.model._listeners:
+            self.model.remove_listener(self._on_change)
+        self._listeners.clear()
+
+    def _on_doc_update(self, event: Any) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(event.update, self._sender)
+            except Exception:  # one broken view must not stop the others or the edit
+                log.exception("canvas update listener failed")
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several model edits into one doc transaction (one update to relay)."""
+        with self.lock, self.doc.transaction(origin=KERNEL_ORIGIN):
+            self.generation += 1
+            yield
+
+    def snapshot(self) -> bytes:
+        with self.lock:
+            return self.doc.get_update()
+
+    # ---- model -> doc --------------------------------------------------------------------
+    def _mirror_all(self) -> None:
+        with self.batch():
+            for node in self.model.nodes.values():
+                self.nodes[node.id] = _node_map(node)
+            for edge in self.model.edges():
+                self.edges[edge_key(edge.dst, edge.dst_input)] = _edge_value(edge)
+            self._write_groups()
+            self.meta["schema"] = 1
+
+    def _on_change(self, change: Change) -> None:
+        if change.origin == CANVAS_ORIGIN:
+            return
+        with self.batch():
+            self._write_change(change)
+
+    def _write_change(self, c: Change) -> None:
+        if c.kind == "meta":
+            self._write_groups()
+        elif c.kind == "edge_added":
+            self.edges[edge_key(c.detail.dst, c.detail.dst_input)] = _edge_value(c.detail)
+        elif c.kind == "edge_removed":
+            self._drop_edge(c.detail)
+        elif c.node is not None:
+            self._write_node_change(c.kind, c.node, c.detail)
+
+    def _write_node_change(self, kind: str, node_id: str, detail: Any) -> None:
+        if kind == "node_added":
+            self.nodes[node_id] = _node_map(self.model.nodes[node_id])
+        elif node_id not in self.nodes:
+            return  # a change to a node the doc never saw: nothing to mirror
+        elif kind == "node_removed":
+            del self.nodes[node_id]
+        elif kind in ("param_set", "param_deleted"):
+            self._write_param(node_id, detail)
+        elif kind == "layout":
+            self._write_layout(node_id, detail)
+
+    def _write_param(self, node_id: str, name: str) -> None:
+        params = self.nodes[node_id]["params"]
+        model_params = self.model.nodes[node_id].params
+        value = values.to_doc(model_params[name]) if name in model_params else values.NOT_MIRRORED
+        if value is values.NOT_MIRRORED:
+            if name in params:
+                del params[name]
+        else:
+            params[name] = value
+
+    def _drop_edge(self, edge: Edge) -> None:
+        key = edge_key(edge.dst, edge.dst_input)
+        current = self.edges.get(key)
+        # a broken graph may hold two edges into one input: drop only the one mirrored
+        if current is not None and _edge_from_value(current) == edge:
+            remaining = self.model.inputs_of(edge.dst).get(edge.dst_input, [])
+            if remaining:
+                self.edges[key] = _edge_value(remaining[-1])
+            else:
+                del self.edges[key]
+
+    def _write_layout(self, node_id: str, what: str) -> None:
+        node, ymap = self.model.nodes[node_id], self.nodes[node_id]
+        if what == "pos":
+            ymap["x"], ymap["y"] = node.pos
+        elif what == "size" and node.size is not None:
+            ymap["w"], ymap["h"] = node.size
+        elif what == "title":
+            if node.title:
+                ymap["title"] = node.title
+            elif "title" in ymap:
+                del ymap["title"]
+
+    def _write_groups(self) -> None:
+        wanted = {gid: value for gid, value in (_group_value(i, g) for i, g in enumerate(self.model.groups))}
+        for gid in [k for k in self.groups if k not in wanted]:
+            del self.groups[gid]
+        for gid, value in wanted.items():
+            if self.groups.get(gid) != value:
+                self.groups[gid] = value
+
+    # ---- doc -> model --------------------------------------------------------------------
+    def apply_remote(self, update: bytes, touched: Touched, sender: object) -> None:
+        """Apply a validated update from ``sender`` and reconcile what it touched."""
+        with self.lock:
+            self._sender = sender
+            try:
+                self.doc.apply_update(update)
+            finally:
+                self._sender = None
+            Reconciler(self).run(touched)
+
+
+class Reconciler:
+    """Bring the model in line with the doc for the parts an update touched."""
+
+    def __init__(self, gd: GraphDoc) -> None:
+        self.gd, self.model = gd, gd.model
+        self.removed: set[str] = set()
+
+    def run(self, t: Touched) -> None:
+        for node_id in sorted(t.nodes):
+            self._sync_node(node_id, full=True)
+        for node_id, names in t.fields.items():
+            if node_id not in t.nodes:
+                self._sync_node(node_id, full=bool(names & {"type", "params"}))
+        for node_id, names in t.params.items():
+            if node_id not in t.nodes and node_id in self.model.nodes and node_id in self.gd.nodes:
+                self._sync_params(node_id, names)
+        for key in sorted(t.edges):
+            self._sync_edge(key)
+        if t.groups:
+            self._sync_groups()
+        if t.nodes or t.edges:  # a drag touches only fields: skip the O(edges) scan
+            self._drop_orphan_edges()
+
+    def _doc_node(self, node_id: str) -> dict[str, Any] | None:
+        ymap = self.gd.nodes.get(node_id)
+        return ymap.to_py() if isinstance(ymap, Map) else None
+
+    def _sync_node(self, node_id: str, full: bool) -> None:
+        doc_node, model = self._doc_node(node_id), self.model
+        if doc_node is None:
+            if node_id in model.nodes:
+                model.remove_node(node_id, origin=CANVAS_ORIGIN)
+                self.removed.add(node_id)
+            return
+        current = model.nodes.get(node_id)
+        relink: list[str] = []
+        if current is not None and current.type != doc_node["type"]:
+            # retyped: a new node for the engine; links the doc still has are restored below
+            relink = [k for k, v in self.gd.edges.items() if isinstance(v, dict) and node_id in (v.get("src"), v.get("dst"))]
+            model.remove_node(node_id, origin=CANVAS_ORIGIN)
+            current = None
+        if current is None:
+            params = values.params_from_doc(self.gd.lookup, doc_node["type"], doc_node.get("params", {}))
+            model.add_node(doc_node["type"], params, id=node_id, origin=CANVAS_ORIGIN, **_layout(doc_node))
+            for key in relink:
+                self._sync_edge(key)
+            return
+        if full:
+            names = set(doc_node.get("params", {})) | {
+                k for k, v in current.params.items() if values.to_doc(v) is not values.NOT_MIRRORED
+            }
+            self._sync_params(node_id, names)
+        self._sync_layout(current, doc_node)
+
+    def _sync_params(self, node_id: str, names: set[str]) -> None:
+        node = self.model.nodes[node_id]
+        doc_params = self.gd.nodes[node_id]["params"]
+        for name in sorted(names):
+            if name in doc_params:
+                ptype = values.port_type(self.gd.lookup, node.type, name)
+                value = values.from_doc(doc_params[name], ptype)
+                self.model.set_param(node_id, name, value, origin=CANVAS_ORIGIN)
+            elif name in node.params:
+                self.model.delete_param(node_id, name, origin=CANVAS_ORIGIN)
+
+    def _sync_layout(self, node: NodeData, doc_node: dict[str, Any]) -> None:
+        lay = _layout(doc_node)
+        kwargs: dict[str, Any] = {}
+        if lay["pos"] != node.pos:
+            kwargs["pos"] = lay["pos"]
+        if lay["size"] is not None and lay["size"] != node.size:
+            kwargs["size"] = lay["size"]
+        if (lay["title"] or None) != node.title:
+            kwargs["title"] = lay["title"] or ""
+        if kwargs:
+            self.model.set_layout(node.id, origin=CANVAS_ORIGIN, **kwargs)
+
+    def _sync_edge(self, key: str) -> None:
+        value = self.gd.edges.get(key)
+        if value is None:
+            dst, dst_input = self._split_key(key)
+            if dst is not None:
+                self.model.disconnect(dst, dst_input, origin=CANVAS_ORIGIN)
+            return
+        edge = _edge_from_value(value)
+        if edge.dst not in self.model.nodes:
+            return  # removed below as an orphan
+        if self.model.inputs_of(edge.dst).get(edge.dst_input, []) != [edge]:
+            self.model.connect(edge.src, edge.src_output, edge.dst, edge.dst_input, origin=CANVAS_ORIGIN)
+
+    def _split_key(self, key: str) -> tuple[str | None, str]:
+        # node ids may contain ':' (Python users pick them): try every split point
+        for i, ch in enumerate(key):
+            if ch == ":" and key[:i] in self.model.nodes and key[i + 1 :] in self.model.inputs_of(key[:i]):
+                return key[:i], key[i + 1 :]
+        return None, ""
+
+    def _sync_groups(self) -> None:
+        groups = [{"id": gid, **value} for gid, value in self.gd.groups.items() if isinstance(value, dict)]
+        if groups != self.model.groups:
+            self.model.groups = groups
+            self.model.touch_meta(origin=CANVAS_ORIGIN)
+
+    def _drop_orphan_edges(self) -> None:
+        """Edges whose destination left the model cannot live in it: drop them from the doc too."""
+        orphans = [k for k, v in self.gd.edges.items() if isinstance(v, dict) and v.get("dst") not in self.model.nodes]
+        orphans += [k for k, v in self.gd.edges.items() if isinstance(v, dict) and v.get("src") in self.removed]
+        if orphans:
+            with self.gd.batch():
+                for key in set(orphans):
+                    del self.gd.edges[key]
+            for key in set(orphans):
+                dst, dst_input = self._split_key(key)
+                if dst is not None:
+                    self.model.disconnect(dst, dst_input, origin=CANVAS_ORIGIN)
+
+
+# ---- conversions -------------------------------------------------------------------------
+def _node_map(node: NodeData) -> Map:
+    fields: dict[str, Any] = {"type": node.type, "x": node.pos[0], "y": node.pos[1]}
+    if node.size is not None:
+        fields["w"], fields["h"] = node.size
+    if node.title:
+        fields["title"] = node.title
+    fields["params"] = Map(values.params_to_doc(node.params))
+    return Map(fields)
+
+
+def _layout(doc_node: dict[str, Any]) -> dict[str, Any]:
+    w, h = doc_node.get("w"), doc_node.get("h")
+    return {
+        "pos": (float(doc_node.get("x", 0.0)), float(doc_node.get("y", 0.0))),
+        "size": (float(w), float(h)) if w is not None and h is not None else None,
+        "title": doc_node.get("title"),
+    }
+
+
+def _edge_value(edge: Edge) -> dict[str, Any]:
+    return {"src": edge.src, "src_output": edge.src_output, "dst": edge.dst, "dst_input": edge.dst_input}
+
+
+def _edge_from_value(value: dict[str, Any]) -> Edge:
+    return Edge(str(value["src"]), int(value["src_output"]), str(value["dst"]), str(value["dst_input"]))
+
+
+def _group_value(index: int, group: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    gid = str(group.get("id", f"g{index}"))
+    value: dict[str, Any] = {"title": str(group.get("title", ""))}
+    bounding = group.get("bounding")  # ComfyUI UI groups: [x, y, w, h]
+    for i, key in enumerate(("x", "y", "w", "h")):
+        raw = group.get(key, bounding[i] if isinstance(bounding, (list, tuple)) and len(bounding) == 4 else 0)
+        value[key] = float(raw or 0)
+    if group.get("color"):
+        value["color"] = str(group["color"])
+    return gid, value
