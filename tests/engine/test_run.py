@@ -1,0 +1,289 @@
+"""The run loop with the in-process executor: events, failures, cancel, hidden inputs."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from vortex_jupyter.engine.cache import OutputCache
+from vortex_jupyter.engine.executor import CancelToken
+from vortex_jupyter.engine.inprocess import InProcessExecutor
+from vortex_jupyter.engine.run import Engine
+from vortex_jupyter.errors import Problem, ValidationError
+from vortex_jupyter.graph.model import GraphModel
+from vortex_jupyter.nodes import context
+from vortex_jupyter.nodes.spec import NodeResult, PortSpec
+
+from .helpers import Specs, math_specs, no_problems
+
+INT = [PortSpec("a", "INT", default=0)]
+
+
+def _engine(m: GraphModel, specs: Specs, validator=no_problems) -> tuple[Engine, InProcessExecutor, OutputCache]:
+    ex = InProcessExecutor()
+    return Engine(m, specs.lookup, validator), ex, OutputCache(ex)
+
+
+def _chain(specs_types: list[str]) -> GraphModel:
+    m = GraphModel()
+    prev = None
+    for i, t in enumerate(specs_types):
+        n = m.add_node(t, {"b": i} if t == "add" else {}, id=f"n{i}")
+        if prev is not None:
+            m.connect(prev, 0, n, "a")
+        prev = n
+    return m
+
+
+def test_events_come_in_order_cached_then_queued_then_node_events_then_finished():
+    m = _chain(["add", "add"])
+    eng, ex, cache = _engine(m, math_specs())
+    eng.run(ex, cache=cache)
+    m.set_param("n1", "b", 10)
+    seen: list = []
+    state = eng.run(ex, cache=cache, listeners=[seen.append])
+    kinds = [(e.kind, getattr(e, "node", None)) for e in seen]
+    assert kinds == [("run_started", None), ("node_cached", "n0"), ("node_queued", "n1"),
+                     ("node_started", "n1"), ("node_finished", "n1"), ("run_finished", None)]
+    assert seen[0].planned == ("n1",) and seen[0].cached == ("n0",)
+    assert seen[-1].stats == {"ran": 1, "cached": 1, "failed": 0} == state.stats
+    assert state.events == seen
+
+
+def test_a_failing_node_fails_only_its_descendants_and_the_rest_stays_cached():
+    specs = math_specs()
+    m = GraphModel()
+    m.add_node("add", {"a": 1}, id="root")
+    m.add_node("boom", id="bad")
+    m.add_node("add", id="below_bad")
+    m.add_node("add", {"b": 2}, id="ok")
+    m.connect("root", 0, "bad", "a")
+    m.connect("bad", 0, "below_bad", "a")
+    m.connect("root", 0, "ok", "a")
+    eng, ex, cache = _engine(m, specs)
+    state = eng.run(ex, cache=cache)
+    assert state.status == "failed"
+    assert state.output("ok") == (3,)
+    assert state.errors["bad"].code == "VE-500" and "boom on 1" in state.errors["bad"].message
+    assert "ValueError" in state.errors["bad"].traceback
+    assert state.errors["below_bad"].code == "VE-505" and "'bad'" in state.errors["below_bad"].message
+    assert state.stats == {"ran": 2, "cached": 0, "failed": 2}
+    with pytest.raises(Exception, match="boom"):
+        state.output("bad")
+    again = eng.run(ex, cache=cache)
+    assert set(again.cached) == {"root", "ok"}  # finished results survived the failure
+    assert again.planned == ["bad", "below_bad"]
+
+
+def test_a_listener_that_raises_is_logged_and_the_run_goes_on(caplog):
+    m = _chain(["add", "add"])
+    eng, ex, cache = _engine(m, math_specs())
+
+    def bad_listener(event):
+        raise RuntimeError("listener bug")
+
+    state = eng.run(ex, cache=cache, listeners=[bad_listener])
+    assert state.status == "ok" and state.output("n1") == (1,)
+    assert "listener bug" in caplog.text
+
+
+def test_cancel_stops_the_run_between_nodes_and_reports_the_rest():
+    specs = math_specs()
+    started = threading.Event()
+
+    def slow(a=0):
+        started.set()
+        for _ in range(200):
+            context.current().raise_if_cancelled()
+            time.sleep(0.01)
+        return (a,)
+
+    specs.define("slow", slow, INT)
+    m = _chain(["add", "slow", "add", "add"])
+    eng, ex, cache = _engine(m, specs)
+    token = CancelToken()
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.setdefault("s", eng.run(ex, cache=cache, cancel=token)))
+    t.start()
+    assert started.wait(10)
+    token.cancel()
+    t.join(10)
+    state = result["s"]
+    assert state.status == "cancelled"
+    assert state.output("n0") == (0,)
+    assert {state.errors[n].code for n in ("n1", "n2", "n3")} == {"VE-504"}
+
+
+def test_cooperative_timeout_fails_the_node_with_ve_501():
+    specs = math_specs()
+
+    def hang(a=0):
+        while True:
+            context.current().raise_if_cancelled()
+            time.sleep(0.005)
+
+    specs.define("hang", hang, INT)
+    m = _chain(["hang"])
+    eng, ex, cache = _engine(m, specs)
+    state = eng.run(ex, cache=cache, node_timeout=0.05)
+    assert state.errors["n0"].code == "VE-501"
+    assert "timeout" in state.errors["n0"].message
+
+
+def test_validation_problems_raise_before_anything_runs():
+    specs = math_specs()
+    m = _chain(["add"])
+
+    def one_problem(model, lookup):
+        return [Problem("VE-105", "n0", "b", "b is out of range", "use 0..10")]
+
+    eng, ex, cache = _engine(m, specs, one_problem)
+    with pytest.raises(ValidationError) as info:
+        eng.run(ex, cache=cache)
+    assert info.value.problems[0].code == "VE-105"
+    assert specs.calls == []
+
+
+def test_outputs_restrict_the_run_to_their_ancestors():
+    specs = math_specs()
+    m = GraphModel()
+    for n in ("a", "b", "other"):
+        m.add_node("add", {"b": 1}, id=n)
+    m.connect("a", 0, "b", "a")
+    eng, ex, cache = _engine(m, specs)
+    state = eng.run(ex, cache=cache, outputs=["b"])
+    assert state.planned == ["a", "b"] and state.output("b") == (2,)
+    with pytest.raises(KeyError):
+        state.output("other")
+
+
+def test_nodes_with_the_same_key_run_once():
+    specs = math_specs()
+    m = GraphModel()
+    m.add_node("add", {"a": 1, "b": 2}, id="x")
+    m.add_node("add", {"a": 1, "b": 2}, id="twin")
+    eng, ex, cache = _engine(m, specs)
+    state = eng.run(ex, cache=cache)
+    assert len(specs.calls) == 1
+    assert state.output("twin") == state.output("x") == (3,)
+    assert state.stats == {"ran": 1, "cached": 1, "failed": 0}
+
+
+def test_always_run_nodes_and_their_descendants_run_every_time():
+    specs = math_specs()
+    counter = iter(range(1000))
+    specs.define("tick", lambda: (next(counter),), [], always_run=True)
+    m = GraphModel()
+    m.add_node("tick", id="t")
+    m.add_node("add", id="below")
+    m.add_node("add", {"a": 5}, id="aside")
+    m.connect("t", 0, "below", "a")
+    eng, ex, cache = _engine(m, specs)
+    first = eng.run(ex, cache=cache)
+    second = eng.run(ex, cache=cache)
+    assert second.planned == ["t", "below"] and second.cached == ["aside"]
+    assert second.output("below") != first.output("below") or second.output("below") == (1,)
+
+
+def test_fingerprint_change_reruns_the_node_and_its_descendants():
+    specs = math_specs()
+    stamp = {"v": 1}
+    specs.define("file", lambda path="x": (stamp["v"],), [PortSpec("path", "STRING", default="x")],
+                 fingerprint=lambda path: (path, stamp["v"]))
+    m = GraphModel()
+    m.add_node("file", id="f")
+    m.add_node("add", id="g")
+    m.connect("f", 0, "g", "a")
+    eng, ex, cache = _engine(m, specs)
+    eng.run(ex, cache=cache)
+    assert eng.run(ex, cache=cache).planned == []
+    stamp["v"] = 2
+    state = eng.run(ex, cache=cache)
+    assert state.planned == ["f", "g"] and state.output("g") == (2,)
+
+
+def test_hidden_inputs_are_filled_only_for_nodes_that_declare_them():
+    specs = math_specs()
+    seen: dict = {}
+
+    def save(a=0, prompt=None, extra_pnginfo=None, unique_id=None):
+        seen.update(prompt=prompt, extra_pnginfo=extra_pnginfo, unique_id=unique_id)
+        return NodeResult((), {"text": [str(a)]})
+
+    specs.define("save", save, INT, outputs=[], output_node=True,
+                 hidden=("prompt", "extra_pnginfo", "unique_id"))
+    m = GraphModel()
+    m.add_node("add", {"a": 2}, id="src")
+    m.add_node("save", id="out")
+    m.connect("src", 0, "out", "a")
+    eng, ex, cache = _engine(m, specs)
+    state = eng.run(ex, cache=cache)
+    assert state.status == "ok", state.errors
+    assert seen["unique_id"] == "out"
+    assert seen["prompt"]["out"]["class_type"] == "save"
+    assert seen["prompt"]["out"]["inputs"]["a"] == ["src", 0]
+    assert "nodes" in seen["extra_pnginfo"]["workflow"]
+    assert state.ui["out"] == {"text": ["2"]}
+
+
+def test_previews_become_png_events_and_final_ones_stay_with_the_cache():
+    specs = math_specs()
+
+    def show(a=0):
+        ctx = context.current()
+        ctx.progress(1, 2)
+        ctx.preview(np.full((1, 4, 4, 3), 0.5, dtype=np.float32))
+        ctx.preview(np.zeros((4, 4, 3), dtype=np.uint8), final=True)
+        return NodeResult((), {})
+
+    specs.define("show", show, INT, outputs=[], output_node=True)
+    m = _chain(["show"])
+    eng, ex, cache = _engine(m, specs)
+    seen: list = []
+    state = eng.run(ex, cache=cache, listeners=[seen.append])
+    previews = [e for e in seen if e.kind == "node_preview"]
+    assert [p.final for p in previews] == [False, True]
+    assert all(p.data.startswith(b"\x89PNG") for p in previews)
+    assert [e.kind for e in seen if e.kind == "node_progress"] == ["node_progress"]
+    assert len(state.final_previews()) == 1
+    again = eng.run(ex, cache=cache)
+    assert again.cached == ["n0"] and len(again.final_previews()) == 1
+
+
+def test_lost_outputs_are_dropped_and_recomputed():
+    m = _chain(["add", "add"])
+    eng, ex, cache = _engine(m, math_specs())
+    state = eng.run(ex, cache=cache)
+    cache.drop([state.node_keys["n0"]])
+    again = eng.run(ex, cache=cache)
+    assert again.planned == ["n0"] and again.cached == ["n1"]
+
+
+def test_wrong_number_of_outputs_fails_the_node_with_a_clear_message():
+    specs = math_specs()
+    specs.define("two", lambda a=0: (1, 2), INT)
+    eng, ex, cache = _engine(_chain(["two"]), specs)
+    state = eng.run(ex, cache=cache)
+    assert "returned 2 value(s) but declares 1 output" in state.errors["n0"].message
+
+
+def test_a_nan_or_failing_fingerprint_means_changed_and_never_breaks_the_run():
+    specs = math_specs()
+    specs.define("nan_fp", lambda a=0: (a,), INT, fingerprint=lambda a: float("nan"))
+
+    def broken(a):
+        raise OSError("file vanished")
+
+    specs.define("broken_fp", lambda a=0: (a + 1,), INT, fingerprint=broken)
+    m = GraphModel()
+    m.add_node("nan_fp", {"a": 1}, id="n")
+    m.add_node("broken_fp", {"a": 1}, id="b")
+    m.add_node("add", {"a": 9}, id="steady")
+    eng, ex, cache = _engine(m, specs)
+    eng.run(ex, cache=cache)
+    again = eng.run(ex, cache=cache)
+    assert again.status == "ok" and sorted(again.planned) == ["b", "n"] and again.cached == ["steady"]
+    assert again.output("b") == (2,)

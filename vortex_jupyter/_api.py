@@ -1,0 +1,437 @@
+"""The Python API: ``Graph``, ``Node``, ``Run`` and ``load``.
+
+>>> import vortex_jupyter as vx
+>>> @vx.node(category="math")
+... def add(a: int, b: int = 0) -> int:
+...     return a + b
+>>> g = vx.Graph()
+>>> x = g.add("add", a=1, b=2)
+>>> y = g.add("add", a=x.out(0), b=5)
+>>> g.run(executor="inline").outputs[y.id]
+(8,)
+
+A ``Graph`` is a thin handle over a ``GraphModel`` (the data) and an ``Engine`` (keys, plan,
+cache). Everything that edits the graph goes through the model, so the canvas and the engine
+see every change. ``Run`` wraps what one run did; its outputs stay in the executor's cache and
+are fetched when read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .engine.events import Event
+from .engine.executor import CancelToken, Executor
+from .engine.executors import get_executor
+from .engine.run import Engine
+from .engine.state import Run, RunState
+from .errors import FormatError, Problem, ValidationError, VortexError
+from .graph.model import GraphModel
+
+if TYPE_CHECKING:
+    from .nodes.spec import NodeSpec
+
+__all__ = ["Graph", "Node", "OutputRef", "Run", "load"]
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _registry() -> Any:
+    from .nodes.registry import REGISTRY
+
+    return REGISTRY
+
+
+class OutputRef(NamedTuple):
+    """Output number ``output`` of node ``node``: pass it as an input of ``Graph.add`` to link."""
+
+    node: str
+    output: int
+
+    def __repr__(self) -> str:
+        return f"<output {self.output} of node {self.node!r}>"
+
+
+class Params(MutableMapping[str, Any]):
+    """A node's params; writes go through the model (so caches and the canvas follow).
+
+    Assigning an ``OutputRef`` (or a ``Node``) links the input instead of setting a value.
+    """
+
+    def __init__(self, graph: Graph, node_id: str) -> None:
+        self._graph = graph
+        self._id = node_id
+
+    def _params(self) -> dict[str, Any]:
+        return self._graph.model.nodes[self._id].params
+
+    def __getitem__(self, name: str) -> Any:
+        return self._params()[name]
+
+    def __setitem__(self, name: str, value: Any) -> None:
+        ref = self._graph._as_ref(value)
+        if ref is not None:
+            self._graph.model.connect(ref.node, ref.output, self._id, name)
+        else:
+            self._graph.model.set_param(self._id, name, value)
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._params():
+            raise KeyError(name)
+        self._graph.model.delete_param(self._id, name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._params()))
+
+    def __len__(self) -> int:
+        return len(self._params())
+
+    def __repr__(self) -> str:
+        return repr(self._params())
+
+
+class Node:
+    """A handle on one node of a ``Graph`` (cheap; created on demand)."""
+
+    __slots__ = ("_graph", "id")
+
+    def __init__(self, graph: Graph, node_id: str) -> None:
+        self._graph = graph
+        self.id = node_id
+
+    @property
+    def _data(self) -> Any:
+        return self._graph.model.nodes[self.id]
+
+    @property
+    def type(self) -> str:
+        return str(self._data.type)
+
+    @property
+    def spec(self) -> NodeSpec:
+        return _registry().get(self.type)  # type: ignore[no-any-return]
+
+    @property
+    def params(self) -> Params:
+        return Params(self._graph, self.id)
+
+    @params.setter
+    def params(self, values: Mapping[str, Any]) -> None:
+        params = self.params
+        for k, v in values.items():
+            params[k] = v
+
+    @property
+    def pos(self) -> tuple[float, float]:
+        return self._data.pos  # type: ignore[no-any-return]
+
+    @pos.setter
+    def pos(self, value: tuple[float, float]) -> None:
+        self._graph.model.set_layout(self.id, pos=value)
+
+    @property
+    def title(self) -> str | None:
+        return self._data.title  # type: ignore[no-any-return]
+
+    @title.setter
+    def title(self, value: str | None) -> None:
+        self._graph.model.set_layout(self.id, title=value or "")
+
+    @property
+    def inputs(self) -> dict[str, OutputRef]:
+        """Linked inputs: input name -> the output feeding it."""
+        return {name: OutputRef(edges[0].src, edges[0].src_output)
+                for name, edges in self._graph.model.inputs_of(self.id).items() if edges}
+
+    def out(self, ref: int | str = 0) -> OutputRef:
+        """One of this node's outputs, by index or by name/type (``x.out("INT")``)."""
+        return OutputRef(self.id, self.spec.output_index(ref))
+
+    def __getattr__(self, name: str) -> OutputRef:
+        # ``ks.LATENT`` reads like the canvas; only upper-case names, so typos in
+        # attribute names of the handle itself still raise AttributeError.
+        if name.isupper():
+            try:
+                return self.out(name)
+            except (KeyError, IndexError, VortexError):
+                pass
+        raise AttributeError(f"Node has no attribute {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Node) and other._graph is self._graph and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash((id(self._graph), self.id))
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in list(self._data.params.items())[:6])
+        links = ", ".join(f"{k}<-{r.node}[{r.output}]" for k, r in self.inputs.items())
+        inner = ", ".join(x for x in (params, links) if x)
+        return f"<Node {self.id!r} {self.type}({inner})>"
+
+
+class _NodesView(Mapping[str, Node]):
+    def __init__(self, graph: Graph) -> None:
+        self._graph = graph
+
+    def __getitem__(self, node_id: str) -> Node:
+        if node_id not in self._graph.model.nodes:
+            raise KeyError(f"no node {node_id!r} in this graph (ids: {_some(self._graph.model.nodes)})")
+        return Node(self._graph, node_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._graph.model.nodes))
+
+    def __len__(self) -> int:
+        return len(self._graph.model.nodes)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: {self[k]!r}" for k in list(self)[:20]) + "}"
+
+
+def _some(ids: Iterable[str], n: int = 10) -> str:
+    ids = list(ids)
+    return ", ".join(ids[:n]) + (" ..." if len(ids) > n else "")
+
+
+class Graph:
+    """A node graph you edit from Python (and on the canvas) and run incrementally."""
+
+    def __init__(self, model: GraphModel | None = None) -> None:
+        self.model = model if model is not None else GraphModel()
+        self._engine: Engine | None = None
+        self._listeners: list[Callable[[Event], None]] = []
+        self._lock = threading.Lock()
+
+    # ---- construction ------------------------------------------------------------------
+    @classmethod
+    def default(cls) -> Graph:
+        """txt2img on the built-in tiny model (the package's ``txt2img.json``)."""
+        return load(_default_workflow())
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:
+            if self._engine is None:
+                self._engine = Engine(self.model, _registry().lookup)
+            return self._engine
+
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        return _NodesView(self)
+
+    def __getitem__(self, node_id: str) -> Node:
+        return self.nodes[node_id]
+
+    def __len__(self) -> int:
+        return len(self.model)
+
+    def add(self, type: str, /, id: str | None = None, **inputs: Any) -> Node:
+        """Add a node of ``type``; keyword args are params, or links when given an output.
+
+        >>> # y = g.add("add", a=x.out(0), b=5)
+        """
+        spec = _registry().get(type)  # raises UnknownNodeTypeError with close matches
+        unknown = [k for k in inputs if spec.input(k) is None]
+        if unknown:
+            names = ", ".join(p.name for p in spec.inputs) or "none"
+            raise ValidationError([Problem("VE-112", id, k, f"{type} has no input {k!r}",
+                                           f"inputs of {type}: {names}") for k in unknown])
+        links = {k: r for k, v in inputs.items() if (r := self._as_ref(v)) is not None}
+        params = {k: v for k, v in inputs.items() if k not in links}
+        node_id = self.model.add_node(type, params, id=id)
+        for name, ref in links.items():
+            self.model.connect(ref.node, ref.output, node_id, name)
+        return Node(self, node_id)
+
+    def _as_ref(self, value: Any) -> OutputRef | None:
+        if isinstance(value, OutputRef):
+            return value
+        if isinstance(value, Node):
+            return value.out(0)
+        return None
+
+    def remove(self, node: str | Node) -> None:
+        self.model.remove_node(node.id if isinstance(node, Node) else node)
+
+    def connect(self, src: OutputRef | Node, dst: str | Node, input: str) -> None:
+        """Link ``src`` (``x.out(i)`` or a node: its output 0) into ``dst.input``."""
+        ref = self._as_ref(src)
+        if ref is None:
+            raise TypeError(f"connect() takes an output (node.out(i)) or a Node as src, not {src!r}")
+        self.model.connect(ref.node, ref.output, dst.id if isinstance(dst, Node) else dst, input)
+
+    def disconnect(self, dst: str | Node, input: str) -> None:
+        self.model.disconnect(dst.id if isinstance(dst, Node) else dst, input)
+
+    def copy(self) -> Graph:
+        """A copy of the graph (it shares the output cache: keys do not depend on ids)."""
+        return Graph(self.model.copy())
+
+    # ---- validation and runs -----------------------------------------------------------
+    def validate(self) -> None:
+        """Raise ``ValidationError`` listing every problem of the graph, if any."""
+        problems = self.engine.validate()
+        if problems:
+            raise ValidationError(problems)
+
+    def problems(self) -> list[Problem]:
+        return self.engine.validate()
+
+    def run(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
+            node_timeout: float | None = None) -> Run:
+        """Run what changed since the last run, block until done, and return the ``Run``.
+
+        ``outputs`` restricts the run to those nodes and what they need. Raises
+        ``ValidationError`` before running anything if the graph has problems; node failures
+        do not raise (see ``run.errors``).
+        """
+        ex = get_executor(executor)
+        cancel = CancelToken()
+        state = self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
+                                listeners=list(self._listeners))
+        return Run(state, cancel)
+
+    def start(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
+              node_timeout: float | None = None) -> Run:
+        """Like ``run`` but returns at once; ``run.wait()``, ``run.cancel()``, ``run.done``."""
+        ex = get_executor(executor)
+        cancel = CancelToken()
+        from .engine.cache import cache_for
+
+        state = RunState(_new_run_id(), ex, cache_for(ex))
+        listeners = list(self._listeners)
+
+        def target() -> None:
+            try:
+                self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
+                                listeners=listeners, state=state, run_id=state.run_id)
+            except BaseException as exc:  # surfaced by run.wait()
+                state.fail(exc)
+
+        thread = threading.Thread(target=target, name=f"vortex-run-{state.run_id}", daemon=True)
+        run = Run(state, cancel, thread)
+        thread.start()
+        return run
+
+    def on_event(self, fn: Callable[[Event], None]) -> Callable[[Event], None]:
+        """Call ``fn(event)`` for every event of every later run (from any thread)."""
+        self._listeners.append(fn)
+        return fn
+
+    def off_event(self, fn: Callable[[Event], None]) -> None:
+        self._listeners.remove(fn)
+
+    # ---- formats -----------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        """The native JSON document (a dict with ``schema_version``)."""
+        from .graph.formats import to_native
+
+        return to_native(self.model)
+
+    def to_comfy_api(self) -> dict[str, Any]:
+        from .graph.formats import to_comfy_api
+
+        return to_comfy_api(self.model, _registry().lookup)
+
+    def to_comfy_ui(self) -> dict[str, Any]:
+        from .graph.formats import to_comfy_ui
+
+        return to_comfy_ui(self.model, _registry().lookup)
+
+    def save(self, path: str | Path, format: str = "native") -> Path:
+        """Write the graph as JSON: ``format`` is "native", "comfy_api" or "comfy_ui"."""
+        writers = {"native": self.to_json, "comfy_api": self.to_comfy_api, "comfy_ui": self.to_comfy_ui}
+        if format not in writers:
+            raise ValueError(f"unknown format {format!r}; use one of {', '.join(writers)}")
+        path = Path(path)
+        path.write_text(json.dumps(writers[format](), indent=1, allow_nan=False))
+        return path
+
+    # ---- display -----------------------------------------------------------------------
+    def canvas(self) -> Any:
+        """The canvas widget for this graph (one per graph, shared by every view)."""
+        from .canvas.widget import Canvas
+
+        if getattr(self, "_canvas", None) is None:
+            self._canvas = Canvas(self)
+        return self._canvas
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        try:
+            widget = self.canvas()
+        except Exception:  # no canvas (import error, no widget support): a text repr
+            return {"text/plain": repr(self)}
+        bundle = getattr(widget, "_repr_mimebundle_", None)
+        if bundle is None:
+            return {"text/plain": repr(self)}
+        out = bundle(include=include, exclude=exclude)
+        data = out[0] if isinstance(out, tuple) else out
+        data["text/plain"] = repr(self)
+        return data  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        n_edges = sum(1 for _ in self.model.edges())
+        types: dict[str, int] = {}
+        for node in self.model.nodes.values():
+            types[node.type] = types.get(node.type, 0) + 1
+        summary = ", ".join(f"{t} x{c}" if c > 1 else t for t, c in list(types.items())[:8])
+        more = " ..." if len(types) > 8 else ""
+        return f"<Graph: {len(self.model)} nodes, {n_edges} edges ({summary}{more})>"
+
+
+def _ids(outputs: Iterable[str | Node] | None) -> list[str] | None:
+    if outputs is None:
+        return None
+    if isinstance(outputs, (str, Node)):
+        outputs = [outputs]
+    return [o.id if isinstance(o, Node) else str(o) for o in outputs]
+
+
+def _new_run_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex[:12]
+
+
+def load(source: str | Path | Mapping[str, Any] | bytes) -> Graph:
+    """A ``Graph`` from a file (``.json`` in any format we read, or a ``.png`` with the
+    workflow in its text chunks), a parsed dict, or PNG/JSON bytes. Raises ``FormatError``."""
+    from .graph import formats
+
+    lookup = _registry().lookup
+    if isinstance(source, Mapping):
+        return Graph(formats.load_any(dict(source), lookup))
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        path = Path(source)
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise FormatError(f"cannot read {str(path)!r}: {exc.strerror or exc}",
+                              hint="check the path") from None
+    if data.startswith(_PNG_MAGIC):
+        return Graph(formats.graph_from_png(data, lookup))
+    return Graph(formats.load_any(data, lookup))
+
+
+def _default_workflow() -> dict[str, Any]:
+    """The default txt2img graph: packaged with the diffusion nodes, else the repo example."""
+    from importlib import resources
+
+    try:
+        text = resources.files("vortex_jupyter.nodes.diffusion").joinpath("txt2img.json").read_text()
+    except (FileNotFoundError, ModuleNotFoundError, OSError):
+        repo = Path(__file__).resolve().parent.parent / "examples" / "txt2img.json"
+        if not repo.is_file():
+            raise VortexError(
+                "the default txt2img workflow is missing (vortex_jupyter/nodes/diffusion/txt2img.json)",
+                hint="reinstall vortex-jupyter, or build a graph with vx.Graph() / vx.load(path)",
+            ) from None
+        text = repo.read_text()
+    return json.loads(text)  # type: ignore[no-any-return]

@@ -1,0 +1,205 @@
+"""The output cache: cache key -> the executor's references to a node's outputs.
+
+Policy:
+
+- A hit is a key present here: the node's outputs are still held by the executor that made
+  them (in-process: the values themselves; worker pool: handles into a worker).
+- Bounded by entries and by bytes (``executor.size_of`` per reference). When over either
+  bound the least recently used entry is evicted and its references are released through
+  ``executor.release``. Entries *pinned* by a running run (its cached inputs) are skipped, so a
+  worker never loses a value a queued task is about to read.
+- ``drop(keys)`` forgets entries whose references became invalid (a worker died): those nodes
+  simply run again next time.
+- One cache per executor, shared by every graph in the process (``cache_for``): keys do not
+  depend on node ids, so a copied or renumbered graph hits the same entries.
+
+Thread safety: one lock; results arrive from executor threads while a run plans another.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .executor import Executor
+
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "Entry", "OutputCache", "cache_for"]
+
+DEFAULT_MAX_ENTRIES = int(os.environ.get("VORTEX_CACHE_ENTRIES", 1_000_000))
+DEFAULT_MAX_BYTES = int(os.environ.get("VORTEX_CACHE_BYTES", 8 * 2**30))
+
+
+@dataclass(slots=True)
+class Entry:
+    refs: tuple[Any, ...]
+    nbytes: int
+    #: UI data the node returned (``NodeResult.ui``) and its final preview images (PNG bytes).
+    ui: dict[str, Any] = field(default_factory=dict)
+    previews: list[bytes] = field(default_factory=list)
+
+
+class OutputCache:
+    """LRU map key -> ``Entry`` with entry and byte bounds."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.executor = executor
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self.evictions = 0
+        self._entries: OrderedDict[str, Entry] = OrderedDict()
+        self._pins: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
+
+    def get(self, key: str) -> Entry | None:
+        """The entry for ``key`` (marked as recently used), or None."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def get_pinned(self, key: str) -> Entry | None:
+        """Like ``get``, and pin the entry (``unpin`` when done) so it is not evicted."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+                self._pins[key] = self._pins.get(key, 0) + 1
+            return entry
+
+    def touch(self, keys: Iterable[str]) -> None:
+        """Mark ``keys`` recently used (a run served them from the cache).
+
+        Skipped while the cache is under half of both bounds: nothing is evicted there, and
+        touching every cached node of a 100k-node graph on each run costs milliseconds.
+        """
+        if len(self._entries) * 2 < self.max_entries and self.nbytes * 2 < self.max_bytes:
+            return
+        with self._lock:
+            move = self._entries.move_to_end
+            entries = self._entries
+            for k in keys:
+                if k in entries:
+                    move(k)
+
+    @property
+    def index(self) -> Mapping[str, Entry]:
+        """The entries by key, for fast read-only membership tests (``key in cache.index``)."""
+        return self._entries
+
+    def put(self, key: str, refs: tuple[Any, ...]) -> None:
+        size_of = self.executor.size_of
+        nbytes = 0
+        for r in refs:
+            nbytes += size_of(r)
+        victims: list[Entry] = []
+        with self._lock:
+            entries = self._entries
+            old = entries.pop(key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+                if old.refs is not refs:
+                    victims.append(old)
+            entries[key] = Entry(refs, nbytes)
+            self.nbytes += nbytes
+            if len(entries) > self.max_entries or self.nbytes > self.max_bytes:
+                victims += self._evict_locked()
+        if victims:
+            self._release(victims)
+
+    def annotate(self, key: str, ui: dict[str, Any] | None, previews: list[bytes] | None) -> None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                if ui:
+                    entry.ui = ui
+                if previews:
+                    entry.previews = previews
+
+    def drop(self, keys: Sequence[str]) -> None:
+        """Forget entries whose references are gone (no release: there is nothing to free)."""
+        with self._lock:
+            for k in keys:
+                entry = self._entries.pop(k, None)
+                if entry is not None:
+                    self.nbytes -= entry.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            victims = list(self._entries.values())
+            self._entries.clear()
+            self.nbytes = 0
+        self._release(victims)
+
+    # ---- pins ----------------------------------------------------------------------------
+    def pin(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._pins[k] = self._pins.get(k, 0) + 1
+
+    def unpin(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                c = self._pins.get(k, 0) - 1
+                if c > 0:
+                    self._pins[k] = c
+                else:
+                    self._pins.pop(k, None)
+            victims = self._evict_locked()
+        self._release(victims)
+
+    # ---- eviction ------------------------------------------------------------------------
+    def _evict_locked(self) -> list[Entry]:
+        entries = self._entries
+        if len(entries) <= self.max_entries and self.nbytes <= self.max_bytes:
+            return []
+        victims: list[Entry] = []
+        skipped: list[tuple[str, Entry]] = []
+        # The newest entry always stays (a result larger than the bound is still returned).
+        while len(entries) > 1 and (len(entries) + len(skipped) > self.max_entries or self.nbytes > self.max_bytes):
+            k, entry = entries.popitem(last=False)
+            if k in self._pins:
+                skipped.append((k, entry))
+                continue
+            self.nbytes -= entry.nbytes
+            victims.append(entry)
+        for k, entry in reversed(skipped):  # pinned entries keep their place at the LRU end
+            entries[k] = entry
+            entries.move_to_end(k, last=False)
+        self.evictions += len(victims)
+        return victims
+
+    def _release(self, victims: list[Entry]) -> None:
+        if victims:
+            self.executor.release([r for e in victims for r in e.refs])
+
+
+_caches: dict[int, tuple[Executor, OutputCache]] = {}
+_caches_lock = threading.Lock()
+
+
+def cache_for(executor: Executor) -> OutputCache:
+    """The process-wide cache of ``executor`` (created on first use)."""
+    with _caches_lock:
+        hit = _caches.get(id(executor))
+        if hit is None or hit[0] is not executor:
+            hit = (executor, OutputCache(executor))
+            _caches[id(executor)] = hit
+        return hit[1]

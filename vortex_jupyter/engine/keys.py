@@ -1,0 +1,274 @@
+"""Incremental Merkle keys: re-hash only what an edit can have changed.
+
+State, kept per graph and updated by the model's change notifications:
+
+- ``_keys``: node id -> cache key, for nodes whose key is known to be current;
+- ``_info``: node id -> ``NodeInfo``: its spec, its widget params with the spec's defaults
+  filled and linked inputs removed (what the node is called with), their canonical bytes and
+  its links sorted by input name. One record per node, so the hot loops do one dict lookup
+  per node instead of one per fact (it matters at 100k nodes);
+- ``_specs``: the spec each node type was hashed with, to notice a redefined ``@vx.node``.
+
+Invariant: a node has a key only if all its ancestors do. So invalidating an edited node walks
+its descendants and stops at nodes already without a key: the cost of an edit is proportional
+to the keys it really drops, never to the graph. Layout and meta changes invalidate nothing.
+Keys are recomputed lazily, in topological order, by ``ensure``.
+
+Volatile nodes (``always_run`` or a ``fingerprint``) are refreshed once per run by
+``refresh_volatile``: an always-run node gets a new token each run, a fingerprinted node the
+canonical bytes of ``fingerprint(**params)``; when a token changes the node and its descendants
+lose their keys (their inputs may have changed).
+
+Example: in ``a -> b -> c`` plus an unrelated ``d``, editing a param of ``b`` drops the keys
+of ``b`` and ``c`` (two dict pops); ``a`` and ``d`` keep theirs, and the next ``ensure``
+re-hashes exactly ``b`` and ``c``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..errors import HashError
+from ..graph.model import Change, GraphModel
+from ..nodes.spec import NodeSpec
+from .executor import Lit
+from .hashing import fingerprint_blob, head_blob, inputs_blob, key_from_blobs, params_blob
+
+log = logging.getLogger("vortex_jupyter.engine")
+Lookup = Callable[[str], "NodeSpec | None"]
+#: One link into a node: (input name, source node, source output index).
+Link = tuple[str, str, int]
+_NO_INPUTS = inputs_blob(())
+
+
+class NodeInfo:
+    """What the engine needs of one node, derived from the model and the spec (immutable)."""
+
+    __slots__ = ("args", "head", "links", "lits", "pblob", "spec")
+
+    def __init__(self, spec: NodeSpec | None, head: bytes, args: dict[str, Any], pblob: bytes,
+                 links: tuple[Link, ...]) -> None:
+        self.spec = spec
+        self.head = head
+        self.args = args
+        self.pblob = pblob
+        self.links = links
+        self.lits: dict[str, Lit] | None = None
+
+
+class KeyIndex:
+    """Cache keys of one ``GraphModel``'s nodes, maintained incrementally."""
+
+    def __init__(self, model: GraphModel, lookup: Lookup, lock: threading.RLock | None = None) -> None:
+        self.model = model
+        self.lookup = lookup
+        self.lock = lock or threading.RLock()
+        self._keys: dict[str, str] = {}
+        self._info: dict[str, NodeInfo] = {}
+        self._fp: dict[str, bytes] = {}
+        self._by_type: dict[str, set[str]] = {}
+        self._specs: dict[str, NodeSpec | None] = {}
+        #: type -> (spec, head bytes, widget defaults): one lookup per node in the hot loop.
+        self._types: dict[str, tuple[NodeSpec | None, bytes, dict[str, Any]]] = {}
+        #: Bumped on every structural change (nodes or edges added/removed).
+        self.structure_version = 0
+        for node in model.nodes.values():
+            self._by_type.setdefault(node.type, set()).add(node.id)
+        model.add_listener(self._on_change)
+
+    def close(self) -> None:
+        self.model.remove_listener(self._on_change)
+
+    # ---- change tracking -------------------------------------------------------------------
+    def _on_change(self, change: Change) -> None:
+        kind = change.kind
+        if kind == "layout" or kind == "meta":
+            return
+        with self.lock:
+            node = change.node
+            if kind == "param_set" or kind == "param_deleted":
+                self._info.pop(node, None)  # type: ignore[arg-type]
+                self.invalidate(node)
+            elif kind == "edge_added" or kind == "edge_removed":
+                self.structure_version += 1
+                self._info.pop(node, None)  # type: ignore[arg-type]
+                self.invalidate(node)
+            elif kind == "node_added":
+                self.structure_version += 1
+                self._by_type.setdefault(self.model.nodes[node].type, set()).add(node)  # type: ignore[index,arg-type]
+            elif kind == "node_removed":
+                self.structure_version += 1
+                self._drop_node(node)
+
+    def _drop_node(self, node: str | None) -> None:
+        self._keys.pop(node, None)  # type: ignore[arg-type]
+        self._info.pop(node, None)  # type: ignore[arg-type]
+        self._fp.pop(node, None)  # type: ignore[arg-type]
+        for ids in self._by_type.values():
+            ids.discard(node)  # type: ignore[arg-type]
+
+    def invalidate(self, node: str | None) -> int:
+        """Drop the keys of ``node`` and its descendants; returns how many were dropped."""
+        keys = self._keys
+        if node not in keys:
+            return 0  # by the invariant its descendants have no key either
+        out = self.model._out
+        stack = [node]
+        dropped = 0
+        while stack:
+            n = stack.pop()
+            if keys.pop(n, None) is None:
+                continue
+            dropped += 1
+            for e in out.get(n, ()):
+                if e.dst in keys:
+                    stack.append(e.dst)
+        return dropped
+
+    # ---- specs and volatile nodes ----------------------------------------------------------
+    def refresh_specs(self) -> list[str]:
+        """Notice redefined node types; drops their nodes' keys. Returns the changed types."""
+        changed = []
+        for type_name, ids in self._by_type.items():
+            if not ids:
+                continue
+            spec = self.lookup(type_name)
+            if type_name in self._specs and spec is self._specs[type_name]:
+                continue
+            self._specs[type_name] = spec
+            self._types.pop(type_name, None)
+            changed.append(type_name)
+            for n in ids:
+                self._info.pop(n, None)
+                self.invalidate(n)
+        return changed
+
+    def _spec_of(self, type_name: str) -> NodeSpec | None:
+        if type_name not in self._specs:
+            self._specs[type_name] = self.lookup(type_name)
+        return self._specs[type_name]
+
+    def spec(self, node: str) -> NodeSpec | None:
+        return self._spec_of(self.model.nodes[node].type)
+
+    def volatile_nodes(self) -> list[str]:
+        out: list[str] = []
+        for type_name, ids in self._by_type.items():
+            spec = self._specs.get(type_name)
+            if ids and spec is not None and (spec.always_run or spec.fingerprint is not None):
+                out.extend(ids)
+        return out
+
+    def refresh_volatile(self, run_token: str) -> None:
+        """Recompute always-run tokens and fingerprints; a changed one drops descendants' keys."""
+        for n in self.volatile_nodes():
+            spec = self.spec(n)
+            assert spec is not None
+            blob = fingerprint_blob(run_token)
+            if not spec.always_run:
+                blob = self._fingerprint(n, spec, blob)
+            if self._fp.get(n) != blob:
+                self._fp[n] = blob
+                self.invalidate(n)
+
+    def _fingerprint(self, node: str, spec: NodeSpec, changed: bytes) -> bytes:
+        """``spec.fingerprint(**params)`` as key bytes; ``changed`` (this run's token) when it
+        raises or is unhashable: ComfyUI's IS_CHANGED returns NaN to mean "always changed",
+        and a failing fingerprint must not stop the run (the node then reports the error)."""
+        assert spec.fingerprint is not None
+        try:
+            return fingerprint_blob(spec.fingerprint(**self.args(node)), node=node)
+        except Exception as exc:
+            if not isinstance(exc, HashError) or "NaN" not in exc.message:
+                log.warning("fingerprint of node %r (%s) failed: %s; running it", node, spec.type, exc)
+            return changed
+
+    # ---- per-node facts --------------------------------------------------------------------
+    def info(self, node: str) -> NodeInfo:
+        info = self._info.get(node)
+        if info is None:
+            info = self._info[node] = self._make_info(node)
+        return info
+
+    def _type_facts(self, type_name: str) -> tuple[NodeSpec | None, bytes, dict[str, Any]]:
+        facts = self._types.get(type_name)
+        if facts is None:
+            spec = self._spec_of(type_name)
+            head = head_blob(type_name, spec.version if spec is not None else "?")
+            facts = self._types[type_name] = (spec, head, _defaults(spec))
+        return facts
+
+    def _make_info(self, node: str) -> NodeInfo:
+        data = self.model.nodes[node]
+        type_name = data.type
+        facts = self._types.get(type_name) or self._type_facts(type_name)
+        spec, head, defaults = facts
+        args = {**defaults, **data.params} if defaults else dict(data.params)
+        linked = self.model._in.get(node)
+        links: tuple[Link, ...] = ()
+        if linked:
+            for name in linked:
+                args.pop(name, None)
+            found = [(name, edges[0].src, edges[0].src_output) for name, edges in linked.items() if edges]
+            if len(found) > 1:
+                found.sort()  # by input name: unique per node, so the rest is never compared
+            links = tuple(found)
+        return NodeInfo(spec, head, args, params_blob(args, node=node, node_type=type_name), links)
+
+    def args(self, node: str) -> dict[str, Any]:
+        """Widget params with defaults filled, minus inputs fed by a link (do not mutate)."""
+        return self.info(node).args
+
+    def links(self, node: str) -> tuple[Link, ...]:
+        """The links into ``node`` sorted by input name (first edge of each input)."""
+        return self.info(node).links
+
+    def lits(self, node: str) -> dict[str, Lit]:
+        """``args(node)`` wrapped as task arguments (cached; copy before adding to it)."""
+        info = self.info(node)
+        if info.lits is None:
+            info.lits = {name: Lit(v) for name, v in info.args.items()}
+        return info.lits
+
+    # ---- keys ------------------------------------------------------------------------------
+    def get(self, node: str) -> str | None:
+        return self._keys.get(node)
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """Current keys (read only; missing entries need ``ensure``)."""
+        return self._keys
+
+    def ensure(self, order: Iterable[str]) -> dict[str, str]:
+        """Compute the missing keys of ``order`` (topological, ancestors included)."""
+        keys = self._keys
+        if len(keys) == len(self.model.nodes):
+            return keys  # every node has its key (keys of removed nodes are dropped)
+        infos = self._info
+        fps = self._fp
+        for n in order:
+            if n in keys:
+                continue
+            info = infos.get(n)
+            if info is None:
+                info = infos[n] = self._make_info(n)
+            links = info.links
+            if links:
+                # Same bytes as hashing.inputs_blob (links are sorted by name already);
+                # built as text and encoded once (cheaper than encoding each piece).
+                ib = (f"I{len(links)}:" + "".join(
+                    [f"{name}\0{keys[src]}\0{i}\0" for name, src, i in links]
+                )).encode("utf-8", "surrogatepass")
+            else:
+                ib = _NO_INPUTS
+            keys[n] = key_from_blobs(info.head, info.pblob, ib, fps.get(n, b"") if fps else b"")
+        return keys
+
+
+def _defaults(spec: NodeSpec | None) -> dict[str, Any]:
+    if spec is None:
+        return {}
+    return {p.name: p.default for p in spec.inputs if p.has_default and p.widget}

@@ -1,0 +1,247 @@
+"""``RunState``: what one run did, built from the events it streamed.
+
+The run loop feeds every event through ``observe`` (the bookkeeping listener that always
+runs first) and every result through ``on_result`` (which stores it in the output cache).
+Both may be called from an executor's thread. Outputs are not copied here: ``output(node)``
+looks the node's key up in the cache and fetches through the executor, so a worker's tensors
+cross into the kernel only when Python asks for them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ERROR_CLASSES, ExecutionError
+from .cache import OutputCache
+from .events import Event, NodeFailed
+from .executor import CancelToken, Executor, Task
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
+__all__ = ["Run", "RunState", "error_from_event"]
+
+
+def error_from_event(event: NodeFailed, node_type: str | None = None) -> ExecutionError:
+    """Rebuild the exception of a ``NodeFailed`` event (its class chosen by the VE code)."""
+    cls = ERROR_CLASSES.get(event.code, ExecutionError)
+    if not issubclass(cls, ExecutionError):
+        cls = ExecutionError
+    err = cls(event.message, node=event.node, node_type=node_type, traceback=event.traceback,
+              error_type=event.error_type)
+    if event.code != err.code:
+        err.code = event.code  # e.g. VE-700 raised by a node keeps its own code
+    return err
+
+
+class RunState:
+    """The record of one run; ``done`` is set once ``RunFinished`` was emitted."""
+
+    def __init__(self, run_id: str, executor: Executor, cache: OutputCache) -> None:
+        self.run_id = run_id
+        self.executor = executor
+        self.cache = cache
+        self.status = "pending"  # -> "running" -> "ok" | "failed" | "cancelled"
+        self.events: list[Event] = []
+        self.errors: dict[str, ExecutionError] = {}
+        self.finished: set[str] = set()
+        self.shared_ok = 0
+        self.timings: dict[str, float] = {}
+        self.ui: dict[str, dict[str, Any]] = {}
+        self.previews: dict[str, list[bytes]] = {}
+        self.node_keys: dict[str, str] = {}
+        self.planned: list[str] = []
+        self.cached: list[str] = []
+        self.elapsed = 0.0
+        self.error: BaseException | None = None  # set when the run itself raised
+        self._tasks: Sequence[Task] = ()
+        self._types: dict[str, str] | None = None
+        self._done = threading.Event()
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def begin(self, plan: Plan, node_keys: dict[str, str]) -> None:
+        self.status = "running"
+        self.planned = plan.planned
+        self.cached = plan.cached
+        self.node_keys = node_keys
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        self._tasks = tasks
+
+    def mark_done(self) -> None:
+        self._done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        """The run could not start or crashed outside any node (e.g. a ValidationError)."""
+        self.error = exc
+        self.status = "failed"
+        self._done.set()
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"ran": len(self.finished), "cached": len(self.cached) + self.shared_ok, "failed": len(self.errors)}
+
+    # ---- callbacks -----------------------------------------------------------------------
+    def on_result(self, task: Task, refs: tuple[Any, ...]) -> None:
+        self.cache.put(task.key, refs)
+        self.finished.add(task.node_id)
+
+    def observe(self, event: Event) -> None:
+        self.events.append(event)
+        kind = event.kind
+        if kind == "node_finished":
+            node = event.node  # type: ignore[attr-defined]
+            self.timings[node] = event.elapsed  # type: ignore[attr-defined]
+            ui = event.ui  # type: ignore[attr-defined]
+            if ui or node in self.previews:
+                self.ui[node] = ui
+                self.cache.annotate(self.node_keys[node], ui, self.previews.get(node))
+        elif kind == "node_failed":
+            assert isinstance(event, NodeFailed)
+            self.errors[event.node] = error_from_event(event, self._type_of(event.node))
+        elif kind == "node_preview" and event.final:  # type: ignore[attr-defined]
+            self.previews.setdefault(event.node, []).append(event.data)  # type: ignore[attr-defined]
+
+    def _type_of(self, node: str) -> str | None:
+        if self._types is None:
+            self._types = {t.node_id: t.spec.type for t in self._tasks}
+        return self._types.get(node)
+
+    # ---- outputs -------------------------------------------------------------------------
+    def output(self, node: str) -> tuple[Any, ...]:
+        """The outputs of ``node``, fetched through the executor (raises if it has none)."""
+        if node in self.errors:
+            raise self.errors[node]
+        key = self.node_keys.get(node)
+        if key is None:
+            raise KeyError(f"node {node!r} was not part of this run (see run.outputs.keys())")
+        entry = self.cache.get(key)
+        if entry is None:
+            raise KeyError(
+                f"the outputs of node {node!r} are no longer cached (evicted or their worker "
+                "died); run the graph again"
+            )
+        fetch = self.executor.fetch
+        return tuple(fetch(r) for r in entry.refs)
+
+    def final_previews(self) -> list[tuple[str, bytes]]:
+        """(node, PNG bytes) of every output image: from this run, or from cached nodes."""
+        out: list[tuple[str, bytes]] = []
+        for node, key in self.node_keys.items():
+            if node in self.previews:
+                out.extend((node, data) for data in self.previews[node])
+            else:
+                entry = self.cache.get(key)
+                if entry is not None and entry.previews:
+                    out.extend((node, data) for data in entry.previews)
+        return out
+
+
+class _Outputs(Mapping[str, tuple[Any, ...]]):
+    """``run.outputs[node_id]``: fetched through the executor when read."""
+
+    def __init__(self, state: RunState) -> None:
+        self._state = state
+
+    def __getitem__(self, node: Any) -> tuple[Any, ...]:
+        return self._state.output(str(getattr(node, "id", node)))
+
+    def __iter__(self) -> Iterator[str]:
+        return (n for n in self._state.node_keys if n not in self._state.errors)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __repr__(self) -> str:
+        return f"<outputs of {len(self)} nodes (fetched when read)>"
+
+
+class Run:
+    """One run of a graph. ``g.run()`` returns it finished; ``g.start()`` while it runs."""
+
+    def __init__(self, state: RunState, cancel: CancelToken, thread: threading.Thread | None = None) -> None:
+        self._state = state
+        self._cancel = cancel
+        self._thread = thread
+        self.outputs = _Outputs(state)
+
+    run_id = property(lambda self: self._state.run_id)
+    status = property(lambda self: self._state.status, doc='"running", "ok", "failed" or "cancelled"')
+    events = property(lambda self: self._state.events, doc=(
+        "the events of this run, in order. Per-node detail (queued/started/finished/cached, "
+        "progress, step previews) is produced only when the graph has listeners (g.on_event): "
+        "without them a 10k-node run skips ~30k event objects. Failures, output images and "
+        "run_started/run_finished are always there."))
+    timings = property(lambda self: self._state.timings,
+                       doc="node id -> seconds it ran (filled when the graph has listeners)")
+    planned = property(lambda self: self._state.planned, doc="node ids that were run")
+    cached = property(lambda self: self._state.cached, doc="node ids served from the cache")
+    elapsed = property(lambda self: self._state.elapsed)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._state.stats
+
+    @property
+    def errors(self) -> dict[str, ExecutionError]:
+        """node id -> the error it failed with (VE-505 for nodes whose upstream failed)."""
+        return self._state.errors
+
+    @property
+    def done(self) -> bool:
+        return self._state.done
+
+    def wait(self, timeout: float | None = None) -> Run:
+        """Block until the run finished; re-raises an error that stopped it from starting."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        else:
+            self._state.wait(timeout)
+        if self._state.error is not None:
+            raise self._state.error
+        return self
+
+    def cancel(self) -> None:
+        """Stop after the running node (nodes see it through ``ctx.raise_if_cancelled()``)."""
+        self._cancel.cancel()
+
+    def raise_for_errors(self) -> Run:
+        """Raise the first node error, if any (for scripts that want exceptions)."""
+        for err in self._state.errors.values():
+            raise err
+        return self
+
+    @property
+    def images(self) -> list[Any]:
+        """Output images (SaveImage/PreviewImage) as PIL images, also from cached nodes."""
+        import io
+
+        from PIL import Image
+
+        return [Image.open(io.BytesIO(data)) for _, data in self._state.final_previews()]
+
+    def _repr_html_(self) -> str:
+        import base64
+        import html
+
+        imgs = "".join(
+            f'<img src="data:image/png;base64,{base64.b64encode(d).decode()}" style="max-width:256px;margin:2px">'
+            for _, d in self._state.final_previews()[:16])
+        return f"<div><code>{html.escape(repr(self))}</code></div>{imgs}"
+
+    def __repr__(self) -> str:
+        s = self.stats
+        text = (f"<Run {self.run_id} {self.status}: ran {s['ran']}, cached {s['cached']}, "
+                f"failed {s['failed']} in {self._state.elapsed * 1e3:.1f} ms>")
+        for node, err in list(self.errors.items())[:3]:
+            text += f"\n  {node}: [{err.code}] {err.message.splitlines()[0]}"
+        return text

@@ -1,0 +1,104 @@
+"""``ValidationMemo``: validate before each run, but only what changed since the last success.
+
+State: ``full`` (a structural edit or a redefined node type happened: validate everything)
+and ``params`` (node ids whose params were edited since the last successful validation).
+
+Policy: a param edit cannot create a cycle, a dangling edge or a duplicate input, and it can
+only break the edited node's own checks (type, range, choices, NaN, size, ``spec.check``) or
+the type checks of the edges into it. So after param edits only we validate a small graph made
+of the edited nodes, the nodes feeding them and those edges, and keep the problems located on
+the edited nodes. Anything else (nodes or edges added/removed, a node type redefined, a
+previous failure) validates the whole graph.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from ..errors import Problem, ValidationError
+from ..graph.model import Change, GraphModel
+from .keys import Lookup
+
+Validator = Callable[[GraphModel, Lookup], list[Problem]]
+
+
+def _graph_validator() -> Validator:
+    from ..graph.validate import validate
+
+    return validate
+
+
+class ValidationMemo:
+    def __init__(self, model: GraphModel, validator: Validator | None, lock: threading.RLock) -> None:
+        self.model = model
+        self._validator = validator
+        self.lock = lock
+        self.full = True
+        self.params: set[str] = set()
+        model.add_listener(self._on_change)
+
+    def close(self) -> None:
+        self.model.remove_listener(self._on_change)
+
+    @property
+    def validator(self) -> Validator:
+        if self._validator is None:
+            self._validator = _graph_validator()
+        return self._validator
+
+    def _on_change(self, change: Change) -> None:
+        kind = change.kind
+        if kind == "layout" or kind == "meta":
+            return
+        with self.lock:
+            if kind == "param_set" or kind == "param_deleted":
+                if not self.full and change.node is not None:
+                    self.params.add(change.node)
+            else:
+                self.full = True
+                self.params.clear()
+
+    def problems(self, lookup: Lookup) -> list[Problem]:
+        """Every problem of the whole graph (updates the memo)."""
+        problems = self.validator(self.model, lookup)
+        self.full = bool(problems)
+        self.params.clear()
+        return problems
+
+    def check(self, lookup: Lookup, *, full: bool = False) -> None:
+        """Raise ``ValidationError`` if what changed since the last success has problems."""
+        if full:
+            self.full = True
+        if self.full:
+            problems = self.problems(lookup)
+        elif self.params:
+            edited = set(self.params)
+            sub = self._neighbourhood(edited)
+            problems = [p for p in self.validator(sub, lookup) if p.node in edited]
+            if not problems:
+                self.params.clear()
+        else:
+            return
+        if problems:
+            raise ValidationError(problems)
+
+    def _neighbourhood(self, edited: set[str]) -> GraphModel:
+        """The edited nodes, the nodes feeding them, and the edges between."""
+        src = self.model
+        sub = GraphModel()
+        for n in edited:
+            if n not in src.nodes:
+                continue
+            if n not in sub.nodes:
+                self._copy_node(sub, n)
+            for edges in src.inputs_of(n).values():
+                for e in edges:
+                    if e.src in src.nodes and e.src not in sub.nodes:
+                        self._copy_node(sub, e.src)
+                    sub.connect(e.src, e.src_output, e.dst, e.dst_input, replace=False)
+        return sub
+
+    def _copy_node(self, sub: GraphModel, node: str) -> None:
+        data = self.model.nodes[node]
+        sub.add_node(data.type, data.params, id=data.id)
