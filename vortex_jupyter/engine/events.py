@@ -99,7 +99,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
 
 
 def event_from_dict(d: dict[str, Any]) -> Event:
-    cls = EVENT_TYPES[d["kind"]]
+    cls: Any = EVENT_TYPES[d["kind"]]
     names = {f.name for f in fields(cls)}
-    return cls(**{k: (tuple(v) if isinstance(v, list) and k in ("planned", "cached") else v)
-                  for k, v in d.items() if k in names})
+    kwargs = {k: (tuple(v) if isinstance(v, list) and k in ("planned", "cached") else v)
+              for k, v in d.items() if k in names}
+    event: Event = cls(**kwargs)
+    return event
