@@ -1,0 +1,239 @@
+/**
+ * One canvas view: wires the Y doc replica, the comm provider, the scene, the renderer,
+ * input handling and the DOM around the canvas. Implements `Host` for the input handlers.
+ *
+ * Lifecycle: constructed by `render()`, starts syncing at once, fits the view to the graph
+ * when the first sync completes, and `destroy()` undoes everything it set up.
+ */
+import * as Y from "yjs";
+import { GraphDoc } from "./docmodel";
+import { Editor } from "./edit/editor";
+import type { Host } from "./edit/host";
+import { lastCopiedText } from "./edit/clipboard";
+import { Input } from "./input";
+import type { FromKernel, Specs, WidgetModel, WireBuffer } from "./protocol";
+import { toBytes } from "./protocol";
+import type { NodeView } from "./render/layout";
+import { Renderer } from "./render/renderer";
+import { boundsOf, fitRect, screenToGraph, visibleRect } from "./render/view";
+import { RunState } from "./runstate";
+import { Scene } from "./scene";
+import { CommProvider } from "./sync";
+import { NodeList } from "./ui/a11y";
+import { OutputImages } from "./ui/outputs";
+import { Overlays } from "./ui/overlays";
+import { Palette } from "./ui/palette";
+import { Toasts } from "./ui/toast";
+import { Toolbar } from "./ui/toolbar";
+import { commandItems, runCommand } from "./commands";
+import { specItems } from "./ui/search";
+import { exposeTestHook } from "./testhook";
+import { Presence } from "./presence";
+
+export class CanvasApp implements Host {
+  readonly root: HTMLDivElement;
+  readonly stage: HTMLDivElement;
+  readonly canvas: HTMLCanvasElement;
+  readonly doc = new Y.Doc();
+  readonly origin = { view: "local" };
+  readonly gdoc: GraphDoc;
+  readonly scene: Scene;
+  readonly run = new RunState();
+  readonly r: Renderer;
+  readonly editor: Editor;
+  readonly provider: CommProvider;
+  readonly toasts: Toasts;
+  readonly toolbar: Toolbar;
+  readonly list: NodeList;
+  readonly palette: Palette;
+  readonly overlays: Overlays;
+  readonly outputs: OutputImages;
+  readonly presence: Presence;
+  private input: Input;
+  private cleanups: Array<() => void> = [];
+  private fitted = false;
+
+  constructor(readonly model: WidgetModel, el: HTMLElement) {
+    this.root = div("vx-root");
+    this.root.tabIndex = 0;
+    this.root.setAttribute("role", "application");
+    this.root.setAttribute("aria-label", "graph canvas: Tab and arrows move between nodes, Ctrl+K for commands");
+    // JupyterLab (Lumino) must not treat keys typed on the canvas as notebook shortcuts
+    // (arrows, Delete, Ctrl+Z...): Lumino skips bindings under this attribute.
+    this.root.setAttribute("data-lm-suppress-shortcuts", "true");
+    this.stage = div("vx-stage");
+    this.canvas = document.createElement("canvas");
+    this.canvas.className = "vx-canvas";
+    this.canvas.setAttribute("aria-hidden", "true");
+    this.gdoc = new GraphDoc(this.doc, this.origin);
+    this.scene = new Scene(this.gdoc, (model.get("specs") as Specs) ?? {});
+    this.r = new Renderer(this.canvas, this.scene, this.run);
+    this.editor = new Editor(this.gdoc, this.scene);
+    this.toolbar = new Toolbar(this.root, {
+      run: () => this.model.send({ t: "run", outputs: null }),
+      cancel: () => this.model.send({ t: "cancel" }),
+      add: () => this.openAddPalette(this.r.width / 2 - 150, 40),
+      fit: () => this.fit(), undo: () => this.editor.undo.undo(), redo: () => this.editor.undo.redo(),
+      group: () => this.group(), commands: () => this.openCommandPalette(),
+    });
+    this.root.append(this.stage);
+    this.stage.append(this.canvas);
+    this.list = new NodeList(this.stage, this.r);
+    this.overlays = new Overlays(this.stage, () => this.root.focus({ preventScroll: true }));
+    this.palette = new Palette(this.stage, () => this.root.focus({ preventScroll: true }));
+    this.toasts = new Toasts(this.stage);
+    this.outputs = new OutputImages(this.root, this.run);
+    el.appendChild(this.root);
+    this.provider = new CommProvider(this.doc, model, {
+      onMessage: (m, b) => this.guard(() => this.onKernel(m, b)),
+      onError: (err) => this.reportError("bad y message from kernel", err),
+    });
+    this.presence = new Presence(this.provider.awareness, this.r);
+    this.input = new Input(this, this.root, this.canvas);
+    this.wire();
+    exposeTestHook(this);
+    this.provider.start();
+  }
+
+  private wire(): void {
+    this.setHeight();
+    const onSpecs = (): void => this.scene.setSpecs((this.model.get("specs") as Specs) ?? {});
+    const onHeight = (): void => this.setHeight();
+    this.model.on("change:specs", onSpecs);
+    this.model.on("change:height", onHeight);
+    this.cleanups.push(() => { this.model.off("change:specs", onSpecs); this.model.off("change:height", onHeight); });
+    this.cleanups.push(this.scene.onChange(() => this.r.invalidate()));
+    this.cleanups.push(this.r.onDraw(() => this.afterDraw()));
+    const ro = new ResizeObserver(() => this.r.invalidate());
+    ro.observe(this.canvas);
+    this.cleanups.push(() => ro.disconnect());
+    this.provider.whenSynced().then(() => { if (!this.fitted) this.fit(); });
+  }
+
+  private setHeight(): void {
+    const h = Number(this.model.get("height")) || 520;
+    this.stage.style.height = `${h}px`;
+    this.r.invalidate();
+  }
+
+  private afterDraw(): void {
+    const cur = this.overlays.current;
+    if (cur) this.overlays.reposition(this.scene.nodes.get(cur.node), this.r.view);
+    this.list.schedule();
+  }
+
+  private onKernel(m: FromKernel, buffers: WireBuffer[]): void {
+    if (m.t === "event") {
+      if (m.event.kind === "run_started") this.outputs.clear();
+      if (this.run.apply(m.event)) this.scene.touch();
+      if (m.event.kind === "node_failed") this.toast(`${m.event.node}: ${m.event.code ?? ""} ${m.event.message ?? ""}`);
+      if (m.event.kind === "run_finished") this.toolbar.setStatus(`run ${m.event.status ?? "done"}`);
+    } else if (m.t === "image" && buffers.length) {
+      this.outputs.receive(m.node, m.final, m.mime, toBytes(buffers[0]))
+        .then(() => { this.scene.setPreview(m.node, true); this.scene.touch(); })
+        .catch((err) => this.reportError(`image for ${m.node} could not be decoded`, err));
+    } else if (m.t === "error") {
+      this.toast(`${m.code}: ${m.message}`);
+    } else if (m.t === "state") {
+      this.run.running = m.running;
+      this.toolbar.setRunning(m.running);
+      this.toolbar.setStatus(m.running ? "running…" : this.toolbar.status.textContent ?? "");
+    }
+  }
+
+  // ---- Host ----------------------------------------------------------------
+  toast(message: string, kind: "error" | "info" = "error"): void {
+    this.toasts.show(message, kind);
+  }
+
+  setSelection(ids: Iterable<string>): void {
+    this.r.selected.clear();
+    for (const id of ids) if (this.scene.nodes.has(id)) this.r.selected.add(id);
+    this.presence.publishSelection([...this.r.selected]);
+    this.scene.touch();
+  }
+
+  openAddPalette(sx: number, sy: number): void {
+    const [gx, gy] = screenToGraph(this.r.view, sx, sy);
+    this.palette.show("Add node…", specItems(this.scene.allSpecs()), [sx, sy], (it) => {
+      const id = this.editor.addNode(it.id, gx, gy);
+      this.setSelection([id]);
+    });
+  }
+
+  openCommandPalette(): void {
+    this.palette.show("Command…", commandItems(), [this.r.width / 2 - 150, 40], (it) => runCommand(this, it.id));
+  }
+
+  openWidget(node: NodeView, name: string): void {
+    this.overlays.editParam(node, name, this.r.view, (v) => this.gdoc.setParam(node.id, name, v));
+  }
+
+  editTitle(node: NodeView): void {
+    this.overlays.editTitle(node, this.r.view, (t) => this.gdoc.setTitle(node.id, t));
+  }
+
+  fit(): void {
+    const b = boundsOf([...this.scene.nodes.values(), ...this.scene.groups.values()]);
+    this.r.resize();
+    if (b) { this.fitted = true; this.r.setView(fitRect(b, this.r.width, this.r.height)); }
+  }
+
+  copy(): void {
+    const text = this.editor.copy(this.r.selected);
+    if (text) navigator.clipboard?.writeText(text).catch(() => undefined);
+  }
+
+  paste(): void {
+    const place = (text: string | null): void => {
+      const vis = visibleRect(this.r.view, this.r.width, this.r.height);
+      const ids = this.editor.paste(text, vis.x + vis.w / 4, vis.y + vis.h / 4);
+      if (ids.length) this.setSelection(ids);
+    };
+    const read = navigator.clipboard?.readText?.();
+    if (!read) { place(lastCopiedText()); return; }
+    read.then((t) => place(t && t.includes("vortex-jupyter/nodes") ? t : lastCopiedText()))
+      .catch(() => place(lastCopiedText()));
+  }
+
+  group(): void {
+    if (!this.editor.groupNodes(this.r.selected)) this.toast("Select nodes to group first", "info");
+  }
+
+  /** Deletes the groups (frames) that contain a selected node; the nodes stay. */
+  ungroup(): void {
+    const ids = [...this.scene.groups.keys()].filter((g) => this.editor.groupMembers(g).some((n) => this.r.selected.has(n)));
+    if (!ids.length) { this.toast("No group around the selection", "info"); return; }
+    this.gdoc.transact(() => { for (const id of ids) this.gdoc.groups.delete(id); });
+  }
+
+  /** Runs a UI callback; an exception becomes a console error forwarded to the kernel. */
+  guard(fn: () => void): void {
+    try { fn(); } catch (err) { this.reportError("canvas error", err); }
+  }
+
+  reportError(what: string, err: unknown): void {
+    const message = `${what}: ${err instanceof Error ? err.message : String(err)}`;
+    console.error(message, err);
+    this.model.send({ t: "log", level: "error", message });
+  }
+
+  destroy(): void {
+    for (const fn of this.cleanups.splice(0)) fn();
+    this.input.destroy();
+    this.list.destroy();
+    this.r.destroy();
+    this.editor.destroy();
+    this.provider.destroy();
+    this.scene.destroy();
+    this.overlays.close();
+    this.doc.destroy();
+    this.root.remove();
+  }
+}
+
+function div(cls: string): HTMLDivElement {
+  const d = document.createElement("div");
+  d.className = cls;
+  return d;
+}

@@ -1,0 +1,36 @@
+/**
+ * The command palette's commands (Ctrl/Cmd+K or Ctrl+Shift+P): each has an id, a label,
+ * a group and an action on the view.
+ */
+import type { CanvasApp } from "./app";
+import type { PaletteItem } from "./ui/search";
+
+interface Command { id: string; label: string; group: string; run(app: CanvasApp): void }
+
+const COMMANDS: Command[] = [
+  { id: "run", label: "Run graph", group: "run", run: (a) => a.model.send({ t: "run", outputs: null }) },
+  { id: "run-selected", label: "Run selected nodes", group: "run",
+    run: (a) => a.model.send({ t: "run", outputs: [...a.r.selected] }) },
+  { id: "cancel", label: "Cancel run", group: "run", run: (a) => a.model.send({ t: "cancel" }) },
+  { id: "add", label: "Add node…", group: "edit", run: (a) => a.openAddPalette(a.r.width / 2 - 150, 40) },
+  { id: "delete", label: "Delete selected", group: "edit",
+    run: (a) => { a.editor.deleteNodes([...a.r.selected]); a.setSelection([]); } },
+  { id: "copy", label: "Copy", group: "edit", run: (a) => a.copy() },
+  { id: "paste", label: "Paste", group: "edit", run: (a) => a.paste() },
+  { id: "undo", label: "Undo", group: "edit", run: (a) => a.editor.undo.undo() },
+  { id: "redo", label: "Redo", group: "edit", run: (a) => a.editor.undo.redo() },
+  { id: "group", label: "Group selected nodes", group: "edit", run: (a) => a.group() },
+  { id: "ungroup", label: "Remove groups around the selection", group: "edit", run: (a) => a.ungroup() },
+  { id: "select-all", label: "Select all", group: "edit", run: (a) => a.setSelection(a.scene.nodes.keys()) },
+  { id: "fit", label: "Fit to view", group: "view", run: (a) => a.fit() },
+  { id: "zoom-100", label: "Zoom to 100%", group: "view",
+    run: (a) => a.r.setView({ ...a.r.view, zoom: 1 }) },
+];
+
+export function commandItems(): PaletteItem[] {
+  return COMMANDS.map((c) => ({ id: c.id, label: c.label, group: c.group }));
+}
+
+export function runCommand(app: CanvasApp, id: string): void {
+  COMMANDS.find((c) => c.id === id)?.run(app);
+}

@@ -1,0 +1,128 @@
+/**
+ * Editing commands on the graph, each one transaction with the view's origin, and
+ * per-user undo/redo (a Y.UndoManager tracking only this view's origin, so undo never
+ * reverts another user's or the kernel's edit).
+ */
+import * as Y from "yjs";
+import { GraphDoc, makeNodeMap, type NodeData } from "../docmodel";
+import { edgeKey, newNodeId, type EdgeValue, type NodeSpecJson } from "../protocol";
+import { whyIncompatible } from "../ports";
+import type { Scene } from "../scene";
+import { boundsOf } from "../render/view";
+import { contains } from "../render/spatial";
+import { instantiate, parse, serialize } from "./clipboard";
+
+export interface ConnectResult { ok: boolean; reason?: string }
+
+export class Editor {
+  readonly undo: Y.UndoManager;
+
+  constructor(readonly g: GraphDoc, readonly scene: Scene) {
+    this.undo = new Y.UndoManager([g.nodes, g.edges, g.groups], {
+      trackedOrigins: new Set([g.origin]),
+      captureTimeout: 400,
+    });
+  }
+
+  /** Default params of a node type from its spec. */
+  static defaults(spec: NodeSpecJson | undefined): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const p of spec?.inputs ?? []) {
+      if (p.default !== undefined) out[p.name] = p.default;
+      else if (p.choices?.length) out[p.name] = p.choices[0];
+    }
+    return out;
+  }
+
+  addNode(type: string, x: number, y: number): string {
+    const spec = this.scene.spec(type);
+    this.undo.stopCapturing();
+    return this.g.addNode({ id: newNodeId(), type, x, y, params: Editor.defaults(spec) });
+  }
+
+  /** Null when output `index` of `src` may feed input `input` of `dst`, else the reason. */
+  connectProblem(src: string, index: number, dst: string, input: string): string | null {
+    const s = this.scene.nodes.get(src), t = this.scene.nodes.get(dst);
+    if (!s || !t) return `node ${s ? dst : src} does not exist`;
+    const out = s.outputs[index], inp = t.inputs.find((p) => p.name === input);
+    if (!out) return `${src} has no output ${index}`;
+    if (!inp) return `${dst} has no input ${input}`;
+    return whyIncompatible(src, out.name, out.type, dst, input, inp.type);
+  }
+
+  /** Checks types and links output `index` of `src` into input `input` of `dst`. */
+  connect(src: string, index: number, dst: string, input: string): ConnectResult {
+    const reason = this.connectProblem(src, index, dst, input);
+    if (reason) return { ok: false, reason };
+    this.undo.stopCapturing();
+    this.g.connect({ src, src_output: index, dst, dst_input: input });
+    return { ok: true };
+  }
+
+  disconnect(dst: string, input: string): void {
+    this.undo.stopCapturing();
+    this.g.disconnect(dst, input);
+  }
+
+  deleteNodes(ids: Iterable<string>): void {
+    this.undo.stopCapturing();
+    this.g.deleteNodes(ids);
+  }
+
+  copy(ids: Iterable<string>): string | null {
+    const nodes = [...ids].map((id) => this.g.readNode(id)).filter((n): n is NodeData => n !== null);
+    if (!nodes.length) return null;
+    return serialize(nodes, [...this.scene.edges.values()]);
+  }
+
+  /** Pastes clipboard text with its top-left at (x, y); returns the new ids. */
+  paste(text: string | null, x: number, y: number): string[] {
+    const data = parse(text);
+    if (!data || !data.nodes.length) return [];
+    const fresh = instantiate(data, x, y);
+    this.undo.stopCapturing();
+    this.g.transact(() => {
+      for (const n of fresh.nodes) this.g.nodes.set(n.id, makeNodeMap(n));
+      for (const e of fresh.edges) this.g.edges.set(edgeKey(e.dst, e.dst_input), e);
+    });
+    return fresh.nodes.map((n) => n.id);
+  }
+
+  /** A group (frame) around the selected nodes. */
+  groupNodes(ids: Iterable<string>, title = "Group"): string | null {
+    const b = boundsOf([...ids].flatMap((id) => this.scene.nodes.get(id) ?? []));
+    if (!b) return null;
+    const id = "g" + newNodeId().slice(1);
+    this.undo.stopCapturing();
+    this.g.setGroup(id, { title, x: b.x - 16, y: b.y - 40, w: b.w + 32, h: b.h + 56 });
+    return id;
+  }
+
+  /** Nodes lying entirely inside a group: they move with it. */
+  groupMembers(id: string): string[] {
+    const g = this.scene.groups.get(id);
+    if (!g) return [];
+    return [...this.scene.nodes.values()].filter((n) => contains(g, n)).map((n) => n.id);
+  }
+
+  moveGroup(id: string, x: number, y: number, members: Map<string, [number, number]>, dx: number, dy: number): void {
+    const g = this.scene.groups.get(id);
+    if (!g) return;
+    this.g.transact(() => {
+      this.g.groups.set(id, { ...g, x, y });
+      for (const [nid, [nx, ny]] of members) {
+        const m = this.g.nodes.get(nid);
+        m?.set("x", nx + dx);
+        m?.set("y", ny + dy);
+      }
+    });
+  }
+
+  edgesBetween(ids: Set<string>): EdgeValue[] {
+    return [...this.scene.edges.values()].filter((e) => ids.has(e.src) && ids.has(e.dst));
+  }
+
+  destroy(): void {
+    this.undo.destroy();
+  }
+}

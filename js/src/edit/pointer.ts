@@ -1,0 +1,214 @@
+/**
+ * Pointer and wheel input: pan, zoom, select, drag nodes and groups, connect sockets.
+ *
+ * One gesture at a time (`mode`). Dragging nodes writes x/y of every dragged node in one
+ * transaction per pointer move; a connection is checked on drop and refused with a toast
+ * naming both ports and types. Dragging from a connected input detaches the link and
+ * carries it (drop elsewhere to reconnect, on empty canvas to disconnect).
+ */
+import { hitPort, hitTest, nodesInBox } from "../render/hittest";
+import { screenToGraph, zoomAt } from "../render/view";
+import type { Host } from "./host";
+
+type Mode =
+  | { kind: "idle" }
+  | { kind: "pan"; sx: number; sy: number; panX: number; panY: number }
+  | { kind: "drag"; gx: number; gy: number; start: Map<string, [number, number]>; moved: boolean }
+  | { kind: "group"; id: string; gx: number; gy: number; x: number; y: number; members: Map<string, [number, number]> }
+  | { kind: "box"; gx: number; gy: number; additive: boolean }
+  | { kind: "widget"; node: string; name: string }
+  | { kind: "wire"; src: string; index: number; type: string; x0: number; y0: number }
+  | { kind: "wire-in"; dst: string; input: string; type: string; x0: number; y0: number };
+
+export class PointerInput {
+  private mode: Mode = { kind: "idle" };
+  private downAt: [number, number] = [0, 0];
+
+  constructor(private h: Host, private el: HTMLCanvasElement) {}
+
+  local(e: { clientX: number; clientY: number }): [number, number] {
+    const b = this.el.getBoundingClientRect();
+    return [e.clientX - b.left, e.clientY - b.top];
+  }
+
+  down(e: PointerEvent): void {
+    const [sx, sy] = this.local(e);
+    this.downAt = [sx, sy];
+    const v = this.h.r.view;
+    if (e.button === 1 || (e.button === 0 && e.altKey)) {
+      this.mode = { kind: "pan", sx, sy, panX: v.panX, panY: v.panY };
+      return;
+    }
+    if (e.button !== 0) return;
+    const [gx, gy] = screenToGraph(v, sx, sy);
+    const hit = hitTest(this.h.scene, gx, gy, v.zoom);
+    switch (hit.kind) {
+      case "output":
+        this.mode = { kind: "wire", src: hit.node.id, index: hit.index, type: hit.node.outputs[hit.index].type, x0: hit.x, y0: hit.y };
+        break;
+      case "input":
+        this.startFromInput(hit.node.id, hit.name, hit.x, hit.y);
+        break;
+      case "widget":
+        // Opened on release: the pointerdown's default focus change would close it at once.
+        this.h.setSelection([hit.node.id]);
+        this.mode = { kind: "widget", node: hit.node.id, name: hit.name };
+        break;
+      case "title":
+      case "body":
+        this.startDrag(hit.node.id, gx, gy, e.shiftKey || e.ctrlKey || e.metaKey);
+        break;
+      case "group":
+        this.startGroup(hit.id, gx, gy);
+        break;
+      default:
+        if (e.shiftKey || e.ctrlKey || e.metaKey) this.mode = { kind: "box", gx, gy, additive: true };
+        else this.mode = { kind: "pan", sx, sy, panX: v.panX, panY: v.panY };
+    }
+  }
+
+  private startFromInput(dst: string, input: string, x: number, y: number): void {
+    const existing = this.h.scene.edgeInto(dst, input);
+    if (existing) {
+      // Pick up the link: detach it and carry it from its source socket.
+      const src = this.h.scene.nodes.get(existing.src);
+      this.h.editor.disconnect(dst, input);
+      const o = src?.outputs[existing.src_output];
+      if (src && o) {
+        this.mode = { kind: "wire", src: src.id, index: existing.src_output, type: o.type, x0: src.x + o.x, y0: src.y + o.y };
+        return;
+      }
+    }
+    const t = this.h.scene.nodes.get(dst)?.inputs.find((p) => p.name === input)?.type ?? "*";
+    this.mode = { kind: "wire-in", dst, input, type: t, x0: x, y0: y };
+  }
+
+  private startDrag(id: string, gx: number, gy: number, toggle: boolean): void {
+    const sel = this.h.r.selected;
+    if (toggle) {
+      const next = new Set(sel);
+      if (next.has(id)) next.delete(id); else next.add(id);
+      this.h.setSelection(next);
+    } else if (!sel.has(id)) {
+      this.h.setSelection([id]);
+    }
+    this.h.scene.raise(sel);
+    const start = new Map<string, [number, number]>();
+    for (const sid of sel) {
+      const n = this.h.scene.nodes.get(sid);
+      if (n) start.set(sid, [n.x, n.y]);
+    }
+    this.h.editor.undo.stopCapturing();
+    this.mode = { kind: "drag", gx, gy, start, moved: false };
+  }
+
+  private startGroup(id: string, gx: number, gy: number): void {
+    const g = this.h.scene.groups.get(id);
+    if (!g) return;
+    const members = new Map<string, [number, number]>();
+    for (const nid of this.h.editor.groupMembers(id)) {
+      const n = this.h.scene.nodes.get(nid);
+      if (n) members.set(nid, [n.x, n.y]);
+    }
+    this.h.editor.undo.stopCapturing();
+    this.mode = { kind: "group", id, gx, gy, x: g.x, y: g.y, members };
+  }
+
+  move(e: PointerEvent): void {
+    const m = this.mode;
+    if (m.kind === "idle") return;
+    const [sx, sy] = this.local(e);
+    const v = this.h.r.view;
+    const [gx, gy] = screenToGraph(v, sx, sy);
+    if (m.kind === "pan") {
+      this.h.r.setView({ zoom: v.zoom, panX: m.panX + sx - m.sx, panY: m.panY + sy - m.sy });
+    } else if (m.kind === "drag") {
+      const dx = gx - m.gx, dy = gy - m.gy;
+      m.moved = true;
+      this.h.editor.g.moveNodes([...m.start].map(([id, [x, y]]) => [id, x + dx, y + dy]));
+    } else if (m.kind === "group") {
+      const dx = gx - m.gx, dy = gy - m.gy;
+      this.h.editor.moveGroup(m.id, m.x + dx, m.y + dy, m.members, dx, dy);
+    } else if (m.kind === "box") {
+      this.h.r.overlay.box = { x: m.gx, y: m.gy, w: gx - m.gx, h: gy - m.gy };
+      this.h.r.invalidate();
+    } else if (m.kind === "wire" || m.kind === "wire-in") {
+      this.h.r.overlay.wire = this.wireTo(m, gx, gy);
+      this.h.r.invalidate();
+    }
+  }
+
+  /** The dragged wire, red and dashed while over a socket it may not connect to. */
+  private wireTo(m: Extract<Mode, { kind: "wire" | "wire-in" }>, gx: number, gy: number) {
+    const over = hitPort(this.h.scene, gx, gy, 10 / this.h.r.view.zoom);
+    const ok = !over || this.check(m, over) === null;
+    return m.kind === "wire"
+      ? { x0: m.x0, y0: m.y0, x1: gx, y1: gy, type: m.type, ok }
+      : { x0: gx, y0: gy, x1: m.x0, y1: m.y0, type: m.type, ok };
+  }
+
+  private check(m: Extract<Mode, { kind: "wire" | "wire-in" }>, over: ReturnType<typeof hitPort>): string | null {
+    if (!over) return null;
+    if (m.kind === "wire" && over.kind === "input") return this.h.editor.connectProblem(m.src, m.index, over.node.id, over.name);
+    if (m.kind === "wire-in" && over.kind === "output") return this.h.editor.connectProblem(over.node.id, over.index, m.dst, m.input);
+    return null;
+  }
+
+  up(e: PointerEvent): void {
+    const m = this.mode;
+    this.mode = { kind: "idle" };
+    const [sx, sy] = this.local(e);
+    const [gx, gy] = screenToGraph(this.h.r.view, sx, sy);
+    const clicked = Math.hypot(sx - this.downAt[0], sy - this.downAt[1]) < 4;
+    if (m.kind === "pan" && clicked) this.h.setSelection([]);
+    else if (m.kind === "widget" && clicked) this.openWidget(m.node, m.name);
+    else if (m.kind === "drag") this.h.editor.undo.stopCapturing();
+    else if (m.kind === "box") this.finishBox(m, gx, gy);
+    else if (m.kind === "wire" || m.kind === "wire-in") this.finishWire(m, gx, gy);
+    this.h.r.overlay.box = undefined;
+    this.h.r.overlay.wire = undefined;
+    this.h.r.invalidate();
+  }
+
+  private openWidget(id: string, name: string): void {
+    const n = this.h.scene.nodes.get(id);
+    if (n) this.h.openWidget(n, name);
+  }
+
+  private finishBox(m: Extract<Mode, { kind: "box" }>, gx: number, gy: number): void {
+    const inside = nodesInBox(this.h.scene, { x: m.gx, y: m.gy, w: gx - m.gx, h: gy - m.gy }).map((n) => n.id);
+    this.h.setSelection(m.additive ? [...this.h.r.selected, ...inside] : inside);
+  }
+
+  private finishWire(m: Extract<Mode, { kind: "wire" | "wire-in" }>, gx: number, gy: number): void {
+    const over = hitPort(this.h.scene, gx, gy, 12 / this.h.r.view.zoom);
+    let res: { ok: boolean; reason?: string } | null = null;
+    if (m.kind === "wire" && over?.kind === "input") res = this.h.editor.connect(m.src, m.index, over.node.id, over.name);
+    if (m.kind === "wire-in" && over?.kind === "output") res = this.h.editor.connect(over.node.id, over.index, m.dst, m.input);
+    if (res && !res.ok) this.h.toast(`Cannot connect: ${res.reason}`);
+  }
+
+  dblclick(e: MouseEvent): void {
+    const [sx, sy] = this.local(e);
+    const v = this.h.r.view;
+    const [gx, gy] = screenToGraph(v, sx, sy);
+    const hit = hitTest(this.h.scene, gx, gy, v.zoom);
+    if (hit.kind === "title") this.h.editTitle(hit.node);
+    else if (hit.kind === "none") this.h.openAddPalette(sx, sy);
+  }
+
+  /** Ctrl+wheel (trackpad pinch) and mouse wheel zoom; two-finger trackpad scroll pans. */
+  wheel(e: WheelEvent): void {
+    e.preventDefault();
+    const [sx, sy] = this.local(e);
+    const v = this.h.r.view;
+    const trackpadPan = !e.ctrlKey && e.deltaMode === 0 && (e.deltaX !== 0 || Math.abs(e.deltaY) < 40);
+    if (trackpadPan) {
+      this.h.r.setView({ zoom: v.zoom, panX: v.panX - e.deltaX, panY: v.panY - e.deltaY });
+      return;
+    }
+    const unit = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? 400 : 1;
+    const k = e.ctrlKey ? 0.01 : 0.0025;
+    this.h.r.setView(zoomAt(v, Math.exp(-e.deltaY * unit * k), sx, sy));
+  }
+}

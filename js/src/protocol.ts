@@ -1,0 +1,112 @@
+/**
+ * Wire protocol between the canvas view (this bundle) and the kernel.
+ *
+ * Twin of `vortex_jupyter/canvas/protocol.py`; the contract is written down in
+ * `.team/CANVAS.md`. Change both files together. Messages ride anywidget custom
+ * messages: JSON content with a `"t"` type tag, binary payloads in `buffers[0]`.
+ */
+
+/** y-websocket framing: first varuint of a `{"t":"y"}` buffer. */
+export const Y_MESSAGE_SYNC = 0;
+export const Y_MESSAGE_AWARENESS = 1;
+
+/** Largest update the view will send; the kernel enforces its own cap too. */
+export const MAX_UPDATE_BYTES = 8 * 1024 * 1024;
+
+// ---- view -> kernel -------------------------------------------------------
+export interface HelloMsg { t: "hello" }
+export interface YMsg { t: "y" }
+export interface RunMsg { t: "run"; outputs: string[] | null }
+export interface CancelMsg { t: "cancel" }
+export interface LogMsg { t: "log"; level: "error" | "warning" | "info"; message: string }
+export type ToKernel = HelloMsg | YMsg | RunMsg | CancelMsg | LogMsg;
+
+// ---- kernel -> view -------------------------------------------------------
+/** An engine event (`engine/events.py` `to_dict()`), previews without `data`. */
+export interface EngineEvent {
+  kind: string;
+  run_id: string;
+  node?: string;
+  value?: number;
+  total?: number | null;
+  text?: string | null;
+  code?: string;
+  message?: string;
+  planned?: string[];
+  cached?: string[];
+  status?: string;
+  stats?: Record<string, number>;
+  [key: string]: unknown;
+}
+export interface EventMsg { t: "event"; event: EngineEvent }
+export interface ImageMsg { t: "image"; node: string; final: boolean; mime: string }
+export interface ErrorMsg { t: "error"; code: string; message: string }
+export interface StateMsg { t: "state"; running: boolean }
+export type FromKernel = YMsg | EventMsg | ImageMsg | ErrorMsg | StateMsg;
+
+/** anywidget hands buffers over as DataView (Jupyter) or ArrayBuffer/Uint8Array (others). */
+export type WireBuffer = ArrayBuffer | ArrayBufferView;
+
+export function toBytes(buf: WireBuffer): Uint8Array {
+  if (buf instanceof Uint8Array) return buf;
+  if (ArrayBuffer.isView(buf)) return new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+  return new Uint8Array(buf);
+}
+
+/** The part of anywidget's model this bundle uses (a seam: tests and benchmarks fake it). */
+export interface WidgetModel {
+  get(name: string): unknown;
+  on(event: string, cb: (...args: any[]) => void): void;
+  off(event?: string | null, cb?: ((...args: any[]) => void) | null): void;
+  send(content: ToKernel, callbacks?: unknown, buffers?: WireBuffer[]): void;
+}
+
+// ---- Y doc schema (CANVAS.md) ---------------------------------------------
+export const ROOT_NODES = "nodes";
+export const ROOT_EDGES = "edges";
+export const ROOT_GROUPS = "groups";
+export const ROOT_META = "meta";
+
+/** Value of `edges[`${dst}:${dst_input}`]`, replaced atomically. */
+export interface EdgeValue { src: string; src_output: number; dst: string; dst_input: string }
+export interface GroupValue { title: string; x: number; y: number; w: number; h: number; color?: string }
+
+export function edgeKey(dst: string, dstInput: string): string {
+  return `${dst}:${dstInput}`;
+}
+
+/** Node ids made in a browser: "n" + 8 random base36 chars (CANVAS.md). */
+export function newNodeId(rand: () => number = Math.random): string {
+  let s = "n";
+  for (let i = 0; i < 8; i++) s += Math.floor(rand() * 36).toString(36);
+  return s;
+}
+
+// ---- node specs (the `specs` traitlet: REGISTRY.to_json()) ------------------
+export interface PortSpecJson {
+  name: string;
+  type: string;
+  required?: boolean;
+  min?: number;
+  max?: number;
+  step?: number;
+  default?: unknown;
+  choices?: unknown[];
+  multiline?: boolean;
+  forceInput?: boolean;
+  control_after_generate?: boolean;
+  display?: string;
+  tooltip?: string;
+  widget?: boolean;
+}
+export interface OutputSpecJson { name: string; type: string; is_list?: boolean }
+export interface NodeSpecJson {
+  type: string;
+  display_name?: string;
+  category?: string;
+  description?: string;
+  output_node?: boolean;
+  inputs: PortSpecJson[];
+  outputs: OutputSpecJson[];
+}
+export type Specs = Record<string, NodeSpecJson>;

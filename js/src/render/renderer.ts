@@ -1,0 +1,146 @@
+/**
+ * The frame loop: draws the scene on one <canvas>, only when something changed.
+ *
+ * `invalidate()` schedules one requestAnimationFrame; many invalidations in a frame cost
+ * one draw. The backing store follows devicePixelRatio; all drawing is in graph units under
+ * a single transform, so culling is one grid query for the visible rectangle.
+ */
+import type { RunState } from "../runstate";
+import type { Scene } from "../scene";
+import { drawBoxes, drawEdges, drawGroups, drawNodeFrame, drawNodeFull, typeColor, type DrawCtx } from "./draw";
+import type { NodeView } from "./layout";
+import type { Rect } from "./spatial";
+import { lodFor, visibleRect, type Viewport } from "./view";
+
+/** Transient things drawn over the graph (owned by the interaction layer). */
+export interface Overlay {
+  /** Connection being dragged: from a socket (graph units) to the pointer. */
+  wire?: { x0: number; y0: number; x1: number; y1: number; type: string; ok: boolean };
+  /** Box selection in graph units. */
+  box?: Rect;
+  /** Other users' selections: color per node id. */
+  remote?: Map<string, string>;
+}
+
+export class Renderer {
+  readonly ctx: CanvasRenderingContext2D;
+  view: Viewport = { zoom: 1, panX: 0, panY: 0 };
+  readonly selected = new Set<string>();
+  readonly overlay: Overlay = {};
+  /** Nodes drawn in the last frame, sorted bottom to top. */
+  visible: NodeView[] = [];
+  width = 0;
+  height = 0;
+  frames = 0;
+  lastDrawMs = 0;
+  lastDrawAt = 0;
+  private raf = 0;
+  private afterDraw = new Set<() => void>();
+
+  constructor(readonly canvas: HTMLCanvasElement, readonly scene: Scene, readonly run: RunState) {
+    const ctx = canvas.getContext("2d", { alpha: false });
+    if (!ctx) throw new Error("canvas 2d context unavailable");
+    this.ctx = ctx;
+  }
+
+  onDraw(fn: () => void): () => void {
+    this.afterDraw.add(fn);
+    return () => this.afterDraw.delete(fn);
+  }
+
+  setView(v: Viewport): void {
+    this.view = v;
+    this.invalidate();
+  }
+
+  invalidate(): void {
+    if (this.raf) return;
+    this.raf = requestAnimationFrame(() => {
+      this.raf = 0;
+      this.draw();
+    });
+  }
+
+  /** Matches the backing store to the element size and devicePixelRatio. */
+  resize(): boolean {
+    const dpr = window.devicePixelRatio || 1;
+    const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
+    const bw = Math.max(1, Math.round(w * dpr)), bh = Math.max(1, Math.round(h * dpr));
+    this.width = w;
+    this.height = h;
+    if (this.canvas.width === bw && this.canvas.height === bh) return false;
+    this.canvas.width = bw;
+    this.canvas.height = bh;
+    return true;
+  }
+
+  draw(): void {
+    const t0 = performance.now();
+    this.resize();
+    const { ctx, view, scene } = this;
+    const dpr = window.devicePixelRatio || 1;
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.fillStyle = "#1b1d23";
+    ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
+    ctx.setTransform(dpr * view.zoom, 0, 0, dpr * view.zoom, dpr * view.panX, dpr * view.panY);
+    const vis = visibleRect(view, this.width, this.height);
+    const lod = lodFor(view.zoom);
+    const d: DrawCtx = {
+      ctx, zoom: view.zoom, lod, run: this.run, selected: this.selected, nodes: scene.nodes,
+      linked: (node, input) => scene.edges.has(`${node}:${input}`),
+    };
+    drawGroups(d, scene.groups, vis);
+    const dev = { k: dpr * view.zoom, tx: dpr * view.panX, ty: dpr * view.panY };
+    drawEdges(d, scene.edgeGeometry(), vis, dev);
+    this.visible = scene.grid.query(vis);
+    if (lod === 0) {
+      drawBoxes(d, this.visible, dev);
+    } else {
+      this.visible.sort((a, b) => scene.zOf(a) - scene.zOf(b));
+      for (const n of this.visible) (lod === 2 ? drawNodeFull : drawNodeFrame)(d, n);
+    }
+    this.drawOverlay(d);
+    this.frames++;
+    this.lastDrawAt = performance.now();
+    this.lastDrawMs = this.lastDrawAt - t0;
+    for (const fn of this.afterDraw) fn();
+  }
+
+  private drawOverlay(d: DrawCtx): void {
+    const { ctx } = d;
+    const o = this.overlay;
+    if (o.remote) {
+      ctx.lineWidth = 3 / d.zoom;
+      for (const [id, color] of o.remote) {
+        const n = this.scene.nodes.get(id);
+        if (!n) continue;
+        ctx.strokeStyle = color;
+        ctx.strokeRect(n.x - 4, n.y - 4, n.w + 8, n.h + 8);
+      }
+    }
+    if (o.wire) {
+      const w = o.wire;
+      ctx.strokeStyle = w.ok ? typeColor(w.type) : "#e53935";
+      ctx.lineWidth = 3 / Math.max(d.zoom, 0.5);
+      ctx.setLineDash(w.ok ? [] : [6, 4]);
+      ctx.beginPath();
+      ctx.moveTo(w.x0, w.y0);
+      const bend = Math.min(120, Math.abs(w.x1 - w.x0) / 2 + 30);
+      ctx.bezierCurveTo(w.x0 + bend, w.y0, w.x1 - bend, w.y1, w.x1, w.y1);
+      ctx.stroke();
+      ctx.setLineDash([]);
+    }
+    if (o.box) {
+      ctx.fillStyle = "rgba(100,150,255,0.15)";
+      ctx.strokeStyle = "rgba(120,170,255,0.9)";
+      ctx.lineWidth = 1 / d.zoom;
+      ctx.fillRect(o.box.x, o.box.y, o.box.w, o.box.h);
+      ctx.strokeRect(o.box.x, o.box.y, o.box.w, o.box.h);
+    }
+  }
+
+  destroy(): void {
+    if (this.raf) cancelAnimationFrame(this.raf);
+    this.afterDraw.clear();
+  }
+}

@@ -1,0 +1,76 @@
+/**
+ * Run state shown on the canvas: per-node state, progress, error message and images.
+ *
+ * Fed by kernel `{"t":"event"}` messages (engine events) and `{"t":"image"}` binary
+ * messages. Never in the Y doc: each view keeps its own copy, reset at every run start.
+ */
+import type { EngineEvent } from "./protocol";
+
+export type NodeState = "idle" | "queued" | "running" | "cached" | "done" | "failed";
+
+export interface FinalImage { node: string; url: string; mime: string }
+
+export class RunState {
+  readonly states = new Map<string, NodeState>();
+  readonly progress = new Map<string, number>();
+  readonly errors = new Map<string, string>();
+  readonly images = new Map<string, CanvasImageSource & { width: number; height: number }>();
+  finals: FinalImage[] = [];
+  running = false;
+  lastStatus = "";
+
+  state(id: string): NodeState {
+    return this.states.get(id) ?? "idle";
+  }
+
+  /** Applies one engine event; returns true when something visible changed. */
+  apply(ev: EngineEvent): boolean {
+    const node = ev.node ?? "";
+    switch (ev.kind) {
+      case "run_started":
+        this.reset();
+        this.running = true;
+        for (const id of ev.planned ?? []) this.states.set(id, "queued");
+        for (const id of ev.cached ?? []) this.states.set(id, "cached");
+        return true;
+      case "node_queued": this.states.set(node, "queued"); return true;
+      case "node_started": this.states.set(node, "running"); this.progress.set(node, 0); return true;
+      case "node_progress": {
+        const total = typeof ev.total === "number" && ev.total > 0 ? ev.total : 1;
+        this.progress.set(node, Math.max(0, Math.min(1, (ev.value ?? 0) / total)));
+        return true;
+      }
+      case "node_cached": this.states.set(node, "cached"); return true;
+      case "node_finished": this.states.set(node, "done"); this.progress.set(node, 1); return true;
+      case "node_failed":
+        this.states.set(node, "failed");
+        this.errors.set(node, `${ev.code ?? "VE-500"}: ${ev.message ?? "failed"}`);
+        return true;
+      case "run_finished":
+        this.running = false;
+        this.lastStatus = String(ev.status ?? "");
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  /** Clears per-node state and the previous run's output list (keeps node images). */
+  reset(): void {
+    this.states.clear();
+    this.progress.clear();
+    this.errors.clear();
+    for (const f of this.finals) URL.revokeObjectURL(f.url);
+    this.finals = [];
+  }
+}
+
+/** Fill colors of the node body by state (idle uses the category color). */
+export const STATE_COLORS: Record<NodeState, string> = {
+  idle: "",
+  queued: "#5a5f7a",
+  running: "#2f7fd0",
+  cached: "#3f6f5a",
+  done: "#2f8f4e",
+  failed: "#b8383b",
+};

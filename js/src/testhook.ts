@@ -1,0 +1,64 @@
+/**
+ * A test/debug handle on the root element: `el.querySelector('.vx-root').__vortex`.
+ * Documented in CANVAS.md ("ADDED BY CANVAS-JS"); the browser e2e tests use it to find
+ * socket positions for drag-to-connect and to wait for the accessible list.
+ */
+import type { CanvasApp } from "./app";
+import { graphToScreen, screenToGraph } from "./render/view";
+
+export interface VortexHook {
+  doc: unknown;
+  readonly view: { zoom: number; panX: number; panY: number };
+  screenToGraph(x: number, y: number): [number, number];
+  graphToScreen(x: number, y: number): [number, number];
+  /** Screen position (CSS px relative to the canvas) of a socket; null when unknown. */
+  portPosition(node: string, side: "input" | "output", port: string | number): [number, number] | null;
+  nodeRect(node: string): { x: number; y: number; w: number; h: number } | null;
+  selection(): string[];
+  setView(zoom: number, panX: number, panY: number): void;
+  fit(): void;
+  /** Draws now and brings the accessible list up to date. */
+  flush(): void;
+  states(): Record<string, string>;
+  synced(): boolean;
+  frames(): number;
+  /** Draws one frame now (benchmarks force a redraw per animation frame). */
+  redraw(): void;
+  drawStats(): { frames: number; lastDrawMs: number; lastDrawAt: number; visible: number; nodes: number; syncApplyMs: number };
+}
+
+export function exposeTestHook(app: CanvasApp): void {
+  const hook: VortexHook = {
+    doc: app.doc,
+    get view() { return { ...app.r.view }; },
+    screenToGraph: (x, y) => screenToGraph(app.r.view, x, y),
+    graphToScreen: (x, y) => graphToScreen(app.r.view, x, y),
+    portPosition(node, side, port) {
+      const n = app.scene.nodes.get(node);
+      if (!n) return null;
+      const p = side === "input"
+        ? n.inputs.find((q, i) => q.name === port || i === port)
+        : n.outputs.find((q, i) => q.name === port || i === port);
+      return p ? graphToScreen(app.r.view, n.x + p.x, n.y + p.y) : null;
+    },
+    nodeRect(node) {
+      const n = app.scene.nodes.get(node);
+      if (!n) return null;
+      const [x, y] = graphToScreen(app.r.view, n.x, n.y);
+      return { x, y, w: n.w * app.r.view.zoom, h: n.h * app.r.view.zoom };
+    },
+    selection: () => [...app.r.selected],
+    setView: (zoom, panX, panY) => app.r.setView({ zoom, panX, panY }),
+    fit: () => app.fit(),
+    flush() { app.r.draw(); app.list.update(true); },
+    states: () => Object.fromEntries(app.run.states),
+    synced: () => app.provider.synced,
+    frames: () => app.r.frames,
+    redraw: () => app.r.draw(),
+    drawStats: () => ({
+      frames: app.r.frames, lastDrawMs: app.r.lastDrawMs, lastDrawAt: app.r.lastDrawAt,
+      visible: app.r.visible.length, nodes: app.scene.nodes.size, syncApplyMs: app.provider.applyMs,
+    }),
+  };
+  (app.root as HTMLDivElement & { __vortex?: VortexHook }).__vortex = hook;
+}

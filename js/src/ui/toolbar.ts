@@ -1,0 +1,65 @@
+/**
+ * The toolbar over the canvas: Run, Cancel, add node, fit, undo/redo, group, and a status
+ * text. Buttons carry `data-action` so tests and people find them by role and name.
+ */
+export interface ToolbarActions {
+  run(): void;
+  cancel(): void;
+  add(): void;
+  fit(): void;
+  undo(): void;
+  redo(): void;
+  group(): void;
+  commands(): void;
+}
+
+const BUTTONS: Array<[keyof ToolbarActions, string, string]> = [
+  ["run", "▶ Run", "Run the graph"],
+  ["cancel", "■ Cancel", "Cancel the run"],
+  ["add", "+ Node", "Add a node (double-click the canvas)"],
+  ["fit", "Fit", "Fit the graph in view (F)"],
+  ["undo", "Undo", "Undo (Ctrl+Z)"],
+  ["redo", "Redo", "Redo (Ctrl+Shift+Z)"],
+  ["group", "Group", "Group the selected nodes (Ctrl+G)"],
+  ["commands", "⌘K", "Command palette (Ctrl+K)"],
+];
+
+export class Toolbar {
+  readonly el: HTMLDivElement;
+  readonly status: HTMLSpanElement;
+  private buttons = new Map<string, HTMLButtonElement>();
+
+  constructor(parent: HTMLElement, actions: ToolbarActions) {
+    this.el = document.createElement("div");
+    this.el.className = "vx-toolbar";
+    this.el.setAttribute("role", "toolbar");
+    for (const [name, label, title] of BUTTONS) {
+      const b = document.createElement("button");
+      b.type = "button";
+      b.className = `vx-btn vx-btn-${name}`;
+      b.dataset.action = name;
+      b.textContent = label;
+      b.title = title;
+      b.setAttribute("aria-label", title);
+      b.addEventListener("click", () => actions[name]());
+      this.buttons.set(name, b);
+      this.el.appendChild(b);
+    }
+    this.status = document.createElement("span");
+    this.status.className = "vx-status";
+    this.status.setAttribute("aria-live", "polite");
+    this.el.appendChild(this.status);
+    parent.appendChild(this.el);
+    this.setRunning(false);
+  }
+
+  setRunning(running: boolean): void {
+    (this.buttons.get("run") as HTMLButtonElement).disabled = running;
+    (this.buttons.get("cancel") as HTMLButtonElement).disabled = !running;
+    this.el.dataset.running = String(running);
+  }
+
+  setStatus(text: string): void {
+    this.status.textContent = text;
+  }
+}
