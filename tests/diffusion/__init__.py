@@ -1,0 +1,1 @@
+"""Tests of the diffusion nodes, the tiny model and the memory arbiter."""

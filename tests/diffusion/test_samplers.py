@@ -1,0 +1,203 @@
+"""Sampler/scheduler mapping: sigma schedules against ComfyUI's documented formulas.
+
+The reference schedules are written here from ComfyUI's definitions (comfy/samplers.py and
+k-diffusion), independently of the package, over SD1's training sigmas computed in float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vortex_jupyter.nodes.diffusion import models
+from vortex_jupyter.nodes.diffusion.samplers import (
+    COMFY_SAMPLERS,
+    COMFY_SCHEDULERS,
+    SAMPLERS,
+    SCHEDULES,
+    check_combination,
+    denoise_steps,
+    make_scheduler,
+    supported_pairs,
+)
+
+SD1 = models.tiny_configs()["scheduler"]
+
+
+def training_sigmas() -> np.ndarray:
+    betas = np.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=np.float64) ** 2
+    alphas_cumprod = np.cumprod(1.0 - betas)
+    return np.sqrt((1.0 - alphas_cumprod) / alphas_cumprod)
+
+
+SIGMAS = training_sigmas()
+SIGMA_MIN, SIGMA_MAX = SIGMAS[0], SIGMAS[-1]
+
+
+def sigma_at(t: float) -> float:
+    """ComfyUI's ModelSamplingDiscrete.sigma: log-sigma interpolated at a fractional timestep."""
+    t = min(max(t, 0.0), 999.0)
+    lo, hi = math.floor(t), math.ceil(t)
+    w = t - lo
+    return math.exp((1 - w) * math.log(SIGMAS[lo]) + w * math.log(SIGMAS[hi]))
+
+
+def ref_normal(n: int) -> list[float]:
+    return [sigma_at(t) for t in np.linspace(999, 0, n)] + [0.0]
+
+
+def ref_karras(n: int, rho: float = 7.0) -> list[float]:
+    ramp = np.linspace(0, 1, n)
+    lo, hi = SIGMA_MIN ** (1 / rho), SIGMA_MAX ** (1 / rho)
+    return [*((hi + ramp * (lo - hi)) ** rho), 0.0]
+
+
+def ref_exponential(n: int) -> list[float]:
+    return [*np.exp(np.linspace(math.log(SIGMA_MAX), math.log(SIGMA_MIN), n)), 0.0]
+
+
+def ref_simple(n: int) -> list[float]:
+    ss = 1000 / n
+    return [float(SIGMAS[-(1 + int(x * ss))]) for x in range(n)] + [0.0]
+
+
+def ref_ddim_uniform(n: int) -> list[float]:
+    ss = max(1000 // n, 1)
+    picked = [float(SIGMAS[x]) for x in range(1, 1000, ss)]
+    return [*picked[::-1], 0.0]
+
+
+REFERENCE = {"normal": ref_normal, "karras": ref_karras, "exponential": ref_exponential,
+             "simple": ref_simple, "ddim_uniform": ref_ddim_uniform}
+
+
+def euler_sigmas(scheduler: str, steps: int) -> np.ndarray:
+    sched = make_scheduler(SD1, "euler", scheduler)
+    sched.set_timesteps(steps)
+    return sched.sigmas.double().numpy()
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+@pytest.mark.parametrize("steps", [4, 10, 20, 25])
+def test_sigma_schedule_matches_comfyui_formula(name: str, steps: int) -> None:
+    got = euler_sigmas(name, steps)
+    want = np.array(REFERENCE[name](steps))
+    assert got.shape == want.shape
+    # float32 betas in diffusers vs float64 here: agreement to ~1e-5 relative
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+
+
+def test_normal_schedule_is_not_sd1_default_leading_spacing() -> None:
+    # SD1's own config ("leading") starts at t=951 for 20 steps; ComfyUI's normal starts at 999
+    import diffusers
+
+    own = diffusers.EulerDiscreteScheduler.from_config(SD1)
+    own.set_timesteps(20)
+    assert float(own.timesteps[0]) < 960
+    assert euler_sigmas("normal", 20)[0] == pytest.approx(SIGMA_MAX, rel=1e-4)
+
+
+def test_simple_schedule_for_steps_not_dividing_1000_is_off_by_at_most_one_timestep() -> None:
+    # diffusers' "trailing" rounds where ComfyUI truncates: a documented, tiny difference
+    got, want = euler_sigmas("simple", 7), np.array(ref_simple(7))
+    np.testing.assert_allclose(got, want, rtol=1e-2)
+
+
+def test_every_comfyui_name_is_a_choice_and_every_mapped_pair_builds() -> None:
+    assert set(SAMPLERS) <= set(COMFY_SAMPLERS)
+    assert set(SCHEDULES) <= set(COMFY_SCHEDULERS)
+    for sampler, schedules in supported_pairs().items():
+        assert schedules, sampler
+        for schedule in schedules:
+            sched = make_scheduler(SD1, sampler, schedule)
+            sched.set_timesteps(6)
+            assert len(sched.timesteps) >= 6, (sampler, schedule)
+
+
+def test_unsupported_combination_message_lists_what_is_supported() -> None:
+    msg = check_combination("euler_ancestral", "karras")
+    assert msg is not None and "normal" in msg and "euler_ancestral" in msg
+    msg = check_combination("dpm_fast", "normal")
+    assert msg is not None and "dpmpp_2m" in msg
+    assert check_combination("euler", "linear_quadratic") is not None
+    assert check_combination("dpmpp_2m", "karras") is None
+
+
+@pytest.mark.parametrize(("steps", "denoise", "total", "first"),
+                         [(20, 1.0, 20, 0), (20, 0.6, 33, 13), (10, 0.5, 20, 10), (4, 0.3, 13, 9)])
+def test_denoise_runs_exactly_steps_of_a_longer_schedule(steps: int, denoise: float, total: int, first: int) -> None:
+    assert denoise_steps(steps, denoise) == (total, first)
+
+
+def test_img2img_timesteps_are_the_tail_of_the_longer_schedule() -> None:
+    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
+
+    sched = make_scheduler(SD1, "euler", "normal")
+    timesteps, begin = plan_timesteps(sched, SampleSettings(0, 20, 8.0, "euler", "normal", denoise=0.6))
+    full = make_scheduler(SD1, "euler", "normal")
+    full.set_timesteps(33)
+    assert len(timesteps) == 20 and begin == 13
+    assert np.array_equal(timesteps.numpy(), full.timesteps[13:].numpy())
+
+
+def test_sampler_needing_a_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vortex_jupyter.nodes.diffusion import samplers
+
+    monkeypatch.setitem(samplers._NEEDS, "DPMSolverSDEScheduler", ("vortex_absent_module", "vortex-absent"))
+    msg = check_combination("dpmpp_sde", "karras")
+    assert msg is not None and "pip install vortex-absent" in msg
+    assert "dpmpp_sde" not in supported_pairs()
+
+
+def ref_sgm_uniform(n: int) -> list[float]:
+    return [*(sigma_at(t) for t in np.linspace(999, 0, n + 1)[:-1]), 0.0]
+
+
+def ref_beta(n: int, a: float = 0.6, b: float = 0.6) -> list[float]:
+    from scipy import stats
+
+    ts = np.rint(stats.beta.ppf(1 - np.linspace(0, 1, n, endpoint=False), a, b) * 999)
+    out: list[float] = []
+    prev = None
+    for t in ts:
+        if t != prev:
+            out.append(float(SIGMAS[int(t)]))
+        prev = t
+    return [*out, 0.0]
+
+
+def ref_kl_optimal(n: int) -> list[float]:
+    idx = np.arange(n) / (n - 1)
+    return [*np.tan(idx * math.atan(SIGMA_MIN) + (1 - idx) * math.atan(SIGMA_MAX)), 0.0]
+
+
+CUSTOM_REFERENCE = {"sgm_uniform": ref_sgm_uniform, "beta": ref_beta, "kl_optimal": ref_kl_optimal}
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM_REFERENCE))
+@pytest.mark.parametrize("steps", [4, 10, 20])
+def test_custom_schedules_match_comfyui_formulas_through_the_sampler(name: str, steps: int) -> None:
+    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
+
+    sched = make_scheduler(SD1, "euler", name)
+    timesteps, _ = plan_timesteps(sched, SampleSettings(0, steps, 7.0, "euler", name))
+    want = np.array(CUSTOM_REFERENCE[name](steps))
+    np.testing.assert_allclose(sched.sigmas.double().numpy(), want, rtol=2e-4, atol=1e-6)
+    assert len(timesteps) == len(want) - 1
+
+
+def test_custom_schedules_need_a_scheduler_that_takes_sigmas() -> None:
+    msg = check_combination("dpmpp_2m", "beta")
+    assert msg is not None and "euler" not in msg.split("use:")[0] and "karras" in msg
+    assert check_combination("euler", "sgm_uniform") is None
+
+
+@pytest.mark.parametrize("name", ["sgm_uniform", "kl_optimal", "karras"])
+def test_denoise_with_any_schedule_runs_exactly_steps(name: str) -> None:
+    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
+
+    sched = make_scheduler(SD1, "euler", name)
+    timesteps, begin = plan_timesteps(sched, SampleSettings(0, 10, 7.0, "euler", name, denoise=0.5))
+    assert len(timesteps) == 10 and begin == 10

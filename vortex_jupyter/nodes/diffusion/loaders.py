@@ -1,0 +1,296 @@
+"""Checkpoint loading: ``ckpt_name`` -> MODEL, CLIP, VAE, with modules held by the memory arbiter.
+
+Resolution of a ``ckpt_name`` (first match wins):
+
+1. ``vortex-tiny`` (or ``vortex-tiny-s<seed>``): the built-in tiny model, built on first use.
+2. A file or diffusers folder under the models folder, found by a safe join (no absolute
+   paths, no ``..``): ``<models>/checkpoints/<name>`` then ``<models>/<name>``. ``.safetensors``
+   and ``.ckpt`` files are single-file checkpoints in the original SD layout; a pickle
+   ``.ckpt`` is read ONLY with ``torch.load(weights_only=True)``, which refuses code.
+3. A hub id (``org/name``): its snapshot in the local Hugging Face cache
+   (``snapshot_download(local_files_only=True)`` unless ``VORTEX_ALLOW_DOWNLOADS=1``), then
+   loaded like a folder with ``from_pretrained(..., local_files_only=True)``.
+
+Anything else is a ``ModelError`` (VE-800) saying where we looked.
+
+Modules are wrapped in ``Component``s: a recipe (how to load) plus an arbiter key. The arbiter
+owns the only strong reference to a loaded module, so evicting it really frees the memory;
+the next ``Component.use()`` loads it again. MODEL/CLIP/VAE objects are therefore cheap to
+keep in the engine's cache, and alternating checkpoints under a small budget just reloads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ...errors import ModelError, PathError
+from ...workers.arbiter import MemoryArbiter, get_arbiter
+from ..context import current
+from ..paths import safe_join
+from . import models
+
+_TINY = re.compile(r"vortex-tiny(?:-s(\d+))?")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def device_and_dtype() -> tuple[str, Any]:
+    """Where models run: CUDA in fp16 when available (``VORTEX_DEVICE`` overrides), else CPU fp32."""
+    import torch
+
+    device = os.environ.get("VORTEX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    return device, (torch.float16 if device.startswith("cuda") else torch.float32)
+
+
+def module_bytes(module: Any) -> int:
+    tensors = list(module.parameters()) + list(module.buffers())
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+class Component:
+    """A module loaded on demand through the arbiter; reloaded after an eviction."""
+
+    def __init__(self, key: str, load: Callable[[], Any], est_bytes: int,
+                 arbiter: MemoryArbiter | None = None) -> None:
+        self.key, self._load, self.est_bytes = key, load, est_bytes
+        self._arbiter = arbiter
+        self.loads = 0  # how often this recipe actually loaded (tests count reloads)
+        #: "unet of /path/vortex-tiny|cpu|..." for errors: the component, then where it is from.
+        self.label = " of ".join(reversed(key.rsplit("|", 1))) if "|" in key else key
+
+    @property
+    def arbiter(self) -> MemoryArbiter:
+        return self._arbiter if self._arbiter is not None else get_arbiter()
+
+    def get(self) -> Any:
+        arb = self.arbiter
+        with _lock_for(self.key):
+            device, _ = device_and_dtype()
+            module = arb.get(self.key)
+            if module is not None and _device_kind(module) != device.split(":")[0]:
+                self._track(arb, module.to(device), device)  # offloaded to the host: bring it back
+            if module is not None:
+                return module
+            node = current().node_id
+            arb.request(self.est_bytes, device, node=node, what=f"loading {self.label}")
+            module = arb.run_with_oom_retry(self._load, node=node, device=device, nbytes=self.est_bytes)
+            self.loads += 1
+            self._track(arb, module, device)
+            return module
+
+    def _track(self, arb: MemoryArbiter, module: Any, device: str) -> None:
+        holder = {"m": module}
+        arb.track(self.key, module, module_bytes(module), device,
+                  drop=holder.clear, move=lambda dev: holder["m"].to(dev))
+
+    @contextmanager
+    def use(self) -> Iterator[Any]:
+        """The module, pinned (not evictable) while the block runs."""
+        module = self.get()
+        with self.arbiter.pinned(self.key):
+            yield module
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError("models stay in the worker that loaded them; they are not sent across processes")
+
+
+def _device_kind(module: Any) -> str:
+    device = getattr(module, "device", None)
+    return str(getattr(device, "type", device or "cpu"))
+
+
+def _lock_for(key: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault(key, threading.Lock())
+
+
+@dataclass
+class ModelHandle:  # MODEL
+    name: str
+    unet: Component
+    scheduler_config: dict[str, Any]
+    loras: tuple[tuple[str, float], ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<MODEL {self.name}{''.join(f' +{n}@{s:g}' for n, s in self.loras)}>"
+
+
+@dataclass
+class ClipHandle:  # CLIP
+    name: str
+    encoder: Component
+    tokenizer: Any
+    loras: tuple[tuple[str, float], ...] = ()
+
+    def __repr__(self) -> str:
+        return f"<CLIP {self.name}>"
+
+
+@dataclass
+class VaeHandle:  # VAE
+    name: str
+    vae: Component
+    scaling_factor: float = 0.18215
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"<VAE {self.name}>"
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def resolve(ckpt_name: str) -> tuple[str, Path]:
+    """``("folder"|"file", location)`` for a ``ckpt_name``, or ModelError."""
+    if not isinstance(ckpt_name, str) or not ckpt_name.strip():
+        raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
+    tiny = _TINY.fullmatch(ckpt_name)
+    if tiny:
+        return "folder", models.tiny(seed=int(tiny.group(1) or 0))
+    root = models.models_root()
+    looked: list[str] = []
+    for base in (root / "checkpoints", root):
+        try:
+            path = safe_join(base, ckpt_name)
+        except PathError as exc:
+            raise ModelError(f"ckpt_name {ckpt_name!r} is not a safe name: {exc.message}",
+                             hint="name a file or folder inside the models folder") from exc
+        looked.append(str(path))
+        if path.is_dir() and (path / "model_index.json").is_file():
+            return "folder", path
+        if path.is_file():
+            return "file", path
+    if _HUB_ID.fullmatch(ckpt_name) and not ckpt_name.endswith((".safetensors", ".ckpt")):
+        return "folder", _hub_snapshot(ckpt_name)
+    raise ModelError(f"checkpoint {ckpt_name!r} not found (looked in {', '.join(looked)})",
+                     hint=f"put the file in {root / 'checkpoints'} (VORTEX_MODELS_DIR), or use 'vortex-tiny'")
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """The local snapshot folder of a hub model; downloads only with VORTEX_ALLOW_DOWNLOADS=1."""
+    from huggingface_hub import snapshot_download
+
+    allow = os.environ.get("VORTEX_ALLOW_DOWNLOADS") == "1"
+    try:
+        folder = Path(snapshot_download(repo_id, local_files_only=not allow))
+    except Exception as exc:  # huggingface_hub raises several unrelated types for "not here"
+        raise ModelError(
+            f"checkpoint {repo_id!r} is not a file in the models folder and not in the local "
+            f"Hugging Face cache ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            hint="download it once with huggingface-cli, set VORTEX_ALLOW_DOWNLOADS=1, or use 'vortex-tiny'",
+        ) from exc
+    if not (folder / "model_index.json").is_file():
+        raise ModelError(f"hub model {repo_id!r} at {folder} is not a diffusers pipeline (no model_index.json)")
+    return folder
+
+
+def load_checkpoint(ckpt_name: str, arbiter: MemoryArbiter | None = None
+                    ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+    kind, where = resolve(ckpt_name)
+    if kind == "file":
+        from .single_file import load_single_file_handles
+
+        return load_single_file_handles(ckpt_name, where, arbiter)
+    return _folder_handles(ckpt_name, where, arbiter=arbiter)
+
+
+def _folder_handles(name: str, where: Path, *, arbiter: MemoryArbiter | None
+                    ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    quiet_progress()
+    kw: dict[str, Any] = {"local_files_only": True}  # a local folder (hub ids: their snapshot)
+    src = str(where)
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
+        sched = _scheduler_config(src, kw)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"checkpoint {name!r} ({src}) could not be opened offline: {exc}",
+                         hint="download it into the Hugging Face cache first, or set VORTEX_ALLOW_DOWNLOADS=1"
+                         ) from exc
+    device, dtype = device_and_dtype()
+
+    def loader(cls: Any, sub: str) -> Callable[[], Any]:
+        return lambda: _load_module(name, lambda: cls.from_pretrained(src, subfolder=sub, **kw), device, dtype)
+
+    est = _folder_sizes(where, dtype)
+    key = f"{src}|{device}|{dtype}"
+    unet = Component(f"{key}|unet", loader(UNet2DConditionModel, "unet"), est.get("unet", 0), arbiter)
+    text = Component(f"{key}|text_encoder", loader(CLIPTextModel, "text_encoder"), est.get("text_encoder", 0), arbiter)
+    vae = Component(f"{key}|vae", loader(AutoencoderKL, "vae"), est.get("vae", 0), arbiter)
+    scaling = _vae_scaling(where)
+    return (ModelHandle(name, unet, sched), ClipHandle(name, text, tokenizer), VaeHandle(name, vae, scaling))
+
+
+def _load_module(name: str, make: Callable[[], Any], device: str, dtype: Any) -> Any:
+    try:
+        module = make()
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"checkpoint {name!r}: {exc}", hint="check the model files are complete") from exc
+    return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def _scheduler_config(src: str, kw: dict[str, Any]) -> dict[str, Any]:
+    from diffusers import EulerDiscreteScheduler
+
+    return dict(EulerDiscreteScheduler.load_config(src, subfolder="scheduler", **kw))
+
+
+def _folder_sizes(where: Path, dtype: Any) -> dict[str, int]:
+    """Estimated bytes per component from the weight files (before loading them)."""
+    import torch
+
+    scale = 0.5 if dtype == torch.float16 else 1.0
+    out: dict[str, int] = {}
+    for sub in ("unet", "text_encoder", "vae"):
+        files = list((where / sub).glob("*.safetensors")) + list((where / sub).glob("*.bin"))
+        out[sub] = int(sum(f.stat().st_size for f in files) * scale)
+    return out
+
+
+def _vae_scaling(where: Path) -> float:
+    try:
+        config = json.loads((Path(where) / "vae" / "config.json").read_text())
+        return float(config.get("scaling_factor", 0.18215))
+    except (OSError, ValueError, TypeError):
+        return 0.18215
+
+
+def oom_guard(fn: Callable[[], Any], device: Any, arbiter: MemoryArbiter | None = None) -> Any:
+    """Run a node's heavy work; on OOM evict cached models, retry once, then fail with VE-503."""
+    arb = arbiter if arbiter is not None else get_arbiter()
+    return arb.run_with_oom_retry(fn, node=current().node_id, device=str(device))
+
+
+def quiet_progress() -> None:
+    """Loading bars from diffusers/transformers would spam worker logs and the notebook."""
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+    dlog.set_verbosity_error()
+
+
+def patched(handle: Any, comp_attr: str, suffix: str, patch: Callable[[Any], object]) -> Component:
+    """A new Component: a deep copy of ``handle``'s module with ``patch`` applied (LoRA)."""
+    base: Component = getattr(handle, comp_attr)
+
+    def load() -> Any:
+        with base.use() as module:
+            clone = copy.deepcopy(module)
+        patch(clone)
+        return clone
+
+    return Component(f"{base.key}{suffix}", load, base.est_bytes, base._arbiter)

@@ -1,0 +1,122 @@
+"""LoRA files -> weight deltas merged into a copy of the UNet / text encoder (LoraLoader).
+
+diffusers' ``load_lora_weights`` needs the ``peft`` backend and mutates the pipeline's
+modules in place, which a node graph cannot allow: the un-patched MODEL stays in the cache
+for other branches. ComfyUI's LoraLoader instead returns a patched *copy*; we do the same by
+merging ``W += strength * scale * (up @ down)`` into a deep copy (``loaders.patched``).
+
+Formats: diffusers/peft (``unet.<module>.lora_A.weight`` / ``lora_B``), old diffusers
+(``.lora.down/.lora.up``, ``.lora_linear_layer.down/up``) and kohya/A1111
+(``lora_unet_*``/``lora_te_*``, converted by diffusers' own ``lora_state_dict``, which needs no
+peft). ``scale`` is ``alpha / rank`` when the file has alphas, else 1.
+Strength 0 leaves the model untouched (the node returns its input unchanged).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ...errors import ModelError
+
+_PAIRS = (("lora_A.weight", "lora_B.weight"), ("lora.down.weight", "lora.up.weight"),
+          ("lora_linear_layer.down.weight", "lora_linear_layer.up.weight"),
+          ("lora_down.weight", "lora_up.weight"))
+PREFIXES = {"unet": "unet.", "text_encoder": "text_encoder."}
+
+
+def read_lora(path: Path) -> tuple[dict[str, Any], dict[str, float]]:
+    """(diffusers-format state dict, alphas by module path) of a LoRA file."""
+    from diffusers.loaders.lora_pipeline import StableDiffusionLoraLoaderMixin
+
+    from .single_file import read_state_dict
+
+    raw, _ = read_state_dict(path)
+    alphas = {k[: -len(".alpha")]: float(v) for k, v in raw.items() if k.endswith(".alpha")}
+    try:
+        state, network_alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(
+            {k: v for k, v in raw.items() if not k.endswith(".alpha")} if not _is_kohya(raw) else raw)
+    except (ValueError, KeyError) as exc:
+        raise ModelError(f"LoRA {path.name!r} is in a format we cannot read: {exc}",
+                         hint="use a diffusers/peft or kohya (A1111) LoRA .safetensors") from exc
+    state = {_normalize(k): v for k, v in state.items()}
+    for key, value in (network_alphas or {}).items():
+        alphas[_module_of(_normalize(key.removesuffix(".alpha")))] = float(value)
+    return state, alphas
+
+
+def _normalize(key: str) -> str:
+    """Old attention-processor names (``attn1.processor.to_q_lora.down.weight``, what diffusers'
+    kohya conversion emits) -> module names (``attn1.to_q.lora.down.weight``)."""
+    key = key.replace(".processor.", ".").replace("to_out_lora.", "to_out.0.lora.")
+    for old in ("to_q", "to_k", "to_v"):
+        key = key.replace(f"{old}_lora.", f"{old}.lora.")
+    return key
+
+
+def _module_of(key: str) -> str:
+    for down, up in _PAIRS:
+        for suffix in (down, up):
+            if key.endswith("." + suffix):
+                return key[: -len(suffix) - 1]
+    return key
+
+
+def _is_kohya(raw: dict[str, Any]) -> bool:
+    return all(k.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for k in raw)
+
+
+def deltas(state: dict[str, Any], alphas: dict[str, float], component: str) -> dict[str, Any]:
+    """module path (inside ``component``) -> the full-rank delta of its weight."""
+    prefix = PREFIXES[component]
+    out: dict[str, Any] = {}
+    for key, down in state.items():
+        if not key.startswith(prefix):
+            continue
+        for down_suffix, up_suffix in _PAIRS:
+            if key.endswith("." + down_suffix):
+                base = key[: -len(down_suffix) - 1]
+                up = state.get(f"{base}.{up_suffix}")
+                if up is None:
+                    raise ModelError(f"LoRA weight {key!r} has no matching {up_suffix!r}")
+                rank = down.shape[0]
+                alpha = alphas.get(base, alphas.get(base[len(prefix):], float(rank)))
+                out[base[len(prefix):]] = _product(up, down) * (alpha / rank)
+                break
+    return out
+
+
+def _product(up: Any, down: Any) -> Any:
+    import torch
+
+    up32, down32 = up.to(torch.float32), down.to(torch.float32)
+    if down32.ndim == 4:  # conv LoRA: (r, in, kh, kw) and (out, r, 1, 1)
+        flat = up32.flatten(1) @ down32.flatten(1)
+        return flat.reshape(up32.shape[0], *down32.shape[1:])
+    return up32 @ down32
+
+
+def apply(module: Any, delta: dict[str, Any], strength: float, what: str) -> int:
+    """Merge ``delta * strength`` into ``module`` in place; returns how many weights changed."""
+    import torch
+
+    modules = dict(module.named_modules())
+    with torch.no_grad():
+        for path, d in delta.items():
+            target = _find(modules, path)
+            weight = getattr(target, "weight", None)
+            if weight is None or weight.shape != d.shape:
+                shape = None if weight is None else tuple(weight.shape)
+                raise ModelError(f"LoRA {what} targets {path!r} (delta {tuple(d.shape)}), "
+                                 f"which the model does not have with that shape (found {shape})",
+                                 hint="this LoRA was trained for a different model family")
+            weight += (d * strength).to(weight.device, weight.dtype)
+    return len(delta)
+
+
+def _find(modules: dict[str, Any], path: str) -> Any:
+    """The module at ``path``; transformers 5 dropped CLIP's ``text_model.`` level, LoRAs keep it."""
+    for candidate in (path, path.removeprefix("text_model."), f"text_model.{path}"):
+        if candidate in modules:
+            return modules[candidate]
+    return None

@@ -1,0 +1,217 @@
+"""The built-in tiny model: an SD1-shaped diffusers pipeline with seeded random weights.
+
+``tiny()`` returns the folder of a Stable Diffusion 1-shaped pipeline (UNet2DConditionModel,
+AutoencoderKL with 8x downscale, CLIPTextModel, a CLIPTokenizer whose byte-level BPE vocab
+the package learns offline, and an Euler scheduler with SD1's config), building it on first
+use. The weights are random but seeded, so every machine builds the same bytes; nothing is
+ever downloaded. Later loads use ``from_pretrained(..., local_files_only=True)``.
+
+State on disk (``models_root()``: env ``VORTEX_MODELS_DIR``, default
+``~/.cache/vortex-jupyter/models``)::
+
+    vortex-tiny/                 the diffusers folder (model_index.json, unet/, vae/, ...)
+    vortex-tiny.safetensors      the same weights as ONE file in the original SD key layout
+    vortex-tiny.lock             a file lock: concurrent builders wait, then reuse
+
+A build happens in a temporary sibling folder that is renamed into place, so a crash never
+leaves a half-written model behind. ``seed``/``width`` make variants (``vortex-tiny-s1``) for
+tests that need two different checkpoints.
+
+>>> import vortex_jupyter as vx
+>>> path = vx.models.tiny()          # doctest: +SKIP
+>>> (path / "model_index.json").exists()  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .tokenizer import write_tokenizer
+
+__all__ = ["TINY_NAME", "models_root", "sd15_configs", "tiny", "tiny_configs", "tiny_single_file"]
+
+TINY_NAME = "vortex-tiny"
+#: Bump when the configs or the build change: old caches are rebuilt, never reused.
+BUILD_VERSION = 2
+_MARKER = "vortex_build.json"
+
+_SCHEDULER = {  # SD1's own scheduler config (ComfyUI's "normal" overrides the spacing)
+    "_class_name": "EulerDiscreteScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+    "beta_end": 0.012, "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
+    "timestep_spacing": "leading", "steps_offset": 1, "interpolation_type": "linear",
+}
+
+
+def models_root() -> Path:
+    """Where models live: ``$VORTEX_MODELS_DIR`` or ``~/.cache/vortex-jupyter/models``."""
+    env = os.environ.get("VORTEX_MODELS_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "vortex-jupyter" / "models"
+
+
+def tiny_configs(width: int = 32, vocab_size: int = 770) -> dict[str, dict[str, Any]]:
+    """Small SD1-shaped configs (~6M params at width 32): 2 UNet levels, 4 VAE levels (8x)."""
+    w = width
+    unet = {
+        "sample_size": 8, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+        "block_out_channels": [w * 2, w * 4], "norm_num_groups": 16,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "cross_attention_dim": w * 2, "attention_head_dim": 8,
+    }
+    vae = {
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 1,
+        "block_out_channels": [w // 2, w // 2, w, w], "norm_num_groups": 8, "sample_size": 64,
+        "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "scaling_factor": 0.18215,
+    }
+    text = {
+        "vocab_size": vocab_size, "hidden_size": w * 2, "intermediate_size": w * 4,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 77,
+        "projection_dim": w * 2, "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1,
+        "pad_token_id": vocab_size - 1, "hidden_act": "quick_gelu",
+    }
+    return {"unet": unet, "vae": vae, "text_encoder": text, "scheduler": dict(_SCHEDULER)}
+
+
+def sd15_configs(vocab_size: int = 770) -> dict[str, dict[str, Any]]:
+    """Stable Diffusion 1.5's real shapes (860M-param UNet), for the GPU benchmark."""
+    unet = {
+        "sample_size": 64, "in_channels": 4, "out_channels": 4, "layers_per_block": 2,
+        "block_out_channels": [320, 640, 1280, 1280], "cross_attention_dim": 768,
+        "attention_head_dim": 8,
+        "down_block_types": ["CrossAttnDownBlock2D"] * 3 + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * 3,
+    }
+    vae = {
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2,
+        "block_out_channels": [128, 256, 512, 512], "sample_size": 512, "scaling_factor": 0.18215,
+        "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+    }
+    text = {
+        "vocab_size": max(vocab_size, 49408), "hidden_size": 768, "intermediate_size": 3072,
+        "num_hidden_layers": 12, "num_attention_heads": 12, "max_position_embeddings": 77,
+        "projection_dim": 768, "bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1,
+        "pad_token_id": vocab_size - 1, "hidden_act": "quick_gelu",
+    }
+    return {"unet": unet, "vae": vae, "text_encoder": text, "scheduler": dict(_SCHEDULER)}
+
+
+def _folder_name(seed: int, width: int) -> str:
+    name = TINY_NAME if seed == 0 else f"{TINY_NAME}-s{seed}"
+    return name if width == 32 else f"{name}-w{width}"
+
+
+def _is_built(folder: Path, seed: int, width: int) -> bool:
+    try:
+        marker = json.loads((folder / _MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(marker == {"version": BUILD_VERSION, "seed": seed, "width": width})
+
+
+def tiny(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0, width: int = 32) -> Path:
+    """The tiny model's diffusers folder, built (and its single file written) on first use."""
+    root = Path(cache_dir) if cache_dir is not None else models_root()
+    folder = root / _folder_name(seed, width)
+    if _is_built(folder, seed, width):
+        return folder
+    from filelock import FileLock  # a diffusers/huggingface_hub dependency
+
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / f"{folder.name}.lock")):
+            if not _is_built(folder, seed, width):  # another process may have built it meanwhile
+                _build(root, folder, seed, width)
+    except OSError as exc:
+        from ...errors import ModelError
+
+        raise ModelError(f"cannot build the tiny model in {str(root)!r}: {exc}",
+                         hint="point VORTEX_MODELS_DIR at a writable folder") from exc
+    return folder
+
+
+def tiny_single_file(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0,
+                     width: int = 32) -> Path:
+    """The tiny model as one ``.safetensors`` file in the original SD key layout."""
+    folder = tiny(cache_dir, seed=seed, width=width)
+    return folder.with_name(folder.name + ".safetensors")
+
+
+def _build(root: Path, folder: Path, seed: int, width: int) -> None:
+    tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        components = build_components(tmp, tiny_configs(width), seed=seed)
+        single = tmp.with_suffix(".safetensors")
+        write_single_file(single, components)
+        (tmp / _MARKER).write_text(json.dumps({"version": BUILD_VERSION, "seed": seed, "width": width}))
+        if folder.exists():  # a stale build (older BUILD_VERSION): move it out of the way
+            shutil.rmtree(folder)
+        os.replace(single, folder.with_name(folder.name + ".safetensors"))
+        os.replace(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.with_suffix(".safetensors").unlink(missing_ok=True)
+
+
+def build_components(folder: Path, configs: dict[str, dict[str, Any]], *, seed: int,
+                     dtype: Any = None) -> dict[str, Any]:
+    """Create the modules with seeded random weights and save them as a diffusers folder."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    vocab = write_tokenizer(folder / "tokenizer")
+    text_cfg = dict(configs["text_encoder"], vocab_size=max(vocab, configs["text_encoder"]["vocab_size"]),
+                    bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(seed)
+        unet = UNet2DConditionModel(**configs["unet"])
+        torch.manual_seed(seed + 1)
+        vae = AutoencoderKL(**configs["vae"])
+        torch.manual_seed(seed + 2)
+        text = CLIPTextModel(CLIPTextConfig(**text_cfg))
+    scheduler = EulerDiscreteScheduler.from_config(configs["scheduler"])
+    mods: dict[str, Any] = {"unet": unet, "vae": vae, "text_encoder": text}
+    for name, module in mods.items():
+        if dtype is not None:
+            module.to(dtype)
+        module.save_pretrained(folder / name, safe_serialization=True)
+    scheduler.save_pretrained(folder / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.0",
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"],
+             "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+             "safety_checker": [None, None], "feature_extractor": [None, None],
+             "requires_safety_checker": False}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=1))
+    return mods
+
+
+def write_single_file(path: Path, components: dict[str, Any]) -> None:
+    """One ``.safetensors`` in the SD layout; the diffusers configs ride in its metadata."""
+    from safetensors.torch import save_file
+
+    from .ldm import clip_to_ldm, unet_to_ldm, vae_to_ldm
+
+    unet, vae, text = components["unet"], components["vae"], components["text_encoder"]
+    state: dict[str, Any] = {}
+    state.update(unet_to_ldm(unet.state_dict(), dict(unet.config)))
+    state.update(vae_to_ldm(vae.state_dict(), dict(vae.config)))
+    state.update(clip_to_ldm(text.state_dict()))
+    state = {k: v.detach().contiguous() for k, v in state.items()}
+    configs = {"unet": _plain(unet.config), "vae": _plain(vae.config), "text_encoder": text.config.to_dict()}
+    # One metadata key (safetensors writes several in random order) with sorted JSON keys:
+    # the file is byte-identical on every machine.
+    meta = {"vortex_configs": json.dumps(configs, sort_keys=True)}
+    save_file(state, str(path), metadata=meta)
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(config).items() if not k.startswith("_")}

@@ -1,0 +1,204 @@
+"""ComfyUI ``sampler_name`` / ``scheduler`` -> a configured diffusers scheduler.
+
+ComfyUI separates the solver (``sampler_name``: euler, dpmpp_2m, ...) from the noise schedule
+(``scheduler``: normal, karras, ...). diffusers folds both into one scheduler class plus
+config flags. The mapping (DESIGN.md §8):
+
+=================  ==========================================================================
+scheduler          diffusers config
+=================  ==========================================================================
+normal             ``timestep_spacing="linspace"`` (timesteps 999..0 evenly; sigma interpolated)
+simple             ``timestep_spacing="trailing"`` (every ``1000/steps``-th training sigma from the top)
+ddim_uniform       ``timestep_spacing="leading"``, ``steps_offset=1`` (DDIM's 1, 1+k, 1+2k, ...)
+karras             ``use_karras_sigmas`` (rho = 7 between the model's sigma_min and sigma_max)
+exponential        ``use_exponential_sigmas`` (log-linear between sigma_max and sigma_min)
+sgm_uniform        our sigmas: timesteps ``linspace(999, 0, steps + 1)[:-1]``   (``set_timesteps(sigmas=)``,
+beta               our sigmas: timesteps at Beta(0.6, 0.6) quantiles            Euler only: the one
+kl_optimal         our sigmas: uniform in ``arctan(sigma)``                     diffusers class taking them)
+=================  ==========================================================================
+
+SD1's own scheduler config says ``timestep_spacing="leading"``, ``steps_offset=1``; that is NOT
+ComfyUI's "normal", so the spacing is always overridden. Sigma-based schedules need a
+scheduler with those flags (DDIM/DDPM/LCM/euler_ancestral have none): such combinations are
+rejected at validation (VE-116) with the list of what is supported. ``linear_quadratic`` is
+not supported. ``dpmpp_sde`` needs the optional ``torchsde`` package (the message says so).
+Known approximations (tested): "simple" for step counts that do not divide 1000 may pick a
+timestep one off ComfyUI's (diffusers rounds, ComfyUI truncates); "ddim_uniform" for such
+counts runs ``steps`` steps where ComfyUI's quirk may run one more.
+
+Every name ComfyUI offers stays a valid choice (so any ComfyUI workflow loads); the ones we
+cannot run are reported by ``check_combination`` rather than by a choice error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: ComfyUI's KSampler.SAMPLERS, in its order (the first is the widget default).
+COMFY_SAMPLERS: tuple[str, ...] = (
+    "euler", "euler_cfg_pp", "euler_ancestral", "euler_ancestral_cfg_pp", "heun", "heunpp2",
+    "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast", "dpm_adaptive", "dpmpp_2s_ancestral",
+    "dpmpp_2s_ancestral_cfg_pp", "dpmpp_sde", "dpmpp_sde_gpu", "dpmpp_2m", "dpmpp_2m_cfg_pp",
+    "dpmpp_2m_sde", "dpmpp_2m_sde_gpu", "dpmpp_3m_sde", "dpmpp_3m_sde_gpu", "ddpm", "lcm",
+    "ipndm", "ipndm_v", "deis", "res_multistep", "res_multistep_cfg_pp",
+    "res_multistep_ancestral", "res_multistep_ancestral_cfg_pp", "gradient_estimation",
+    "gradient_estimation_cfg_pp", "er_sde", "seeds_2", "seeds_3", "sa_solver", "sa_solver_pece",
+    "ddim", "uni_pc", "uni_pc_bh2",
+)
+#: ComfyUI's KSampler.SCHEDULERS, in its order.
+COMFY_SCHEDULERS: tuple[str, ...] = (
+    "simple", "sgm_uniform", "karras", "exponential", "ddim_uniform", "beta", "normal",
+    "linear_quadratic", "kl_optimal",
+)
+
+_SDE = {"algorithm_type": "sde-dpmsolver++"}
+#: sampler_name -> (diffusers class, config overrides)
+SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "euler": ("EulerDiscreteScheduler", {}),
+    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+    "dpm_2": ("KDPM2DiscreteScheduler", {}),
+    "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
+    "lms": ("LMSDiscreteScheduler", {}),
+    "dpmpp_2m": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_sde": ("DPMSolverMultistepScheduler", {**_SDE, "solver_order": 2}),
+    "dpmpp_2m_sde_gpu": ("DPMSolverMultistepScheduler", {**_SDE, "solver_order": 2}),
+    "dpmpp_3m_sde": ("DPMSolverMultistepScheduler", {**_SDE, "solver_order": 3}),
+    "dpmpp_3m_sde_gpu": ("DPMSolverMultistepScheduler", {**_SDE, "solver_order": 3}),
+    "dpmpp_sde": ("DPMSolverSDEScheduler", {}),  # needs the optional torchsde package
+    "dpmpp_sde_gpu": ("DPMSolverSDEScheduler", {}),
+    "deis": ("DEISMultistepScheduler", {}),
+    "ddpm": ("DDPMScheduler", {"clip_sample": False}),
+    "lcm": ("LCMScheduler", {}),
+    "ddim": ("DDIMScheduler", {"set_alpha_to_one": False, "clip_sample": False}),
+    "uni_pc": ("UniPCMultistepScheduler", {}),
+    "uni_pc_bh2": ("UniPCMultistepScheduler", {"solver_type": "bh2"}),
+}
+
+#: scheduler name -> config overrides
+SCHEDULES: dict[str, dict[str, Any]] = {
+    "normal": {"timestep_spacing": "linspace", "steps_offset": 0},
+    "simple": {"timestep_spacing": "trailing", "steps_offset": 0},
+    "ddim_uniform": {"timestep_spacing": "leading", "steps_offset": 1},
+    # karras/exponential take sigma_min/max from the interpolated schedule's ends: linspace
+    # spacing makes those the model's real extremes (t=999 and t=0), as ComfyUI uses.
+    "karras": {"timestep_spacing": "linspace", "steps_offset": 0, "use_karras_sigmas": True},
+    "exponential": {"timestep_spacing": "linspace", "steps_offset": 0, "use_exponential_sigmas": True},
+    # ComfyUI schedules diffusers has no flag for: computed here, handed over as ``sigmas=``
+    "sgm_uniform": {"timestep_spacing": "linspace", "steps_offset": 0},
+    "beta": {"timestep_spacing": "linspace", "steps_offset": 0},
+    "kl_optimal": {"timestep_spacing": "linspace", "steps_offset": 0},
+}
+#: Schedules computed by ``custom_sigmas``; only schedulers whose set_timesteps takes ``sigmas``.
+CUSTOM = frozenset({"sgm_uniform", "beta", "kl_optimal"})
+_TAKES_SIGMAS = frozenset({"EulerDiscreteScheduler"})
+_SIGMA_FLAGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas"}
+#: Classes without sigma-schedule flags (checked against diffusers in the tests).
+_NO_SIGMA_FLAGS = {"EulerAncestralDiscreteScheduler", "DDIMScheduler", "DDPMScheduler", "LCMScheduler"}
+_SCHED_NEEDS_SPACING = {"LCMScheduler"}  # LCM ignores spacing: only its own schedule
+
+
+#: diffusers classes that need an optional package -> (module, pip name)
+_NEEDS = {"DPMSolverSDEScheduler": ("torchsde", "torchsde")}
+
+
+def _missing_package(cls: str) -> str | None:
+    import importlib.util
+
+    need = _NEEDS.get(cls)
+    return need[1] if need and importlib.util.find_spec(need[0]) is None else None
+
+
+def supported(sampler_name: str, scheduler: str) -> bool:
+    if sampler_name not in SAMPLERS or scheduler not in SCHEDULES:
+        return False
+    if _missing_package(SAMPLERS[sampler_name][0]):
+        return False
+    cls = SAMPLERS[sampler_name][0]
+    if scheduler in _SIGMA_FLAGS and cls in _NO_SIGMA_FLAGS:
+        return False
+    if scheduler in CUSTOM and cls not in _TAKES_SIGMAS:
+        return False
+    return not (cls in _SCHED_NEEDS_SPACING and scheduler != "simple")
+
+
+def supported_pairs() -> dict[str, list[str]]:
+    """sampler -> the schedules it runs with (samplers whose package is missing are left out)."""
+    pairs = {s: [n for n in SCHEDULES if supported(s, n)] for s in SAMPLERS}
+    return {s: names for s, names in pairs.items() if names}
+
+
+def check_combination(sampler_name: str, scheduler: str) -> str | None:
+    """None if we can run this pair, else a message that lists what is supported."""
+    if sampler_name not in SAMPLERS:
+        return (f"sampler_name {sampler_name!r} has no diffusers equivalent here; supported: "
+                f"{', '.join(SAMPLERS)}")
+    if scheduler not in SCHEDULES:
+        return f"scheduler {scheduler!r} is not supported; supported: {', '.join(SCHEDULES)}"
+    package = _missing_package(SAMPLERS[sampler_name][0])
+    if package:
+        return f"sampler {sampler_name!r} needs the {package!r} package; install it with: pip install {package}"
+    if not supported(sampler_name, scheduler):
+        ok = ", ".join(supported_pairs()[sampler_name])
+        return (f"sampler {sampler_name!r} cannot use the {scheduler!r} schedule "
+                f"(diffusers' {SAMPLERS[sampler_name][0]} has no such option); with {sampler_name!r} use: {ok}")
+    return None
+
+
+def make_scheduler(base_config: dict[str, Any], sampler_name: str, scheduler: str) -> Any:
+    """A fresh diffusers scheduler for this pair, from the model's scheduler config."""
+    import diffusers
+
+    problem = check_combination(sampler_name, scheduler)
+    if problem:
+        raise ValueError(problem)
+    cls_name, extra = SAMPLERS[sampler_name]
+    config = {k: v for k, v in base_config.items() if not k.startswith("_")}
+    for flag in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+        config.pop(flag, None)  # a model's own config must not leak into "normal"
+    config.update(extra)
+    config.update(SCHEDULES[scheduler])
+    return getattr(diffusers, cls_name).from_config(config)
+
+
+def denoise_steps(steps: int, denoise: float) -> tuple[int, int]:
+    """(schedule length, first step index) for ComfyUI's ``denoise``.
+
+    ComfyUI computes the schedule for ``int(steps / denoise)`` steps and runs its last
+    ``steps``: the same as diffusers' img2img ``strength=denoise`` over ``steps/denoise``
+    inference steps, but with exactly ``steps`` model steps.
+    """
+    if denoise >= 1.0:
+        return steps, 0
+    total = int(steps / denoise)
+    return total, total - steps
+
+
+def training_sigmas(scheduler: Any) -> Any:
+    """The model's sigma for each training timestep (0..999), from the scheduler's betas."""
+    import numpy as np
+
+    ac = np.asarray(scheduler.alphas_cumprod, dtype=np.float64)
+    return np.sqrt((1.0 - ac) / ac)
+
+
+def custom_sigmas(name: str, steps: int, sigmas: Any) -> list[float]:
+    """ComfyUI's sgm_uniform / beta / kl_optimal schedules over ``sigmas`` (ending in 0)."""
+    import numpy as np
+
+    last = len(sigmas) - 1
+    if name == "sgm_uniform":  # evenly spaced timesteps, the last (t=0) dropped
+        log = np.log(sigmas)
+        ts = np.linspace(last, 0, steps + 1)[:-1]
+        return [*np.exp(np.interp(ts, np.arange(len(sigmas)), log)).tolist(), 0.0]
+    if name == "beta":  # timesteps at the Beta(0.6, 0.6) quantiles, duplicates removed
+        from scipy import stats
+
+        ts = np.rint(stats.beta.ppf(1 - np.linspace(0, 1, steps, endpoint=False), 0.6, 0.6) * last)
+        picked = [int(t) for i, t in enumerate(ts) if i == 0 or t != ts[i - 1]]
+        return [*(float(sigmas[t]) for t in picked), 0.0]
+    if name == "kl_optimal":  # "Align Your Steps": uniform in arctan(sigma)
+        frac = np.arange(steps, dtype=np.float64) / max(steps - 1, 1)
+        lo, hi = np.arctan(sigmas[0]), np.arctan(sigmas[-1])
+        return [*np.tan(frac * lo + (1 - frac) * hi).tolist(), 0.0]
+    raise ValueError(f"{name!r} is not a custom schedule ({', '.join(sorted(CUSTOM))})")
