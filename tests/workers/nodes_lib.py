@@ -1,0 +1,145 @@
+"""Node functions the worker tests run (shipped to workers by value, see conftest)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import time
+
+import numpy as np
+
+from vortex_jupyter.nodes import context
+from vortex_jupyter.nodes.spec import NodeResult
+
+
+def add(a, b):
+    return (a + b,)
+
+
+def const(value):
+    return (value,)
+
+
+def arange(n, dtype="float32"):
+    """An array built directly in the worker's arena (no copy on the way to the kernel)."""
+    from vortex_jupyter.workers import shm
+
+    out = shm.empty((n,), dtype)
+    out[:] = np.arange(n, dtype=dtype)
+    return (out,)
+
+
+def plain_array(n):
+    return (np.arange(n, dtype=np.float64).reshape(-1, 2),)
+
+
+def torch_tensor(n):
+    import torch
+
+    return (torch.arange(n, dtype=torch.float32).reshape(2, -1),)
+
+
+def torch_bf16(n):
+    import torch
+
+    return (torch.arange(n, dtype=torch.bfloat16),)
+
+
+def latent(n):
+    import torch
+
+    return ({"samples": torch.ones(1, 4, n, n)},)
+
+
+def opaque():
+    return (object(),)
+
+
+def total(x):
+    return (float(np.asarray(x).sum()),)
+
+
+def address(x):
+    return (int(np.asarray(x).__array_interface__["data"][0]),)
+
+
+def raises(a):
+    raise ValueError(f"bad value {a}: expected something else")
+
+
+def segfault(a):
+    ctypes.string_at(0)
+
+
+def exit3(a):
+    os._exit(3)
+
+
+def sleeps(seconds):
+    time.sleep(seconds)
+    return (seconds,)
+
+
+def hangs_deaf(seconds):
+    """Ignores every polite stop: only SIGKILL ends it."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGTERM})
+    time.sleep(seconds)
+    return (seconds,)
+
+
+def allocates(mib):
+    return (np.ones(mib * 2**20 // 8).sum(),)
+
+
+def prints(mib):
+    line = "x" * 1023 + "\n"
+    for _ in range(mib * 1024):
+        sys.stdout.write(line)
+    sys.stdout.flush()
+    print("the end", file=sys.stderr)
+    return (mib,)
+
+
+def steps(n):
+    ctx = context.current()
+    for i in range(n):
+        ctx.raise_if_cancelled()
+        ctx.progress(i + 1, n)
+        ctx.preview(np.full((8, 8, 3), i / n, dtype=np.float32))
+        time.sleep(0.06)
+    ctx.preview(np.zeros((4, 4, 3), np.uint8), final=True)
+    return NodeResult((n,), {"images": [{"filename": "x.png", "subfolder": "", "type": "output"}]})
+
+
+# ---- CUDA (tests/workers/test_cuda.py) -------------------------------------------------------
+def pinned_probe(n):
+    import torch
+
+    from vortex_jupyter.workers import shm
+
+    block = torch.from_numpy(shm.empty((n,), np.float32))
+    return (bool(block.is_pinned()), torch.cuda.device_count())
+
+
+def cuda_output(n):
+    import torch
+
+    return (torch.arange(n, dtype=torch.float32, device="cuda") * 2,)
+
+
+def h2d(n):
+    import time
+
+    import torch
+
+    from vortex_jupyter.workers import shm
+
+    src = torch.from_numpy(shm.empty((n,), np.float32)).fill_(1.0)
+    src.to("cuda")
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    dst = src.to("cuda", non_blocking=True)
+    torch.cuda.synchronize()
+    return (float(dst.sum().item()), time.perf_counter() - t0)

@@ -1,0 +1,377 @@
+"""Running one engine batch on the pool: the kernel side of ``Execute``.
+
+Policy:
+- The whole batch goes to one worker as one ``Execute`` (a *segment*); the worker runs the
+  tasks in order and reports each exactly once (``Finished`` or ``Failed``), so the kernel
+  knows which task is running without a message per start: the first unreported one. That
+  is what ``NodeStarted`` and per-node timeouts are based on.
+- Timeout of a node: ``spec.timeout`` (``@vx.node(timeout=...)``), else ``Task.timeout`` (the
+  run's default). When it passes the kernel sends ``Cancel(node, "timeout")``; a node that does
+  not stop within ``kill_grace`` gets SIGTERM, then SIGKILL.
+- Run cancel: ``Cancel(batch)``; the worker fails the running and remaining tasks with VE-504;
+  a worker that does not answer within the grace period is killed the same way.
+- Worker death mid-segment fails the running task with what happened (crash signal, exit
+  code, timeout, memory limit, plus the tail of the worker's log), reports every key the
+  dead worker held through ``on_lost``, and sends the rest of the batch to the respawned
+  worker as a new segment, re-running earlier producers whose outputs died with it. Small
+  outputs travel inline and survive. Each segment removes at least the task that was
+  running, so a task that keeps crashing workers cannot loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import cloudpickle
+
+from ..engine.events import Event, NodeFailed, NodeFinished, NodePreview, NodeProgress, NodeStarted
+from ..engine.executor import BatchCallbacks, CancelToken, Lit, Ref, Task
+from . import protocol as p
+from .pool import WorkerPool, WorkerRef, spec_id
+from .process import WorkerProcess
+from .runner import plain
+
+_DEATH = {  # kill reason -> (code, error type)
+    "timeout": ("VE-501", "NodeTimeoutError"),
+    "oom": ("VE-503", "NodeOutOfMemoryError"),
+    "cancel": ("VE-504", "RunCancelledError"),
+}
+
+
+FIRST_CHUNK = 64
+MAX_CHUNK = 4096
+
+
+def run_batch(pool: WorkerPool, tasks: list[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
+    """Run ``tasks`` on one worker slot; concurrent runs use other slots or wait their turn
+    (a worker's event stream belongs to one batch at a time)."""
+    slot = pool.acquire_slot(tasks)
+    try:
+        _Batch(pool, tasks, callbacks, cancel, slot).run()
+    finally:
+        pool.release_slot(slot)
+
+
+_SCALARS = frozenset({int, float, str, bool, type(None)})
+
+
+def _lit(value: Any) -> list[Any]:
+    if type(value) in _SCALARS or plain(value):
+        return ["lit", value]
+    return ["pkl", cloudpickle.dumps(value)]
+
+
+def _timeout(task: Task) -> float | None:
+    return task.spec.timeout if task.spec.timeout is not None else task.timeout
+
+
+class _Batch:
+    def __init__(self, pool: WorkerPool, tasks: list[Task], callbacks: BatchCallbacks, cancel: CancelToken,
+                 slot: int = 0) -> None:
+        self.pool, self.callbacks, self.cancel, self.slot = pool, callbacks, cancel, slot
+        self.order = {id(t): i for i, t in enumerate(tasks)}
+        self.producer = {t.key: t for t in tasks}
+        self.pending = list(tasks)
+        self.done: dict[str, tuple[WorkerRef, ...]] = {}
+        self.failed: dict[str, str] = {}
+        #: False: nobody listens to per-node detail (see BatchCallbacks.detail)
+        self.detail = getattr(callbacks, "detail", True)
+
+    def emit(self, event: Event) -> None:
+        with contextlib.suppress(Exception):  # a broken listener must not break the run
+            self.callbacks.emit(event)
+
+    def fail(self, task: Task, code: str, error_type: str, message: str, tb: str | None = None) -> None:
+        self.failed[task.key] = task.node_id
+        self.emit(NodeFailed(task.run_id, task.node_id, code, message, error_type, tb))
+
+    def run(self) -> None:
+        self._report_lost()
+        while self.pending:
+            if self.cancel.cancelled:
+                for t in self.pending:
+                    self.fail(t, "VE-504", "RunCancelledError", f"run cancelled before node {t.node_id!r} started")
+                return
+            try:
+                w = self.pool.worker(self.slot)
+            except Exception as exc:
+                for t in self.pending:
+                    self.fail(t, "VE-502", "WorkerCrashedError", f"node {t.node_id!r} could not run: no worker "
+                              f"process could be started ({exc})")
+                return
+            self._run_segment(w, self._prepare(w))
+
+    def _report_lost(self) -> None:
+        lost = self.pool.take_lost()
+        if lost:
+            self.callbacks.on_lost(lost)
+            for key in lost:
+                self.done.pop(key, None)
+
+    # -- building a segment -----------------------------------------------------------------
+    def _prepare(self, w: WorkerProcess) -> Iterator[tuple[Task, list[Any]]]:
+        """Yield each runnable pending task with its wire form (fail the others); lazily, so
+        the first chunk reaches the worker before the last task is encoded."""
+        self._requeue_lost_producers()
+        errors = self.pool.define(w, [t.spec for t in self.pending])
+        keep = []
+        for task in list(self.pending):
+            problem = self._blocked(task, errors)
+            if problem is not None:
+                self.fail(task, *problem)
+                continue
+            try:
+                args = {name: self._arg(w, arg) for name, arg in task.args.items()}
+            except _InputLost as lost:
+                self.fail(task, "VE-502", "WorkerCrashedError", f"node {task.node_id!r} input {lost.args[0]}",
+                          None)
+                continue
+            keep.append(task)
+            yield task, [task.node_id, task.key, spec_id(task.spec), args, _timeout(task) or 0.0]
+        self.pending = keep
+
+    def _blocked(self, task: Task, errors: dict[str, str]) -> tuple[str, str, str] | None:
+        for arg in task.args.values():
+            if isinstance(arg, Ref) and arg.held is None and arg.key in self.failed:
+                up = self.failed[arg.key]
+                return ("VE-505", "UpstreamFailedError",
+                        f"node {task.node_id!r} did not run because its input node {up!r} failed")
+        sid = spec_id(task.spec)
+        if sid in errors:
+            return ("VE-300", "NodeDefinitionError", f"node {task.node_id!r} ({task.spec.type}) cannot be sent to "
+                    f"a worker: {errors[sid]}; define the function at module level or keep its closure "
+                    "picklable, or run with executor='inline'")
+        return None
+
+    def _arg(self, w: WorkerProcess, arg: Lit | Ref) -> list[Any]:
+        if isinstance(arg, Lit):
+            return _lit(arg.value)
+        ref = arg.held
+        if ref is None:
+            done = self.done.get(arg.key)
+            if done is None:  # produced earlier in this segment
+                return ["ref", arg.key, arg.index]
+            ref = done[arg.index]
+        if not isinstance(ref, WorkerRef):  # a value from another executor (e.g. in-process)
+            return _lit(ref)
+        if ref.inline:
+            return _lit(ref.value)
+        if not self.pool.holds(ref):
+            raise _InputLost(f"from node {ref.node!r} was lost when worker {ref.worker} stopped; "
+                             "run the graph again to recompute it")
+        if ref.worker == w.uid:
+            return ["ref", ref.key, ref.index]
+        return ["shm", self._export(ref)]
+
+    def _export(self, ref: WorkerRef) -> Any:
+        """Pass an output of another worker by handle: the receiving worker maps it, no copy."""
+        owner = self.pool._live(ref.worker)
+        if owner is None:
+            raise _InputLost(f"from node {ref.node!r} was lost")
+        reply = owner.request(lambda req: p.Fetch(req, ref.key, ref.index))
+        if not isinstance(reply, p.Fetched) or reply.error is not None:
+            raise _InputLost(f"from node {ref.node!r} cannot be moved between workers")
+        return reply.value
+
+    def _requeue_lost_producers(self) -> None:
+        """Re-run producers (in this batch) whose outputs died with a worker and are still needed."""
+        queued = {t.key for t in self.pending}
+        stack = list(self.pending)
+        while stack:
+            task = stack.pop()
+            for arg in task.args.values():
+                if (isinstance(arg, Ref) and arg.held is None and arg.key not in self.done
+                        and arg.key not in queued and arg.key not in self.failed and arg.key in self.producer):
+                    producer = self.producer[arg.key]
+                    queued.add(arg.key)
+                    self.pending.append(producer)
+                    stack.append(producer)
+        self.pending.sort(key=lambda t: self.order[id(t)])
+
+    # -- running a segment ------------------------------------------------------------------
+    def _send(self, w: WorkerProcess, bid: int, segment: Iterator[tuple[Task, list[Any]]]) -> tuple[list[Task], bool]:
+        """Stream the segment in growing chunks: the worker starts on the first 64 tasks while
+        the kernel encodes the rest."""
+        tasks: list[Task] = []
+        chunk: list[list[Any]] = []
+        size, sent = FIRST_CHUNK, True
+        for task, wire in segment:
+            tasks.append(task)
+            chunk.append(wire)
+            if len(chunk) >= size:
+                sent = sent and w.send(p.Execute(bid, chunk, False))
+                chunk, size = [], min(size * 4, MAX_CHUNK)
+        if tasks:
+            sent = sent and w.send(p.Execute(bid, chunk, True))
+        return tasks, sent
+
+    def _run_segment(self, w: WorkerProcess, segment: Iterator[tuple[Task, list[Any]]]) -> None:
+        bid = self.pool.next_batch_id()
+        tasks, sent = self._send(w, bid, segment)
+        if not tasks:
+            return
+        watch = _Watch(w, bid, self.pool.config.kill_grace)
+        try:
+            self._follow(w, bid, tasks, watch, sent)
+        except BaseException:  # e.g. KeyboardInterrupt in the kernel: stop the worker's batch too
+            w.send(p.Cancel(bid, "", "cancel"))
+            raise
+
+    def _follow(self, w: WorkerProcess, bid: int, tasks: list[Task], watch: _Watch, sent: bool) -> None:
+        """Turn the worker's reports of batch ``bid`` into engine events until it is done or dies."""
+        self._started(tasks[0])
+        watch.start(0, _timeout(tasks[0]))
+        events, n, i = w.events, len(tasks), 0  # tasks[:i] are reported
+        while sent:
+            msg = events.popleft() if events else w.next_event(watch.wait_time())
+            if time.monotonic() >= watch.next_check:  # also while events stream in
+                j = self._running(w, bid, i, n)
+                if j != watch.index:
+                    watch.start(j, _timeout(tasks[j]))
+                watch.check(self.cancel.cancelled, tasks[watch.index].node_id)
+            kind = type(msg)
+            if kind is p.Finished or kind is p.Failed:
+                if msg.batch != bid:  # type: ignore[union-attr]
+                    continue
+                if i >= n or not self._on_report(w, tasks[i], msg):  # type: ignore[arg-type]
+                    w.kill("protocol")
+                    break
+                i += 1
+                if i < n:
+                    self._started(tasks[i])
+                    if i > watch.index:
+                        watch.start(i, _timeout(tasks[i]))
+            elif msg is None:
+                if w.dead.is_set():
+                    break
+            elif getattr(msg, "batch", None) == bid:
+                if kind is p.BatchDone:
+                    sent_ids = {id(t) for t in tasks}
+                    self.pending = [t for t in self.pending if id(t) not in sent_ids]
+                    return
+                self._on_stream(tasks[0].run_id, msg)
+        self._after_death(w, tasks, i, self._running(w, bid, i, n))
+
+    def _on_report(self, w: WorkerProcess, task: Task, msg: p.Finished | p.Failed) -> bool:
+        """False when the report cannot be trusted (wrong task, malformed outputs)."""
+        if msg.key != task.key:
+            return False
+        try:
+            self._report(w, task, msg)
+        except p.ProtocolError:
+            return False
+        return True
+
+    def _on_stream(self, run_id: str, msg: p.Message) -> None:
+        if isinstance(msg, p.Progress) and self.detail:
+            self.emit(NodeProgress(run_id, msg.node, msg.value, msg.total, msg.text))
+        elif isinstance(msg, p.Preview) and (self.detail or msg.final):
+            self.emit(NodePreview(run_id, msg.node, msg.mime, msg.data, msg.final))
+
+    @staticmethod
+    def _running(w: WorkerProcess, bid: int, reported: int, n: int) -> int:
+        """Index of the running task: the worker's status words know it even when its last
+        reports are still in its outbox (or died with it)."""
+        batch, index = w.running()
+        return min(n - 1, max(reported, index)) if batch == bid else reported
+
+    def _started(self, task: Task) -> None:
+        if self.detail:
+            self.emit(NodeStarted(task.run_id, task.node_id))
+
+    def _report(self, w: WorkerProcess, task: Task, msg: p.Finished | p.Failed) -> None:
+        if isinstance(msg, p.Failed):
+            self.fail(task, msg.code, msg.error_type, msg.message, msg.traceback or None)
+            return
+        refs = self.pool.make_refs(w, task.key, task.node_id, msg.outputs)
+        self.done[task.key] = refs
+        self.callbacks.on_result(task, refs)
+        if self.detail or msg.ui:
+            self.emit(NodeFinished(task.run_id, task.node_id, float(msg.elapsed), msg.ui))
+
+    def _after_death(self, w: WorkerProcess, tasks: list[Task], i: int, j: int) -> None:
+        """``tasks[:i]`` were reported; ``tasks[j]`` was running. ``tasks[i:j]`` finished but
+        their reports died with the worker: they stay pending and run again."""
+        how = w.describe_death()
+        reason = w.kill_reason or ""
+        gone = {id(t) for t in tasks[:i]}
+        if j < len(tasks) and i < len(tasks):
+            victim = tasks[j]
+            gone.add(id(victim))
+            code, etype = _DEATH.get(reason, ("VE-502", "WorkerCrashedError"))
+            self.fail(victim, code, etype, self._death_message(victim, how, reason), w.log_tail() or None)
+        self.pending = [t for t in self.pending if id(t) not in gone]
+        self.pool.supervisor.bury(w)  # unlink its memory, start the replacement
+        self.pool._on_death(w)
+        self._report_lost()
+        if reason == "cancel":
+            for t in self.pending:
+                self.fail(t, "VE-504", "RunCancelledError", f"run cancelled before node {t.node_id!r} started")
+            self.pending = []
+
+    def _death_message(self, task: Task, how: str, reason: str) -> str:
+        where = f"node {task.node_id!r} ({task.spec.type})"
+        if reason == "timeout":
+            return (f"{where} did not finish within its timeout of {_timeout(task)} s and did not stop when "
+                    "asked; its worker was killed and restarted (raise @vx.node(timeout=...) or "
+                    "run(node_timeout=...) if it needs longer)")
+        if reason == "oom":
+            limit = (self.pool.config.memory_limit or 0) / 2**20
+            return (f"{where} ran out of memory: its worker {how} of {limit:.0f} MiB and was restarted "
+                    "(raise PoolConfig.memory_limit or make the node use less memory)")
+        if reason == "cancel":
+            return f"run cancelled; {where} did not stop in time and its worker was killed"
+        return f"worker {how} while running {where}; the worker was restarted"
+
+
+class _InputLost(Exception):
+    pass
+
+
+class _Watch:
+    """Deadlines of one segment: the running node's timeout and the kill escalation."""
+
+    def __init__(self, w: WorkerProcess, batch: int, grace: float) -> None:
+        self.w, self.batch, self.grace = w, batch, grace
+        self.index = -1
+        self.next_check = 0.0
+        self.deadline: float | None = None
+        self.kill_at: float | None = None
+        self.kill_sig = signal.SIGTERM
+        self.cancel_sent = False
+        self.timed_out = False
+
+    def start(self, index: int, timeout: float | None) -> None:
+        """Task ``index`` started (as far as the kernel can tell, within a poll interval)."""
+        self.index = index
+        self.deadline = None if not timeout else time.monotonic() + timeout
+        if not self.cancel_sent:
+            self.kill_at, self.timed_out = None, False
+
+    def wait_time(self) -> float:
+        now = time.monotonic()
+        nxt = min([t for t in (self.deadline, self.kill_at) if t is not None], default=now + 0.05)
+        return max(0.0, min(nxt - now, 0.05))
+
+    def check(self, cancelled: bool, node: str) -> None:
+        now = time.monotonic()
+        self.next_check = now + 0.01
+        if cancelled and not self.cancel_sent:
+            self.cancel_sent = True
+            self._ask(p.Cancel(self.batch, "", "cancel"), "cancel")
+        if self.deadline is not None and now >= self.deadline and not self.timed_out:
+            self.timed_out = True
+            self._ask(p.Cancel(self.batch, node, "timeout"), "timeout")
+        if self.kill_at is not None and now >= self.kill_at:
+            self.w.kill(self.reason, self.kill_sig)
+            self.kill_sig, self.kill_at = signal.SIGKILL, now + 0.25
+
+    def _ask(self, msg: p.Cancel, reason: str) -> None:
+        self.reason = reason
+        self.w.send(msg)
+        self.kill_at = time.monotonic() + self.grace
+

@@ -1,0 +1,196 @@
+"""How worker processes are started: a fork server (fast) or a fresh interpreter (fallback).
+
+A cold worker spends almost all of its start-up importing numpy/torch. The fork server is a
+single-threaded process (``python -m vortex_jupyter.workers forkserver``) that imports them
+once and then ``fork()``s a worker per ``Spawn`` request, so a respawn costs a fork plus a
+handshake. Forking is safe because the server never starts threads and never initialises
+CUDA or torch's thread pools (the child sets its thread count itself).
+
+The fork server is the workers' parent: it reaps them and reports each raw exit status
+(``Exited``), which is how the kernel can say "worker crashed with SIGSEGV". It runs in its
+own session (terminal Ctrl-C does not reach it), and when the kernel's end of its socket
+closes, it SIGKILLs every worker and unlinks their shared memory: no orphans, no leaks,
+even if the kernel itself is killed.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+
+from . import protocol as p
+from .shm import unlink_prefix
+
+ExitCallback = Callable[[int, int], None]
+
+
+def serve(fd: int, preload: list[str], shm_prefix: str) -> int:
+    """The fork server's main loop (runs in its own process)."""
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a missing optional module must not stop the server
+            traceback.print_exc()
+    from . import worker  # noqa: F401  (preload our own modules too)
+
+    # Preloaded modules (torch: ~10^5 objects) move to the permanent generation: the workers'
+    # garbage collections skip them, and their pages stay shared copy-on-write after fork.
+    gc.freeze()
+
+    chan = p.Channel(socket.socket(fileno=fd), allow_pickle=False)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    children: set[int] = set()
+    try:
+        while True:
+            ready, _, _ = select.select([chan.fileno(), wake_r], [], [])
+            if wake_r in ready:
+                os.read(wake_r, 4096)
+                _reap(chan, children)
+            if chan.fileno() in ready and not _serve_requests(chan, children, (chan.sock, wake_r, wake_w)):
+                return 0
+    finally:
+        for pid in children:
+            _kill(pid)
+        unlink_prefix(shm_prefix)
+
+
+def _serve_requests(chan: p.Channel, children: set[int], close: tuple) -> bool:
+    while True:
+        msg = chan.recv(None)
+        if msg is None:
+            return False
+        if isinstance(msg, p.Spawn):
+            pid = os.fork()
+            if pid == 0:
+                _child(msg.config, close)
+            children.add(pid)
+            chan.send(p.Spawned(msg.uid, pid))
+        if not chan.has_frame():
+            return True
+
+
+def _reap(chan: p.Channel, children: set[int]) -> None:
+    while children:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+        chan.send(p.Exited(pid, status))
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _child(config: dict, close: tuple) -> None:
+    code = 70
+    try:
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for obj in close:
+            obj.close() if hasattr(obj, "close") else os.close(obj)
+        from .worker import WorkerConfig, main
+
+        code = main(WorkerConfig.from_dict(config))
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+class ForkServer:
+    """Kernel side of the fork server: ``spawn(config) -> pid``; exits go to ``on_exit``."""
+
+    def __init__(self, preload: list[str], shm_prefix: str, log_path: str, on_exit: ExitCallback) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        cmd = [sys.executable, "-m", "vortex_jupyter.workers", "forkserver", "--fd", str(theirs.fileno()),
+               "--shm-prefix", shm_prefix, "--preload", ",".join(preload)]
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=log, start_new_session=True)
+        theirs.close()
+        self.chan = p.Channel(ours, allow_pickle=False)
+        self.on_exit = on_exit
+        self._pids: dict[str, int] = {}
+        self._spawned = threading.Condition()
+        threading.Thread(target=self._read, name="vx-forkserver", daemon=True).start()
+
+    def _read(self) -> None:
+        try:
+            while (msg := self.chan.recv(None)) is not None:
+                if isinstance(msg, p.Spawned):
+                    with self._spawned:
+                        self._pids[msg.uid] = msg.pid
+                        self._spawned.notify_all()
+                elif isinstance(msg, p.Exited):
+                    self.on_exit(msg.pid, msg.status)
+        except Exception:  # the server died or lied: spawns fail and the pool falls back
+            pass
+        with self._spawned:
+            self._pids["!dead"] = -1
+            self._spawned.notify_all()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def spawn(self, uid: str, config: dict, timeout: float = 60.0) -> int:
+        self.chan.send(p.Spawn(uid, config))
+        with self._spawned:
+            if not self._spawned.wait_for(lambda: uid in self._pids or "!dead" in self._pids, timeout):
+                raise TimeoutError("the fork server did not answer")
+            if uid not in self._pids:
+                raise RuntimeError("the fork server died")
+            return self._pids.pop(uid)
+
+    def close(self) -> None:
+        self.chan.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Spawner:
+    """Fallback: one fresh interpreter per worker (slow start, no fork)."""
+
+    def __init__(self, log_path: str, on_exit: ExitCallback) -> None:
+        self.log_path, self.on_exit = log_path, on_exit
+        self.alive = True
+
+    def spawn(self, uid: str, config: dict, timeout: float = 60.0) -> int:
+        import json
+
+        cmd = [sys.executable, "-m", "vortex_jupyter.workers", "worker", "--config", json.dumps(config)]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
+        threading.Thread(target=lambda: self.on_exit(proc.pid, _status(proc.wait())), daemon=True).start()
+        return proc.pid
+
+    def close(self) -> None:
+        pass
+
+
+def _status(returncode: int) -> int:
+    """Popen's returncode back to a waitpid-style status."""
+    return (-returncode) & 0x7F if returncode < 0 else (returncode & 0xFF) << 8

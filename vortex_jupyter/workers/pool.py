@@ -1,0 +1,313 @@
+"""The worker pool as the engine's Executor: ``WorkerExecutor`` and ``shared_pool()``.
+
+Responsibilities:
+- ``WorkerPool`` wraps a ``Supervisor`` and keeps the kernel's bookkeeping of what lives in
+  which worker: ``WorkerRef``s (one per output the engine holds), which node specs each worker
+  has been sent, and the kernel's views of worker memory.
+- A ``WorkerRef`` of a small output carries the value inline (it survives its worker); any
+  other ref names ``(worker uid, key, index)`` and is fetched on access: tensors come back
+  as zero-copy views of the worker's arena, objects that cannot leave the worker (models) as
+  ``WorkerObject`` placeholders.
+- A worker's copy of an output is released (``Release``) only when the engine released
+  every ref of that key AND no fetched view of it is alive in the kernel, so a view never
+  points at recycled memory.
+- When a worker dies, the refs it held become invalid; their keys are reported through
+  ``on_lost`` (during the batch that saw the death, or at the start of the next one).
+
+>>> ex = WorkerExecutor()            # the process-wide pool, started on first use
+>>> ex.execute(tasks, callbacks, CancelToken())          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cloudpickle
+import msgpack
+
+from ..engine.executor import BatchCallbacks, CancelToken, Task
+from ..errors import WorkerCrashedError
+from ..nodes.spec import NodeSpec
+from . import protocol as p
+from .process import WorkerProcess
+from .shm import Attachments
+from .supervisor import PoolConfig, Supervisor
+from .tensors import TensorHandle, to_torch, wrap
+
+
+@dataclass(frozen=True)
+class WorkerObject:
+    """An output that cannot leave its worker (a model, a tokenizer...): what it is, not it."""
+
+    type: str
+    repr: str
+    nbytes: int
+
+    def __repr__(self) -> str:
+        return f"<{self.type} in a vortex worker: {self.repr}>"
+
+
+@dataclass(eq=False, slots=True)
+class WorkerRef:
+    """The engine's reference to output ``index`` of task ``key``."""
+
+    worker: str
+    key: str
+    index: int
+    inline: bool
+    value: Any = None
+    type_name: str = ""
+    nbytes: int = 0
+    node: str = ""
+
+    def __repr__(self) -> str:
+        where = "inline" if self.inline else f"worker {self.worker}"
+        return f"<WorkerRef {self.node or self.key[:8]}[{self.index}] {self.type_name} {where}>"
+
+
+@dataclass
+class _KeyState:
+    refs: int = 0
+    views: int = 0
+
+
+@dataclass
+class WorkerPool:
+    config: PoolConfig = field(default_factory=PoolConfig)
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.config)
+        self.attachments = Attachments()
+        self.lost: dict[str, str] = {}  # key -> why (deaths nobody has reported to the engine yet)
+        self._keys: dict[tuple[str, str], _KeyState] = {}
+        self._lock = threading.Lock()
+        self._batch_ids = iter(range(1, 2**62))
+        self._slot_locks = [threading.Lock() for _ in self.config.devices]
+        self.supervisor.death_listeners.append(self._on_death)
+
+    # -- workers ------------------------------------------------------------------------------
+    def worker(self, slot: int = 0) -> WorkerProcess:
+        return self.supervisor.worker(slot)
+
+    def acquire_slot(self, tasks: Sequence[Task]) -> int:
+        """A worker slot for a batch: the one holding most of its cached inputs if free, else
+        any free one, else wait for the preferred one."""
+        owners: dict[str, int] = {}
+        for t in tasks:
+            for arg in t.args.values():
+                held = getattr(arg, "held", None)
+                if isinstance(held, WorkerRef) and not held.inline:
+                    owners[held.worker] = owners.get(held.worker, 0) + 1
+        slots = range(len(self.config.devices))
+        by_uid = {w.uid: s for s, w in self.supervisor.workers.items()}
+        ranked = sorted(slots, key=lambda s: -max((c for u, c in owners.items() if by_uid.get(u) == s), default=0))
+        for slot in ranked:
+            if self._slot_locks[slot].acquire(blocking=False):
+                return slot
+        self._slot_locks[ranked[0]].acquire()
+        return ranked[0]
+
+    def release_slot(self, slot: int) -> None:
+        self._slot_locks[slot].release()
+
+    def next_batch_id(self) -> int:
+        return next(self._batch_ids)
+
+    def define(self, w: WorkerProcess, specs: Sequence[NodeSpec]) -> dict[str, str]:
+        """Ship the specs ``w`` lacks (cloudpickle, kernel -> worker only); spec id per type.
+
+        Returns ``{spec_id: error}`` for specs that cannot be pickled."""
+        fresh: list[list[Any]] = []
+        errors: dict[str, str] = {}
+        unique = {id(s): s for s in specs}.values()
+        for spec in unique:
+            sid = spec_id(spec)
+            if sid in w.defined or any(sid == f[0] for f in fresh):
+                continue
+            try:
+                fresh.append([sid, cloudpickle.dumps(spec)])
+            except Exception as exc:
+                errors[sid] = f"{type(exc).__name__}: {exc}"
+        if fresh and w.send(p.DefineNodes(fresh)):
+            w.defined.update(f[0] for f in fresh)
+        return errors
+
+    def _on_death(self, w: WorkerProcess) -> None:
+        with self._lock:
+            for (uid, key) in [k for k in self._keys if k[0] == w.uid]:
+                state = self._keys.pop((uid, key))
+                if state.refs > 0:
+                    self.lost[key] = f"worker {uid} {w.death or 'died'}"
+        self.attachments.forget([n for n in list(self.attachments._segments) if n.startswith("/" + w.prefix)])
+
+    def take_lost(self) -> list[str]:
+        with self._lock:
+            keys = list(self.lost)
+            self.lost.clear()
+        return keys
+
+    # -- refs -----------------------------------------------------------------------------------
+    def make_refs(self, w: WorkerProcess, key: str, node: str, summaries: list[Any]) -> tuple[WorkerRef, ...]:
+        if len(summaries) == 1 and type(summaries[0]) is list and len(summaries[0]) == 2 and summaries[0][0] == "v":
+            value = summaries[0][1]  # the common case: one small output, nothing to track
+            return (WorkerRef(w.uid, key, 0, True, value, type(value).__name__, 0, node),)
+        refs = []
+        for index, item in enumerate(summaries):
+            if isinstance(item, list) and len(item) == 2 and item[0] == "v":
+                refs.append(WorkerRef(w.uid, key, index, True, item[1], type(item[1]).__name__, 0, node))
+            elif isinstance(item, list) and len(item) == 3 and item[0] == "h":
+                refs.append(WorkerRef(w.uid, key, index, False, None, str(item[1]), int(item[2]), node))
+            else:
+                raise p.ProtocolError(f"malformed output summary from worker {w.uid}: {str(item)[:80]}")
+        held = sum(1 for r in refs if not r.inline)
+        if held:  # all-inline outputs: the worker drops them itself after the batch
+            with self._lock:
+                state = self._keys.setdefault((w.uid, key), _KeyState())
+                state.refs += held
+        return tuple(refs)
+
+    def release(self, refs: Sequence[Any]) -> None:
+        for ref in refs:
+            if isinstance(ref, WorkerRef) and not ref.inline:
+                with self._lock:
+                    state = self._keys.get((ref.worker, ref.key))
+                    if state is None:
+                        continue
+                    state.refs -= 1
+                self._maybe_release(ref.worker, ref.key)
+
+    def _maybe_release(self, uid: str, key: str) -> None:
+        with self._lock:
+            state = self._keys.get((uid, key))
+            if state is None or state.refs > 0 or state.views > 0:
+                return
+            del self._keys[(uid, key)]
+        w = self._live(uid)
+        if w is not None:
+            w.send(p.Release([key]))
+
+    def _live(self, uid: str) -> WorkerProcess | None:
+        for w in self.supervisor.workers.values():
+            if w.uid == uid and w.alive:
+                return w
+        return None
+
+    def holds(self, ref: WorkerRef) -> bool:
+        return ref.inline or (self._live(ref.worker) is not None and (ref.worker, ref.key) in self._keys)
+
+    # -- fetch ----------------------------------------------------------------------------------
+    def fetch(self, ref: WorkerRef, timeout: float = 120.0) -> Any:
+        if ref.inline:
+            return ref.value
+        w = self._live(ref.worker)
+        if w is not None and (ref.worker, ref.key) not in self._keys:
+            raise WorkerCrashedError(f"output {ref.index} of node {ref.node!r} was released (the engine's "
+                                     "cache evicted it)", node=ref.node, hint="run the graph again")
+        if w is None:
+            raise WorkerCrashedError(
+                f"output {ref.index} of node {ref.node!r} is gone: it lived in worker {ref.worker}, which "
+                "is no longer running", node=ref.node, hint="run the graph again to recompute it")
+        reply = w.request(lambda req: p.Fetch(req, ref.key, ref.index), timeout)
+        assert isinstance(reply, p.Fetched)
+        if reply.error is not None:
+            raise WorkerCrashedError(f"fetching output {ref.index} of node {ref.node!r} failed: {reply.error}",
+                                     node=ref.node, hint="run the graph again to recompute it")
+        return self._unwrap(reply.value, ref, 0)
+
+    def _unwrap(self, tree: Any, ref: WorkerRef, depth: int) -> Any:
+        if isinstance(tree, msgpack.ExtType):
+            if tree.code == p.EXT_TENSOR:
+                handle = TensorHandle.from_ext(tree.data)
+                with self._lock:
+                    self._keys[(ref.worker, ref.key)].views += 1
+                view = wrap(handle, self.attachments, lambda: self._view_dead(ref.worker, ref.key))
+                return to_torch(view, handle) if handle.kind == "torch" else view
+            try:
+                type_name, text, nbytes = msgpack.unpackb(tree.data)
+                return WorkerObject(str(type_name), str(text), int(nbytes))
+            except Exception as exc:
+                raise p.ProtocolError(f"malformed object description: {exc}") from None
+        if depth > 32:
+            raise p.ProtocolError("fetched value nests deeper than 32 levels")
+        if isinstance(tree, list):
+            return [self._unwrap(v, ref, depth + 1) for v in tree]
+        if isinstance(tree, dict):
+            return {k: self._unwrap(v, ref, depth + 1) for k, v in tree.items()}
+        return tree
+
+    def _view_dead(self, uid: str, key: str) -> None:
+        with self._lock:
+            state = self._keys.get((uid, key))
+            if state is None:
+                return
+            state.views -= 1
+        self._maybe_release(uid, key)
+
+    def close(self) -> None:
+        self.supervisor.close()
+
+
+_SPEC_IDS: dict[int, tuple[NodeSpec, str]] = {}
+
+
+def spec_id(spec: NodeSpec) -> str:
+    """Identifies a spec (and the exact function object) across redefinitions in a notebook."""
+    hit = _SPEC_IDS.get(id(spec))
+    if hit is not None and hit[0] is spec:
+        return hit[1]
+    sid = f"{spec.type}@{spec.version}#{id(spec.fn):x}"
+    if len(_SPEC_IDS) > 10_000:  # notebooks redefine nodes; keep the memo bounded
+        _SPEC_IDS.clear()
+    _SPEC_IDS[id(spec)] = (spec, sid)
+    return sid
+
+
+class WorkerExecutor:
+    """``engine.executor.Executor`` running nodes in worker processes."""
+
+    name = "workers"
+
+    def __init__(self, pool: WorkerPool | None = None, **config: Any) -> None:
+        self._owns = pool is None and bool(config)
+        self.pool = pool if pool is not None else (WorkerPool(PoolConfig(**config)) if config else shared_pool())
+        if self._owns:
+            weakref.finalize(self, self.pool.close)
+
+    def execute(self, batch: Sequence[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
+        from .batch import run_batch
+
+        run_batch(self.pool, list(batch), callbacks, cancel)
+
+    def fetch(self, ref: Any) -> Any:
+        return self.pool.fetch(ref) if isinstance(ref, WorkerRef) else ref
+
+    def release(self, refs: Sequence[Any]) -> None:
+        self.pool.release(refs)
+
+    def size_of(self, ref: Any) -> int:
+        if isinstance(ref, WorkerRef):
+            return ref.nbytes if not ref.inline else 64
+        return 64
+
+    def close(self) -> None:
+        if self._owns:
+            self.pool.close()
+
+
+_SHARED: WorkerPool | None = None
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_pool() -> WorkerPool:
+    """The process-wide pool (one worker per GPU, or one CPU worker), closed at exit."""
+    global _SHARED
+    with _SHARED_LOCK:
+        if _SHARED is None or _SHARED.supervisor._closed.is_set():
+            _SHARED = WorkerPool()
+            atexit.register(_SHARED.close)
+        return _SHARED

@@ -1,0 +1,225 @@
+"""The kernel's handle on one worker process: its connection, liveness and what it holds.
+
+No reader thread: whoever waits for something from the worker (the batch loop for node
+events, a fetch for its reply) reads the socket itself (``pump``), so the common path has no
+thread hand-off; one waiter reads at a time, the others sleep until a frame arrives. The
+supervisor's monitor thread reads for idle workers (heartbeats, EOF). Every wait also ends
+when the worker is marked dead, so nothing hangs on a dead worker.
+
+The worker's status words (the first bytes of its arena, mapped here at handshake) say which
+task of which batch it is running, even when its last reports died with it.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from ..errors import ProtocolError
+from . import protocol as p
+from .shm import Segment
+
+
+def signal_name(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        try:
+            return f"crashed with {signal.Signals(sig).name}"
+        except ValueError:
+            return f"crashed with signal {sig}"
+    if os.WIFEXITED(status):
+        return f"exited with code {os.WEXITSTATUS(status)}"
+    return f"ended (status {status})"
+
+
+class WorkerProcess:
+    """The kernel's view of one worker: its connection, liveness and what it holds."""
+
+    def __init__(self, slot: int, uid: str, device: str, prefix: str, log_path: str) -> None:
+        self.slot, self.uid, self.device, self.prefix, self.log_path = slot, uid, device, prefix, log_path
+        self.pid = 0
+        self.chan: p.Channel | None = None
+        self.hello: p.Hello | None = None
+        self.events: collections.deque[p.Message] = collections.deque()
+        self.last_seen = time.monotonic()
+        self.dead = threading.Event()
+        self.exited = threading.Event()
+        self.exit_status: int | None = None
+        self.kill_reason: str | None = None
+        self.defined: set[str] = set()
+        self.peak_rss = 0
+        self.death = ""
+        self._status: Any = None
+        self.buried = False
+        self._replies: dict[int, p.Message] = {}
+        self._read_lock = threading.Lock()
+        self._cv = threading.Condition()
+        self._sleepers = 0
+        self._pumpers: set[int] = set()
+        self._req = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<worker {self.uid} pid={self.pid} {self.device}{' dead' if self.dead.is_set() else ''}>"
+
+    @property
+    def alive(self) -> bool:
+        return not self.dead.is_set()
+
+    def attach(self, chan: p.Channel, hello: p.Hello) -> None:
+        self.chan, self.hello = chan, hello
+        self.last_seen = time.monotonic()
+        try:  # map the status words now: they stay readable after the worker dies
+            seg = Segment(f"/{self.prefix}0", 0, create=False, private=True)
+            self._status = seg.view(0, 16).view(np.int64)
+        except OSError:
+            self._status = None
+
+    def running(self) -> tuple[int, int]:
+        """(batch id, index of the task it runs) from the worker's shared status words."""
+        if self._status is None:
+            return -1, -1
+        return int(self._status[0]), int(self._status[1])
+
+    def send(self, msg: p.Message, default: Any = None) -> bool:
+        if self.chan is None or self.dead.is_set():
+            return False
+        try:
+            self.chan.send(msg, default)
+            return True
+        except OSError:
+            self._mark_dead("connection lost while sending")
+            return False
+
+    # -- reading: whoever waits reads (no reader thread, no hand-off on the fast path) -------
+    def pump(self, until: Any, timeout: float | None) -> bool:
+        """Read and dispatch frames until ``until()`` holds, the worker dies, or ``timeout``.
+
+        One waiting thread at a time reads the socket (``_read_lock``); the others sleep on
+        ``_cv`` and are woken by every dispatched frame."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        me = threading.get_ident()
+        self._pumpers.add(me)  # keeps the monitor's poll() off the socket meanwhile (set ops are atomic)
+        try:
+            while not until():
+                if self.dead.is_set():
+                    return False
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                if self._read_lock.acquire(blocking=False):
+                    try:
+                        self._read_once(0.05 if left is None else min(left, 0.05))
+                    finally:
+                        self._read_lock.release()
+                else:
+                    with self._cv:
+                        self._sleepers += 1
+                        self._cv.wait(0.005 if left is None else min(left, 0.005))
+                        self._sleepers -= 1
+            return True
+        finally:
+            self._pumpers.discard(me)
+
+    def poll(self) -> None:
+        """Consume whatever arrived (heartbeats, EOF) if nobody else is reading."""
+        if self._pumpers or self.chan is None or self.dead.is_set():
+            return
+        if self._read_lock.acquire(blocking=False):
+            try:
+                self._read_once(0.0)
+                while self.chan.has_frame():
+                    self._read_once(0.0)
+            finally:
+                self._read_lock.release()
+
+    def _read_once(self, timeout: float) -> None:
+        assert self.chan is not None
+        try:
+            msg = self.chan.recv(timeout)
+        except ProtocolError as exc:
+            self.kill("protocol")
+            self._mark_dead(f"protocol error: {exc}")
+            return
+        if msg is None:
+            if self.chan.closed:
+                self._mark_dead("connection closed")
+            return
+        self.last_seen = time.monotonic()
+        if isinstance(msg, p.Pong):
+            self._replies[msg.seq] = msg
+        elif isinstance(msg, p.Fetched):
+            self._replies[msg.req] = msg
+        elif not isinstance(msg, p.Heartbeat):
+            self.events.append(msg)
+        if self._sleepers:  # only threads parked on _cv need waking
+            with self._cv:
+                self._cv.notify_all()
+
+    def _mark_dead(self, why: str) -> None:
+        if not self.dead.is_set():
+            self.death = why
+            self.dead.set()
+            with self._cv:
+                self._cv.notify_all()
+
+    def next_event(self, timeout: float | None) -> p.Message | None:
+        """The next node event, or ``None`` when ``timeout`` passes or the worker is dead."""
+        events = self.events
+        if not events:  # fast path: a burst of coalesced frames is already parsed
+            self.pump(events.__len__, timeout)
+        return events.popleft() if events else None
+
+    def request(self, make: Any, timeout: float = 60.0) -> p.Message:
+        """Send ``make(req_id)`` and wait for the reply with that id."""
+        req = next(self._req)
+        if not self.send(make(req)):
+            raise ConnectionError(f"worker {self.uid} is not running")
+        self.pump(lambda: req in self._replies, timeout)
+        reply = self._replies.pop(req, None)
+        if reply is None:
+            raise ConnectionError(f"worker {self.uid} {'died' if self.dead.is_set() else 'did not answer'} "
+                                  "during the request")
+        return reply
+
+    def kill(self, reason: str, sig: int = signal.SIGKILL) -> None:
+        """Stop the process now; ``reason`` ("timeout", "oom", "cancel", ...) is what we report."""
+        self.kill_reason = self.kill_reason or reason
+        if self.pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, sig)
+
+    def rss(self) -> int:
+        try:
+            with open(f"/proc/{self.pid}/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    def describe_death(self, wait: float = 0.5) -> str:
+        """"crashed with SIGSEGV", "exited with code 3", ... (waits briefly for the status)."""
+        self.exited.wait(wait)
+        if self.kill_reason == "oom":
+            return f"was killed for using {self.peak_rss / 2**20:.0f} MiB, over its memory limit"
+        if self.kill_reason == "heartbeat":
+            return "stopped answering (no heartbeat) and was killed"
+        if self.kill_reason == "protocol":
+            return "sent a malformed message and was killed"
+        if self.exit_status is not None:
+            return signal_name(self.exit_status)
+        return "lost its connection"
+
+    def log_tail(self, nbytes: int = 3000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(max(0, os.fstat(f.fileno()).st_size - nbytes))
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""

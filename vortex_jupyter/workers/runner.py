@@ -1,0 +1,313 @@
+"""Running one batch inside a worker: resolve args, call nodes, store outputs, report.
+
+Policy:
+- Tasks run in the order the kernel sent them (topological), on the worker's main thread.
+- A task whose input came from a task that failed in this batch is not run: it fails with
+  VE-505 naming the upstream node, and independent tasks go on.
+- Interruption: the control thread sets ``interrupt`` and sends SIGUSR1 to the main thread;
+  the handler raises ``Interrupted`` (a BaseException, so ``except Exception`` in node code
+  cannot swallow it) only while a node runs. Python code and sleeps stop at once; a C loop
+  that never returns is the kernel's to kill after its grace period.
+- "timeout" interrupts fail that node with VE-501 and the batch continues; "cancel" fails
+  the running node and every task not yet started with VE-504.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import cloudpickle
+import numpy as np
+
+from ..errors import ExecutionError, ProtocolError, RunCancelledError
+from ..nodes import context as node_context
+from ..nodes.spec import NodeResult, NodeSpec
+from .protocol import Failed, Finished, Message, Preview, Progress
+from .store import ObjectStore, summary
+
+_ARG_KINDS = ("lit", "pkl", "shm", "ref")
+PREVIEW_INTERVAL = 0.05  # s between step previews of one node; finals are never dropped
+
+
+class Interrupted(BaseException):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TaskFailed(Exception):
+    def __init__(self, code: str, error_type: str, message: str, tb: str = "") -> None:
+        self.code, self.error_type, self.message, self.tb = code, error_type, message, tb
+        super().__init__(message)
+
+
+def encode_image(image: Any, final: bool) -> tuple[str, bytes]:
+    """PNG for output images, JPEG for step previews; arrays may be HxWxC or BxHxWxC, float or uint8."""
+    if isinstance(image, (bytes, bytearray)):
+        return ("image/png" if bytes(image[:4]) == b"\x89PNG" else "image/jpeg"), bytes(image)
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        arr = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
+        while arr.ndim > 3:
+            arr = arr[0]
+        if arr.ndim == 3 and arr.shape[-1] == 1:
+            arr = arr[..., 0]
+        if arr.dtype != np.uint8:
+            arr = (np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        image = Image.fromarray(arr)
+    buf = io.BytesIO()
+    if final:
+        image.save(buf, format="PNG")
+        return "image/png", buf.getvalue()
+    image.convert("RGB").save(buf, format="JPEG", quality=80)
+    return "image/jpeg", buf.getvalue()
+
+
+class WorkerContext(node_context.NodeContext):
+    def __init__(self, runner: Runner, batch: int, node_id: str) -> None:
+        self.runner, self.batch, self.node_id = runner, batch, node_id
+        self._last_preview = 0.0
+
+    @property
+    def cancelled(self) -> bool:
+        return self.runner.interrupt is not None
+
+    def progress(self, value: float, total: float | None = None, text: str | None = None) -> None:
+        self.runner.send(Progress(self.batch, self.node_id or "", float(value),
+                                  None if total is None else float(total), text))
+
+    def preview(self, image: Any, *, final: bool = False) -> None:
+        now = time.monotonic()
+        if not final and now - self._last_preview < PREVIEW_INTERVAL:
+            return
+        self._last_preview = now
+        mime, data = encode_image(image, final)
+        self.runner.send(Preview(self.batch, self.node_id or "", mime, data, final))
+
+    def raise_if_cancelled(self) -> None:
+        if self.runner.interrupt is not None:
+            raise Interrupted(self.runner.interrupt)
+
+
+class Runner:
+    """Executes batches; ``specs`` maps spec ids to unpickled ``NodeSpec``s."""
+
+    def __init__(self, store: ObjectStore, send: Callable[[Message], None],
+                 resolve_shm: Callable[[Any], Any], status: Any = None) -> None:
+        self.store, self.send, self.resolve_shm = store, send, resolve_shm
+        #: shared status words [batch, running task index], read by the kernel (shm.CONTROL_BYTES)
+        self.status = status if status is not None else np.full(8, -1, np.int64)
+        self.specs: dict[str, NodeSpec] = {}
+        self.broken: dict[str, str] = {}
+        self.interrupt: str | None = None
+        self.cancel_all = False
+        self.current: str | None = None
+        self.timeout = 0.0
+        self.batch = -1
+        self._in_node = False
+        self._pinned: set[str] = set()
+        self._inline_keys: list[str] = []
+        self._deferred: list[str] = []
+        self._pin_lock = threading.Lock()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self._on_signal)
+
+    # -- control thread ----------------------------------------------------------------------
+    def define(self, specs: list[Any]) -> None:
+        """Unpickle node specs; one that fails (e.g. its module is missing here) is remembered
+        and fails its tasks with the reason, instead of taking the worker down."""
+        for item in specs:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    and isinstance(item[1], bytes)):
+                raise ProtocolError("DefineNodes entries must be [spec_id, bytes]")
+            try:
+                self.specs[item[0]] = cloudpickle.loads(item[1])
+            except Exception as exc:
+                self.broken[item[0]] = f"{type(exc).__name__}: {exc}"
+
+    def pin(self, tasks: list[Any]) -> None:
+        """Called when ``Execute`` arrives (control thread), before any later ``Release``;
+        also checks the shape of every task so the main thread never trips on one."""
+        for t in tasks:
+            if not (isinstance(t, list) and len(t) == 5 and all(isinstance(x, str) for x in t[:3])
+                    and isinstance(t[3], dict) and isinstance(t[4], (int, float))
+                    and all(isinstance(a, list) and a and a[0] in _ARG_KINDS for a in t[3].values())):
+                raise ProtocolError(f"malformed task in Execute: {str(t)[:100]}")
+            for a in t[3].values():
+                if a[0] == "ref" and not (len(a) == 3 and isinstance(a[1], str) and isinstance(a[2], int)):
+                    raise ProtocolError(f"malformed ref argument: {str(a)[:100]}")
+                if a[0] != "ref" and len(a) != 2:
+                    raise ProtocolError(f"malformed argument: {str(a)[:100]}")
+        with self._pin_lock:
+            self._pinned |= {a[1] for t in tasks for a in t[3].values() if a[0] == "ref"}
+
+    def release(self, keys: list[str]) -> None:
+        """Drop store entries, except those the running batch still reads (released after it)."""
+        with self._pin_lock:
+            now = [k for k in keys if k not in self._pinned]
+            self._deferred += [k for k in keys if k in self._pinned]
+        self.store.release(now)
+
+    def cancel(self, batch: int, node: str, reason: str) -> None:
+        if batch != self.batch:
+            return
+        if not node:
+            self.cancel_all = True
+        elif node != self.current:
+            return
+        self.interrupt = reason
+        if self._in_node:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._in_node and self.interrupt is not None:
+            raise Interrupted(self.interrupt)
+
+    # -- main thread -------------------------------------------------------------------------
+    def run(self, batch: int, feed: Any) -> None:
+        """Run a batch whose chunks arrive on ``feed`` as ``(tasks, last)``."""
+        self.batch, self.cancel_all, self.interrupt = batch, False, None
+        self._inline_keys = []
+        try:
+            self._run_tasks(batch, feed)
+        finally:
+            with self._pin_lock:
+                self._pinned, deferred, self._deferred = set(), self._deferred, []
+            self.store.release(deferred + self._inline_keys)
+
+    def _run_tasks(self, batch: int, feed: Any) -> None:
+        failed: dict[str, str] = {}
+        status = self.status
+        status[1] = -1
+        status[0] = batch
+        for index, (node_id, key, spec_id, args, timeout) in enumerate(_chunks(feed)):
+            status[1] = index
+            self.current, self.interrupt = node_id, ("cancel" if self.cancel_all else None)
+            self.timeout = timeout
+            try:
+                self._run_one(batch, node_id, key, spec_id, args, failed)
+            except TaskFailed as f:
+                failed[key] = node_id
+                self.send(Failed(batch, node_id, key, f.code, f.error_type, f.message, f.tb))
+        self.current = None
+
+    def _run_one(self, batch: int, node_id: str, key: str, spec_id: str, args: dict, failed: dict) -> None:
+        if self.cancel_all:
+            raise TaskFailed("VE-504", "RunCancelledError", f"run cancelled before node {node_id!r} started")
+        for arg in args.values():
+            if arg[0] == "ref" and arg[1] in failed:
+                up = failed[arg[1]]
+                raise TaskFailed("VE-505", "UpstreamFailedError",
+                                 f"node {node_id!r} did not run because its input node {up!r} failed")
+        spec = self.specs.get(spec_id)
+        if spec is None or spec.fn is None:
+            why = self.broken.get(spec_id, "it was never sent")
+            raise TaskFailed("VE-300", "NodeDefinitionError", f"node {node_id!r}: node type {spec_id!r} "
+                             f"could not be loaded in the worker: {why}")
+        kwargs = self._resolve(node_id, args)
+        t0 = time.perf_counter()
+        result = self._call(spec, node_id, batch, kwargs)
+        outputs, ui = self._normalize(spec, node_id, result)
+        self.store.put(key, outputs)
+        summaries = [summary(v) for v in outputs]
+        if all(s[0] == "v" for s in summaries):
+            self._inline_keys.append(key)  # the kernel has them; dropped after the batch
+        self.send(Finished(batch, node_id, key, summaries, ui, time.perf_counter() - t0))
+
+    def _resolve(self, node_id: str, args: dict) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        for name, arg in args.items():
+            kind = arg[0]
+            if kind == "lit":
+                kwargs[name] = arg[1]
+            elif kind == "pkl":
+                kwargs[name] = cloudpickle.loads(arg[1])
+            elif kind == "shm":
+                kwargs[name] = self.resolve_shm(arg[1])
+            else:
+                try:
+                    kwargs[name] = self.store.get(arg[1], arg[2])
+                except KeyError as exc:
+                    raise TaskFailed("VE-505", "UpstreamFailedError",
+                                     f"node {node_id!r} input {name!r}: {exc.args[0]}; run again to "
+                                     "recompute it") from None
+        return kwargs
+
+    def _call(self, spec: NodeSpec, node_id: str, batch: int, kwargs: dict[str, Any]) -> Any:
+        token = node_context.activate(WorkerContext(self, batch, node_id))
+        self._in_node = True
+        try:
+            assert spec.fn is not None
+            if self.interrupt is not None:  # a cancel that arrived while args were resolved
+                raise Interrupted(self.interrupt)
+            return spec.fn(**kwargs)
+        except Interrupted as exc:
+            raise self._interrupted(spec, node_id, exc.reason) from None
+        except RunCancelledError:
+            raise self._interrupted(spec, node_id, self.interrupt or "cancel") from None
+        except MemoryError as exc:
+            raise TaskFailed("VE-503", "NodeOutOfMemoryError", f"node {node_id!r} ({spec.type}) ran out "
+                             f"of memory: {exc}", traceback.format_exc()) from None
+        except BaseException as exc:  # SystemExit from node code must not end the worker
+            code = exc.code if isinstance(exc, ExecutionError) else "VE-500"
+            raise TaskFailed(code, type(exc).__name__, f"node {node_id!r} ({spec.type}) raised "
+                             f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+        finally:
+            self._in_node = False
+            node_context.deactivate(token)
+
+    def _interrupted(self, spec: NodeSpec, node_id: str, reason: str) -> TaskFailed:
+        if reason == "timeout":
+            return TaskFailed("VE-501", "NodeTimeoutError", f"node {node_id!r} ({spec.type}) timed out: it "
+                              f"did not finish within {self.timeout:g} s and was stopped (raise "
+                              "@vx.node(timeout=...) or run(node_timeout=...) if it needs longer)",
+                              traceback.format_exc())
+        return TaskFailed("VE-504", "RunCancelledError", f"node {node_id!r} ({spec.type}) was cancelled")
+
+    @staticmethod
+    def _normalize(spec: NodeSpec, node_id: str, result: Any) -> tuple[tuple[Any, ...], dict]:
+        ui: dict = {}
+        if isinstance(result, NodeResult):
+            result, ui = tuple(result.outputs), dict(result.ui)
+        if not isinstance(result, tuple):
+            result = (result,) if len(spec.outputs) == 1 else (() if result is None else (result,))
+        if len(result) != len(spec.outputs):
+            raise TaskFailed("VE-500", "ExecutionError", f"node {node_id!r} ({spec.type}) returned "
+                             f"{len(result)} values but declares {len(spec.outputs)} outputs",
+                             "fix: return a tuple with one item per output")
+        if ui and not _plain(ui):
+            ui = {"repr": repr(ui)[:2000]}
+        return result, ui
+
+
+def _chunks(feed: Any) -> Any:
+    """The tasks of a batch, chunk after chunk, until the chunk marked last."""
+    last = False
+    while not last:
+        tasks, last = feed.get()
+        yield from tasks
+
+
+def _plain(value: Any, depth: int = 0) -> bool:
+    """msgpack-able without loss: scalars, lists, str-keyed dicts (no tuples, no numpy)."""
+    if isinstance(value, (bool, float, str, bytes, type(None))):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**64
+    if depth > 32:
+        return False
+    if type(value) is list:
+        return all(_plain(v, depth + 1) for v in value)
+    if type(value) is dict:
+        return all(type(k) is str and _plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+plain = _plain

@@ -1,0 +1,230 @@
+"""The supervisor: starts, watches, kills and respawns worker processes (kernel side).
+
+State:
+- one ``WorkerProcess`` per slot (a device: ``"cpu"``, ``"cuda:0"``, ...); when a worker
+  dies the monitor thread unlinks its shared memory and starts a replacement at once, so the
+  next batch finds a warm worker (a fork of the fork server: ~tens of ms);
+- a ``WorkerProcess`` (``process.py``) per live worker; the monitor thread reads idle
+  workers' sockets (heartbeats, EOF) and enforces the heartbeat and memory limits.
+
+Death is detected three ways: EOF on the socket (exit, crash, kill), the fork server's exit
+status (which names the signal), and the monitor (no heartbeat for ``heartbeat_timeout``;
+resident memory over ``memory_limit`` -> SIGKILL, reported as out of memory).
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ProtocolError
+from . import protocol as p
+from .launcher import ForkServer, Spawner
+from .process import WorkerProcess, signal_name
+from .shm import DEFAULT_SEGMENT, unlink_prefix
+from .worker import WorkerConfig
+
+_POOL_IDS = itertools.count()
+
+
+def default_devices() -> list[str]:
+    """One worker per visible GPU, else one CPU worker (without importing torch here)."""
+    env = os.environ.get("VORTEX_WORKER_DEVICES")
+    if env:
+        return [d.strip() for d in env.split(",") if d.strip()]
+    try:
+        gpus = [n for n in os.listdir("/proc/driver/nvidia/gpus")]
+    except OSError:
+        gpus = []
+    return [f"cuda:{i}" for i in range(len(gpus))] or ["cpu"]
+
+
+def default_preload() -> tuple[str, ...]:
+    import importlib.util
+
+    mods = ["numpy", "PIL.Image", "msgpack", "cloudpickle"]
+    if importlib.util.find_spec("torch") is not None and not os.environ.get("VORTEX_NO_TORCH_PRELOAD"):
+        mods.append("torch")
+    return tuple(mods)
+
+
+@dataclass
+class PoolConfig:
+    devices: list[str] = field(default_factory=default_devices)
+    preload: tuple[str, ...] = field(default_factory=default_preload)
+    arena_bytes: int = DEFAULT_SEGMENT
+    heartbeat: float = 0.5
+    heartbeat_timeout: float = 30.0
+    #: Resident memory limit per worker in bytes (None: no limit); over it -> VE-503.
+    memory_limit: int | None = None
+    #: Seconds a node gets to stop after a cancel/timeout before its worker is killed.
+    kill_grace: float = 1.0
+    threads: int = 0
+    use_forkserver: bool = True
+    spawn_timeout: float = 60.0
+
+
+class Supervisor:
+    """Owns the workers of one pool: spawn, watch, respawn, clean up."""
+
+    def __init__(self, config: PoolConfig | None = None) -> None:
+        self.config = config or PoolConfig()
+        self.pool_id = next(_POOL_IDS)
+        self.shm_prefix = f"vx{os.getpid()}p{self.pool_id}-"
+        self.tmpdir = tempfile.mkdtemp(prefix="vortex-workers-")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(os.path.join(self.tmpdir, "kernel.sock"))
+        self._listener.listen(16)
+        self.workers: dict[int, WorkerProcess] = {}
+        self._by_pid: dict[int, WorkerProcess] = {}
+        self._generation = itertools.count()
+        self._spawn_lock = threading.RLock()
+        self._closed = threading.Event()
+        self.death_listeners: list[Any] = []
+        self.launcher: ForkServer | Spawner = self._make_launcher()
+        atexit.register(self.close)  # no orphans, no /dev/shm leaks when the kernel exits
+        threading.Thread(target=self._monitor, name="vx-monitor", daemon=True).start()
+
+    def _make_launcher(self) -> ForkServer | Spawner:
+        if self.config.use_forkserver:
+            try:
+                return ForkServer(list(self.config.preload), self.shm_prefix,
+                                  os.path.join(self.tmpdir, "forkserver.log"), self._on_exit)
+            except OSError:
+                pass
+        return Spawner(os.path.join(self.tmpdir, "spawner.log"), self._on_exit)
+
+    # -- spawning -----------------------------------------------------------------------------
+    def start(self) -> None:
+        for slot in range(len(self.config.devices)):
+            self.worker(slot)
+
+    def worker(self, slot: int = 0) -> WorkerProcess:
+        """The live worker of ``slot``, (re)spawning it if needed."""
+        w = self.workers.get(slot)
+        if w is not None and w.alive:
+            return w
+        if w is not None and not w.buried:
+            self.bury(w)  # unlink its memory and tell the pool what it held; respawns
+        with self._spawn_lock:
+            w = self.workers.get(slot)
+            if w is None or not w.alive:
+                w = self._spawn(slot)
+            return w
+
+    def _spawn(self, slot: int) -> WorkerProcess:
+        if self._closed.is_set():
+            raise RuntimeError("the worker pool is closed")
+        uid = f"{slot}g{next(self._generation)}"
+        device = self.config.devices[slot]
+        w = WorkerProcess(slot, uid, device, f"{self.shm_prefix}{uid}-",
+                          os.path.join(self.tmpdir, f"worker-{uid}.log"))
+        cfg = WorkerConfig(uid, self._listener.getsockname(), w.prefix, device, self.config.arena_bytes,
+                           self.config.heartbeat, w.log_path, self.config.threads)
+        if not self.launcher.alive:
+            self.launcher = self._make_launcher()
+        w.pid = self.launcher.spawn(uid, cfg.to_dict(), self.config.spawn_timeout)
+        self._by_pid[w.pid] = w
+        self.workers[slot] = w
+        try:
+            w.attach(*self._accept(uid, w))
+        except BaseException:
+            w.kill("spawn")
+            w._mark_dead("handshake failed")
+            raise
+        return w
+
+    def _accept(self, uid: str, w: WorkerProcess) -> tuple[p.Channel, p.Hello]:
+        deadline = time.monotonic() + self.config.spawn_timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or w.exited.is_set():
+                raise RuntimeError(f"worker {uid} did not start ({w.describe_death(0)}); log:\n{w.log_tail()}")
+            self._listener.settimeout(min(left, 0.25))
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            sock.settimeout(None)
+            chan = p.Channel(sock, allow_pickle=False)
+            try:
+                hello = chan.recv(min(left, 10.0))
+            except ProtocolError:
+                hello = None
+            if isinstance(hello, p.Hello) and hello.uid == uid and hello.version == p.VERSION:
+                return chan, hello
+            chan.close()  # a stale or foreign connection: keep waiting for ours
+
+    # -- watching -----------------------------------------------------------------------------
+    def _on_exit(self, pid: int, status: int) -> None:
+        w = self._by_pid.pop(pid, None)
+        if w is not None:
+            w.exit_status = status
+            w.exited.set()
+            w._mark_dead(signal_name(status))
+
+    def _monitor(self) -> None:
+        cfg = self.config
+        while not self._closed.wait(0.02):
+            for w in list(self.workers.values()):
+                if w.dead.is_set():
+                    self.bury(w)
+                    continue
+                if w.chan is None:
+                    continue
+                w.poll()
+                if time.monotonic() - w.last_seen > cfg.heartbeat_timeout:
+                    w.kill("heartbeat")
+                if cfg.memory_limit:
+                    rss = w.rss()
+                    w.peak_rss = max(w.peak_rss, rss)
+                    if rss > cfg.memory_limit:
+                        w.kill("oom")
+
+    def bury(self, w: WorkerProcess) -> None:
+        """Clean up after a dead worker (once) and start its replacement."""
+        with self._spawn_lock:
+            if w.buried:
+                return
+            w.buried = True
+        w.kill(w.kill_reason or "dead")  # a worker whose socket broke may still be running
+        unlink_prefix(w.prefix)
+        if w.chan is not None:
+            w.chan.close()
+        for listener in list(self.death_listeners):
+            listener(w)
+        if not self._closed.is_set() and self.workers.get(w.slot) is w:
+            try:
+                self.worker(w.slot)
+            except Exception:  # retried by the next execute, which reports the error
+                time.sleep(0.5)
+
+    # -- shutdown -----------------------------------------------------------------------------
+    def close(self, timeout: float = 2.0) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        with self._spawn_lock:
+            workers = list(self.workers.values())
+            for w in workers:
+                w.send(p.Shutdown("pool closed"))
+            deadline = time.monotonic() + timeout
+            for w in workers:
+                if not w.dead.wait(max(0.0, deadline - time.monotonic())):
+                    w.kill("shutdown")
+            for w in workers:
+                w.exited.wait(max(0.0, deadline - time.monotonic()))
+                if w.chan is not None:
+                    w.chan.close()
+            self.launcher.close()
+            self._listener.close()
+            unlink_prefix(self.shm_prefix)
+            shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -1,0 +1,277 @@
+"""The worker process: ``python -m vortex_jupyter.workers`` (or forked by the fork server).
+
+State and threads:
+- main thread: runs batches (``runner.Runner``), one at a time, from ``self.queue``;
+- control thread: reads the socket; answers ``Ping``/``Fetch``/``Release`` at once (even
+  while a node runs), unpickles ``DefineNodes``, queues ``Execute``, forwards ``Cancel``;
+- heartbeat thread: a ``Heartbeat`` every ``heartbeat`` seconds.
+
+The socket is the only control channel. File descriptors 1 and 2 point at a log file (node
+code may print 50 MB without blocking anything); the supervisor reads its tail when a node
+crashes the process, and ``faulthandler`` writes the Python stack of a fatal signal there.
+If the kernel goes away (EOF) or talks garbage (``ProtocolError``) the worker unlinks its
+arena and exits: it never outlives its kernel.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgpack
+
+from ..errors import ProtocolError
+from . import protocol as p
+from .runner import Runner
+from .shm import DEFAULT_SEGMENT, Arena, Attachments, Segment, set_worker_arena
+from .store import ObjectStore
+from .tensors import TensorHandle, register_pinned, to_torch, wrap
+
+LOG_TRUNCATE = 16 * 1024 * 1024
+
+
+@dataclass
+class WorkerConfig:
+    uid: str
+    connect: str
+    prefix: str
+    device: str = "cpu"
+    arena_bytes: int = DEFAULT_SEGMENT
+    heartbeat: float = 0.5
+    log_path: str = ""
+    threads: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> WorkerConfig:
+        return cls(**d)
+
+
+def _redirect_output(log_path: str) -> None:
+    """Point fds 1/2 at the log (O_APPEND: truncating it later is safe)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log_path or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    faulthandler.enable(file=sys.stderr, all_threads=True)
+
+
+def _setup_device(cfg: WorkerConfig) -> list[str]:
+    caps = ["numpy"]
+    if cfg.device.startswith("cuda"):
+        index = cfg.device.partition(":")[2] or "0"
+        os.environ["CUDA_VISIBLE_DEVICES"] = index  # before CUDA initialises in this process
+    if "torch" in sys.modules or cfg.device.startswith("cuda"):
+        import torch
+
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        caps.append("torch")
+        if cfg.device.startswith("cuda") and torch.cuda.is_available():
+            caps.append("cuda")
+    return caps
+
+
+def _rss() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return 0
+
+
+class Worker:
+    def __init__(self, cfg: WorkerConfig, chan: p.Channel, arena: Arena) -> None:
+        self.cfg, self.chan, self.arena = cfg, chan, arena
+        self.store = ObjectStore(arena)
+        self.attachments = Attachments()
+        self.queue: queue.Queue[tuple[int, queue.SimpleQueue[Any]] | None] = queue.Queue()
+        #: batches still receiving chunks (control thread only)
+        self.feeds: dict[int, queue.SimpleQueue[Any]] = {}
+        self.outbox = Outbox(chan, self._die)
+        self.runner = Runner(self.store, self.outbox.put, self.resolve_shm, arena.control)
+        self._stop = threading.Event()
+
+    def send(self, msg: p.Message) -> None:
+        try:
+            self.chan.send(msg)
+        except OSError:
+            self._die("kernel connection lost")
+
+    def serve(self) -> int:
+        threading.Thread(target=self._control, name="vx-control", daemon=True).start()
+        threading.Thread(target=self._heartbeat, name="vx-heartbeat", daemon=True).start()
+        threading.Thread(target=self.outbox.run, name="vx-outbox", daemon=True).start()
+        while True:
+            item = self.queue.get()
+            if item is None:
+                break
+            batch, feed = item
+            self._trim_log()
+            self.outbox.active.set()
+            try:
+                self.runner.run(batch, feed)
+            finally:
+                self.outbox.active.clear()
+            self.outbox.put(p.BatchDone(batch))
+            self.outbox.flush()
+        self._stop.set()
+        self.arena.close()
+        return 0
+
+    def _control(self) -> None:
+        try:
+            while True:
+                msg = self.chan.recv(None)
+                if msg is None:
+                    self._die("kernel closed the connection")
+                else:
+                    self._dispatch(msg)
+        except ProtocolError as exc:
+            self._die(f"protocol error from the kernel: {exc}")
+        except BaseException:
+            self._die("control thread failed:\n" + traceback.format_exc())
+
+    def _dispatch(self, msg: p.Message) -> None:
+        if isinstance(msg, p.Ping):
+            self.send(p.Pong(msg.seq))
+        elif isinstance(msg, p.Fetch):
+            self._fetch(msg)
+        elif isinstance(msg, p.Release):
+            self.runner.release([k for k in msg.keys if isinstance(k, str)])
+        elif isinstance(msg, p.Cancel):
+            self.runner.cancel(msg.batch, msg.node, msg.reason)
+        elif isinstance(msg, p.DefineNodes):
+            self.runner.define(msg.specs)
+        elif isinstance(msg, p.Execute):
+            self.runner.pin(msg.tasks)
+            feed = self.feeds.get(msg.batch)
+            if feed is None:  # first chunk: the main thread starts this batch
+                feed = self.feeds[msg.batch] = queue.SimpleQueue()
+                self.queue.put((msg.batch, feed))
+            feed.put((msg.tasks, msg.last))
+            if msg.last:
+                del self.feeds[msg.batch]
+        elif isinstance(msg, p.Shutdown):
+            self.queue.put(None)
+        else:
+            raise ProtocolError(f"a worker does not accept {msg.tag!r} messages")
+
+    def _fetch(self, msg: p.Fetch) -> None:
+        try:
+            value, error = self.store.export(msg.key, msg.index), None
+        except Exception as exc:
+            value, error = None, f"{type(exc).__name__}: {exc}"
+        self.send(p.Fetched(msg.req, value, error))
+
+    def resolve_shm(self, tree: Any) -> Any:
+        """Turn handles sent by the kernel (outputs of other workers) into zero-copy views."""
+        if isinstance(tree, msgpack.ExtType) and tree.code == p.EXT_TENSOR:
+            handle = TensorHandle.from_ext(tree.data)
+            view = wrap(handle, self.attachments)
+            return to_torch(view, handle) if handle.kind == "torch" else view
+        if isinstance(tree, list):
+            return [self.resolve_shm(v) for v in tree]
+        if isinstance(tree, dict):
+            return {k: self.resolve_shm(v) for k, v in tree.items()}
+        if isinstance(tree, msgpack.ExtType):
+            raise ValueError("an object that lives in another worker cannot be passed here")
+        return tree
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.cfg.heartbeat):
+            self.send(p.Heartbeat(time.time()))
+
+    def _trim_log(self) -> None:
+        try:
+            if os.fstat(1).st_size > LOG_TRUNCATE:
+                sys.stdout.flush()
+                os.ftruncate(1, 0)
+        except OSError:
+            pass
+
+    def _die(self, why: str) -> None:
+        print(f"vortex worker {self.cfg.uid} exiting: {why}", file=sys.stderr, flush=True)
+        self.arena.close()
+        os._exit(0)
+
+
+class Outbox:
+    """Node events, coalesced: a batch of 10k tiny nodes costs a few hundred writes, not 10k.
+
+    Frames wait at most ``delay`` seconds: the main thread flushes when the oldest is that
+    old, and while a batch runs a flusher thread does it too (for a node that runs long right
+    after one that finished). Losing unflushed frames in a crash costs nothing: the kernel
+    reads which task was running from the arena's status words, not from these messages."""
+
+    def __init__(self, chan: p.Channel, die: Any, delay: float = 0.002, limit: int = 256 * 1024) -> None:
+        self.chan, self.die, self.delay, self.limit = chan, die, delay, limit
+        self.frames: list[bytes] = []
+        self.size = 0
+        self.first = 0.0
+        self.lock = threading.Lock()
+        self.active = threading.Event()
+
+    def put(self, msg: p.Message) -> None:
+        frame = p.encode(msg)
+        with self.lock:
+            now = time.monotonic()
+            if not self.frames:
+                self.first = now
+            self.frames.append(frame)
+            self.size += len(frame)
+            if self.size >= self.limit or now - self.first >= self.delay:
+                self._flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.frames:
+            data, self.frames, self.size = b"".join(self.frames), [], 0
+            try:
+                self.chan.send_raw(data)
+            except OSError:
+                self.die("kernel connection lost")
+
+    def run(self) -> None:
+        while True:
+            self.active.wait()
+            time.sleep(self.delay)
+            self.flush()
+
+
+def _pin(cfg: WorkerConfig) -> Any:
+    def on_segment(seg: Segment) -> None:
+        if cfg.device.startswith("cuda"):
+            register_pinned(seg)
+    return on_segment
+
+
+def main(cfg: WorkerConfig) -> int:
+    """Run a worker until the kernel says ``Shutdown`` or goes away."""
+    _redirect_output(cfg.log_path)
+    caps = _setup_device(cfg)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(cfg.connect)
+    chan = p.Channel(sock, allow_pickle=True)
+    arena = Arena(cfg.prefix, cfg.arena_bytes, on_segment=_pin(cfg))
+    set_worker_arena(arena)
+    worker = Worker(cfg, chan, arena)
+    memory = {"rss": _rss(), "arena": arena.segment_bytes,
+              "total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
+    chan.send(p.Hello(p.VERSION, cfg.uid, os.getpid(), cfg.device, caps, memory))
+    return worker.serve()
