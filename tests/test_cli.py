@@ -62,6 +62,15 @@ def test_run_writes_saved_images_into_the_output_dir(tmp_path):
     assert written and f"wrote {written[0]}" in proc.stdout
     assert Image.open(written[0]).getpixel((0, 0))[:3] == (0, 255, 255)
 
+    # -i/--input-dir does what VORTEX_INPUT_DIR does; a missing folder is a VE-700, no traceback
+    out2 = tmp_path / "out2"
+    proc = vortex("run", str(path), "--executor", "inline", "-i", str(inputs), "-o", str(out2),
+                  env={"VORTEX_INPUT_DIR": str(tmp_path / "elsewhere")})
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(out2.rglob("*.png"))) == 1
+    proc = vortex("run", str(path), "-i", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and "VE-700" in proc.stderr and "Traceback" not in proc.stderr
+
 
 def test_validate_ok_and_json_listing():
     proc = vortex("validate", str(MATH))

@@ -1,13 +1,14 @@
 """The ``vortex`` command: run, validate and list nodes from a shell.
 
-    vortex run FILE [-o DIR] [--set NODE.PARAM=VALUE ...] [--executor inline|workers]
+    vortex run FILE [-o DIR] [-i DIR] [--set NODE.PARAM=VALUE ...] [--executor inline|workers]
     vortex validate FILE [--json]
     vortex nodes [--json]
 
 Policy: bad input (unreadable or malformed files, invalid graphs, bad ``--set``) prints one
 line per problem with its VE code and exits 2, never with a traceback; a run where nodes fail
 prints one line per failed node and exits 1 (``--traceback`` adds the node tracebacks).
-Images that SaveImage writes go to ``-o DIR`` (it sets ``VORTEX_OUTPUT_DIR``).
+Images that SaveImage writes go to ``-o DIR`` (it sets ``VORTEX_OUTPUT_DIR``); LoadImage reads
+from ``-i DIR`` (``VORTEX_INPUT_DIR``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import FormatError, Problem, ValidationError, VortexError
+from .errors import FormatError, PathError, Problem, ValidationError, VortexError
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -32,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a graph file (native, ComfyUI API/UI JSON, or a PNG)")
     run.add_argument("file")
     run.add_argument("-o", "--output-dir", help="where SaveImage writes images (default ./output)")
+    run.add_argument("-i", "--input-dir", help="where LoadImage finds images (default ./input)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a param (VALUE is JSON when it parses, else a string)")
     run.add_argument("--executor", choices=["inline", "workers"], default=None)
@@ -177,6 +179,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir = Path(args.output_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         os.environ["VORTEX_OUTPUT_DIR"] = str(out_dir)
+    if args.input_dir:
+        in_dir = Path(args.input_dir).resolve()
+        if not in_dir.is_dir():
+            raise PathError(f"--input-dir {args.input_dir!r} is not a folder",
+                            hint="pass the folder that holds the images LoadImage should read")
+        os.environ["VORTEX_INPUT_DIR"] = str(in_dir)
     graph = _load(args.file)
     _apply_sets(graph, args.sets)
     graph.validate()
