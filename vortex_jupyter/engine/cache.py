@@ -12,6 +12,9 @@ Policy:
   simply run again next time.
 - One cache per executor, shared by every graph in the process (``cache_for``): keys do not
   depend on node ids, so a copied or renumbered graph hits the same entries.
+- An entry also keeps the node's final preview images (``(mime, bytes)``, what SaveImage and
+  PreviewImage show), at most ``MAX_PREVIEWS`` of them and ``MAX_PREVIEW_BYTES`` in all,
+  counted in the byte bound: a run that serves the node from the cache shows them again.
 
 Thread safety: one lock; results arrive from executor threads while a run plans another.
 """
@@ -22,24 +25,50 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from .executor import Executor
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "Entry", "OutputCache", "cache_for"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "Entry", "OutputCache", "Preview", "cache_for"]
 
 DEFAULT_MAX_ENTRIES = int(os.environ.get("VORTEX_CACHE_ENTRIES", 1_000_000))
 DEFAULT_MAX_BYTES = int(os.environ.get("VORTEX_CACHE_BYTES", 8 * 2**30))
+#: Bounds of the final previews kept per entry (more are shown by the run that made them only).
+MAX_PREVIEWS = 64
+MAX_PREVIEW_BYTES = 64 * 2**20
+
+#: A final preview image: (mime type, PNG/JPEG bytes).
+Preview = tuple[str, bytes]
 
 
-@dataclass(slots=True)
 class Entry:
-    refs: tuple[Any, ...]
-    nbytes: int
-    #: UI data the node returned (``NodeResult.ui``) and its final preview images (PNG bytes).
-    ui: dict[str, Any] = field(default_factory=dict)
-    previews: list[bytes] = field(default_factory=list)
+    """One cached node result. A plain ``__slots__`` class without per-entry containers: a cold
+    run of 10k nodes makes 10k entries, and every container allocated here is one more object
+    for the cyclic GC to walk (a dataclass with ``default_factory`` made two per entry)."""
+
+    __slots__ = ("nbytes", "previews", "refs", "ui")
+
+    def __init__(self, refs: tuple[Any, ...], nbytes: int, previews: tuple[Preview, ...] = ()) -> None:
+        self.refs = refs
+        self.nbytes = nbytes
+        #: The node's final preview images (bounded, see ``MAX_PREVIEWS``).
+        self.previews = previews
+        #: UI data the node returned (``NodeResult.ui``), when it returned any.
+        self.ui: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Entry {len(self.refs)} refs, {self.nbytes} bytes, {len(self.previews)} previews>"
+
+
+def _bounded(previews: Iterable[Preview] | None) -> tuple[Preview, ...]:
+    kept: list[Preview] = []
+    total = 0
+    for mime, data in previews or ():
+        total += len(data)
+        if len(kept) >= MAX_PREVIEWS or total > MAX_PREVIEW_BYTES:
+            break
+        kept.append((mime, data))
+    return tuple(kept)
 
 
 class OutputCache:
@@ -58,6 +87,8 @@ class OutputCache:
         self.nbytes = 0
         self.evictions = 0
         self._entries: OrderedDict[str, Entry] = OrderedDict()
+        #: Keys of the entries that hold previews (few): what a run checks its cached nodes against.
+        self._previewed: set[str] = set()
         self._pins: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -104,11 +135,20 @@ class OutputCache:
         """The entries by key, for fast read-only membership tests (``key in cache.index``)."""
         return self._entries
 
-    def put(self, key: str, refs: tuple[Any, ...]) -> None:
+    @property
+    def previewed(self) -> set[str]:
+        """Keys of the entries that hold final previews (read only)."""
+        return self._previewed
+
+    def put(self, key: str, refs: tuple[Any, ...], previews: Iterable[Preview] | None = None) -> None:
+        """Store a node's outputs (and its final previews, bounded), evicting what is over the bounds."""
         size_of = self.executor.size_of
         nbytes = 0
         for r in refs:
             nbytes += size_of(r)
+        kept = _bounded(previews) if previews else ()
+        for _mime, data in kept:
+            nbytes += len(data)
         victims: list[Entry] = []
         with self._lock:
             entries = self._entries
@@ -117,21 +157,23 @@ class OutputCache:
                 self.nbytes -= old.nbytes
                 if old.refs is not refs:
                     victims.append(old)
-            entries[key] = Entry(refs, nbytes)
+                if old.previews:
+                    self._previewed.discard(key)
+            entries[key] = Entry(refs, nbytes, kept)
+            if kept:
+                self._previewed.add(key)
             self.nbytes += nbytes
             if len(entries) > self.max_entries or self.nbytes > self.max_bytes:
                 victims += self._evict_locked()
         if victims:
             self._release(victims)
 
-    def annotate(self, key: str, ui: dict[str, Any] | None, previews: list[bytes] | None) -> None:
+    def annotate(self, key: str, ui: dict[str, Any] | None) -> None:
+        """Remember the UI data a node returned with its cached result."""
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None:
-                if ui:
-                    entry.ui = ui
-                if previews:
-                    entry.previews = previews
+            if entry is not None and ui:
+                entry.ui = ui
 
     def drop(self, keys: Sequence[str]) -> None:
         """Forget entries whose references are gone (no release: there is nothing to free)."""
@@ -140,11 +182,13 @@ class OutputCache:
                 entry = self._entries.pop(k, None)
                 if entry is not None:
                     self.nbytes -= entry.nbytes
+                    self._previewed.discard(k)
 
     def clear(self) -> None:
         with self._lock:
             victims = list(self._entries.values())
             self._entries.clear()
+            self._previewed.clear()
             self.nbytes = 0
         self._release(victims)
 
@@ -179,6 +223,8 @@ class OutputCache:
                 skipped.append((k, entry))
                 continue
             self.nbytes -= entry.nbytes
+            if entry.previews:
+                self._previewed.discard(k)
             victims.append(entry)
         for k, entry in reversed(skipped):  # pinned entries keep their place at the LRU end
             entries[k] = entry

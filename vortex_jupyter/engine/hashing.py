@@ -34,7 +34,7 @@ from typing import Any
 
 from ..errors import HashError
 
-__all__ = ["MAX_ARRAY_BYTES", "canonical", "inputs_blob", "key_from_blobs", "node_key", "params_blob"]
+__all__ = ["MAX_ARRAY_BYTES", "canonical", "encode_known", "inputs_blob", "key_from_blobs", "node_key", "params_blob"]
 
 #: Arrays larger than this are not hashed by content (it would dominate every run).
 MAX_ARRAY_BYTES = 16 * 1024 * 1024
@@ -176,16 +176,42 @@ def _numpy(v: Any) -> bytes:
 # ---- node keys ----------------------------------------------------------------------------
 
 
-def params_blob(params: Mapping[str, Any], *, node: str | None = None, node_type: str = "") -> bytes:
-    """Canonical bytes of a node's params (keys sorted); ``HashError`` names node and param."""
+def params_blob(
+    params: Mapping[str, Any], *, node: str | None = None, node_type: str = "",
+    known: Mapping[str, tuple[Any, str]] | None = None,
+) -> bytes:
+    """Canonical bytes of a node's params (keys sorted); ``HashError`` names node and param.
+
+    ``known`` (from ``encode_known``): name -> (value, its encoded text) for values shared by
+    many nodes, e.g. a spec's defaults; a param that IS that value object reuses the text.
+    """
     names = sorted(params) if len(params) > 1 else list(params)
     parts = [f"P{len(names)}:"]
     for name in names:
-        text = _text(params[name])
+        value = params[name]
+        if known:
+            hit = known.get(name)
+            if hit is not None and hit[0] is value:
+                parts.append(hit[1])
+                continue
+        text = _text(value)
         if text is None:
             return _params_blob_slow(params, names, node, node_type)
         parts.append(f"{len(name)}:{name}{text}")
     return "".join(parts).encode("utf-8", "surrogatepass")
+
+
+def encode_known(values: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
+    """``params_blob``'s ``known`` for ``values`` (plain scalars only; others are skipped)."""
+    out: dict[str, tuple[Any, str]] = {}
+    for name, value in values.items():
+        try:
+            text = _text(value)
+        except HashError:
+            continue
+        if text is not None:
+            out[name] = (value, f"{len(name)}:{name}{text}")
+    return out
 
 
 def _params_blob_slow(params: Mapping[str, Any], names: list[str], node: str | None, node_type: str) -> bytes:

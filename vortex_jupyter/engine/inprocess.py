@@ -204,15 +204,17 @@ class InProcessExecutor:
                 continue
             if detail:
                 emit(NodeStarted(task.run_id, task.node_id))
+            spec = task.spec
             t0 = _perf()
-            ctx.start(task, None if task.timeout is None else t0 + task.timeout)
+            deadline = None if task.timeout is None else t0 + task.timeout
+            ctx.start(task, deadline)
             try:
-                raw = task.spec.fn(**kwargs)  # type: ignore[misc]
-                if type(raw) is tuple and len(raw) == len(task.spec.outputs):
+                raw = spec.fn(**kwargs)  # type: ignore[misc]
+                if type(raw) is tuple and len(raw) == len(spec.outputs):
                     outputs, ui = raw, _NO_UI  # the common case, without a call
                 else:
                     outputs, ui = _normalize(task, raw)
-                if ctx.timed_out:
+                if deadline is not None and _perf() > deadline:
                     ctx.raise_if_cancelled()
             except Exception as exc:
                 failed[task.key] = task.node_id

@@ -12,7 +12,8 @@ State, kept per graph and updated by the model's change notifications:
 Invariant: a node has a key only if all its ancestors do. So invalidating an edited node walks
 its descendants and stops at nodes already without a key: the cost of an edit is proportional
 to the keys it really drops, never to the graph. Layout and meta changes invalidate nothing.
-Keys are recomputed lazily, in topological order, by ``ensure``.
+Keys are recomputed lazily, in topological order, by ``ensure`` (or node by node with
+``compute``, from the run loop's one-walk planning).
 
 Volatile nodes (``always_run`` or a ``fingerprint``) are refreshed once per run by
 ``refresh_volatile``: an always-run node gets a new token each run, a fingerprinted node the
@@ -35,7 +36,7 @@ from ..errors import HashError
 from ..graph.model import Change, GraphModel
 from ..nodes.spec import NodeSpec
 from .executor import Lit
-from .hashing import fingerprint_blob, head_blob, inputs_blob, key_from_blobs, params_blob
+from .hashing import encode_known, fingerprint_blob, head_blob, inputs_blob, key_from_blobs, params_blob
 
 log = logging.getLogger("vortex_jupyter.engine")
 Lookup = Callable[[str], "NodeSpec | None"]
@@ -44,19 +45,46 @@ Link = tuple[str, str, int]
 _NO_INPUTS = inputs_blob(())
 
 
+class TypeFacts:
+    """What all nodes of one type share, computed once per type (again if it is redefined):
+    the spec, the key's head bytes, the widget defaults, their key encoding and their ``Lit``s.
+    A param left at its default is the spec's own value object, so an ``is`` test finds it and
+    its encoding and ``Lit`` are reused instead of made again for each node."""
+
+    __slots__ = ("defaults", "encoded", "head", "lits", "spec")
+
+    def __init__(self, type_name: str, spec: NodeSpec | None) -> None:
+        self.spec = spec
+        self.head = head_blob(type_name, spec.version if spec is not None else "?")
+        self.defaults = _defaults(spec)
+        self.encoded = encode_known(self.defaults)
+        self.lits = {name: Lit(v) for name, v in self.defaults.items()}
+
+
 class NodeInfo:
     """What the engine needs of one node, derived from the model and the spec (immutable)."""
 
-    __slots__ = ("args", "head", "links", "lits", "pblob", "spec")
+    __slots__ = ("args", "head", "links", "lits", "pblob", "shared_lits", "spec")
 
-    def __init__(self, spec: NodeSpec | None, head: bytes, args: dict[str, Any], pblob: bytes,
-                 links: tuple[Link, ...]) -> None:
-        self.spec = spec
-        self.head = head
+    def __init__(self, facts: TypeFacts, args: dict[str, Any], pblob: bytes, links: tuple[Link, ...]) -> None:
+        self.spec = facts.spec
+        self.head = facts.head
+        self.shared_lits = facts.lits
         self.args = args
         self.pblob = pblob
         self.links = links
         self.lits: dict[str, Lit] | None = None
+
+    def make_lits(self) -> dict[str, Lit]:
+        """``args`` wrapped as task arguments, cached; params at their default share the type's."""
+        if self.lits is None:
+            shared = self.shared_lits
+            lits: dict[str, Lit] = {}
+            for name, value in self.args.items():
+                lit = shared.get(name)
+                lits[name] = lit if lit is not None and lit.value is value else Lit(value)
+            self.lits = lits
+        return self.lits
 
 
 class KeyIndex:
@@ -71,8 +99,8 @@ class KeyIndex:
         self._fp: dict[str, bytes] = {}
         self._by_type: dict[str, set[str]] = {}
         self._specs: dict[str, NodeSpec | None] = {}
-        #: type -> (spec, head bytes, widget defaults): one lookup per node in the hot loop.
-        self._types: dict[str, tuple[NodeSpec | None, bytes, dict[str, Any]]] = {}
+        #: type -> its ``TypeFacts``: one lookup per node in the hot loop.
+        self._types: dict[str, TypeFacts] = {}
         #: Bumped on every structural change (nodes or edges added/removed).
         self.structure_version = 0
         for node in model.nodes.values():
@@ -193,30 +221,21 @@ class KeyIndex:
             info = self._info[node] = self._make_info(node)
         return info
 
-    def _type_facts(self, type_name: str) -> tuple[NodeSpec | None, bytes, dict[str, Any]]:
+    def _type_facts(self, type_name: str) -> TypeFacts:
         facts = self._types.get(type_name)
         if facts is None:
-            spec = self._spec_of(type_name)
-            head = head_blob(type_name, spec.version if spec is not None else "?")
-            facts = self._types[type_name] = (spec, head, _defaults(spec))
+            facts = self._types[type_name] = TypeFacts(type_name, self._spec_of(type_name))
         return facts
 
     def _make_info(self, node: str) -> NodeInfo:
         data = self.model.nodes[node]
         type_name = data.type
         facts = self._types.get(type_name) or self._type_facts(type_name)
-        spec, head, defaults = facts
-        args = {**defaults, **data.params} if defaults else dict(data.params)
+        args = {**facts.defaults, **data.params}
         linked = self.model._in.get(node)
-        links: tuple[Link, ...] = ()
-        if linked:
-            for name in linked:
-                args.pop(name, None)
-            found = [(name, edges[0].src, edges[0].src_output) for name, edges in linked.items() if edges]
-            if len(found) > 1:
-                found.sort()  # by input name: unique per node, so the rest is never compared
-            links = tuple(found)
-        return NodeInfo(spec, head, args, params_blob(args, node=node, node_type=type_name), links)
+        links = _take_links(linked, args) if linked else ()
+        pblob = params_blob(args, node=node, node_type=type_name, known=facts.encoded)
+        return NodeInfo(facts, args, pblob, links)
 
     def args(self, node: str) -> dict[str, Any]:
         """Widget params with defaults filled, minus inputs fed by a link (do not mutate)."""
@@ -228,10 +247,7 @@ class KeyIndex:
 
     def lits(self, node: str) -> dict[str, Lit]:
         """``args(node)`` wrapped as task arguments (cached; copy before adding to it)."""
-        info = self.info(node)
-        if info.lits is None:
-            info.lits = {name: Lit(v) for name, v in info.args.items()}
-        return info.lits
+        return self.info(node).make_lits()
 
     # ---- keys ------------------------------------------------------------------------------
     def get(self, node: str) -> str | None:
@@ -247,25 +263,44 @@ class KeyIndex:
         keys = self._keys
         if len(keys) == len(self.model.nodes):
             return keys  # every node has its key (keys of removed nodes are dropped)
-        infos = self._info
-        fps = self._fp
+        compute = self.compute
         for n in order:
-            if n in keys:
-                continue
-            info = infos.get(n)
-            if info is None:
-                info = infos[n] = self._make_info(n)
-            links = info.links
-            if links:
-                # Same bytes as hashing.inputs_blob (links are sorted by name already);
-                # built as text and encoded once (cheaper than encoding each piece).
-                ib = (f"I{len(links)}:" + "".join(
-                    [f"{name}\0{keys[src]}\0{i}\0" for name, src, i in links]
-                )).encode("utf-8", "surrogatepass")
-            else:
-                ib = _NO_INPUTS
-            keys[n] = key_from_blobs(info.head, info.pblob, ib, fps.get(n, b"") if fps else b"")
+            if n not in keys:
+                compute(n)
         return keys
+
+    def compute(self, n: str) -> str:
+        """Compute and store the key of ``n``; its sources' keys must be current (walk the
+        graph in topological order, as ``ensure`` and the run loop's planning pass do)."""
+        keys = self._keys
+        info = self._info.get(n)
+        if info is None:
+            info = self._info[n] = self._make_info(n)
+        links = info.links
+        if links:
+            # Same bytes as hashing.inputs_blob (links are sorted by name already);
+            # built as text and encoded once (cheaper than encoding each piece).
+            ib = (f"I{len(links)}:" + "".join(
+                [f"{name}\0{keys[src]}\0{i}\0" for name, src, i in links]
+            )).encode("utf-8", "surrogatepass")
+        else:
+            ib = _NO_INPUTS
+        fps = self._fp
+        key = keys[n] = key_from_blobs(info.head, info.pblob, ib, fps.get(n, b"") if fps else b"")
+        return key
+
+
+def _take_links(linked: dict[str, list[Any]], args: dict[str, Any]) -> tuple[Link, ...]:
+    """The links of ``linked`` (input -> edges) sorted by input name, first edge of each; the
+    linked inputs are removed from ``args`` (a link wins over a stored widget value)."""
+    found = []
+    for name in sorted(linked) if len(linked) > 1 else linked:
+        args.pop(name, None)
+        edges = linked[name]
+        if edges:
+            e = edges[0]
+            found.append((name, e.src, e.src_output))
+    return tuple(found)
 
 
 def _defaults(spec: NodeSpec | None) -> dict[str, Any]:

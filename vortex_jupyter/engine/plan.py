@@ -12,7 +12,8 @@ Policy:
   first (``shared``).
 
 The topological order of the whole graph is memoised on the key index's structure version,
-so a run after a param edit only filters a list: O(n) dictionary lookups, no sorting.
+so a run after a param edit only filters a list: O(n) dictionary lookups, no sorting. After
+a structural edit the order found by validation's cycle check is used when there is one.
 
 Example: ``a -> b -> c`` with ``a``'s key in the cache: planned ``["b", "c"]``, cached
 ``["a"]``; with ``outputs=["a"]``: nothing planned, cached ``["a"]``.
@@ -81,9 +82,10 @@ class Planner:
         self._order: list[str] = []
         self._version = -1
 
-    def order(self, structure_version: int) -> list[str]:
+    def order(self, structure_version: int, known: list[str] | None = None) -> list[str]:
+        """The order for ``structure_version``; ``known``: one just computed for it elsewhere."""
         if structure_version != self._version:
-            self._order = topo_order(self.model)
+            self._order = known if known is not None else topo_order(self.model)
             self._version = structure_version
         return self._order
 

@@ -9,7 +9,13 @@ Responsibilities of ``Engine`` (one per graph):
   build the tasks (params with defaults filled as ``Lit``, links as ``Ref`` holding the
   executor's reference when the source is cached, ComfyUI hidden inputs), hand them to the
   executor as ONE batch, store each result in the output cache as it arrives, and stream
-  events to listeners.
+  events to listeners. Cached output nodes get their stored final previews re-emitted.
+
+Speed (the cold path of a 10k-node graph is the budget): validation hands over the
+topological order its cycle check found; a whole-graph run with many keys to compute takes
+keys, plan and tasks in one walk of that order (``_plan_in_one_pass``; warm runs and runs with
+``outputs`` take the separate steps, which are cheaper when few keys are missing); the cyclic
+GC is paused while planning and planning's objects are then promoted (``_planning_gc``).
 
 A failing node fails only its descendants (the executor reports them as VE-505); everything
 else finishes and stays cached. Events may be dispatched from an executor's thread; a
@@ -29,7 +35,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -40,6 +46,7 @@ from .events import (
     Event,
     NodeCached,
     NodeFailed,
+    NodePreview,
     NodeQueued,
     RunFinished,
     RunStarted,
@@ -86,11 +93,12 @@ class Engine:
     def plan(self, cache: OutputCache, outputs: Iterable[str] | None = None, run_id: str = "plan") -> Plan:
         """What a run would do now (validates and computes keys; runs nothing)."""
         with self.lock:
-            needed, keymap, always = self._keyed(None if outputs is None else list(outputs), run_id)
+            needed, always = self._needed(None if outputs is None else list(outputs), run_id)
+            keymap = self.keys.ensure(needed)
             return make_plan(needed, keymap, cache.index, always, self.model.predecessors, outputs)
 
-    def _keyed(self, outputs: list[str] | None, run_id: str) -> tuple[list[str], dict[str, str], set[str]]:
-        """Validate (memoised), then the needed nodes in order, their keys, the always-run ones."""
+    def _needed(self, outputs: list[str] | None, run_id: str) -> tuple[list[str], set[str]]:
+        """Validate (memoised), then the needed nodes in order and the always-run ones."""
         keys = self.keys
         if outputs is not None:
             missing = [o for o in outputs if o not in self.model.nodes]
@@ -98,12 +106,11 @@ class Engine:
                 raise KeyError(f"outputs {missing} are not nodes of this graph")
         specs_changed = keys.refresh_specs()
         self.memo.check(self.lookup, full=bool(specs_changed))
-        order = self.planner.order(keys.structure_version)
+        order = self.planner.order(keys.structure_version, self.memo.take_order())
         keys.refresh_volatile(run_id)
         needed = self.planner.needed(order, outputs)
-        keymap = keys.ensure(needed)
         always = {n for n in keys.volatile_nodes() if keys.spec(n).always_run}  # type: ignore[union-attr]
-        return needed, keymap, always
+        return needed, always
 
     def run(
         self,
@@ -123,7 +130,7 @@ class Engine:
         state = state or RunState(run_id or uuid.uuid4().hex[:12], executor, cache)
         out_list = None if outputs is None else [str(o) for o in outputs]
         t0 = time.perf_counter()
-        with self.lock, _gc_paused():
+        with self.lock, _planning_gc(len(self.model.nodes) - len(self.keys.keys) >= _PROMOTE_AT):
             plan, tasks, held = self._prepare(state, cache, out_list, node_timeout)
         emit = _dispatcher(state, listeners)
         self._announce(state, plan, emit, bool(listeners))
@@ -143,12 +150,19 @@ class Engine:
     def _prepare(
         self, state: RunState, cache: OutputCache, outputs: list[str] | None, node_timeout: float | None
     ) -> tuple[Plan, list[Task], list[str]]:
-        needed, keymap, always = self._keyed(outputs, state.run_id)
+        needed, always = self._needed(outputs, state.run_id)
+        keymap = self.keys.keys
         for _attempt in range(3):
-            plan = make_plan(needed, keymap, cache.index, always, self.model.predecessors, outputs)
             held: list[str] = []
+            make = _TaskMaker(self, keymap, cache, state.run_id, node_timeout, held)
             try:
-                tasks = self._tasks(plan, keymap, cache, state.run_id, node_timeout, held)
+                if outputs is None and _ONE_PASS_FROM * (len(self.model.nodes) - len(keymap)) > len(needed):
+                    plan, tasks = self._plan_in_one_pass(needed, always, cache, make)
+                else:
+                    self.keys.ensure(needed)
+                    plan = make_plan(needed, keymap, cache.index, always, self.model.predecessors, outputs)
+                    make.planned_keys = {keymap[n] for n in plan.planned}
+                    tasks = [make(n, keymap[n]) for n in plan.planned]
                 break
             except _Evicted:  # another run evicted an input between plan and pin: plan again
                 cache.unpin(held)
@@ -158,54 +172,57 @@ class Engine:
         state.set_tasks(tasks)
         return plan, tasks, held
 
-    def _tasks(
-        self, plan: Plan, keymap: dict[str, str], cache: OutputCache, run_id: str,
-        node_timeout: float | None, held: list[str],
-    ) -> list[Task]:
-        """One ``Task`` per planned node; cached inputs are pinned (listed in ``held``)."""
-        infos = self.keys._info
-        info_of = self.keys.info
-        planned = {keymap[n] for n in plan.planned}
-        default_timeout = node_timeout if node_timeout is not None else _default_timeout()
-        hidden: _Hidden | None = None
+    def _plan_in_one_pass(
+        self, order: list[str], always: set[str], cache: OutputCache, make: _TaskMaker
+    ) -> tuple[Plan, list[Task]]:
+        """Keys, plan and tasks of a whole-graph run, in one walk of the topological order.
+
+        The decisions of ``KeyIndex.ensure`` + ``make_plan`` + one ``_TaskMaker`` call per
+        planned node (the path of warm runs and of runs with ``outputs``), taken while each
+        node's record is at hand: at 10k nodes every extra walk re-reads node records spread
+        over the heap, which costs more than the work done (measured ~2 us a node).
+        """
+        keymap = self.keys.keys
+        compute = self.keys.compute
+        index = cache.index
+        plan = Plan()
+        first: dict[str, str] = {}  # key -> the planned node computing it
+        make.planned_keys = first
         tasks: list[Task] = []
-        append = tasks.append
-        for n in plan.planned:
-            info = infos.get(n) or info_of(n)
-            spec = info.spec
-            assert spec is not None  # validation rejected unknown types
-            lits = info.lits
-            if lits is None:
-                lits = info.lits = {name: Lit(v) for name, v in info.args.items()}
-            args: dict[str, Lit | Ref] = {**lits}
-            for name, src, index in info.links:
-                k = keymap[src]
-                if k in planned:
-                    args[name] = Ref(k, index)
-                else:
-                    entry = cache.get_pinned(k)
-                    if entry is None:
-                        raise _Evicted(k)
-                    held.append(k)
-                    args[name] = Ref(k, index, entry.refs[index])
-            if spec.hidden:
-                hidden = hidden or _Hidden(self.model, self.lookup)
-                args.update(hidden.args(n, spec.hidden))
-            timeout = spec.timeout if spec.timeout is not None else default_timeout
-            append(Task(n, keymap[n], spec, args, timeout, run_id))
-        return tasks
+        for n in order:
+            k = keymap.get(n) or compute(n)
+            if k in index and n not in always:
+                plan.cached.append(n)
+            elif k in first:
+                plan.shared[n] = first[k]  # same key as a planned node: computed once
+            else:
+                first[k] = n
+                plan.planned.append(n)
+                tasks.append(make(n, k))
+        return plan, tasks
 
     # ---- events --------------------------------------------------------------------------
     @staticmethod
     def _announce(state: RunState, plan: Plan, emit: Callable[[Event], None], detail: bool) -> None:
+        """``RunStarted``, then per cached node ``NodeCached`` (with listeners only) and its
+        stored final previews (always, like a node that ran: the canvas and ``run.images``
+        show output images of cached nodes too), then ``NodeQueued`` per planned node."""
         run_id = state.run_id
         emit(RunStarted(run_id, tuple(plan.planned), tuple(plan.cached)))
-        state.cache.touch(map(state.node_keys.__getitem__, plan.cached))
+        node_keys = state.node_keys
+        state.cache.touch(map(node_keys.__getitem__, plan.cached))
+        previewed = state.cache.previewed
         if detail:
             for n in plan.cached:
                 emit(NodeCached(run_id, n))
+                if previewed and node_keys[n] in previewed:
+                    _replay_previews(state, n, emit)
             for n in plan.planned:
                 emit(NodeQueued(run_id, n))
+        elif previewed:  # a few keys: checking each cached node against them is a set lookup
+            for n in plan.cached:
+                if node_keys[n] in previewed:
+                    _replay_previews(state, n, emit)
 
     def _finish(
         self, state: RunState, plan: Plan, tasks: list[Task], cancel: CancelToken, emit: Callable[[Event], None]
@@ -225,19 +242,45 @@ class Engine:
             else:
                 state.shared_ok += 1
                 emit(NodeCached(state.run_id, n))
+                if state.node_keys[n] in state.cache.previewed:
+                    _replay_previews(state, n, emit)
         state.status = "cancelled" if cancel.cancelled else ("failed" if state.errors else "ok")
 
 
+#: A whole-graph run keys, plans and builds tasks in one walk when more than 1/N of the
+#: nodes need a key (a cold run, an edit near the sources): the walk costs ~0.2 us more than
+#: ``make_plan``'s filter for a node whose key is known, and saves ~1 us for one it keys.
+_ONE_PASS_FROM = 4
+#: Runs with at least this many keys to compute (so about as many tasks to build) have their
+#: planning objects promoted (see ``_planning_gc``); warm runs make too few to matter.
+_PROMOTE_AT = 1000
+
+
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def _planning_gc(promote: bool) -> Iterator[None]:
     """No cyclic GC while planning: it allocates ~10 objects a node and none of them form
     cycles, yet each collection would walk the whole graph (measurable at 10k+ nodes).
-    Node code never runs inside this block."""
+    Node code never runs inside this block.
+
+    With ``promote``, the objects planning made (tasks, refs, key records: they live as long
+    as the run) then go straight to the oldest generation: otherwise the first young
+    collections of the run would walk them all twice (gen 0, then gen 1) for nothing, ~2 us
+    a node, 10% of a cold 10k-node run. ``gc.freeze(); gc.unfreeze()`` is that move, O(1).
+    Young objects from before the run are collected first (a cheap gen-1 collection), so
+    only planning's objects are promoted; skipped when someone else froze objects (unfreeze
+    would thaw theirs).
+    """
     was_enabled = gc.isenabled()
+    promote = promote and was_enabled and gc.get_freeze_count() == 0
+    if promote:
+        gc.collect(1)
     gc.disable()
     try:
         yield
     finally:
+        if promote:
+            gc.freeze()
+            gc.unfreeze()
         if was_enabled:
             gc.enable()
 
@@ -246,8 +289,57 @@ class _Evicted(Exception):
     """A cached input vanished between planning and pinning."""
 
 
+class _TaskMaker:
+    """Builds the ``Task`` of one planned node: params with defaults filled as ``Lit`` (cached
+    per node record), links as ``Ref`` (to a node planned in this batch, or holding the
+    executor's reference of a cached output, which is pinned and listed in ``held``),
+    ComfyUI hidden inputs, the timeout. ``planned_keys``: the keys this batch computes."""
+
+    def __init__(self, engine: Engine, keymap: dict[str, str], cache: OutputCache, run_id: str,
+                 node_timeout: float | None, held: list[str]) -> None:
+        self.engine = engine
+        self.infos = engine.keys._info
+        self.keymap = keymap
+        self.cache = cache
+        self.run_id = run_id
+        self.timeout = node_timeout if node_timeout is not None else _default_timeout()
+        self.held = held
+        self.planned_keys: Container[str] = ()
+        self._hidden: _Hidden | None = None
+
+    def __call__(self, n: str, key: str) -> Task:
+        info = self.infos.get(n) or self.engine.keys.info(n)
+        spec = info.spec
+        assert spec is not None  # validation rejected unknown types
+        args: dict[str, Lit | Ref] = {**(info.lits or info.make_lits())}
+        keymap, planned = self.keymap, self.planned_keys
+        for name, src, index in info.links:
+            k = keymap[src]
+            if k in planned:
+                args[name] = Ref(k, index)
+            else:
+                entry = self.cache.get_pinned(k)
+                if entry is None:
+                    raise _Evicted(k)
+                self.held.append(k)
+                args[name] = Ref(k, index, entry.refs[index])
+        if spec.hidden:
+            if self._hidden is None:
+                self._hidden = _Hidden(self.engine.model, self.engine.lookup)
+            args.update(self._hidden.args(n, spec.hidden))
+        timeout = spec.timeout if spec.timeout is not None else self.timeout
+        return Task(n, key, spec, args, timeout, self.run_id)
+
+
 def _all_nodes(plan: Plan) -> list[str]:
     return [*plan.planned, *plan.cached, *plan.shared]
+
+
+def _replay_previews(state: RunState, node: str, emit: Callable[[Event], None]) -> None:
+    """Emit the final previews the cache kept for ``node``'s key, as its run did."""
+    entry = state.cache.get(state.node_keys[node])
+    for mime, data in entry.previews if entry is not None else ():
+        emit(NodePreview(state.run_id, node, mime, data, True))
 
 
 def _dispatcher(state: RunState, listeners: Sequence[Listener]) -> Callable[[Event], None]:

@@ -5,6 +5,10 @@ runs first) and every result through ``on_result`` (which stores it in the outpu
 Both may be called from an executor's thread. Outputs are not copied here: ``output(node)``
 looks the node's key up in the cache and fetches through the executor, so a worker's tensors
 cross into the kernel only when Python asks for them.
+
+Final previews (``NodePreview(final=True)``: output images) are collected per node; executors
+emit them before the node's result, so ``on_result`` stores them with the cache entry and a
+later run that serves the node from the cache emits them again (see ``Engine._announce``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ERROR_CLASSES, ExecutionError
-from .cache import OutputCache
+from .cache import OutputCache, Preview
 from .events import Event, NodeFailed
 from .executor import CancelToken, Executor, Task
 
@@ -50,7 +54,8 @@ class RunState:
         self.shared_ok = 0
         self.timings: dict[str, float] = {}
         self.ui: dict[str, dict[str, Any]] = {}
-        self.previews: dict[str, list[bytes]] = {}
+        #: node id -> its final previews of this run (also those re-emitted for cached nodes).
+        self.previews: dict[str, list[Preview]] = {}
         self.node_keys: dict[str, str] = {}
         self.planned: list[str] = []
         self.cached: list[str] = []
@@ -92,8 +97,9 @@ class RunState:
 
     # ---- callbacks -----------------------------------------------------------------------
     def on_result(self, task: Task, refs: tuple[Any, ...]) -> None:
-        self.cache.put(task.key, refs)
-        self.finished.add(task.node_id)
+        node = task.node_id
+        self.cache.put(task.key, refs, self.previews.get(node) if self.previews else None)
+        self.finished.add(node)
 
     def observe(self, event: Event) -> None:
         self.events.append(event)
@@ -102,14 +108,14 @@ class RunState:
             node = event.node  # type: ignore[attr-defined]
             self.timings[node] = event.elapsed  # type: ignore[attr-defined]
             ui = event.ui  # type: ignore[attr-defined]
-            if ui or node in self.previews:
+            if ui:
                 self.ui[node] = ui
-                self.cache.annotate(self.node_keys[node], ui, self.previews.get(node))
+                self.cache.annotate(self.node_keys[node], ui)
         elif kind == "node_failed":
             assert isinstance(event, NodeFailed)
             self.errors[event.node] = error_from_event(event, self._type_of(event.node))
         elif kind == "node_preview" and event.final:  # type: ignore[attr-defined]
-            self.previews.setdefault(event.node, []).append(event.data)  # type: ignore[attr-defined]
+            self.previews.setdefault(event.node, []).append((event.mime, event.data))  # type: ignore[attr-defined]
 
     def _type_of(self, node: str) -> str | None:
         if self._types is None:
@@ -133,16 +139,16 @@ class RunState:
         fetch = self.executor.fetch
         return tuple(fetch(r) for r in entry.refs)
 
-    def final_previews(self) -> list[tuple[str, bytes]]:
-        """(node, PNG bytes) of every output image: from this run, or from cached nodes."""
-        out: list[tuple[str, bytes]] = []
+    def final_previews(self) -> list[tuple[str, Preview]]:
+        """(node, (mime, bytes)) of every output image: from this run, or from cached nodes."""
+        out: list[tuple[str, Preview]] = []
         for node, key in self.node_keys.items():
             if node in self.previews:
-                out.extend((node, data) for data in self.previews[node])
-            else:
+                out.extend((node, p) for p in self.previews[node])
+            elif key in self.cache.previewed:
                 entry = self.cache.get(key)
-                if entry is not None and entry.previews:
-                    out.extend((node, data) for data in entry.previews)
+                if entry is not None:
+                    out.extend((node, p) for p in entry.previews)
         return out
 
 
@@ -227,15 +233,15 @@ class Run:
 
         from PIL import Image
 
-        return [Image.open(io.BytesIO(data)) for _, data in self._state.final_previews()]
+        return [Image.open(io.BytesIO(data)) for _, (_mime, data) in self._state.final_previews()]
 
     def _repr_html_(self) -> str:
         import base64
         import html
 
         imgs = "".join(
-            f'<img src="data:image/png;base64,{base64.b64encode(d).decode()}" style="max-width:256px;margin:2px">'
-            for _, d in self._state.final_previews()[:16])
+            f'<img src="data:{mime};base64,{base64.b64encode(d).decode()}" style="max-width:256px;margin:2px">'
+            for _, (mime, d) in self._state.final_previews()[:16])
         return f"<div><code>{html.escape(repr(self))}</code></div>{imgs}"
 
     def __repr__(self) -> str:

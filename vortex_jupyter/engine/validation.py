@@ -9,6 +9,10 @@ the type checks of the edges into it. So after param edits only we validate a sm
 of the edited nodes, the nodes feeding them and those edges, and keep the problems located on
 the edited nodes. Anything else (nodes or edges added/removed, a node type redefined, a
 previous failure) validates the whole graph.
+
+A full validation with the default validator also yields the graph's topological order (its
+cycle check computes it anyway): ``take_order`` hands it to the planner once, so a cold run
+sorts the graph once instead of twice.
 """
 
 from __future__ import annotations
@@ -23,29 +27,40 @@ from .keys import Lookup
 Validator = Callable[[GraphModel, Lookup], list[Problem]]
 
 
-def _graph_validator() -> Validator:
-    from ..graph.validate import validate
+Ordered = Callable[[GraphModel, Lookup], tuple[list[Problem], "list[str] | None"]]
 
-    return validate
+
+def _graph_validator() -> Ordered:
+    from ..graph.validate import validate_ordered
+
+    return validate_ordered
 
 
 class ValidationMemo:
     def __init__(self, model: GraphModel, validator: Validator | None, lock: threading.RLock) -> None:
         self.model = model
         self._validator = validator
+        self._ordered: Ordered | None = None if validator is not None else _graph_validator()
         self.lock = lock
         self.full = True
         self.params: set[str] = set()
+        #: The topological order found by the last full validation, until taken or stale.
+        self._order: list[str] | None = None
         model.add_listener(self._on_change)
 
     def close(self) -> None:
         self.model.remove_listener(self._on_change)
 
-    @property
-    def validator(self) -> Validator:
-        if self._validator is None:
-            self._validator = _graph_validator()
-        return self._validator
+    def validator(self, model: GraphModel, lookup: Lookup) -> list[Problem]:
+        if self._ordered is not None:
+            return self._ordered(model, lookup)[0]
+        assert self._validator is not None
+        return self._validator(model, lookup)
+
+    def take_order(self) -> list[str] | None:
+        """The topological order the last full validation found (once; None if there is none)."""
+        order, self._order = self._order, None
+        return order
 
     def _on_change(self, change: Change) -> None:
         kind = change.kind
@@ -58,10 +73,14 @@ class ValidationMemo:
             else:
                 self.full = True
                 self.params.clear()
+                self._order = None
 
     def problems(self, lookup: Lookup) -> list[Problem]:
         """Every problem of the whole graph (updates the memo)."""
-        problems = self.validator(self.model, lookup)
+        if self._ordered is not None:
+            problems, self._order = self._ordered(self.model, lookup)
+        else:
+            problems = self.validator(self.model, lookup)
         self.full = bool(problems)
         self.params.clear()
         return problems
