@@ -254,3 +254,37 @@ def test_registering_mappings_with_display_names_and_heavy_flag():
     assert [s.type for s in specs] == ["ShowText", "FileHash"]
     assert registry.get("ShowText").display_name == "Show Text" and registry.get("FileHash").heavy
     assert registry.get("FileHash").inputs[1].default == 3
+
+
+class _PickAny:
+    """A loader that accepts any file name, listing only the ones it found (like ComfyUI's)."""
+
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "go"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"name": (["a.safetensors", "b.safetensors"],), "mode": (["x", "y"],)}}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, name):
+        return True if name.endswith(".safetensors") else f"{name!r} is not a .safetensors file"
+
+    def go(self, name, mode):
+        return (name,)
+
+
+def test_inputs_named_by_validate_inputs_skip_their_choice_check_like_comfyui():
+    from vortex_jupyter.graph.model import GraphModel
+    from vortex_jupyter.graph.validate import validate
+
+    registry = NodeRegistry(builtins=False)
+    registry.register_comfy_class("PickAny", _PickAny)
+    model = GraphModel()
+    ok = model.add_node("PickAny", {"name": "unlisted.safetensors", "mode": "x"})
+    bad_name = model.add_node("PickAny", {"name": "notes.txt", "mode": "x"})
+    bad_mode = model.add_node("PickAny", {"name": "a.safetensors", "mode": "z"})
+    problems = validate(model, registry.lookup)
+    found = {(p.node, p.port, p.code) for p in problems}
+    assert found == {(bad_name, "name", "VE-116"), (bad_mode, "mode", "VE-113")}, problems
+    assert ok not in {p.node for p in problems}

@@ -102,11 +102,13 @@ class _Port:
     __slots__ = ("choices", "float_hi", "float_lo", "hi", "int_hi", "int_lo", "lo", "name", "needed",
                  "strings", "type", "widget")
 
-    def __init__(self, port: Any) -> None:
+    def __init__(self, port: Any, own_check: bool = False) -> None:
         self.name: str = port.name
         self.type: str = port.type
         self.widget = bool(getattr(port, "widget", False))
-        self.choices = getattr(port, "choices", None)
+        # A node that validates this input itself (ComfyUI: VALIDATE_INPUTS names it) may accept
+        # values beyond its listed choices, e.g. any checkpoint file, as ComfyUI does.
+        self.choices = None if own_check else getattr(port, "choices", None)
         self.lo, self.hi = getattr(port, "min", None), getattr(port, "max", None)
         self.needed = bool(getattr(port, "required", True)) and not _has_default(port)
         self._plain_bounds()
@@ -158,11 +160,12 @@ class _Info:
 
     def __init__(self, type_name: str, spec: Any) -> None:
         self.spec, self.type = spec, type_name
-        self.ports = {p.name: _Port(p) for p in spec.inputs}
-        self.needed = tuple(p for p in self.ports.values() if p.needed)
-        self.out_types = tuple(o.type for o in spec.outputs)
         check = getattr(spec, "check", None)
         self.check = check if callable(check) else None
+        own = frozenset(getattr(self.check, "inputs", ()) or ())
+        self.ports = {p.name: _Port(p, p.name in own) for p in spec.inputs}
+        self.needed = tuple(p for p in self.ports.values() if p.needed)
+        self.out_types = tuple(o.type for o in spec.outputs)
         self.defaults = {p.name: p.default for p in spec.inputs if _has_default(p)} if self.check else {}
 
 

@@ -230,8 +230,12 @@ class ComfyFingerprint:
 class ComfyCheck:
     """``spec.check`` from ``VALIDATE_INPUTS``: ``True`` passes, a string is the problem."""
 
-    def __init__(self, cls: type, name: str, defaults: dict[str, Any], port: str) -> None:
+    def __init__(self, cls: type, name: str, defaults: dict[str, Any], port: str,
+                 inputs: tuple[str, ...] = ()) -> None:
         self.cls, self.name, self.defaults, self.port = cls, name, defaults, port
+        #: Inputs VALIDATE_INPUTS takes: as in ComfyUI, their choices are not checked by the
+        #: generic validation (the class accepts more than it lists, e.g. any checkpoint file).
+        self.inputs = inputs
 
     def __call__(self, params: dict[str, Any]) -> list[tuple[str, str, str]]:
         func = self.cls.VALIDATE_INPUTS  # type: ignore[attr-defined]
@@ -250,8 +254,8 @@ def _check_of(name: str, cls: type, inputs: tuple[PortSpec, ...], defaults: dict
     if not callable(func):
         return None
     accepted, _ = _accepts(func)
-    port = next((p.name for p in inputs if p.name in accepted), "")
-    return ComfyCheck(cls, name, defaults, port)
+    named = tuple(p.name for p in inputs if p.name in accepted)
+    return ComfyCheck(cls, name, defaults, named[0] if named else "", named)
 
 
 def spec_from_comfy_class(name: str, cls: type, display_name: str | None = None, *,

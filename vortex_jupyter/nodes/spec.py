@@ -130,7 +130,8 @@ class NodeSpec:
     hidden: tuple[str, ...] = ()
     #: Extra validation of a node's params beyond ranges/choices (e.g. an unsupported
     #: sampler/scheduler pair): ``check(params) -> [(port, message, hint), ...]``, reported
-    #: by validation as VE-116.
+    #: by validation as VE-116. A ``check`` with an ``inputs`` attribute (names) validates those
+    #: inputs itself: generic validation then skips their choice lists (ComfyUI semantics).
     check: Callable[[dict[str, Any]], list[tuple[str, str, str]]] | None = None
 
     def __post_init__(self) -> None:
