@@ -102,6 +102,10 @@ def test_add_rejects_unknown_types_and_inputs_with_a_hint():
     with pytest.raises(vx.ValidationError) as info:
         g.add("add", a=1, bb=2)
     assert info.value.problems[0].code == "VE-112" and "bb" in str(info.value)
+    problem = info.value.problems[0]
+    assert "a new add node" in problem.message and "did you mean 'b'?" in problem.hint
+    with pytest.raises(vx.ValidationError, match=r"node 'n7' \(add\) has no input 'c'"):
+        g.add("add", id="n7", c=2)
 
 
 def test_redefining_a_node_invalidates_its_cached_outputs():
@@ -248,6 +252,9 @@ def test_load_reports_malformed_input_as_format_errors(tmp_path):
         vx.load(tmp_path / "missing.json")
     with pytest.raises(vx.FormatError):
         vx.load({"neither": "format"})
+    for wrong in (5, None, ["not", "a", "path"]):
+        with pytest.raises(vx.FormatError, match="cannot load a graph from a"):
+            vx.load(wrong)  # type: ignore[arg-type]
 
 
 def test_default_graph_is_txt2img_and_validates():
@@ -294,3 +301,19 @@ def test_run_images_are_the_output_images_also_after_a_cached_rerun():
     again = g.run(executor="inline")
     assert again.stats["cached"] == 1 and len(again.images) == 1
     assert "<img" in again._repr_html_()
+
+
+def test_ids_titles_and_positions_the_formats_cannot_load_again_are_refused_when_set():
+    g = vx.Graph()
+    for bad in ("", "x" * 2000, True):
+        with pytest.raises(vx.FormatError, match="id"):
+            g.add("add", id=bad)
+    node = g.add("add", id="ok")
+    with pytest.raises(vx.FormatError, match="title: string of 100000 characters is too long"):
+        node.title = "t" * 100_000
+    with pytest.raises(vx.FormatError, match=r"pos\[0\]: expected a finite number"):
+        node.pos = (float("nan"), 0.0)
+    node.title, node.pos = "Adder", (3, 4)
+    again = vx.load(g.to_json())  # whatever the API accepted saves and loads back
+    assert (again.nodes["ok"].title, again.nodes["ok"].pos) == ("Adder", (3.0, 4.0))
+    assert g.add("add", id=5).id == "5"  # ints are ids, as in ComfyUI UI files

@@ -195,3 +195,28 @@ def test_validate_json_reports_unreadable_files_as_a_problem(tmp_path):
     proc = vortex("validate", str(path), "--json")
     assert proc.returncode == 2
     assert json.loads(proc.stdout)["problems"][0]["code"] == "VE-200"
+
+
+@pytest.mark.parametrize(("args", "env", "named"), [
+    (["--node-timeout", "0"], {}, "node_timeout"),
+    (["--node-timeout", "-1"], {}, "node_timeout"),
+    ([], {"VORTEX_NODE_TIMEOUT": "soon"}, "VORTEX_NODE_TIMEOUT"),
+    ([], {"VORTEX_CACHE_BYTES": "lots"}, "VORTEX_CACHE_BYTES"),
+])
+def test_bad_timeouts_and_cache_bounds_are_refused_by_name_before_running(args, env, named):
+    proc = vortex("run", str(MATH), "--executor", "inline", *args, env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert named in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    assert "internal error" not in proc.stderr and "ran 0" not in proc.stderr
+
+
+def test_a_malformed_api_link_is_a_validation_problem_not_a_crash(tmp_path):
+    prompt = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": 3}},
+              "2": {"class_type": "StringFormat", "inputs": {"template": "{a}", "a": ["1"]}},
+              "3": {"class_type": "ImageInvert", "inputs": {"image": ["1"]}}}
+    path = tmp_path / "prompt.json"
+    path.write_text(json.dumps(prompt))
+    proc = vortex("validate", str(path))
+    assert proc.returncode == 1
+    assert "VE-104 3.image" in proc.stdout and "malformed link" in proc.stdout
+    assert "2.a" not in proc.stdout  # a '*' input may take any value, lists included

@@ -19,6 +19,7 @@ are fetched when read.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -131,7 +132,9 @@ class Node:
 
     @pos.setter
     def pos(self, value: tuple[float, float]) -> None:
-        self._graph.model.set_layout(self.id, pos=value)
+        from .graph.formats._common import pair  # what a saved file can hold, it must load again
+
+        self._graph.model.set_layout(self.id, pos=pair(value, f"node {self.id!r} pos"))
 
     @property
     def title(self) -> str | None:
@@ -139,7 +142,9 @@ class Node:
 
     @title.setter
     def title(self, value: str | None) -> None:
-        self._graph.model.set_layout(self.id, title=value or "")
+        from .graph.formats._common import opt_title
+
+        self._graph.model.set_layout(self.id, title=opt_title(value, f"node {self.id!r} title") or "")
 
     @property
     def inputs(self) -> dict[str, OutputRef]:
@@ -236,11 +241,13 @@ class Graph:
         >>> # y = g.add("add", a=x.out(0), b=5)
         """
         spec = _registry().get(type)  # raises UnknownNodeTypeError with close matches
+        if id is not None:
+            from .graph.formats._common import node_id as checked_id  # one the formats load again
+
+            id = checked_id(id, "id")
         unknown = [k for k in inputs if spec.input(k) is None]
         if unknown:
-            names = ", ".join(p.name for p in spec.inputs) or "none"
-            raise ValidationError([Problem("VE-112", id, k, f"{type} has no input {k!r}",
-                                           f"inputs of {type}: {names}") for k in unknown])
+            raise ValidationError([_unknown_input(spec, id, k, inputs[k]) for k in unknown])
         links = {k: r for k, v in inputs.items() if (r := self._as_ref(v)) is not None}
         params = {k: v for k, v in inputs.items() if k not in links}
         node_id = self.model.add_node(type, params, id=id)
@@ -398,6 +405,17 @@ def _new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
+def _unknown_input(spec: NodeSpec, node: str | None, name: str, value: Any) -> Problem:
+    import difflib
+
+    names = [p.name for p in spec.inputs]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    where = f"node {node!r} ({spec.type})" if node is not None else f"a new {spec.type} node"
+    return Problem("VE-112", node, name, f"{where} has no input {name!r} (given {value!r:.60})",
+                   f"{hint}inputs of {spec.type}: {', '.join(names) or 'none'}")
+
+
 def load(source: str | Path | Mapping[str, Any] | bytes) -> Graph:
     """A ``Graph`` from a file (``.json`` in any format we read, or a ``.png`` with the
     workflow in its text chunks), a parsed dict, or PNG/JSON bytes. Raises ``FormatError``."""
@@ -408,6 +426,9 @@ def load(source: str | Path | Mapping[str, Any] | bytes) -> Graph:
         return Graph(formats.load_any(dict(source), lookup))
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
+    elif not isinstance(source, (str, os.PathLike)):
+        raise FormatError(f"cannot load a graph from a {type(source).__name__} ({source!r:.60})",
+                          hint="pass a file path, a dict (parsed JSON) or PNG/JSON bytes")
     else:
         path = Path(source)
         try:

@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a param (VALUE is JSON when it parses, else a string)")
     run.add_argument("--executor", choices=["inline", "workers"], default=None)
-    run.add_argument("--node-timeout", type=float, default=None, metavar="SECONDS")
+    run.add_argument("--node-timeout", type=float, default=None, metavar="SECONDS",
+                     help="bound every node's run time (overrides the nodes' own timeouts)")
     run.add_argument("--traceback", action="store_true", help="show tracebacks of failed nodes")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or timings table")
     val = sub.add_parser("validate", help="list every problem of a graph file")

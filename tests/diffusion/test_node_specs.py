@@ -70,3 +70,22 @@ def test_every_comfyui_sampler_and_scheduler_name_validates_as_a_choice() -> Non
     scheds = spec.input("scheduler").choices
     assert scheds is not None and {"normal", "karras", "sgm_uniform", "beta"} <= set(scheds)
     assert spec.check is not None and spec.check({"sampler_name": "dpmpp_2m", "scheduler": "karras"}) == []
+
+
+def test_missing_checkpoint_and_lora_files_are_validation_problems_before_anything_runs(models_dir: Path) -> None:
+    (models_dir / "checkpoints").mkdir(exist_ok=True)
+    (models_dir / "checkpoints" / "present.safetensors").write_bytes(b"not loaded by validation")
+    g = vx.Graph()
+    ckpt = g.add("CheckpointLoaderSimple", ckpt_name="missing.safetensors")
+    lora = g.add("LoraLoader", model=ckpt.out(0), clip=ckpt.out(1), lora_name="nope.safetensors")
+    problems = {(p.node, p.port): p for p in g.problems()}
+    assert set(problems) == {(ckpt.id, "ckpt_name"), (lora.id, "lora_name")}
+    assert all(p.code == "VE-116" for p in problems.values())
+    text = problems[ckpt.id, "ckpt_name"].message
+    assert "'missing.safetensors' not found" in text and "'present.safetensors'" in text and "vortex-tiny" in text
+    assert str(models_dir / "loras") in problems[lora.id, "lora_name"].message
+    for fine in ("vortex-tiny", "present.safetensors", "some-org/some-model"):  # hub ids resolve at run time
+        ckpt.params["ckpt_name"] = fine
+        assert [p.port for p in g.problems()] == ["lora_name"], fine
+    ckpt.params["ckpt_name"] = "../escape.safetensors"
+    assert any("not a safe name" in p.message for p in g.problems())

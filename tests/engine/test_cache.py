@@ -87,3 +87,23 @@ def test_cache_for_returns_one_cache_per_executor():
     a, b = InProcessExecutor(), InProcessExecutor()
     assert cache_for(a) is cache_for(a)
     assert cache_for(a) is not cache_for(b)
+
+
+def test_cache_bounds_from_the_environment_accept_sizes_and_refuse_junk_by_name(monkeypatch):
+    import pytest
+
+    from vortex_jupyter.engine.cache import env_bound
+    from vortex_jupyter.errors import VortexError
+
+    monkeypatch.delenv("VORTEX_CACHE_BYTES", raising=False)
+    assert env_bound("VORTEX_CACHE_BYTES", 7, sizes=True) == 7
+    for raw, want in (("1024", 1024), ("2GiB", 2 * 2**30), ("1.5 MB", 1_500_000), ("512mib", 512 * 2**20)):
+        monkeypatch.setenv("VORTEX_CACHE_BYTES", raw)
+        assert env_bound("VORTEX_CACHE_BYTES", 7, sizes=True) == want
+    for junk in ("lots", "0", "-5", "2XB", "1e9"):
+        monkeypatch.setenv("VORTEX_CACHE_BYTES", junk)
+        with pytest.raises(VortexError, match=r"VORTEX_CACHE_BYTES = .* is not a positive size"):
+            env_bound("VORTEX_CACHE_BYTES", 7, sizes=True)
+    monkeypatch.setenv("VORTEX_CACHE_ENTRIES", "10GiB")  # a count takes no unit
+    with pytest.raises(VortexError, match="VORTEX_CACHE_ENTRIES"):
+        env_bound("VORTEX_CACHE_ENTRIES", 7)

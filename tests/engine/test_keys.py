@@ -75,6 +75,20 @@ def test_default_filled_and_explicit_default_give_the_same_key():
     assert index.get("x") == index.get("y")
 
 
+def test_an_int_for_a_FLOAT_param_is_the_same_value_as_the_float_same_key_and_argument():
+    specs = math_specs()
+    specs.define("scale", lambda x=1.0: (x * 2,), [PortSpec("x", "FLOAT", default=1.0)], outputs=None)
+    m = GraphModel()
+    m.add_node("scale", {"x": 7}, id="from_ui")  # UI workflows and JS write 7.0 as 7
+    m.add_node("scale", {"x": 7.0}, id="from_api")
+    m.add_node("scale", {"x": 7.5}, id="other")
+    index = KeyIndex(m, specs.lookup)
+    index.ensure(["from_ui", "from_api", "other"])
+    assert index.get("from_ui") == index.get("from_api") != index.get("other")
+    assert type(index.args("from_ui")["x"]) is float
+    assert m.nodes["from_ui"].params["x"] == 7 and type(m.nodes["from_ui"].params["x"]) is int  # model untouched
+
+
 def test_redefined_spec_drops_the_keys_of_its_nodes():
     specs = math_specs()
     m = GraphModel()

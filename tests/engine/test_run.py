@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 
@@ -12,7 +13,7 @@ from vortex_jupyter.engine.cache import OutputCache
 from vortex_jupyter.engine.executor import CancelToken
 from vortex_jupyter.engine.inprocess import InProcessExecutor
 from vortex_jupyter.engine.run import Engine
-from vortex_jupyter.errors import Problem, ValidationError
+from vortex_jupyter.errors import Problem, ValidationError, VortexError
 from vortex_jupyter.graph.model import GraphModel
 from vortex_jupyter.nodes import context
 from vortex_jupyter.nodes.spec import NodeResult, PortSpec
@@ -287,3 +288,82 @@ def test_a_nan_or_failing_fingerprint_means_changed_and_never_breaks_the_run():
     again = eng.run(ex, cache=cache)
     assert again.status == "ok" and sorted(again.planned) == ["b", "n"] and again.cached == ["steady"]
     assert again.output("b") == (2,)
+
+
+def test_run_node_timeout_overrides_a_nodes_declared_timeout_both_ways(monkeypatch):
+    specs = math_specs()
+
+    def nap(a=0, seconds=0.0):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            context.current().raise_if_cancelled()
+            time.sleep(0.005)
+        return (a,)
+
+    specs.define("nap", nap, [*INT, PortSpec("seconds", "FLOAT", default=0.0)], timeout=0.05)
+    m = GraphModel()
+    m.add_node("nap", {"seconds": 0.3}, id="n")
+    eng, ex, cache = _engine(m, specs)
+    assert eng.run(ex, cache=cache).errors["n"].code == "VE-501"  # the declared 0.05 s
+    assert eng.run(ex, cache=cache, node_timeout=5).status == "ok"  # raised for this run, as hints say
+    m.set_param("n", "seconds", 0.31)
+    monkeypatch.setenv("VORTEX_NODE_TIMEOUT", "5")  # the env default never beats a declared timeout
+    assert eng.run(ex, cache=cache).errors["n"].code == "VE-501"
+    assert eng.run(ex, cache=cache, node_timeout=0.05).errors["n"].code == "VE-501"  # lowered too
+
+
+@pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, "soon", True])
+def test_a_timeout_that_is_not_a_positive_number_is_refused_before_anything_runs(bad, monkeypatch):
+    specs = math_specs()
+    m = _chain(["add"])
+    eng, ex, cache = _engine(m, specs)
+    with pytest.raises(VortexError, match=r"node_timeout .* positive number of seconds"):
+        eng.run(ex, cache=cache, node_timeout=bad)
+    monkeypatch.setenv("VORTEX_NODE_TIMEOUT", str(bad))
+    with pytest.raises(VortexError, match="VORTEX_NODE_TIMEOUT"):
+        eng.run(ex, cache=cache)
+    assert specs.calls == []
+
+
+def test_a_vortex_error_raised_by_a_node_keeps_its_code_and_its_fix():
+    from vortex_jupyter.errors import ModelError
+
+    specs = math_specs()
+
+    def load(a=0):
+        raise ModelError("checkpoint 'x.safetensors' not found", hint="put it in the models folder")
+
+    specs.define("load", load, INT)
+    eng, ex, cache = _engine(_chain(["load"]), specs)
+    err = eng.run(ex, cache=cache).errors["n0"]
+    assert err.code == "VE-800" and "'x.safetensors' not found" in err.message
+    assert "fix: put it in the models folder" in err.message  # shown by run.errors and the CLI
+
+
+def test_sys_exit_in_a_node_is_a_node_failure_and_keyboard_interrupt_cancels_the_run():
+    import sys
+
+    specs = math_specs()
+
+    def bye(a=0):
+        sys.exit(3)
+
+    def interrupted(a=0):
+        raise KeyboardInterrupt
+
+    specs.define("bye", bye, INT)
+    specs.define("interrupted", interrupted, INT)
+    m = GraphModel()
+    m.add_node("bye", id="exit")
+    m.add_node("add", {"b": 1}, id="independent")
+    eng, ex, cache = _engine(m, specs)
+    state = eng.run(ex, cache=cache)  # does not raise SystemExit
+    assert state.errors["exit"].code == "VE-500" and "SystemExit" in state.errors["exit"].message
+    assert state.output("independent") == (1,)
+
+    m2 = _chain(["interrupted", "add"])
+    eng2, ex2, cache2 = _engine(m2, specs)
+    state2 = eng2.run(ex2, cache=cache2)  # the interrupt ends the run, not the caller
+    assert state2.status == "cancelled"
+    assert state2.errors["n0"].code == "VE-504" and "interrupted" in state2.errors["n0"].message
+    assert state2.errors["n1"].code in ("VE-504", "VE-505")

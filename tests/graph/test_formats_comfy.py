@@ -52,6 +52,20 @@ def test_api_keeps_unknown_node_keys_and_a_missing_meta() -> None:
     assert to_comfy_api(from_comfy_api(copy.deepcopy(prompt)), lookup) == prompt
 
 
+def test_api_upload_button_input_of_comfyui_exports_is_kept_aside_not_a_param() -> None:
+    # ComfyUI's "Save (API)" writes LoadImage's upload button as an input; its backend ignores it
+    prompt = {"1": {"class_type": "LoadImage", "inputs": {"image": "cat.png", "upload": "image"},
+                    "_meta": {"title": "Load Image"}}}
+    model = from_comfy_api(copy.deepcopy(prompt), lookup)
+    assert model.nodes["1"].params == {"image": "cat.png"}
+    assert validate(model, lookup) == []  # not VE-112 "no input named 'upload'"
+    assert to_comfy_api(model, lookup) == prompt  # and written back: still lossless
+    # a node whose spec really has an input named "upload" keeps it as a param
+    spec = type("Spec", (), {"input": staticmethod(lambda n: object() if n == "upload" else None)})()
+    custom = from_comfy_api({"1": {"class_type": "Uploader", "inputs": {"upload": "x"}}}, lambda t: spec)
+    assert custom.nodes["1"].params == {"upload": "x"}
+
+
 def test_api_two_element_lists_are_links_only_when_they_name_a_node_in_the_file() -> None:
     prompt = {
         "1": {"class_type": "Passthrough", "inputs": {"value": [640, 480]}},          # no node "640"
@@ -227,3 +241,21 @@ def test_detect_and_load_any_tell_the_formats_apart(default_workflow: dict, defa
     for data in (native, default_prompt, default_workflow, json.dumps(default_workflow)):
         m = load_any(data, lookup)
         assert edges(m) == edges(from_comfy_api(default_prompt))
+
+
+def test_ui_muted_and_bypassed_nodes_load_with_a_warning_naming_them(default_workflow: dict) -> None:
+    import warnings
+
+    import pytest
+
+    wf = copy.deepcopy(default_workflow)
+    modes = {"7": 2, "8": 4}  # ComfyUI would leave these out of the prompt; vortex would run them
+    for raw in wf["nodes"]:
+        raw["mode"] = modes.get(str(raw["id"]), 0)
+    with pytest.warns(UserWarning, match=r"7 \(CLIPTextEncode, muted\), 8 \(VAEDecode, bypassed\)"):
+        model = from_comfy_ui(wf, lookup)
+    assert {"7", "8"} <= set(model.nodes)
+    assert to_comfy_ui(model, lookup) == wf  # the modes are written back unchanged
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        from_comfy_ui(default_workflow, lookup)  # all active: no warning

@@ -134,6 +134,15 @@ def test_VE_107_a_link_shaped_param_on_a_wired_input() -> None:
     assert (p.node, p.port) == ("ks", "model") and "'99'" in p.message
 
 
+@pytest.mark.parametrize("value", [["pos"], ["pos", "0"], ["pos", 0, 1]])
+def test_VE_104_a_malformed_link_on_a_wired_input_is_caught_before_running(value: list) -> None:
+    g = sampler_graph()
+    g.disconnect("ks", "positive")
+    g.set_param("ks", "positive", value)  # an API file's broken link: it would crash the node later
+    p = only(validate(g, lookup), "VE-104")
+    assert (p.node, p.port) == ("ks", "positive") and "malformed link" in p.message and "CONDITIONING" in p.hint
+
+
 def test_VE_108_output_index_the_source_does_not_have() -> None:
     g = sampler_graph()
     g.connect("ckpt", 5, "ks", "model")

@@ -207,6 +207,7 @@ def test_load_image_validation_and_run_reject_missing_files_and_traversal(regist
     spec = registry.get("LoadImage")
     [(port, message, _hint)] = spec.check({"image": "nope.png"})
     assert port == "image" and "'nope.png' not found" in message
+    assert str(roots["input"]) in message and "VORTEX_INPUT_DIR" in message and "-i DIR" in message
     [(_, traversal, _)] = spec.check({"image": "../secret.png"})
     assert "'..' components" in traversal
     with pytest.raises(PathError):

@@ -306,3 +306,23 @@ def test_spec_fn_of_a_notebook_function_travels_to_a_worker_by_value():
     spec = namespace["blur"].spec
     clone = pickle.loads(cloudpickle.dumps(spec))
     assert clone.fn(a=3) == (3, 6) and clone.version == spec.version and clone.by_value
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), "30", True])
+def test_a_timeout_that_is_not_a_positive_number_is_a_definition_error(timeout: Any) -> None:
+    def slow(a: int = 0) -> int:
+        return a
+
+    with pytest.raises(NodeDefinitionError, match=r"@node slow.*timeout=.*positive number of seconds"):
+        build_spec(slow, timeout=timeout)
+
+
+def test_outputs_must_be_types_or_name_type_pairs_and_a_single_type_is_one_output() -> None:
+    def f(a: int = 0) -> Any:
+        return a
+
+    with pytest.raises(NodeDefinitionError, match="outputs=5 is not a list"):
+        build_spec(f, outputs=5)
+    with pytest.raises(NodeDefinitionError, match="outputs="):
+        build_spec(f, outputs=[("a", "INT", "extra")])
+    assert [(o.name, o.type) for o in build_spec(f, outputs="IMAGE").outputs] == [("IMAGE", "IMAGE")]

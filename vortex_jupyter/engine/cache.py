@@ -22,17 +22,40 @@ Thread safety: one lock; results arrive from executor threads while a run plans 
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..errors import VortexError
 from .executor import Executor
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "Entry", "OutputCache", "Preview", "cache_for"]
 
-DEFAULT_MAX_ENTRIES = int(os.environ.get("VORTEX_CACHE_ENTRIES", 1_000_000))
-DEFAULT_MAX_BYTES = int(os.environ.get("VORTEX_CACHE_BYTES", 8 * 2**30))
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "kib": 2**10, "mb": 10**6, "mib": 2**20, "gb": 10**9, "gib": 2**30,
+          "tb": 10**12, "tib": 2**40}
+
+
+def env_bound(name: str, default: int, *, sizes: bool = False) -> int:
+    """A positive bound from the environment: a count, or with ``sizes`` bytes such as
+    ``"512MiB"`` / ``"2GB"``. A bad value is a ``VortexError`` naming the variable (raised
+    when the engine loads, so a typo is not silently an unbounded or empty cache)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([A-Za-z]*)", raw)
+    unit = _UNITS.get(match.group(2).lower()) if match and (sizes or not match.group(2)) else None
+    value = int(float(match.group(1)) * unit) if match and unit else 0
+    if value < 1:
+        example = "'8GiB', '512MiB' or a number of bytes" if sizes else "a whole number such as 100000"
+        raise VortexError(f"{name} = {raw!r} is not a positive {'size' if sizes else 'count'}",
+                          hint=f"set {name} to {example}, or unset it for the default ({default})")
+    return value
+
+
+DEFAULT_MAX_ENTRIES = env_bound("VORTEX_CACHE_ENTRIES", 1_000_000)
+DEFAULT_MAX_BYTES = env_bound("VORTEX_CACHE_BYTES", 8 * 2**30, sizes=True)
 #: Bounds of the final previews kept per entry (more are shown by the run that made them only).
 MAX_PREVIEWS = 64
 MAX_PREVIEW_BYTES = 64 * 2**20

@@ -10,7 +10,10 @@ Policy:
 - A task whose input came from a task that failed in this batch is not run: it fails with
   VE-505 naming the node that failed first. Independent tasks keep running.
 - Exceptions are caught into ``NodeFailed`` with the formatted traceback; a ``VortexError``
-  keeps its own code (e.g. VE-700 for an unsafe path), anything else is VE-500.
+  keeps its own code (e.g. VE-700 for an unsafe path) and its fix, anything else is VE-500.
+  ``SystemExit`` from node code is a failure like any other (the kernel lives on); a
+  ``KeyboardInterrupt`` (Jupyter's interrupt button) fails the node with VE-504 and cancels
+  the rest of the run, which then returns normally with what finished.
 - A ``NodeContext`` is installed per task: progress and previews become events (arrays are
   encoded to PNG with Pillow), ``raise_if_cancelled`` sees the run's cancel token.
 - Timeouts are cooperative here (a thread cannot be killed): after the deadline
@@ -116,6 +119,8 @@ def _to_uint8(image: Any) -> Any:
 def _failure(task: Task, exc: BaseException) -> NodeFailed:
     code = exc.code if isinstance(exc, VortexError) else "VE-500"
     message = exc.message if isinstance(exc, VortexError) else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, VortexError) and exc.hint:  # the event has no hint field: keep the fix in the text
+        message += f" (fix: {exc.hint})"
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     return NodeFailed(task.run_id, task.node_id, code,
                       f"node {task.node_id!r} ({task.spec.type}) failed: {message}",
@@ -216,9 +221,16 @@ class InProcessExecutor:
                     outputs, ui = _normalize(task, raw)
                 if deadline is not None and _perf() > deadline:
                     ctx.raise_if_cancelled()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # sys.exit() in node code must not end the kernel
                 failed[task.key] = task.node_id
                 emit(_failure(task, exc))
+                continue
+            except KeyboardInterrupt:  # Jupyter's interrupt: cancel the run, keep what finished
+                cancel.cancel()
+                failed[task.key] = task.node_id
+                emit(NodeFailed(task.run_id, task.node_id, RunCancelledError.code,
+                                f"node {task.node_id!r} ({spec.type}) was interrupted; the run was cancelled",
+                                "RunCancelledError"))
                 continue
             results[task.key] = outputs
             on_result(task, outputs)  # before NodeFinished, as the Executor contract says

@@ -43,6 +43,7 @@ Lookup = Callable[[str], "NodeSpec | None"]
 #: One link into a node: (input name, source node, source output index).
 Link = tuple[str, str, int]
 _NO_INPUTS = inputs_blob(())
+_EXACT = 1 << 53  # ints a float holds exactly; larger ones are left for validation to report
 
 
 class TypeFacts:
@@ -51,10 +52,13 @@ class TypeFacts:
     A param left at its default is the spec's own value object, so an ``is`` test finds it and
     its encoding and ``Lit`` are reused instead of made again for each node."""
 
-    __slots__ = ("defaults", "encoded", "head", "lits", "spec")
+    __slots__ = ("defaults", "encoded", "floats", "head", "lits", "spec")
 
     def __init__(self, type_name: str, spec: NodeSpec | None) -> None:
         self.spec = spec
+        #: FLOAT widget inputs: an int given for one (``7`` from a UI workflow or the canvas for
+        #: ``7.0``) is the same value, so it is passed and hashed as a float (same cache key).
+        self.floats = tuple(p.name for p in spec.inputs if p.type == "FLOAT") if spec is not None else ()
         self.head = head_blob(type_name, spec.version if spec is not None else "?")
         self.defaults = _defaults(spec)
         self.encoded = encode_known(self.defaults)
@@ -232,6 +236,10 @@ class KeyIndex:
         type_name = data.type
         facts = self._types.get(type_name) or self._type_facts(type_name)
         args = {**facts.defaults, **data.params}
+        for name in facts.floats:
+            value = args.get(name)
+            if type(value) is int and -_EXACT < value < _EXACT:
+                args[name] = float(value)
         linked = self.model._in.get(node)
         links = _take_links(linked, args) if linked else ()
         pblob = params_blob(args, node=node, node_type=type_name, known=facts.encoded)

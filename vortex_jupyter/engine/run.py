@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import threading
 import time
@@ -39,7 +40,7 @@ from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import ExecutionError, Problem, RunCancelledError, UpstreamFailedError
+from ..errors import ExecutionError, Problem, RunCancelledError, UpstreamFailedError, VortexError
 from ..graph.model import GraphModel
 from .cache import OutputCache, cache_for
 from .events import (
@@ -66,7 +67,22 @@ Validator = Callable[[GraphModel, Lookup], list[Problem]]
 
 def _default_timeout() -> float | None:
     value = os.environ.get("VORTEX_NODE_TIMEOUT")
-    return float(value) if value else None
+    return _checked_timeout(value, "VORTEX_NODE_TIMEOUT") if value else None
+
+
+def _checked_timeout(value: Any, source: str) -> float | None:
+    """``value`` as seconds; ``VortexError`` for anything that is not a positive finite number
+    (a zero, negative or NaN timeout would fail every node of the run as "timed out")."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if isinstance(value, bool) or not (0 < seconds < math.inf):
+        raise VortexError(f"{source} = {value!r} is not a timeout: it must be a positive number of seconds",
+                          hint=f"give {source} a number of seconds > 0, or leave it unset for no timeout")
+    return seconds
 
 
 class Engine:
@@ -125,6 +141,7 @@ class Engine:
         state: RunState | None = None,
     ) -> RunState:
         """Run the graph (or what ``outputs`` need); raises ``ValidationError`` before running."""
+        node_timeout = _checked_timeout(node_timeout, "node_timeout")
         cache = cache if cache is not None else cache_for(executor)
         cancel = cancel or CancelToken()
         state = state or RunState(run_id or uuid.uuid4().hex[:12], executor, cache)
@@ -302,7 +319,11 @@ class _TaskMaker:
         self.keymap = keymap
         self.cache = cache
         self.run_id = run_id
-        self.timeout = node_timeout if node_timeout is not None else _default_timeout()
+        # run(node_timeout=...) is this run's explicit choice and wins over a node's declared
+        # timeout (so error hints can say "raise it with run(node_timeout=...)"); the env
+        # default only fills in for nodes that declare none.
+        self.override = node_timeout
+        self.default = _default_timeout()
         self.held = held
         self.planned_keys: Container[str] = ()
         self._hidden: _Hidden | None = None
@@ -327,7 +348,9 @@ class _TaskMaker:
             if self._hidden is None:
                 self._hidden = _Hidden(self.engine.model, self.engine.lookup)
             args.update(self._hidden.args(n, spec.hidden))
-        timeout = spec.timeout if spec.timeout is not None else self.timeout
+        timeout = self.override
+        if timeout is None:
+            timeout = spec.timeout if spec.timeout is not None else self.default
         return Task(n, key, spec, args, timeout, self.run_id)
 
 

@@ -9,7 +9,8 @@ Policy:
   ``.check``), so ``graph/`` never imports ``vortex_jupyter.nodes``.
 - A linked input wins over a widget value stored for it: no problem is reported for the value.
 - Params of inputs that are not widgets (IMAGE, MODEL, ``*`` ...) may hold values given from
-  Python; only their size and finiteness are checked.
+  Python; only their size and finiteness are checked, and that they are not link-shaped lists
+  (``["3", 0]`` to a missing node is VE-107, a broken link like ``["3"]`` is VE-104).
 - Cycles: Kahn's pass finds whether any exist (linear); only then are strongly connected
   components searched, and each is reported once as ``a -> b -> a`` (bounded). That pass
   yields a topological order for free: ``validate_ordered`` returns it, so the engine does not
@@ -387,6 +388,10 @@ def _value_problem(node_id: str, port: _Port, value: Any) -> Problem | None:
         if port.type != "*" and _looks_like_link(value):  # an API-format link to a node not in the file
             return problem("VE-107", f"{name} = {_show(value)} looks like a link to node {value[0]!r}, "
                            "which does not exist", "link this input from an existing node")
+        if port.type != "*" and _malformed_link(value):  # e.g. ["3"] or ["3", "0"] in an API file
+            return problem("VE-104", f"{name} = {_show(value)} looks like a malformed link: {port.type} "
+                           "comes from a link [node_id, output_index]",
+                           f"link {name} from an output of type {port.type}, e.g. [\"{value[0]}\", 0]")
         return None  # a Python value for a wired input (IMAGE, MODEL): the engine's business
     wrong = _wrong_type(port.type, value)
     if wrong:
@@ -411,6 +416,12 @@ def _looks_like_link(value: Any) -> bool:
         and type(value[0]) in (str, int)
         and type(value[1]) is int
     )
+
+
+def _malformed_link(value: Any) -> bool:
+    """A short list that starts with a node id but is not ``[id, int]``: a broken API link, never
+    a Python value for a wired input (those are arrays, dicts, handles)."""
+    return type(value) is list and 1 <= len(value) <= 3 and type(value[0]) is str and not _looks_like_link(value)
 
 
 def _range(problem: Callable[[str, str, str], Problem], name: str, value: Any, port: _Port) -> Problem | None:

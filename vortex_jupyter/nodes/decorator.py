@@ -323,7 +323,10 @@ def _outputs(fn_name: str, hints: dict[str, Any], outputs: Any) -> tuple[tuple[O
     """Output specs and whether the function returns them as a sequence."""
     if outputs is not None:
         specs = []
-        for item in outputs:
+        for item in outputs if isinstance(outputs, list | tuple) else [outputs]:
+            if not isinstance(item, str) and not (isinstance(item, list | tuple) and len(item) == 2):
+                raise _fail(fn_name, "return", f"outputs={outputs!r} is not a list of types or (name, type) pairs",
+                            "e.g. outputs=['IMAGE'] or outputs=[('image', 'IMAGE'), ('count', 'INT')]")
             name, kind = (item, item) if isinstance(item, str) else tuple(item)
             specs.append(OutputSpec(str(name), str(kind)))
         return tuple(specs), len(specs) != 1
@@ -368,6 +371,10 @@ def build_spec(fn: Callable[..., Any], *, name: str | None = None, category: str
     if not isinstance(fn, types.FunctionType):
         raise NodeDefinitionError(f"@node needs a plain function, got {fn!r}",
                                   hint="decorate a 'def' function (for classes use register_comfy_class)")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not 0 < timeout < math.inf):
+        raise _fail(fn.__name__, None, f"timeout={timeout!r} is not a positive number of seconds",
+                    "pass timeout=30 (seconds), or leave it out for no timeout")
     hints = _hints(fn)
     inputs = _inputs(fn, hints)
     out_specs, sequence = _outputs(fn.__name__, hints, outputs)

@@ -64,5 +64,5 @@ def load_any(data: dict[str, Any] | str | bytes, lookup: Callable[[str], Any]) -
     if fmt == "native":
         return from_native(data)
     if fmt == "comfy_api":
-        return from_comfy_api(data)
+        return from_comfy_api(data, lookup)
     return from_comfy_ui(data, lookup)

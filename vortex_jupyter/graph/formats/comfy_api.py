@@ -13,6 +13,10 @@ itself hold a 2-element list, so a value is read as a link only when it is ``[id
 The format holds no layout, so positions are not written; keys other than ``class_type``,
 ``inputs`` and ``_meta`` are kept in ``NodeData.extra["comfy_api"]`` and written back, and a
 missing ``_meta`` stays missing, so API -> graph -> API is lossless.
+
+ComfyUI's frontend writes its upload button as an input (``"upload": "image"`` on LoadImage);
+the backend ignores it. It is kept in the extra and written back, not made a param, unless
+the node's spec (given ``lookup``) really has an input of that name.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ __all__ = ["from_comfy_api", "is_link", "to_comfy_api"]
 
 _EXTRA = "comfy_api"
 _NO_META = "_no_meta"
+_FRONTEND = "_frontend_inputs"
+_FRONTEND_INPUTS = ("upload",)  # widgets of ComfyUI's frontend only (the upload button)
 
 
 def is_link(value: Any, node_ids: Any) -> bool:
@@ -41,7 +47,7 @@ def is_link(value: Any, node_ids: Any) -> bool:
     return str(src) in node_ids
 
 
-def from_comfy_api(d: Any) -> GraphModel:
+def from_comfy_api(d: Any, lookup: Callable[[str], Any] | None = None) -> GraphModel:
     """Read an API-format prompt. Raises ``FormatError`` naming the bad field."""
     d = obj(d, "(top level)")
     ids = {str(k) for k in d}
@@ -54,17 +60,29 @@ def from_comfy_api(d: Any) -> GraphModel:
         if "class_type" not in raw:
             fail(f"{path}.class_type", "missing", "every node needs a class_type")
         params: dict[str, Any] = {}
+        frontend: dict[str, Any] = {}
+        ntype = name(raw["class_type"], f"{path}.class_type")
         for input_name, value in obj(raw.get("inputs", {}), f"{path}.inputs").items():
             name(input_name, f"{path}.inputs")
             if is_link(value, ids):
                 links.append((str(value[0]), value[1], nid, input_name))
+            elif input_name in _FRONTEND_INPUTS and isinstance(value, str) and not _has_input(lookup, ntype, input_name):
+                frontend[input_name] = value
             else:
                 params[input_name] = value
-        model.add_node(name(raw["class_type"], f"{path}.class_type"), params, id=nid,
-                       title=_title(raw, path), extra=_extra(raw))
+        title = _title(raw, path)  # checks _meta is an object before _extra reads it
+        extra = _extra(raw)
+        if frontend:
+            extra.setdefault(_EXTRA, {})[_FRONTEND] = frontend
+        model.add_node(ntype, params, id=nid, title=title, extra=extra)
     for src, index, dst, input_name in links:
         model.connect(src, index, dst, input_name, replace=False)
     return model
+
+
+def _has_input(lookup: Callable[[str], Any] | None, ntype: str, input_name: str) -> bool:
+    spec = lookup(ntype) if lookup is not None else None
+    return spec is not None and spec.input(input_name) is not None
 
 
 def _title(raw: dict[str, Any], path: str) -> str | None:
@@ -107,6 +125,9 @@ def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None) 
                     inputs[port_name] = port.default
         entry: dict[str, Any] = {"inputs": inputs, "class_type": node.type}
         kept = dict(node.extra.get(_EXTRA, {}))
+        frontend = kept.pop(_FRONTEND, None)
+        if isinstance(frontend, dict):
+            inputs.update((k, v) for k, v in frontend.items() if k not in inputs)
         if not kept.pop(_NO_META, False):
             title = node.title or (getattr(spec, "display_name", "") or node.type)
             entry["_meta"] = {"title": title, **kept.pop("_meta", {})}

@@ -142,7 +142,7 @@ def graph_from_png(png_bytes: bytes, lookup: Callable[[str], Any]) -> GraphModel
     if "workflow" in texts:
         return from_comfy_ui(loads(texts["workflow"]), lookup)
     if "prompt" in texts:
-        return from_comfy_api(loads(texts["prompt"]))
+        return from_comfy_api(loads(texts["prompt"]), lookup)
     found = ", ".join(sorted(texts)) or "none"
     raise FormatError(f"PNG carries no graph: no 'workflow' or 'prompt' text chunk (text chunks: {found})",
                       hint="load a PNG saved by ComfyUI or vortex SaveImage")

@@ -122,7 +122,8 @@ class LoadImage:
         except PathError as exc:
             return exc.message
         if not path.is_file():
-            return f"image file {image!r} not found in {str(root)!r} (put it there or pick another file)"
+            return (f"image file {image!r} not found in the input folder {str(root)!r}; put it there, "
+                    "or point the input folder at it (VORTEX_INPUT_DIR, or vortex run -i DIR)")
         return True
 
     def load_image(self, image: str) -> tuple[np.ndarray, np.ndarray]:

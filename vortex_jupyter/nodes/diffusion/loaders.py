@@ -157,6 +157,24 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
     tiny = _TINY.fullmatch(ckpt_name)
     if tiny:
         return "folder", models.tiny(seed=int(tiny.group(1) or 0))
+    local = _find_local(ckpt_name)
+    if local is not None:
+        return local
+    return "folder", _hub_snapshot(ckpt_name)
+
+
+def check_checkpoint_name(ckpt_name: str) -> None:
+    """ModelError now (at validation, loading nothing) for a name ``resolve`` would certainly
+    reject: empty, unsafe, or a file name in neither models folder. Hub ids are looked up
+    only when the node runs (their cache lives outside the models folder)."""
+    if not isinstance(ckpt_name, str) or not ckpt_name.strip():
+        raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
+    if not _TINY.fullmatch(ckpt_name):
+        _find_local(ckpt_name)
+
+
+def _find_local(ckpt_name: str) -> tuple[str, Path] | None:
+    """The checkpoint in ``<models>/checkpoints`` or ``<models>``; None for a hub id; else ModelError."""
     root = models.models_root()
     looked: list[str] = []
     for base in (root / "checkpoints", root):
@@ -171,9 +189,35 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
         if path.is_file():
             return "file", path
     if _HUB_ID.fullmatch(ckpt_name) and not ckpt_name.endswith((".safetensors", ".ckpt")):
-        return "folder", _hub_snapshot(ckpt_name)
-    raise ModelError(f"checkpoint {ckpt_name!r} not found (looked in {', '.join(looked)})",
+        return None
+    from .listing import checkpoint_names
+
+    raise ModelError(f"checkpoint {ckpt_name!r} not found (looked in {', '.join(looked)}); "
+                     f"available: {_listed(checkpoint_names())}",
                      hint=f"put the file in {root / 'checkpoints'} (VORTEX_MODELS_DIR), or use 'vortex-tiny'")
+
+
+def lora_path(lora_name: str) -> Path:
+    """The LoRA file ``<models>/loras/<lora_name>``, or ModelError (torch-free: validation uses it)."""
+    root = models.models_root() / "loras"
+    try:
+        path = safe_join(root, lora_name)
+    except PathError as exc:
+        raise ModelError(f"lora_name {lora_name!r} is not a safe name: {exc.message}",
+                         hint="name a file inside the loras folder") from exc
+    if not path.is_file():
+        from .listing import lora_names
+
+        raise ModelError(f"LoRA {lora_name!r} not found at {path}; available: {_listed(lora_names())}",
+                         hint=f"put LoRA .safetensors files in {root} (VORTEX_MODELS_DIR/loras)")
+    return path
+
+
+def _listed(names: list[str], shown: int = 10) -> str:
+    if not names:
+        return "none"
+    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
+    return ", ".join(repr(n) for n in names[:shown]) + more
 
 
 def _hub_snapshot(repo_id: str) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...errors import ModelError
 from .samplers import COMFY_SAMPLERS, COMFY_SCHEDULERS, check_combination
 
 MAX_RESOLUTION = 16384
@@ -32,6 +33,15 @@ def _lora_names() -> list[str]:
     from .listing import lora_names
 
     return lora_names()
+
+
+def _verdict(check: Any, name: str) -> bool | str:
+    """VALIDATE_INPUTS' answer from a torch-free check that raises ModelError."""
+    try:
+        check(name)
+    except ModelError as exc:
+        return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
+    return True
 
 
 class _Heavy:
@@ -54,8 +64,11 @@ class CheckpointLoaderSimple(_Heavy):
 
     @classmethod
     def VALIDATE_INPUTS(cls, ckpt_name: str) -> bool | str:
-        # Any file in the models folder or a hub id may be named, not only the listed ones.
-        return True
+        # Any file in the models folder or a hub id may be named, not only the listed ones; a
+        # missing file is reported now rather than after the run started.
+        from .loaders import check_checkpoint_name
+
+        return _verdict(check_checkpoint_name, ckpt_name)
 
     def load_checkpoint(self, ckpt_name: str) -> tuple[Any, Any, Any]:
         from .loaders import load_checkpoint
@@ -249,7 +262,9 @@ class LoraLoader(_Heavy):
 
     @classmethod
     def VALIDATE_INPUTS(cls, lora_name: str) -> bool | str:
-        return True  # any file under <models>/loras may be named
+        from .loaders import lora_path  # any file under <models>/loras may be named
+
+        return _verdict(lora_path, lora_name)
 
     def load_lora(self, model: Any, clip: Any, lora_name: str, strength_model: float,
                   strength_clip: float) -> tuple[Any, Any]:

@@ -12,11 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...errors import ModelError, PathError
-from ..paths import safe_join
+from ...errors import ModelError
 from . import lora as lora_mod
-from .loaders import ClipHandle, ModelHandle, VaeHandle, oom_guard, patched
-from .models import models_root
+from .loaders import ClipHandle, ModelHandle, VaeHandle, lora_path, oom_guard, patched
 
 
 def token_chunks(tokenizer: Any, text: str) -> Any:
@@ -101,25 +99,12 @@ def latent_upscale(samples: dict[str, Any], method: str, width: int, height: int
     return out
 
 
-def _lora_path(lora_name: str) -> Any:
-    root = models_root() / "loras"
-    try:
-        path = safe_join(root, lora_name)
-    except PathError as exc:
-        raise ModelError(f"lora_name {lora_name!r} is not a safe name: {exc.message}",
-                         hint="name a file inside the loras folder") from exc
-    if not path.is_file():
-        raise ModelError(f"LoRA {lora_name!r} not found at {path}",
-                         hint=f"put LoRA .safetensors files in {root} (VORTEX_MODELS_DIR/loras)")
-    return path
-
-
 def load_lora(model: ModelHandle, clip: ClipHandle, lora_name: str, strength_model: float,
               strength_clip: float) -> tuple[ModelHandle, ClipHandle]:
     """Patched copies of MODEL and CLIP; a strength of 0 returns that input unchanged."""
     if strength_model == 0 and strength_clip == 0:
         return model, clip
-    path = _lora_path(lora_name)
+    path = lora_path(lora_name)
     state, alphas = lora_mod.read_lora(path)
     tag = f"+lora:{path}:{path.stat().st_mtime_ns}"
     new_model, new_clip = model, clip
