@@ -143,6 +143,7 @@ class Engine:
         """Run the graph (or what ``outputs`` need); raises ``ValidationError`` before running."""
         node_timeout = _checked_timeout(node_timeout, "node_timeout")
         cache = cache if cache is not None else cache_for(executor)
+        _forget_lost_outputs(executor, cache)
         cancel = cancel or CancelToken()
         state = state or RunState(run_id or uuid.uuid4().hex[:12], executor, cache)
         out_list = None if outputs is None else [str(o) for o in outputs]
@@ -416,3 +417,14 @@ class _Hidden:
 
             self._workflow = to_comfy_ui(self.model, self.lookup)
         return self._workflow
+
+
+def _forget_lost_outputs(executor: Executor, cache: OutputCache) -> None:
+    """Drop cache entries whose outputs died with their worker since the last run, so this
+    run's plan recomputes them instead of handing a dead reference to a task. Executors that
+    can lose outputs between runs (the worker pool) offer ``drain_lost() -> [cache keys]``."""
+    drain = getattr(executor, "drain_lost", None)
+    if drain is not None:
+        lost = drain()
+        if lost:
+            cache.drop(lost)
