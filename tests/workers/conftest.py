@@ -23,7 +23,7 @@ from vortex_jupyter.workers.supervisor import PoolConfig
 from . import nodes_lib
 
 cloudpickle.register_pickle_by_value(nodes_lib)
-FAST = dict(preload=("numpy",), devices=["cpu"], arena_bytes=64 * 2**20)
+FAST = dict(preload=("numpy",), late_preload=(), devices=["cpu"], arena_bytes=64 * 2**20)
 
 
 def spec(fn: Any, n_out: int = 1, timeout: float | None = None, name: str | None = None) -> NodeSpec:

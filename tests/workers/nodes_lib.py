@@ -143,3 +143,37 @@ def h2d(n):
     dst = src.to("cuda", non_blocking=True)
     torch.cuda.synchronize()
     return (float(dst.sum().item()), time.perf_counter() - t0)
+
+
+def scaled_total(x, k=1.0):
+    return (float(np.asarray(x).sum()) * k,)
+
+
+def torch_workload(reps=10):
+    """A fixed CPU torch workload (conv + matmul) and how long it took, measured where it ran."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 32, 64, 64, generator=gen)
+    w = torch.randn(32, 32, 3, 3, generator=gen)
+    a, b = torch.randn(192, 192, generator=gen), torch.randn(192, 192, generator=gen)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        torch.nn.functional.conv2d(x, w, padding=1)
+        a @ b
+    return (time.perf_counter() - t0,)
+
+
+def modules_loaded(names):
+    """{name: (imported?, pid that imported it or None)} as seen by the worker."""
+    out = {}
+    for name in names:
+        mod = sys.modules.get(name)
+        out[name] = [mod is not None, getattr(mod, "IMPORTED_BY", None), os.getpid()]
+    return (out,)
+
+
+def torch_threads():
+    import torch
+
+    return (torch.get_num_threads(),)

@@ -85,7 +85,7 @@ def test_a_node_defined_in_a_main_script_runs_in_the_worker(tmp_path):
         spec = NodeSpec("scaled", (), (OutputSpec("y", "INT"), OutputSpec("pid", "INT")), fn=scaled,
                         by_value=True)
         got = {}
-        ex = WorkerExecutor(preload=("numpy",))
+        ex = WorkerExecutor(preload=("numpy",), late_preload=())
         ex.execute([Task("s", "k", spec, {"x": Lit(14)})],
                    BatchCallbacks(lambda e: None, lambda t, refs: got.update(refs=refs)), CancelToken())
         y, pid = (ex.fetch(r) for r in got["refs"])
@@ -199,7 +199,7 @@ KERNEL = """
 import os, sys, time
 from vortex_jupyter.workers.pool import WorkerPool
 from vortex_jupyter.workers.supervisor import PoolConfig
-pool = WorkerPool(PoolConfig(preload=("numpy",), devices=["cpu", "cpu"]))
+pool = WorkerPool(PoolConfig(preload=("numpy",), late_preload=(), devices=["cpu", "cpu"]))
 pool.supervisor.start()
 print(pool.supervisor.shm_prefix, pool.supervisor.launcher.proc.pid,
       *[w.pid for w in pool.supervisor.workers.values()], flush=True)

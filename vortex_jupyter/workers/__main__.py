@@ -22,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--fd", type=int, required=True)
     f.add_argument("--shm-prefix", required=True)
     f.add_argument("--preload", default="")
+    f.add_argument("--late", default="", help="imported in the background once serving")
     args = parser.parse_args(argv)
     if args.mode == "worker":
         from .worker import WorkerConfig
@@ -30,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         return worker_main(WorkerConfig.from_dict(json.loads(args.config)))
     from .launcher import serve
 
-    return serve(args.fd, [m for m in args.preload.split(",") if m], args.shm_prefix)
+    return serve(args.fd, [m for m in args.preload.split(",") if m], args.shm_prefix,
+                 [m for m in args.late.split(",") if m])
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ class _Batch:
         self.pending = list(tasks)
         self.done: dict[str, tuple[WorkerRef, ...]] = {}
         self.failed: dict[str, str] = {}
+        #: workers that died under this batch (then producers may have to run again)
+        self.deaths = 0
         #: False: nobody listens to per-node detail (see BatchCallbacks.detail)
         self.detail = getattr(callbacks, "detail", True)
 
@@ -116,23 +118,42 @@ class _Batch:
     def _prepare(self, w: WorkerProcess) -> Iterator[tuple[Task, list[Any]]]:
         """Yield each runnable pending task with its wire form (fail the others); lazily, so
         the first chunk reaches the worker before the last task is encoded."""
-        self._requeue_lost_producers()
+        if self.deaths:  # only a dead worker's segment can leave producers to re-run
+            self._requeue_lost_producers()
         errors = self.pool.define(w, [t.spec for t in self.pending])
         keep = []
+        done, scalars = self.done, _SCALARS
         for task in list(self.pending):
-            problem = self._blocked(task, errors)
+            problem = self._blocked(task, errors) if self.failed or errors else None
             if problem is not None:
                 self.fail(task, *problem)
                 continue
-            try:
-                args = {name: self._arg(w, arg) for name, arg in task.args.items()}
+            try:  # the common args inline (10k-node batches: ~1 us a task); the rest via _arg
+                args = {}
+                for name, arg in task.args.items():
+                    if arg.__class__ is Lit and type(arg.value) in scalars:
+                        args[name] = ["lit", arg.value]
+                    elif arg.__class__ is Ref and arg.held is None and arg.key not in done:
+                        args[name] = ["ref", arg.key, arg.index]
+                    else:
+                        args[name] = self._arg(w, arg)
             except _InputLost as lost:
-                self.fail(task, "VE-502", "WorkerCrashedError", f"node {task.node_id!r} input {lost.args[0]}",
-                          None)
+                self.fail(task, "VE-502", "WorkerCrashedError",
+                          f"node {task.node_id!r} could not run: its input {lost.args[0]} (after this run "
+                          "was planned); that output will be recomputed on the next run", None)
+                self._lost_inputs(task)
                 continue
             keep.append(task)
             yield task, [task.node_id, task.key, spec_id(task.spec), args, _timeout(task) or 0.0]
         self.pending = keep
+
+    def _lost_inputs(self, task: Task) -> None:
+        """Tell the engine (``on_lost``) which held inputs of ``task`` are gone, so its cache
+        drops them and the next run recomputes them."""
+        keys = [a.key for a in task.args.values() if isinstance(a, Ref) and isinstance(a.held, WorkerRef)
+                and not self.pool.holds(a.held)]
+        if keys:
+            self.callbacks.on_lost(keys)
 
     def _blocked(self, task: Task, errors: dict[str, str]) -> tuple[str, str, str] | None:
         for arg in task.args.values():
@@ -161,8 +182,7 @@ class _Batch:
         if ref.inline:
             return _lit(ref.value)
         if not self.pool.holds(ref):
-            raise _InputLost(f"from node {ref.node!r} was lost when worker {ref.worker} stopped; "
-                             "run the graph again to recompute it")
+            raise _InputLost(f"from node {ref.node!r} was lost when worker {ref.worker} stopped")
         if ref.worker == w.uid:
             return ["ref", ref.key, ref.index]
         return ["shm", self._export(ref)]
@@ -211,9 +231,12 @@ class _Batch:
 
     def _run_segment(self, w: WorkerProcess, segment: Iterator[tuple[Task, list[Any]]]) -> None:
         bid = self.pool.next_batch_id()
-        tasks, sent = self._send(w, bid, segment)
-        if not tasks:
-            return
+        with w.reading():  # this batch reads the worker's reports, not the monitor
+            tasks, sent = self._send(w, bid, segment)
+            if tasks:
+                self._follow_or_cancel(w, bid, tasks, sent)
+
+    def _follow_or_cancel(self, w: WorkerProcess, bid: int, tasks: list[Task], sent: bool) -> None:
         watch = _Watch(w, bid, self.pool.config.kill_grace)
         try:
             self._follow(w, bid, tasks, watch, sent)
@@ -305,6 +328,7 @@ class _Batch:
             code, etype = _DEATH.get(reason, ("VE-502", "WorkerCrashedError"))
             self.fail(victim, code, etype, self._death_message(victim, how, reason), w.log_tail() or None)
         self.pending = [t for t in self.pending if id(t) not in gone]
+        self.deaths += 1
         self.pool.supervisor.bury(w)  # unlink its memory, start the replacement
         self.pool._on_death(w)
         self._report_lost()

@@ -11,8 +11,11 @@ Responsibilities:
 - A worker's copy of an output is released (``Release``) only when the engine released
   every ref of that key AND no fetched view of it is alive in the kernel, so a view never
   points at recycled memory.
-- When a worker dies, the refs it held become invalid; their keys are reported through
-  ``on_lost`` (during the batch that saw the death, or at the start of the next one).
+- When a worker dies, the refs it held become invalid; their keys are recorded when the
+  death is seen (monitor thread, a batch, or ``drain_lost``'s own liveness check) and handed
+  out once: by ``WorkerExecutor.drain_lost()`` (the engine calls it before planning, so the
+  next run recomputes exactly those outputs) or, for a death during a batch or between
+  planning and the batch, by the batch's ``on_lost`` callback.
 
 >>> ex = WorkerExecutor()            # the process-wide pool, started on first use
 >>> ex.execute(tasks, callbacks, CancelToken())          # doctest: +SKIP
@@ -151,6 +154,19 @@ class WorkerPool:
             self.lost.clear()
         return keys
 
+    def drain_lost(self) -> list[str]:
+        """Keys of the outputs that lived in workers which died since the last call.
+
+        Checks liveness now (EOF on the socket, the fork server's exit report) instead of
+        trusting the monitor thread to have noticed already: a worker killed a moment ago
+        is buried here, and what it held is in the answer."""
+        for w in list(self.supervisor.workers.values()):
+            if w.alive:
+                w.poll()  # reads the EOF of a dead worker (no-op while a batch reads its socket)
+            if not w.alive and not w.buried:
+                self.supervisor.bury(w)  # -> _on_death records its keys; starts the replacement
+        return self.take_lost()
+
     # -- refs -----------------------------------------------------------------------------------
     def make_refs(self, w: WorkerProcess, key: str, node: str, summaries: list[Any]) -> tuple[WorkerRef, ...]:
         if len(summaries) == 1 and type(summaries[0]) is list and len(summaries[0]) == 2 and summaries[0][0] == "v":
@@ -285,6 +301,11 @@ class WorkerExecutor:
 
     def fetch(self, ref: Any) -> Any:
         return self.pool.fetch(ref) if isinstance(ref, WorkerRef) else ref
+
+    def drain_lost(self) -> list[str]:
+        """Cache keys whose outputs died with a worker since the last call: the engine drops
+        them before planning, so the next run recomputes exactly those."""
+        return self.pool.drain_lost()
 
     def release(self, refs: Sequence[Any]) -> None:
         self.pool.release(refs)

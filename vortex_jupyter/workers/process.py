@@ -104,29 +104,46 @@ class WorkerProcess:
 
         One waiting thread at a time reads the socket (``_read_lock``); the others sleep on
         ``_cv`` and are woken by every dispatched frame."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        now = time.monotonic
+        deadline = None if timeout is None else now() + timeout
         me = threading.get_ident()
-        self._pumpers.add(me)  # keeps the monitor's poll() off the socket meanwhile (set ops are atomic)
+        pumpers, dead, lock = self._pumpers, self.dead, self._read_lock
+        pumpers.add(me)  # keeps the monitor's poll() off the socket meanwhile (set ops are atomic)
         try:
             while not until():
-                if self.dead.is_set():
+                if dead.is_set():
                     return False
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    return False
-                if self._read_lock.acquire(blocking=False):
+                wait = 0.05
+                if deadline is not None:
+                    wait = deadline - now()
+                    if wait <= 0:
+                        return False
+                    wait = wait if wait < 0.05 else 0.05
+                if lock.acquire(False):
                     try:
-                        self._read_once(0.05 if left is None else min(left, 0.05))
+                        self._read_once(wait)
                     finally:
-                        self._read_lock.release()
+                        lock.release()
                 else:
                     with self._cv:
                         self._sleepers += 1
-                        self._cv.wait(0.005 if left is None else min(left, 0.005))
+                        self._cv.wait(min(wait, 0.005))
                         self._sleepers -= 1
             return True
         finally:
-            self._pumpers.discard(me)
+            pumpers.discard(me)
+
+    @contextlib.contextmanager
+    def reading(self) -> Any:
+        """Keep the monitor's ``poll()`` off this worker's socket for a while (a batch being
+        followed): between two waits of the batch the monitor would otherwise parse the
+        coalesced frames itself and hold the GIL the batch loop needs (~5 ms a switch)."""
+        token = -threading.get_ident() - 1  # distinct from pump()'s own entry
+        self._pumpers.add(token)
+        try:
+            yield
+        finally:
+            self._pumpers.discard(token)
 
     def poll(self) -> None:
         """Consume whatever arrived (heartbeats, EOF) if nobody else is reading."""
@@ -153,11 +170,12 @@ class WorkerProcess:
                 self._mark_dead("connection closed")
             return
         self.last_seen = time.monotonic()
-        if isinstance(msg, p.Pong):
-            self._replies[msg.seq] = msg
-        elif isinstance(msg, p.Fetched):
-            self._replies[msg.req] = msg
-        elif not isinstance(msg, p.Heartbeat):
+        kind = type(msg)
+        if kind is p.Pong:
+            self._replies[msg.seq] = msg  # type: ignore[attr-defined]
+        elif kind is p.Fetched:
+            self._replies[msg.req] = msg  # type: ignore[attr-defined]
+        elif kind is not p.Heartbeat:
             self.events.append(msg)
         if self._sleepers:  # only threads parked on _cv need waking
             with self._cv:
@@ -182,8 +200,9 @@ class WorkerProcess:
         req = next(self._req)
         if not self.send(make(req)):
             raise ConnectionError(f"worker {self.uid} is not running")
-        self.pump(lambda: req in self._replies, timeout)
-        reply = self._replies.pop(req, None)
+        replies = self._replies
+        self.pump(lambda: req in replies, timeout)
+        reply = replies.pop(req, None)
         if reply is None:
             raise ConnectionError(f"worker {self.uid} {'died' if self.dead.is_set() else 'did not answer'} "
                                   "during the request")

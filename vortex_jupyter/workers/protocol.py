@@ -2,7 +2,7 @@
 
 Transport: a Unix domain stream socket carrying frames of a 4-byte big-endian length
 followed by one msgpack array ``[tag, field1, field2, ...]``. Every message is a frozen
-dataclass below; ``decode`` checks the tag, the arity and the type of every field, so a
+dataclass (``messages.py``, re-exported here); ``decode`` checks the tag, the arity and the type of every field, so a
 malformed frame becomes a ``ProtocolError`` (VE-600) at the edge instead of an
 ``AttributeError`` deep inside the supervisor.
 
@@ -20,283 +20,44 @@ refused before any payload is read.
 from __future__ import annotations
 
 import contextlib
-import select
 import socket
 import struct
 import threading
 import time
-from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any
 
-import msgpack
-
-from ..errors import ProtocolError
-
-VERSION = 1
-#: Biggest frame either side accepts (previews and batches of 10k tasks fit comfortably).
-MAX_FRAME = 64 * 1024 * 1024
-EXT_TENSOR = 1
-EXT_OPAQUE = 2
-EXT_PICKLE = 3
-_HEADER = struct.Struct(">I")
-
-
-@dataclass(frozen=True, slots=True)
-class Message:
-    tag: ClassVar[str] = ""
-    #: per field: the Python types a decoded value may have (filled by ``_message``).
-    schema: ClassVar[tuple[tuple[str, tuple[type, ...]], ...]] = ()
-    names: ClassVar[tuple[str, ...]] = ()
-
-    def wire(self) -> list[Any]:
-        return [self.tag, *[getattr(self, name) for name in self.names]]
-
-
-MESSAGES: dict[str, type[Message]] = {}
-_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,), "float": (float, int), "str": (str,), "bool": (bool,), "bytes": (bytes,),
-    "list": (list,), "dict": (dict,), "Any": (object,), "float | None": (float, int, type(None)),
-    "str | None": (str, type(None)), "int | None": (int, type(None)),
-}
-
-
-def _message(cls: type[Message]) -> type[Message]:
-    cls.schema = tuple((f.name, _TYPES[str(f.type)]) for f in fields(cls))
-    cls.names = tuple(name for name, _ in cls.schema)
-    MESSAGES[cls.tag] = cls
-    return cls
-
-
-# ---- worker -> kernel ---------------------------------------------------------------------
-@_message
-@dataclass(frozen=True, slots=True)
-class Hello(Message):
-    """First frame of a worker: who it is and what it can do."""
-
-    tag: ClassVar[str] = "hello"
-    version: int
-    uid: str
-    pid: int
-    device: str
-    capabilities: list
-    memory: dict
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Heartbeat(Message):
-    tag: ClassVar[str] = "hb"
-    time: float
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Pong(Message):
-    tag: ClassVar[str] = "pong"
-    seq: int
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Progress(Message):
-    tag: ClassVar[str] = "progress"
-    batch: int
-    node: str
-    value: float
-    total: float | None
-    text: str | None
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Preview(Message):
-    tag: ClassVar[str] = "preview"
-    batch: int
-    node: str
-    mime: str
-    data: bytes
-    final: bool
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Finished(Message):
-    """A task ran. ``outputs``: per output ``["v", value]`` (small, inline) or
-    ``["h", type_name, nbytes]`` (stays in the worker, fetch on demand)."""
-
-    tag: ClassVar[str] = "finished"
-    batch: int
-    node: str
-    key: str
-    outputs: list
-    ui: dict
-    elapsed: float
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Failed(Message):
-    tag: ClassVar[str] = "failed"
-    batch: int
-    node: str
-    key: str
-    code: str
-    error_type: str
-    message: str
-    traceback: str
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class BatchDone(Message):
-    tag: ClassVar[str] = "done"
-    batch: int
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Fetched(Message):
-    """Reply to ``Fetch``: the value as msgpack with EXT_TENSOR/EXT_OPAQUE leaves, or an error."""
-
-    tag: ClassVar[str] = "fetched"
-    req: int
-    value: Any
-    error: str | None
-
-
-# ---- kernel -> worker ---------------------------------------------------------------------
-@_message
-@dataclass(frozen=True, slots=True)
-class Ping(Message):
-    tag: ClassVar[str] = "ping"
-    seq: int
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class DefineNodes(Message):
-    """``specs``: ``[[spec_id, cloudpickle(NodeSpec)], ...]`` (importable functions pickle by
-    reference, i.e. ``module:qualname``; ``__main__`` functions by value)."""
-
-    tag: ClassVar[str] = "define"
-    specs: list
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Execute(Message):
-    """A chunk of a batch in topological order: ``[[node_id, key, spec_id, args, timeout], ...]``
-    where ``args`` maps a name to ``["lit", v]``, ``["pkl", bytes]``, ``["ref", key, index]`` or
-    ``["shm", tree]``. A big batch streams in several chunks with the same ``batch`` (the worker
-    starts on the first while the kernel still prepares the rest); ``last`` ends it."""
-
-    tag: ClassVar[str] = "exec"
-    batch: int
-    tasks: list
-    last: bool
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Cancel(Message):
-    """Stop ``node`` (``""``: the whole batch). ``reason``: "cancel" or "timeout"."""
-
-    tag: ClassVar[str] = "cancel"
-    batch: int
-    node: str
-    reason: str
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Fetch(Message):
-    tag: ClassVar[str] = "fetch"
-    req: int
-    key: str
-    index: int
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Release(Message):
-    tag: ClassVar[str] = "release"
-    keys: list
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Shutdown(Message):
-    tag: ClassVar[str] = "shutdown"
-    reason: str
-
-
-# ---- kernel <-> fork server ----------------------------------------------------------------
-@_message
-@dataclass(frozen=True, slots=True)
-class Spawn(Message):
-    tag: ClassVar[str] = "spawn"
-    uid: str
-    config: dict
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Spawned(Message):
-    tag: ClassVar[str] = "spawned"
-    uid: str
-    pid: int
-
-
-@_message
-@dataclass(frozen=True, slots=True)
-class Exited(Message):
-    """A child of the fork server ended; ``status`` is the raw ``waitpid`` status."""
-
-    tag: ClassVar[str] = "exited"
-    pid: int
-    status: int
-
-
-def encode(msg: Message, default: Any = None) -> bytes:
-    body = msgpack.packb(msg.wire(), use_bin_type=True, default=default)
-    if len(body) > MAX_FRAME:
-        raise ProtocolError(f"{msg.tag} message of {len(body)} bytes exceeds the {MAX_FRAME}-byte frame limit",
-                            hint="keep large values in shared memory and send handles")
-    return _HEADER.pack(len(body)) + body
-
-
-def _ext_hook(allow_pickle: bool) -> Any:
-    def hook(code: int, data: bytes) -> Any:
-        if code in (EXT_TENSOR, EXT_OPAQUE) or (code == EXT_PICKLE and allow_pickle):
-            return msgpack.ExtType(code, data)
-        raise ProtocolError(f"extension type {code} is not allowed on this channel")
-    return hook
-
-
-_HOOKS = {False: _ext_hook(False), True: _ext_hook(True)}
-
-
-def decode(body: bytes | memoryview, allow_pickle: bool = False) -> Message:
-    """Parse one frame body into its message; anything unexpected is a ``ProtocolError``."""
-    try:
-        items = msgpack.unpackb(body, raw=False, use_list=True, strict_map_key=False,
-                                ext_hook=_HOOKS[allow_pickle])
-    except ProtocolError:
-        raise
-    except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise ProtocolError(f"undecodable frame ({type(exc).__name__}: {exc})") from None
-    if not isinstance(items, list) or not items or not isinstance(items[0], str):
-        raise ProtocolError(f"frame is not a [tag, ...] array: {str(items)[:80]!r}")
-    cls = MESSAGES.get(items[0])
-    if cls is None:
-        raise ProtocolError(f"unknown message tag {items[0][:40]!r}")
-    values = items[1:]
-    if len(values) != len(cls.schema):
-        raise ProtocolError(f"{cls.tag} message has {len(values)} fields, expected {len(cls.schema)}")
-    for (name, types), value in zip(cls.schema, values):
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types and int in types):
-            raise ProtocolError(f"{cls.tag}.{name} has type {type(value).__name__}")
-    return cls(*values)
+from .messages import (  # noqa: F401  (the protocol's public names live here too)
+    _HEADER,
+    EXT_OPAQUE,
+    EXT_PICKLE,
+    EXT_TENSOR,
+    MAX_FRAME,
+    MESSAGES,
+    VERSION,
+    BatchDone,
+    Cancel,
+    DefineNodes,
+    Execute,
+    Exited,
+    Failed,
+    Fetch,
+    Fetched,
+    Finished,
+    Heartbeat,
+    Hello,
+    Message,
+    Ping,
+    Pong,
+    Preview,
+    Progress,
+    ProtocolError,
+    Release,
+    Shutdown,
+    Spawn,
+    Spawned,
+    decode,
+    encode,
+)
 
 
 class Channel:
@@ -317,8 +78,7 @@ class Channel:
         sock.settimeout(None)
         self._chunk = bytearray(1 << 20)
         self._chunk_view = memoryview(self._chunk)
-        self._poller = select.poll()
-        self._poller.register(sock, select.POLLIN)
+        self._ticks = -1  # SO_RCVTIMEO in 10 ms units; -1: not set yet
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -345,19 +105,24 @@ class Channel:
         """The next message; ``None`` on a clean EOF between frames (then ``closed`` is true) or
         when ``timeout`` passes with no frame started. EOF or a stall inside a frame, an
         oversized or undecodable frame raise ``ProtocolError``."""
-        if not self._fill_to(4, timeout) and not self._buf:
-            return None
-        if len(self._buf) < 4 and not self._fill_to(4, self.frame_timeout):
-            raise self._truncated(4)
-        (length,) = _HEADER.unpack_from(self._buf)
+        buf = self._buf
+        if len(buf) < 4:
+            if not self._fill_to(4, timeout) and not buf:
+                return None
+            if len(buf) < 4 and not self._fill_to(4, self.frame_timeout):
+                raise self._truncated(4)
+        (length,) = _HEADER.unpack_from(buf)
         if length > self.max_frame:
             raise ProtocolError(f"frame of {length} bytes exceeds the {self.max_frame}-byte limit",
                                 hint="the peer is corrupt or not a vortex worker")
-        if not self._fill_to(4 + length, self.frame_timeout):
-            raise self._truncated(4 + length)
-        body = bytes(self._buf[4:4 + length])
-        del self._buf[:4 + length]
-        return decode(body, self.allow_pickle)
+        end = 4 + length
+        if len(buf) < end and not self._fill_to(end, self.frame_timeout):
+            raise self._truncated(end)
+        try:  # decode straight from the buffer (no copy); the view must go before the del
+            with memoryview(buf)[4:end] as body:
+                return decode(body, self.allow_pickle)
+        finally:
+            del buf[:end]
 
     def _truncated(self, n: int) -> ProtocolError:
         if self._closed:
@@ -368,31 +133,52 @@ class Channel:
     def _fill_to(self, n: int, timeout: float | None) -> bool:
         """Read until ``n`` bytes are buffered; False on EOF or when ``timeout`` passes.
 
-        The socket itself stays blocking (a socket timeout would also apply to ``sendall``
-        from other threads); waiting with a timeout is a ``poll`` before the ``recv``."""
+        The socket stays blocking (a socket timeout would also apply to ``sendall`` from other
+        threads); a wait with a timeout is a blocking ``recv`` bounded by ``SO_RCVTIMEO``
+        (receives only), so a round trip costs one syscall to read, not ``poll`` + ``recv``."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while len(self._buf) < n:
+        buf = self._buf
+        while len(buf) < n:
             if self._closed:
                 return False
-            if deadline is not None:
+            flags = 0
+            if deadline is None:
+                self._recv_timeout(0.0)
+            else:
                 left = deadline - time.monotonic()
-                if not self._poller.poll(max(0, int(left * 1000 + 0.999))):
-                    if time.monotonic() >= deadline:
-                        return False
-                    continue
+                if left <= 0:
+                    flags = socket.MSG_DONTWAIT  # one look at what has arrived
+                else:
+                    self._recv_timeout(left)
             try:  # recv_into a reused buffer: recv(1 MiB) would allocate 1 MiB per call
-                got = self.sock.recv_into(self._chunk)
-            except InterruptedError:
+                got = self.sock.recv_into(self._chunk, 0, flags)
+            except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO passed, or nothing there
+                if flags or time.monotonic() >= deadline:  # type: ignore[operator]
+                    return False
                 continue
             except OSError:
                 got = 0
             if not got:
                 self._closed = True
                 return False
-            self._buf += self._chunk_view[:got]
+            buf += self._chunk_view[:got]
         return True
 
+    def _recv_timeout(self, seconds: float) -> None:
+        """Set ``SO_RCVTIMEO`` (0: none), rounded up to 10 ms so the usual waits (pump's 50 ms
+        slices, ``frame_timeout``) reuse the value already set instead of a syscall each."""
+        ticks = -int(-seconds // 0.01)
+        if ticks != self._ticks:
+            self._ticks = ticks
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                 struct.pack("ll", ticks // 100, ticks % 100 * 10_000))
+
     def close(self) -> None:
+        """Shut the socket down, then close it: ``close`` alone does not wake a thread blocked
+        in ``recv`` on it (nor send EOF to the peer while that call holds the socket), which
+        made the fork server wait for its 5 s kill at every kernel exit."""
         self._closed = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()

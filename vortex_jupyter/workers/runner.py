@@ -15,6 +15,7 @@ Policy:
 from __future__ import annotations
 
 import io
+import os
 import signal
 import threading
 import time
@@ -33,6 +34,8 @@ from .store import ObjectStore, summary
 
 _ARG_KINDS = ("lit", "pkl", "shm", "ref")
 PREVIEW_INTERVAL = 0.05  # s between step previews of one node; finals are never dropped
+#: Debugging aid: a directory to write one cProfile dump per node run in this worker.
+PROFILE_DIR = os.environ.get("VORTEX_WORKER_PROFILE", "")
 
 
 class Interrupted(BaseException):
@@ -247,6 +250,8 @@ class Runner:
             assert spec.fn is not None
             if self.interrupt is not None:  # a cancel that arrived while args were resolved
                 raise Interrupted(self.interrupt)
+            if PROFILE_DIR:
+                return _profiled(spec, node_id, kwargs)
             return spec.fn(**kwargs)
         except Interrupted as exc:
             raise self._interrupted(spec, node_id, exc.reason) from None
@@ -285,6 +290,20 @@ class Runner:
         if ui and not _plain(ui):
             ui = {"repr": repr(ui)[:2000]}
         return result, ui
+
+
+def _profiled(spec: NodeSpec, node_id: str, kwargs: dict[str, Any]) -> Any:
+    """Run the node under cProfile; stats go to ``$VORTEX_WORKER_PROFILE/<pid>-<node>-<n>.pstats``."""
+    import cProfile
+
+    prof = cProfile.Profile()
+    try:
+        assert spec.fn is not None
+        return prof.runcall(spec.fn, **kwargs)
+    finally:
+        name = "".join(c if c.isalnum() else "_" for c in f"{spec.type}-{node_id}")
+        path = os.path.join(PROFILE_DIR, f"{os.getpid()}-{name}-{time.monotonic_ns()}.pstats")
+        prof.dump_stats(path)
 
 
 def _chunks(feed: Any) -> Any:

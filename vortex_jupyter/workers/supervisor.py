@@ -15,6 +15,7 @@ resident memory over ``memory_limit`` -> SIGKILL, reported as out of memory).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import itertools
 import os
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 from ..errors import ProtocolError
 from . import protocol as p
 from .launcher import ForkServer, Spawner
+from .preload import default_late_preload, default_preload
 from .process import WorkerProcess, signal_name
 from .shm import DEFAULT_SEGMENT, unlink_prefix
 from .worker import WorkerConfig
@@ -47,19 +49,12 @@ def default_devices() -> list[str]:
     return [f"cuda:{i}" for i in range(len(gpus))] or ["cpu"]
 
 
-def default_preload() -> tuple[str, ...]:
-    import importlib.util
-
-    mods = ["numpy", "PIL.Image", "msgpack", "cloudpickle"]
-    if importlib.util.find_spec("torch") is not None and not os.environ.get("VORTEX_NO_TORCH_PRELOAD"):
-        mods.append("torch")
-    return tuple(mods)
-
-
 @dataclass
 class PoolConfig:
     devices: list[str] = field(default_factory=default_devices)
     preload: tuple[str, ...] = field(default_factory=default_preload)
+    #: Imported in the background by the fork server and each worker (see ``preload.py``).
+    late_preload: tuple[str, ...] = field(default_factory=default_late_preload)
     arena_bytes: int = DEFAULT_SEGMENT
     heartbeat: float = 0.5
     heartbeat_timeout: float = 30.0
@@ -70,6 +65,9 @@ class PoolConfig:
     threads: int = 0
     use_forkserver: bool = True
     spawn_timeout: float = 60.0
+    #: Start the workers in the background as soon as the pool exists, so the fork server's
+    #: torch import and the workers' late_preload overlap the kernel's validation and planning.
+    warm_start: bool = True
 
 
 class Supervisor:
@@ -92,12 +90,19 @@ class Supervisor:
         self.launcher: ForkServer | Spawner = self._make_launcher()
         atexit.register(self.close)  # no orphans, no /dev/shm leaks when the kernel exits
         threading.Thread(target=self._monitor, name="vx-monitor", daemon=True).start()
+        if self.config.warm_start:
+            threading.Thread(target=self._warm, name="vx-warm", daemon=True).start()
+
+    def _warm(self) -> None:
+        with contextlib.suppress(Exception):  # the first batch spawns again and reports the error
+            self.start()
 
     def _make_launcher(self) -> ForkServer | Spawner:
         if self.config.use_forkserver:
             try:
                 return ForkServer(list(self.config.preload), self.shm_prefix,
-                                  os.path.join(self.tmpdir, "forkserver.log"), self._on_exit)
+                                  os.path.join(self.tmpdir, "forkserver.log"), self._on_exit,
+                                  list(self.config.late_preload))
             except OSError:
                 pass
         return Spawner(os.path.join(self.tmpdir, "spawner.log"), self._on_exit)
@@ -110,11 +115,13 @@ class Supervisor:
     def worker(self, slot: int = 0) -> WorkerProcess:
         """The live worker of ``slot``, (re)spawning it if needed."""
         w = self.workers.get(slot)
-        if w is not None and w.alive:
-            return w
-        if w is not None and not w.buried:
+        if w is not None and w.alive and w.chan is not None:  # (no chan yet: its spawn is running)
+            w.poll()  # an EOF waiting on its socket: it died since the monitor last looked
+            if w.alive:
+                return w
+        if w is not None and not w.alive and not w.buried:
             self.bury(w)  # unlink its memory and tell the pool what it held; respawns
-        with self._spawn_lock:
+        with self._spawn_lock:  # waits for a spawn in progress (warm start, respawn)
             w = self.workers.get(slot)
             if w is None or not w.alive:
                 w = self._spawn(slot)
@@ -128,7 +135,7 @@ class Supervisor:
         w = WorkerProcess(slot, uid, device, f"{self.shm_prefix}{uid}-",
                           os.path.join(self.tmpdir, f"worker-{uid}.log"))
         cfg = WorkerConfig(uid, self._listener.getsockname(), w.prefix, device, self.config.arena_bytes,
-                           self.config.heartbeat, w.log_path, self.config.threads)
+                           self.config.heartbeat, w.log_path, self.config.threads, list(self.config.late_preload))
         if not self.launcher.alive:
             self.launcher = self._make_launcher()
         w.pid = self.launcher.spawn(uid, cfg.to_dict(), self.config.spawn_timeout)

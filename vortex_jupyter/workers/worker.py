@@ -23,13 +23,14 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import msgpack
 
 from ..errors import ProtocolError
 from . import protocol as p
+from .preload import load
 from .runner import Runner
 from .shm import DEFAULT_SEGMENT, Arena, Attachments, Segment, set_worker_arena
 from .store import ObjectStore
@@ -48,6 +49,8 @@ class WorkerConfig:
     heartbeat: float = 0.5
     log_path: str = ""
     threads: int = 0
+    #: Imported in a background thread after the handshake (``preload.py``).
+    late_preload: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,8 +117,9 @@ class Worker:
         threading.Thread(target=self._control, name="vx-control", daemon=True).start()
         threading.Thread(target=self._heartbeat, name="vx-heartbeat", daemon=True).start()
         threading.Thread(target=self.outbox.run, name="vx-outbox", daemon=True).start()
+        late = list(self.cfg.late_preload)
         while True:
-            item = self.queue.get()
+            item = self._next_batch(late)
             if item is None:
                 break
             batch, feed = item
@@ -131,11 +135,30 @@ class Worker:
         self.arena.close()
         return 0
 
+    def _next_batch(self, late: list[str]) -> Any:
+        """The next queued batch; while none is queued, import the next ``late_preload`` entry.
+
+        On this (main) thread, one entry at a time, never beside a running node: diffusers'
+        lazy modules are not thread-safe (a node importing ``AutoencoderKL`` while a background
+        thread did got an ImportError). A batch that arrives meanwhile waits for one entry."""
+        while late:
+            try:
+                return self.queue.get_nowait()
+            except queue.Empty:
+                load(late.pop(0))
+        return self.queue.get()
+
     def _control(self) -> None:
+        recv, send, ping, pong = self.chan.recv, self.chan.send, p.Ping, p.Pong
         try:
             while True:
-                msg = self.chan.recv(None)
-                if msg is None:
+                msg = recv(None)
+                if type(msg) is ping:  # the latency-critical message: no dispatch chain
+                    try:
+                        send(pong(msg.seq))  # type: ignore[union-attr]
+                    except OSError:
+                        self._die("kernel connection lost")
+                elif msg is None:
                     self._die("kernel closed the connection")
                 else:
                     self._dispatch(msg)
