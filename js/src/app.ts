@@ -15,7 +15,7 @@ import type { FromKernel, Specs, WidgetModel, WireBuffer } from "./protocol";
 import { toBytes } from "./protocol";
 import type { NodeView } from "./render/layout";
 import { Renderer } from "./render/renderer";
-import { boundsOf, fitRect, screenToGraph, visibleRect } from "./render/view";
+import { boundsOf, fitRect, screenToGraph, visibleRect, type Viewport } from "./render/view";
 import { RunState } from "./runstate";
 import { Scene } from "./scene";
 import { CommProvider } from "./sync";
@@ -52,6 +52,8 @@ export class CanvasApp implements Host {
   private input: Input;
   private cleanups: Array<() => void> = [];
   private fitted = false;
+  /** The viewport the last fit() set (identity compared). */
+  private fittedView: Viewport | null = null;
 
   constructor(readonly model: WidgetModel, el: HTMLElement) {
     this.root = div("vx-root");
@@ -104,10 +106,18 @@ export class CanvasApp implements Host {
     this.cleanups.push(() => { this.model.off("change:specs", onSpecs); this.model.off("change:height", onHeight); });
     this.cleanups.push(this.scene.onChange(() => this.r.invalidate()));
     this.cleanups.push(this.r.onDraw(() => this.afterDraw()));
-    const ro = new ResizeObserver(() => this.r.invalidate());
+    const ro = new ResizeObserver(() => this.onResize());
     ro.observe(this.canvas);
-    this.cleanups.push(() => ro.disconnect());
-    this.provider.whenSynced().then(() => { if (!this.fitted) this.fit(); });
+    // A canvas hidden by JupyterLab (windowing, content-visibility) gets no resize callback
+    // when shown again; coming into view is the signal to draw.
+    const io = new IntersectionObserver((es) => { if (es.some((e) => e.isIntersecting)) this.onResize(); });
+    io.observe(this.canvas);
+    this.cleanups.push(() => { ro.disconnect(); io.disconnect(); });
+    this.provider.whenSynced().then(() => {
+      this.r.emptyHint = true;
+      if (!this.fitted) this.fit();
+      this.r.invalidate();
+    });
   }
 
   private setHeight(): void {
@@ -126,7 +136,8 @@ export class CanvasApp implements Host {
     if (m.t === "event") {
       if (m.event.kind === "run_started") this.outputs.clear();
       if (this.run.apply(m.event)) this.scene.touch();
-      if (m.event.kind === "node_failed") this.toast(`${m.event.node}: ${m.event.code ?? ""} ${m.event.message ?? ""}`);
+      // The message names the node; a replayed (old) failure shows on its node, not as a toast.
+      if (m.event.kind === "node_failed" && !m.replay) this.toast(`${m.event.code ?? "VE-500"}: ${m.event.message ?? "failed"}`);
       if (m.event.kind === "run_finished") this.toolbar.setStatus(`run ${m.event.status ?? "done"}`);
     } else if (m.t === "image" && buffers.length) {
       this.outputs.receive(m.node, m.final, m.mime, toBytes(buffers[0]))
@@ -134,10 +145,17 @@ export class CanvasApp implements Host {
         .catch((err) => this.reportError(`image for ${m.node} could not be decoded`, err));
     } else if (m.t === "error") {
       this.toast(`${m.code}: ${m.message}`);
+      if (m.problems?.length) {
+        this.run.markProblems(m.problems);
+        this.scene.touch();
+        this.toolbar.setStatus("not run: fix the marked nodes");
+      }
     } else if (m.t === "state") {
       this.run.running = m.running;
       this.toolbar.setRunning(m.running);
-      this.toolbar.setStatus(m.running ? "running…" : this.toolbar.status.textContent ?? "");
+      const shown = this.toolbar.status.textContent ?? "";
+      // A run that never started sends no run_finished: do not leave "running…" behind.
+      this.toolbar.setStatus(m.running ? "running…" : shown === "running…" ? "" : shown);
     }
   }
 
@@ -175,8 +193,23 @@ export class CanvasApp implements Host {
 
   fit(): void {
     const b = boundsOf([...this.scene.nodes.values(), ...this.scene.groups.values()]);
+    if (this.r.hidden()) return; // no size to fit into; onResize fits once shown
     this.r.resize();
-    if (b) { this.fitted = true; this.r.setView(fitRect(b, this.r.width, this.r.height)); }
+    if (b) {
+      this.fitted = true;
+      this.r.setView((this.fittedView = fitRect(b, this.r.width, this.r.height)));
+    }
+  }
+
+  /**
+   * The canvas changed size or came into view. A view the user has not moved since the last
+   * fit (same object: every pan/zoom makes a new one) is fitted again, so narrowing the
+   * browser window keeps the graph framed instead of cutting it off.
+   */
+  private onResize(): void {
+    if (this.r.hidden()) return;
+    if (!this.fitted || this.r.view === this.fittedView) this.fit();
+    this.r.invalidate();
   }
 
   copy(): void {

@@ -1,6 +1,7 @@
 /**
- * DOM event wiring for the canvas: pointer capture for drags, wheel (non-passive so the
- * notebook does not scroll under the canvas), double-click and keys on the focused root.
+ * DOM event wiring for the canvas: pointer capture for drags, wheel (non-passive: once the
+ * canvas is clicked into, the wheel zooms it instead of scrolling the notebook; before that
+ * the notebook scrolls, see `wheelMode`), double-click and keys on the focused root.
  */
 import type { CanvasApp } from "./app";
 import { handleKey } from "./edit/keys";
@@ -27,7 +28,14 @@ export class Input {
     on(canvas, "pointerup", (e) => p.up(e));
     on(canvas, "pointercancel", (e) => p.up(e));
     on(canvas, "dblclick", (e) => p.dblclick(e));
-    on(canvas, "wheel", (e) => p.wheel(e), { passive: false });
+    let hinted = false;
+    on(canvas, "wheel", (e) => {
+      const engaged = root.contains(document.activeElement);
+      if (!p.wheel(e, engaged) && !hinted) {
+        hinted = true; // once per view: the page scrolled instead; say how to zoom
+        app.toast("Click the canvas to zoom with the wheel (or hold Ctrl)", "info");
+      }
+    }, { passive: false });
     on(canvas, "contextmenu", (e) => e.preventDefault());
     on(root, "keydown", (e) => {
       if (e.target !== root && e.target !== canvas) return;

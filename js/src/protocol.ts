@@ -38,9 +38,13 @@ export interface EngineEvent {
   stats?: Record<string, number>;
   [key: string]: unknown;
 }
-export interface EventMsg { t: "event"; event: EngineEvent }
+/** `replay`: an earlier run's event sent to a view that opened later (shown, not toasted). */
+export interface EventMsg { t: "event"; event: EngineEvent; replay?: boolean }
 export interface ImageMsg { t: "image"; node: string; final: boolean; mime: string }
-export interface ErrorMsg { t: "error"; code: string; message: string }
+/** A graph problem (`errors.py` `Problem.to_dict()`). */
+export interface Problem { code: string; node: string | null; port: string | null; message: string; hint?: string }
+/** `problems`: a refused run's validation problems, marked on their nodes. */
+export interface ErrorMsg { t: "error"; code: string; message: string; problems?: Problem[] }
 export interface StateMsg { t: "state"; running: boolean }
 export type FromKernel = YMsg | EventMsg | ImageMsg | ErrorMsg | StateMsg;
 

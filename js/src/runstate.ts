@@ -4,7 +4,7 @@
  * Fed by kernel `{"t":"event"}` messages (engine events) and `{"t":"image"}` binary
  * messages. Never in the Y doc: each view keeps its own copy, reset at every run start.
  */
-import type { EngineEvent } from "./protocol";
+import type { EngineEvent, Problem } from "./protocol";
 
 export type NodeState = "idle" | "queued" | "running" | "cached" | "done" | "failed";
 
@@ -53,6 +53,28 @@ export class RunState {
       default:
         return false;
     }
+  }
+
+  /**
+   * A run refused for validation problems: each node with a problem shows as failed with its
+   * problems (code, port, message, fix) so the user sees where to act, not a list in a toast.
+   * The next run_started clears them.
+   */
+  markProblems(problems: Problem[]): number {
+    this.states.clear(); // not reset(): the last run's output images stay listed
+    this.progress.clear();
+    this.errors.clear();
+    const byNode = new Map<string, string[]>();
+    for (const p of problems) {
+      if (!p.node) continue;
+      const text = `${p.code}${p.port ? ` ${p.port}` : ""}: ${p.message}${p.hint ? ` (fix: ${p.hint})` : ""}`;
+      byNode.set(p.node, [...(byNode.get(p.node) ?? []), text]);
+    }
+    for (const [node, texts] of byNode) {
+      this.states.set(node, "failed");
+      this.errors.set(node, texts.length > 1 ? `${texts.length} problems: ${texts.join("; ")}` : texts[0]);
+    }
+    return byNode.size;
   }
 
   /** Clears per-node state and the previous run's output list (keeps node images). */

@@ -65,3 +65,17 @@ describe("keyboard on the focused canvas", () => {
     expect(handleKey(h, key("q"))).toBe(false);
   });
 });
+
+describe("the wheel over a canvas in a notebook", () => {
+  it("scrolls the notebook until the canvas is clicked into, then zooms or pans it", async () => {
+    const { wheelMode } = await import("../src/edit/pointer");
+    const mouse = { ctrlKey: false, deltaMode: 0, deltaX: 0, deltaY: 100 };
+    const trackpad = { ctrlKey: false, deltaMode: 0, deltaX: 3, deltaY: 8 };
+    expect(wheelMode(mouse, false)).toBe("page"); // was: always zoom (the notebook could not scroll past)
+    expect(wheelMode(trackpad, false)).toBe("page");
+    expect(wheelMode({ ...mouse, ctrlKey: true }, false)).toBe("zoom"); // pinch / Ctrl+wheel
+    expect(wheelMode(mouse, true)).toBe("zoom");
+    expect(wheelMode({ ...mouse, deltaMode: 1, deltaY: 3 }, true)).toBe("zoom");
+    expect(wheelMode(trackpad, true)).toBe("pan");
+  });
+});

@@ -49,3 +49,24 @@ describe("output image identity", () => {
     expect(imageKey("n", a)).not.toBe(imageKey("n", new Uint8Array([137, 80, 78, 71, 1, 2, 4])));
   });
 });
+
+describe("a run refused for validation problems", () => {
+  it("marks each node with its problems (was: one toast listing them all, nodes unmarked)", () => {
+    const s = new RunState();
+    s.apply(ev("node_finished", { node: "old" }));
+    const n = s.markProblems([
+      { code: "VE-101", node: "ghost", port: null, message: "unknown node type 'X'", hint: "register it" },
+      { code: "VE-102", node: "k", port: "model", message: "required input 'model' has no link" },
+      { code: "VE-102", node: "k", port: "positive", message: "required input 'positive' has no link" },
+      { code: "VE-111", node: null, port: null, message: "cycle a -> b -> a" },
+    ]);
+    expect(n).toBe(2);
+    expect(s.state("ghost")).toBe("failed");
+    expect(s.errors.get("ghost")).toBe("VE-101: unknown node type 'X' (fix: register it)");
+    expect(s.errors.get("k")).toBe(
+      "2 problems: VE-102 model: required input 'model' has no link; VE-102 positive: required input 'positive' has no link");
+    expect(s.state("old")).toBe("idle"); // the previous run's states are gone
+    s.apply(ev("run_started", { planned: ["k"] }));
+    expect(s.errors.size).toBe(0);
+  });
+});

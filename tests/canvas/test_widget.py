@@ -9,7 +9,7 @@ from pycrdt import Doc, Map, create_sync_message, handle_sync_message
 
 from vortex_jupyter.canvas.protocol import MAX_SAFE_INT
 from vortex_jupyter.canvas.widget import Canvas
-from vortex_jupyter.engine.events import NodePreview, NodeProgress, RunFinished, RunStarted
+from vortex_jupyter.engine.events import NodeFailed, NodePreview, NodeProgress, RunFinished, RunStarted
 from vortex_jupyter.graph.model import GraphModel
 
 PNG = b"\x89PNG\r\n\x1a\n fake image bytes"
@@ -153,3 +153,25 @@ def _varbytes(data: bytes) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out) + data
+
+
+def test_a_view_opening_after_a_run_gets_its_node_states_and_failures_before_its_images() -> None:
+    g = StandInGraph()
+    Canvas(g)  # the session exists while the run happens
+    g.emit(RunStarted("r1", planned=("save",)))
+    g.emit(NodeProgress("r1", node="save", value=1, total=4))
+    g.emit(NodePreview("r1", node="save", mime="image/png", data=PNG, final=True))
+    g.emit(NodeFailed("r1", node="other", code="VE-500", message="node 'other' (X) raised ValueError: no"))
+    g.emit(RunFinished("r1", status="failed", stats={"ran": 1, "cached": 0, "failed": 1}))
+    late = Canvas(g)
+    sent = capture(late)
+    late._on_msg(late, {"t": "hello"}, [])
+    after_sync = [(m, b) for m, b in sent if m["t"] != "y"]
+    kinds = [m.get("event", {}).get("kind") or m["t"] for m, _ in after_sync]
+    assert kinds == ["state", "run_started", "node_failed", "run_finished", "image"]
+    replayed = [m for m, _ in after_sync if m["t"] == "event"]
+    assert all(m["replay"] is True for m in replayed)  # shown on the nodes, not toasted again
+    assert replayed[1]["event"]["message"].endswith("ValueError: no")
+    assert all("data" not in m["event"] for m in replayed)
+    g.emit(RunStarted("r2", planned=("save",)))  # a new run replaces the history
+    assert [e["kind"] for e in late.session.history] == ["run_started"]

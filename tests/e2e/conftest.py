@@ -1,7 +1,8 @@
 """Fixtures for the browser tests: ONE JupyterLab and ONE Chromium for the whole module.
 
 The notebook ``canvas.ipynb`` builds a small graph of built-in nodes (a red PNG -> invert ->
-preview, plus math and string nodes to connect) and shows its canvas. Screenshots go to
+preview, plus math and string nodes to connect) and shows its canvas; a second cell shows
+``vx.Graph.default()`` (no positions) as a second canvas. Screenshots go to
 ``test-artifacts/e2e/`` (gitignored; ``VORTEX_E2E_ARTIFACTS`` overrides).
 """
 
@@ -30,6 +31,9 @@ for node_id, pos in {"load": (0, 0), "invert": (320, 0), "preview": (640, 0),
     g.nodes[node_id].pos = pos
 c = g.canvas()
 c""",
+    # a graph with no positions at all (as built in Python / loaded from API JSON): laid out on display
+    """g2 = vx.Graph.default()
+g2""",
 ]
 
 

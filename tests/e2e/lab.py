@@ -171,7 +171,11 @@ class LabPage:
             f"([i, a]) => {{ const h = document.querySelectorAll('.vx-root')[i].__vortex; h.flush(); return {expr}; }}",
             [index, arg])
 
-    def screenshot(self, name: str) -> None:
+    @staticmethod
+    def artifacts() -> Path:
         out = Path(os.environ.get("VORTEX_E2E_ARTIFACTS", "test-artifacts/e2e"))
         out.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(out / f"{name}.png"))
+        return out
+
+    def screenshot(self, name: str) -> None:
+        self.page.screenshot(path=str(self.artifacts() / f"{name}.png"))

@@ -62,9 +62,11 @@ def converged(*pages: LabPage, timeout: float = 10.0) -> dict[str, Any]:
 
 def test_the_canvas_renders_the_graph_without_console_errors(nb: LabPage) -> None:
     nb.hook("h.fit()")
-    nb.page.wait_for_function("() => document.querySelectorAll('.vx-root [role=listitem]').length === 6")
-    items = nb.page.eval_on_selector_all(
-        ".vx-root [role=listitem]", "els => els.map(e => [e.dataset.nodeId, e.dataset.nodeType])")
+    # scoped to the first canvas: the notebook's second cell shows another one
+    nb.page.wait_for_function(
+        "() => document.querySelector('.vx-root').querySelectorAll('[role=listitem]').length === 6")
+    items = nb.page.eval_on_selector(
+        ".vx-root", "r => [...r.querySelectorAll('[role=listitem]')].map(e => [e.dataset.nodeId, e.dataset.nodeType])")
     assert sorted(map(tuple, items)) == sorted([
         ("load", "LoadImage"), ("invert", "ImageInvert"), ("preview", "PreviewImage"),
         ("preview2", "PreviewImage"), ("add1", "IntAdd"), ("text", "PrimitiveString")])
@@ -207,3 +209,77 @@ def test_a_malformed_update_from_the_page_is_rejected_and_the_graph_stays_intact
     assert kernel(nb, "c.session.relay.rejected") >= rejected + 1
     assert kernel(nb, "g.to_json()") == before
     nb.screenshot("07-malformed-rejected")
+
+
+NODE_RECTS = "(i) => { const h = document.querySelectorAll('.vx-root')[i].__vortex; h.flush();" \
+    " return Object.fromEntries([...h.doc.getMap('nodes').keys()].map((k) => [k, h.nodeRect(k)])); }"
+CANVAS_SIZE = "(i) => { const c = document.querySelectorAll('.vx-root canvas')[i];" \
+    " return [c.width, c.height, Math.round(c.clientWidth * devicePixelRatio), Math.round(c.clientHeight * devicePixelRatio)]; }"
+
+
+def framed_without_overlap(nb: LabPage, index: int) -> dict[str, Any]:
+    rects = nb.page.evaluate(NODE_RECTS, index)
+    box = nb.page.query_selector_all(CANVAS)[index].bounding_box()
+    assert box is not None
+    for a, b in ((a, b) for a in rects for b in rects if a < b):
+        ra, rb = rects[a], rects[b]
+        assert not (ra["x"] < rb["x"] + rb["w"] and rb["x"] < ra["x"] + ra["w"]
+                    and ra["y"] < rb["y"] + rb["h"] and rb["y"] < ra["y"] + ra["h"]), f"{a} overlaps {b}"
+    for node_id, r in rects.items():
+        assert r["x"] >= 0 and r["y"] >= 0, node_id
+        assert r["x"] + r["w"] <= box["width"] + 1 and r["y"] + r["h"] <= box["height"] + 1, node_id
+    return rects
+
+
+def test_a_graph_without_positions_opens_laid_out_and_stays_framed_and_drawn_across_resize_and_theme(
+        nb: LabPage) -> None:
+    root = nb.canvas(1, timeout=30_000)
+    root.scroll_into_view_if_needed()
+    rects = framed_without_overlap(nb, 1)
+    assert rects["4"]["x"] < rects["3"]["x"] < rects["8"]["x"] < rects["9"]["x"]  # loader -> sampler -> decode -> save
+    root.screenshot(path=str(nb.artifacts() / "08-default-graph-laid-out.png"))
+    size = nb.page.viewport_size
+    try:
+        nb.page.set_viewport_size({"width": 760, "height": size["height"]})
+        nb.page.wait_for_timeout(600)
+        root.scroll_into_view_if_needed()
+        framed_without_overlap(nb, 1)  # re-fitted to the narrower canvas, not cut off
+        nb.command("apputils:change-theme", {"theme": "JupyterLab Dark"})
+        nb.page.wait_for_timeout(1500)
+        root.scroll_into_view_if_needed()
+        nb.page.wait_for_timeout(300)
+        w, h, cw, ch = nb.page.evaluate(CANVAS_SIZE, 1)
+        assert (w, h) == (cw, ch), "the canvas backing store must follow its size (a 1x1 store draws blank)"
+        assert nb.hook("h.drawStats().visible", index=1) == 7  # every node of the default graph drawn
+        nb.screenshot("09-narrow-dark-theme")
+    finally:
+        nb.command("apputils:change-theme", {"theme": "JupyterLab Light"})
+        nb.page.set_viewport_size(size)
+    assert nb.console_errors == []
+
+
+def test_the_wheel_is_left_to_the_notebook_over_a_canvas_until_it_is_clicked_then_zooms_it(nb: LabPage) -> None:
+    root = nb.canvas(1)
+    nb.page.evaluate("() => { document.activeElement && document.activeElement.blur();"
+                     " window.__vxWheel = []; window.addEventListener('wheel',"
+                     " (e) => window.__vxWheel.push([e.defaultPrevented, e.target.className]), { passive: true }); }")
+    root.scroll_into_view_if_needed()
+    nb.page.wait_for_timeout(300)  # the previous test's viewport/theme changes re-flow the notebook
+    box = nb.page.query_selector_all(CANVAS)[1].bounding_box()
+    zoom = nb.hook("h.view.zoom", index=1)
+    nb.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    nb.page.mouse.wheel(0, -200)
+    nb.page.wait_for_function("() => window.__vxWheel.length > 0")
+    # default not prevented: the browser scrolls the notebook (it used to zoom the canvas and
+    # trap the page's scrolling); whether JupyterLab then scrolls is not the canvas's business
+    assert nb.page.evaluate("() => window.__vxWheel") == [[False, "vx-canvas"]]
+    assert nb.hook("h.view.zoom", index=1) == zoom
+    # read through the handle: JupyterLab may detach the cell once the notebook scrolled
+    assert "Click the canvas" in root.evaluate("r => r.querySelector('.vx-toast-info').textContent")
+    root.scroll_into_view_if_needed()
+    box = nb.page.query_selector_all(CANVAS)[1].bounding_box()
+    nb.page.mouse.click(box["x"] + 5, box["y"] + box["height"] - 5)  # empty corner: engages the canvas
+    nb.page.mouse.wheel(0, -200)
+    nb.page.wait_for_function("() => window.__vxWheel.length > 1")
+    assert nb.page.evaluate("() => window.__vxWheel")[-1] == [True, "vx-canvas"]
+    assert nb.hook("h.view.zoom", index=1) > zoom

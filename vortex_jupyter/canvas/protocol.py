@@ -12,7 +12,7 @@ Messages ride anywidget custom messages: JSON content tagged by ``"t"``, binary 
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 #: y-websocket framing, first varuint of a ``{"t": "y"}`` buffer.
 Y_MESSAGE_SYNC = 0
@@ -62,6 +62,8 @@ class LogMsg(TypedDict):
 class EventMsg(TypedDict):
     t: Literal["event"]
     event: dict[str, Any]
+    #: true for events of an earlier run replayed to a view that opened later (no toasts)
+    replay: NotRequired[bool]
 
 
 class ImageMsg(TypedDict):
@@ -75,6 +77,8 @@ class ErrorMsg(TypedDict):
     t: Literal["error"]
     code: str
     message: str
+    #: a refused run's validation problems (``Problem.to_dict()``), marked on their nodes
+    problems: NotRequired[list[dict[str, Any]]]
 
 
 class StateMsg(TypedDict):
@@ -91,17 +95,23 @@ def y_msg() -> YMsg:
     return {"t": "y"}
 
 
-def error_msg(message: str, code: str = "VE-600") -> ErrorMsg:
-    return {"t": "error", "code": code, "message": message}
+def error_msg(message: str, code: str = "VE-600", problems: list[dict[str, Any]] | None = None) -> ErrorMsg:
+    msg: ErrorMsg = {"t": "error", "code": code, "message": message}
+    if problems:
+        msg["problems"] = problems
+    return msg
 
 
 def state_msg(running: bool) -> StateMsg:
     return {"t": "state", "running": running}
 
 
-def event_msg(event: dict[str, Any]) -> EventMsg:
+def event_msg(event: dict[str, Any], replay: bool = False) -> EventMsg:
     """An engine event for the views; preview bytes never ride in JSON (they go as images)."""
-    return {"t": "event", "event": {k: v for k, v in event.items() if k != "data"}}
+    msg: EventMsg = {"t": "event", "event": {k: v for k, v in event.items() if k != "data"}}
+    if replay:
+        msg["replay"] = True
+    return msg
 
 
 def image_msg(node: str, final: bool, mime: str) -> ImageMsg:

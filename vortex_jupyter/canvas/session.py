@@ -10,7 +10,9 @@ Policy:
 - Every event of every run of the graph (the canvas's own, or ``g.run()`` from Python)
   arrives through ``graph.on_event`` and goes to ALL views; preview bytes go as
   ``{"t": "image"}`` binary messages, never inside the JSON event or the doc.
-- The last image of each node is kept, so a view that opens later shows the latest results.
+- The last image of each node and the latest run's events (states, failure messages) are
+  kept, so a view that opens later shows the latest results; replayed events carry
+  ``"replay": true`` so that view does not toast old failures.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from typing import Any
 
 from ..errors import VortexError
 from ..graph.model import GraphModel
-from . import protocol
+from . import layout, protocol
+from .protocol import CANVAS_ORIGIN
 from .sync import Relay
-from .ydoc import GraphDoc
+from .ydoc import GraphDoc, default_lookup
 
 Send = Callable[[Any, list[bytes]], None]
 
 _ATTR = "_vx_canvas_session"
+HISTORY_MAX = 50_000  # events kept for late views (a few per node; bounded for huge graphs)
 _FALLBACK: dict[int, CanvasSession] = {}  # graphs that refuse new attributes (__slots__)
 _SESSIONS_LOCK = threading.Lock()
 
@@ -49,13 +53,34 @@ def session_for(graph: Any) -> CanvasSession:
         return session
 
 
+def refusal(exc: BaseException) -> protocol.ErrorMsg:
+    """The message for a run that did not start. Validation problems travel as a list the
+    views mark on their nodes; the toast text stays short (the full list would cover the
+    canvas): a count, then the first problem, preferring one with no node to be shown on
+    (e.g. a cycle)."""
+    code = str(getattr(exc, "code", "VE-000"))
+    problems = list(getattr(exc, "problems", None) or [])
+    if not problems:
+        return protocol.error_msg(f"the run did not start: {exc}", code=code)
+    count = len(problems)
+    text = f"the run did not start: the graph has {count} problem{'s' if count != 1 else ''}, marked on the nodes"
+    first = next((p for p in problems if getattr(p, "node", None) is None), problems[0])
+    text += f"; first: {first}"
+    return protocol.error_msg(text, code=code, problems=[p.to_dict() for p in problems[:500]])
+
+
 class CanvasSession:
     """The doc binding, relay and run control shared by every view of one graph."""
 
     def __init__(self, graph: Any) -> None:
         self.graph = graph
         self.model: GraphModel = graph if isinstance(graph, GraphModel) else graph.model
+        # Graphs built in Python or loaded from API-format JSON have no positions: lay them
+        # out before the doc is made, so no view ever opens on a pile of nodes at (0, 0).
+        self._lookup = default_lookup()
+        layout.layout_unplaced(self.model, self._lookup)
         self.doc = GraphDoc(self.model)
+        self.model.add_listener(self._place_added)
         # echo=True: one widget model may be shown by several browser pages; they share the
         # comm, so an update from one page must come back on it to reach the others (yjs
         # ignores updates it already has).
@@ -63,6 +88,8 @@ class CanvasSession:
         self.run: Any = None
         self.running = False
         self.images: dict[str, tuple[str, bool, bytes]] = {}  # node -> (mime, final, data)
+        #: the latest run's events (no previews/progress), replayed to views that open later
+        self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         on_event = getattr(graph, "on_event", None)
         if callable(on_event):
@@ -80,6 +107,10 @@ class CanvasSession:
         self.relay.hello(view_id)
         send = self.relay.views[view_id]
         send(dict(protocol.state_msg(self.running)), [])
+        # Node states and failure messages of the latest run, then the images (a replayed
+        # run_started clears the view's output strip, so images must come after it).
+        for event in list(self.history):
+            send(dict(protocol.event_msg(event, replay=True)), [])
         for node, (mime, final, data) in list(self.images.items()):
             send(dict(protocol.image_msg(node, final, mime)), [data])
 
@@ -102,7 +133,7 @@ class CanvasSession:
             try:
                 self.run = start(outputs=outputs) if outputs else start()
             except VortexError as exc:  # e.g. validation problems: shown as a toast
-                reply(dict(protocol.error_msg(str(exc), code=exc.code)), [])
+                reply(dict(refusal(exc)), [])
                 return
         self._set_running(True)
         threading.Thread(target=self._watch, args=(self.run,), name="vortex-canvas-watch", daemon=True).start()
@@ -112,8 +143,7 @@ class CanvasSession:
         try:
             run.wait()
         except BaseException as exc:
-            code = getattr(exc, "code", "VE-000")
-            self.broadcast(protocol.error_msg(f"the run did not start: {exc}", code=str(code)))
+            self.broadcast(refusal(exc))
         if self.run is run:
             self._set_running(False)
 
@@ -132,7 +162,10 @@ class CanvasSession:
         data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
         kind = data.get("kind")
         if kind == "run_started":
+            self.history = []
             self._set_running(True)
+        if kind not in ("node_preview", "node_progress") and len(self.history) < HISTORY_MAX:
+            self.history.append({k: v for k, v in data.items() if k != "data"})
         if kind == "node_preview" and data.get("data"):
             node, final, mime = str(data.get("node")), bool(data.get("final")), str(data.get("mime", "image/png"))
             self.images[node] = (mime, final, bytes(data["data"]))
@@ -141,7 +174,14 @@ class CanvasSession:
         if kind == "run_finished":
             self._set_running(False)
 
+    def _place_added(self, change: Any) -> None:
+        """A node added from Python (``g.add``) on an occupied spot goes right of the rest."""
+        if change.kind == "node_added" and change.origin != CANVAS_ORIGIN:
+            layout.place_new(self.model, change.node, self._lookup)
+
     def close(self) -> None:
+        if self._place_added in self.model._listeners:
+            self.model.remove_listener(self._place_added)
         off = getattr(self.graph, "off_event", None)
         if callable(off):
             off(self._on_event)

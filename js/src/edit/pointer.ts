@@ -197,18 +197,39 @@ export class PointerInput {
     else if (hit.kind === "none") this.h.openAddPalette(sx, sy);
   }
 
-  /** Ctrl+wheel (trackpad pinch) and mouse wheel zoom; two-finger trackpad scroll pans. */
-  wheel(e: WheelEvent): void {
+  /**
+   * Ctrl+wheel (trackpad pinch) and mouse wheel zoom; two-finger trackpad scroll pans; but
+   * a canvas the user has not clicked into leaves the wheel to the notebook (see wheelMode).
+   * Returns whether the canvas took the event.
+   */
+  wheel(e: WheelEvent, engaged: boolean): boolean {
+    const mode = wheelMode(e, engaged);
+    if (mode === "page") return false;
     e.preventDefault();
     const [sx, sy] = this.local(e);
     const v = this.h.r.view;
-    const trackpadPan = !e.ctrlKey && e.deltaMode === 0 && (e.deltaX !== 0 || Math.abs(e.deltaY) < 40);
-    if (trackpadPan) {
+    if (mode === "pan") {
       this.h.r.setView({ zoom: v.zoom, panX: v.panX - e.deltaX, panY: v.panY - e.deltaY });
-      return;
+      return true;
     }
     const unit = e.deltaMode === 1 ? 16 : e.deltaMode === 2 ? 400 : 1;
     const k = e.ctrlKey ? 0.01 : 0.0025;
     this.h.r.setView(zoomAt(v, Math.exp(-e.deltaY * unit * k), sx, sy));
+    return true;
   }
+}
+
+/**
+ * What a wheel event over the canvas does. A canvas in a notebook must not trap the page's
+ * scrolling: until the user clicks into it (`engaged`: focus inside the widget) a plain wheel
+ * scrolls the notebook ("page"); Ctrl+wheel / pinch always zooms. Once engaged, a mouse wheel
+ * zooms and a two-finger trackpad scroll pans.
+ */
+export function wheelMode(
+  e: { ctrlKey: boolean; deltaMode: number; deltaX: number; deltaY: number }, engaged: boolean,
+): "page" | "pan" | "zoom" {
+  if (e.ctrlKey) return "zoom";
+  if (!engaged) return "page";
+  const trackpadPan = e.deltaMode === 0 && (e.deltaX !== 0 || Math.abs(e.deltaY) < 40);
+  return trackpadPan ? "pan" : "zoom";
 }

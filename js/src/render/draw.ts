@@ -11,6 +11,10 @@ import { STATE_COLORS, type RunState } from "../runstate";
 import { PORT_R, PREVIEW_H, ROW_H, TITLE_H, type NodeView } from "./layout";
 import type { Rect } from "./spatial";
 import type { Lod } from "./view";
+import { clipText, nodeErrorText, widgetText, wrapText } from "./text";
+
+const ERROR_LINES = 3;
+const ERROR_LINE_H = 14;
 
 const TYPE_COLORS: Record<string, string> = {
   MODEL: "#b39ddb", CLIP: "#ffd54f", VAE: "#ef9a9a", CONDITIONING: "#ffa726",
@@ -182,20 +186,21 @@ export function drawNodeFull(d: DrawCtx, n: NodeView): void {
     const w = ctx.measureText(o.name).width;
     ctx.fillText(o.name, n.x + n.w - 10 - w, n.y + o.y + 4);
   }
-  for (const p of n.inputs) if (p.widget) drawWidgetRow(ctx, n, p.name, p.y, d.linked(n.id, p.name));
+  for (const p of n.inputs) if (p.widget) drawWidgetRow(ctx, n, p.name, p.y, d.linked(n.id, p.name), p.spec?.default);
   drawNodeExtras(d, n);
 }
 
-function drawWidgetRow(ctx: CanvasRenderingContext2D, n: NodeView, name: string, cy: number, linked: boolean): void {
+function drawWidgetRow(
+  ctx: CanvasRenderingContext2D, n: NodeView, name: string, cy: number, linked: boolean, fallback: unknown,
+): void {
   const x = n.x + 12, y = n.y + cy - ROW_H / 2 + 2, w = n.w - 24;
   ctx.fillStyle = "#1f222a";
   ctx.fillRect(x, y, w, ROW_H - 4);
   ctx.fillStyle = "#9aa1b0";
   ctx.fillText(name, x + 6, y + 12);
-  const v = n.params[name];
-  const text = linked ? "(linked)" : v === undefined ? "—" : typeof v === "boolean" ? (v ? "true" : "false") : String(v);
-  ctx.fillStyle = "#e8e8e8";
-  const shown = clip(ctx, text.replace(/\s+/g, " "), w / 2);
+  const { text, dim } = widgetText(n.params[name], linked, fallback);
+  ctx.fillStyle = dim ? "#8a909c" : "#e8e8e8";
+  const shown = clip(ctx, text, w / 2);
   ctx.fillText(shown, x + w - 6 - ctx.measureText(shown).width, y + 12);
 }
 
@@ -209,13 +214,17 @@ function drawNodeExtras(d: DrawCtx, n: NodeView): void {
     ctx.drawImage(img, n.x + 4 + (boxW - w) / 2, top + (boxH - h) / 2, w, h);
   }
   const err = d.run.errors.get(n.id);
-  if (err) {
-    ctx.fillStyle = "#b8383b";
-    ctx.fillRect(n.x, n.y + n.h, n.w, 18);
-    ctx.fillStyle = "#fff";
-    ctx.font = "11px sans-serif";
-    ctx.fillText(clip(ctx, err, n.w - 8), n.x + 4, n.y + n.h + 13);
-  }
+  if (err) drawError(ctx, n, err);
+}
+
+/** The failure banner under a node: wrapped (up to 3 lines) so the cause stays readable. */
+function drawError(ctx: CanvasRenderingContext2D, n: NodeView, err: string): void {
+  ctx.font = "11px sans-serif";
+  const lines = wrapText(nodeErrorText(err), n.w - 8, (t) => ctx.measureText(t).width, ERROR_LINES);
+  ctx.fillStyle = "#b8383b";
+  ctx.fillRect(n.x, n.y + n.h, n.w, lines.length * ERROR_LINE_H + 5);
+  ctx.fillStyle = "#fff";
+  lines.forEach((line, i) => ctx.fillText(line, n.x + 4, n.y + n.h + 13 + i * ERROR_LINE_H));
 }
 
 function dot(ctx: CanvasRenderingContext2D, x: number, y: number, color: string): void {
@@ -227,12 +236,5 @@ function dot(ctx: CanvasRenderingContext2D, x: number, y: number, color: string)
 
 /** Truncates text with an ellipsis to fit `max` px. */
 export function clip(ctx: CanvasRenderingContext2D, text: string, max: number): string {
-  if (ctx.measureText(text).width <= max) return text;
-  let lo = 0, hi = text.length;
-  while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (ctx.measureText(text.slice(0, mid) + "…").width <= max) lo = mid;
-    else hi = mid - 1;
-  }
-  return text.slice(0, lo) + "…";
+  return clipText(text, max, (t) => ctx.measureText(t).width);
 }

@@ -15,6 +15,16 @@ export const PAD = 6;
 export const MIN_W = 180;
 export const PREVIEW_H = 140;
 export const PORT_R = 5;
+/** Widest a node grows on its own to fit its type's title (graph units). */
+export const MAX_AUTO_W = 300;
+
+/**
+ * Width that shows a title in full: bold 13px sans averages under 7.5 px a character, plus
+ * the title's 8 px inset each side. Twin of `vortex_jupyter/canvas/layout.py`.
+ */
+export function titleWidth(title: string): number {
+  return Math.min(MAX_AUTO_W, Math.ceil(title.length * 7.5) + 16);
+}
 
 export interface InPort { name: string; type: string; widget: boolean; spec?: PortSpecJson; x: number; y: number }
 export interface OutPort { name: string; type: string; x: number; y: number }
@@ -76,7 +86,7 @@ function buildShape(d: NodeData, spec: NodeSpecJson | undefined, hasPreview: boo
   let h = widgetTop + widgets.length * ROW_H + PAD;
   if (hasPreview) h += PREVIEW_H;
   h = Math.max(h, d.h ?? 0, TITLE_H + ROW_H);
-  const w = Math.max(d.w ?? 0, MIN_W);
+  const w = Math.max(d.w ?? 0, MIN_W, titleWidth(spec?.display_name || d.type));
   const rowY = (i: number): number => TITLE_H + PAD + i * ROW_H + ROW_H / 2;
   const inputs: InPort[] = links.map((p, i) => ({ name: p.name, type: p.type, widget: false, spec: p, x: 0, y: rowY(i) }));
   widgets.forEach((p, i) => inputs.push({

@@ -22,6 +22,8 @@ export interface Overlay {
   remote?: Map<string, string>;
 }
 
+export const EMPTY_HINT = "Empty graph: double-click here or press + Node to add a node";
+
 export class Renderer {
   readonly ctx: CanvasRenderingContext2D;
   view: Viewport = { zoom: 1, panX: 0, panY: 0 };
@@ -34,6 +36,8 @@ export class Renderer {
   frames = 0;
   lastDrawMs = 0;
   lastDrawAt = 0;
+  /** Set once synced: before that an empty scene only means "not loaded yet". */
+  emptyHint = false;
   private raf = 0;
   private afterDraw = new Set<() => void>();
 
@@ -61,9 +65,23 @@ export class Renderer {
     });
   }
 
-  /** Matches the backing store to the element size and devicePixelRatio. */
+  /**
+   * Whether the canvas has no layout box now: JupyterLab hides notebook outputs it does not
+   * render (windowing, content-visibility, a collapsed cell, a theme switch re-layout), and a
+   * hidden canvas measures 0 x 0.
+   */
+  hidden(): boolean {
+    return this.canvas.clientWidth === 0 || this.canvas.clientHeight === 0;
+  }
+
+  /**
+   * Matches the backing store to the element size and devicePixelRatio. While hidden it keeps
+   * the last size: shrinking the backing store to 1 x 1 then left a blank canvas once shown
+   * again, because nothing invalidates a canvas whose CSS size did not change.
+   */
   resize(): boolean {
-    const dpr = window.devicePixelRatio || 1;
+    if (this.hidden()) return false;
+    const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
     const w = this.canvas.clientWidth, h = this.canvas.clientHeight;
     const bw = Math.max(1, Math.round(w * dpr)), bh = Math.max(1, Math.round(h * dpr));
     this.width = w;
@@ -75,10 +93,12 @@ export class Renderer {
   }
 
   draw(): void {
+    // Drawn again when shown (the app's IntersectionObserver/ResizeObserver invalidate).
+    if (this.hidden()) return;
     const t0 = performance.now();
     this.resize();
     const { ctx, view, scene } = this;
-    const dpr = window.devicePixelRatio || 1;
+    const dpr = (typeof window !== "undefined" && window.devicePixelRatio) || 1;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.fillStyle = "#1b1d23";
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
@@ -100,10 +120,22 @@ export class Renderer {
       for (const n of this.visible) (lod === 2 ? drawNodeFull : drawNodeFrame)(d, n);
     }
     this.drawOverlay(d);
+    if (this.emptyHint && scene.nodes.size === 0 && scene.groups.size === 0) this.drawEmptyHint(dpr);
     this.frames++;
     this.lastDrawAt = performance.now();
     this.lastDrawMs = this.lastDrawAt - t0;
     for (const fn of this.afterDraw) fn();
+  }
+
+  /** An empty graph says how to start instead of showing a blank dark box. */
+  private drawEmptyHint(dpr: number): void {
+    const { ctx } = this;
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = "#8a909c";
+    ctx.font = "14px sans-serif";
+    ctx.textAlign = "center";
+    ctx.fillText(EMPTY_HINT, this.width / 2, this.height / 2);
+    ctx.textAlign = "start";
   }
 
   private drawOverlay(d: DrawCtx): void {

@@ -24,6 +24,11 @@ const BUTTONS: Array<[keyof ToolbarActions, string, string]> = [
   ["commands", "⌘K", "Command palette (Ctrl+K)"],
 ];
 
+/** "⌘K" means nothing off a Mac: name the key the platform actually uses. */
+export function commandsLabel(platform: string): [label: string, title: string] {
+  return /mac|iphone|ipad/i.test(platform) ? ["⌘K", "Command palette (⌘K)"] : ["Ctrl+K", "Command palette (Ctrl+K)"];
+}
+
 export class Toolbar {
   readonly el: HTMLDivElement;
   readonly status: HTMLSpanElement;
@@ -33,7 +38,9 @@ export class Toolbar {
     this.el = document.createElement("div");
     this.el.className = "vx-toolbar";
     this.el.setAttribute("role", "toolbar");
-    for (const [name, label, title] of BUTTONS) {
+    const platform = typeof navigator === "undefined" ? "" : navigator.platform || navigator.userAgent;
+    for (const [name, plainLabel, plainTitle] of BUTTONS) {
+      const [label, title] = name === "commands" ? commandsLabel(platform) : [plainLabel, plainTitle];
       const b = document.createElement("button");
       b.type = "button";
       b.className = `vx-btn vx-btn-${name}`;
