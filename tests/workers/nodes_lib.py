@@ -57,6 +57,17 @@ def opaque():
     return (object(),)
 
 
+class ModelHandle:
+    """Stands for a loaded model: it cannot leave its worker."""
+
+    def __repr__(self):
+        return "ModelHandle(tiny)"
+
+
+def model():
+    return (ModelHandle(),)
+
+
 def total(x):
     return (float(np.asarray(x).sum()),)
 
@@ -67,6 +78,19 @@ def address(x):
 
 def raises(a):
     raise ValueError(f"bad value {a}: expected something else")
+
+
+def saves_under(root, name):
+    """What SaveImage does with its filename prefix: a traversal is a PathError (VE-700)."""
+    from vortex_jupyter.nodes.paths import safe_join
+
+    return (str(safe_join(root, name)),)
+
+
+def missing_checkpoint(name):
+    from vortex_jupyter.errors import ModelError
+
+    raise ModelError(f"checkpoint {name!r} not found", hint="put it in models/checkpoints")
 
 
 def segfault(a):

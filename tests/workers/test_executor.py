@@ -221,3 +221,21 @@ def test_no_orphan_process_or_segment_survives_the_kernel(how):
         time.sleep(0.05)
     alive = [x for x in pids if psutil.pid_exists(int(x)) and psutil.Process(int(x)).status() != "zombie"]
     assert alive == [] and shm_names(prefix) == []
+
+
+@pytest.mark.parametrize("var", ["VORTEX_RAM_BUDGET", "VORTEX_VRAM_BUDGET"])
+def test_a_bad_memory_budget_is_one_clear_error_when_the_pool_starts(monkeypatch, var):
+    from vortex_jupyter.errors import VortexError
+    from vortex_jupyter.workers.pool import WorkerPool
+    from vortex_jupyter.workers.supervisor import PoolConfig
+
+    from .conftest import FAST
+
+    monkeypatch.setenv(var, "2XB")
+    with pytest.raises(VortexError, match=f"{var} = '2XB' is not a memory size") as err:
+        WorkerPool(PoolConfig(**FAST))  # before any worker starts or any node runs
+    assert "'2GiB'" in str(err.value) and "number of bytes" in str(err.value)
+    monkeypatch.setenv(var, " 1.5GiB ")
+    from vortex_jupyter.workers.arbiter import env_budgets
+
+    assert env_budgets()["cpu" if var == "VORTEX_RAM_BUDGET" else "cuda"] == int(1.5 * 2**30)

@@ -3,14 +3,16 @@ what happened, keeps the other results, and leaves a pool that runs the next bat
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 
 from vortex_jupyter.engine.executor import CancelToken
+from vortex_jupyter.workers.pool import WorkerExecutor
 
 from . import nodes_lib as n
-from .conftest import ref, run, shm_names, task
+from .conftest import Recorder, ref, run, shm_names, task
 
 
 def _independent_and_next_run_ok(ex, rec) -> None:
@@ -29,6 +31,24 @@ def test_a_node_that_raises_fails_with_the_workers_traceback(ex):
     assert "node 'bad' (raises) raised ValueError: bad value 5" in failed.message
     assert "nodes_lib.py" in failed.traceback and "in raises" in failed.traceback
     assert rec.failed("child").code == "VE-505" and "'bad' failed" in rec.failed("child").message
+    _independent_and_next_run_ok(ex, rec)
+
+
+@pytest.mark.parametrize("fn, args, code", [
+    (n.saves_under, {"root": "/tmp", "name": "../etc/x.png"}, "VE-700"),
+    (n.missing_checkpoint, {"name": "sd15.safetensors"}, "VE-800"),
+])
+def test_a_vortex_error_keeps_its_code_message_and_fix_as_inline(ex, fn, args, code):
+    from vortex_jupyter.engine.inprocess import InProcessExecutor
+
+    inline = Recorder()
+    InProcessExecutor().execute([task("bad", fn, **args)], inline.callbacks, CancelToken())
+    rec = run(ex, [task("bad", fn, **args), task("indep", n.const, value=42)])
+    worker, local = rec.failed("bad"), inline.failed("bad")
+    assert worker.code == local.code == code
+    assert worker.message == local.message and worker.error_type == local.error_type
+    assert "raised" not in worker.message and "[VE-" not in worker.message
+    assert "fix: " in worker.message and fn.__name__ in (worker.traceback or "")
     _independent_and_next_run_ok(ex, rec)
 
 
@@ -60,6 +80,53 @@ def test_a_node_past_its_timeout_is_interrupted_and_the_worker_survives(ex, pool
     assert failed.code == "VE-501" and "did not finish within 0.3 s and was stopped" in failed.message
     assert pool.worker(0).pid == pid  # a polite stop: no respawn needed
     _independent_and_next_run_ok(ex, rec)
+
+
+def test_a_lone_node_that_stops_when_its_timeout_passes_keeps_its_worker(ex, pool):
+    """The last (here: only) node of a batch: no next task moves the kernel's watch on, and the
+    expired deadline once kept the batch loop from reading the worker's polite VE-501."""
+    pid = pool.worker(0).pid
+    rec = run(ex, [task("slow", n.sleeps, timeout=0.3, seconds=30)])
+    failed = rec.failed("slow")
+    assert failed.code == "VE-501" and "did not finish within 0.3 s and was stopped" in failed.message
+    assert pool.worker(0).pid == pid
+    again = run(ex, [task("quick", n.sleeps, timeout=0.3, seconds=0.05)])
+    assert ex.fetch(again.results["quick"][0]) == 0.05
+
+
+def test_a_timeout_counts_from_when_the_worker_starts_the_node_not_from_the_send(make_pool, tmp_path,
+                                                                                  monkeypatch):
+    """A fresh or respawned worker imports its late_preload before it takes a batch up; the
+    run after a timeout (on the respawned worker) must not fail a quick node for that wait."""
+    (tmp_path / "vx_slow_preload.py").write_text("import time\ntime.sleep(1.5)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))  # inherited by spawned workers
+    pool = make_pool(use_forkserver=False, late_preload=("vx_slow_preload",), kill_grace=0.5)
+    ex = WorkerExecutor(pool)
+    first = run(ex, [task("deaf", n.hangs_deaf, timeout=0.5, seconds=30)])
+    assert first.failed("deaf").code == "VE-501"
+    assert "did not stop when asked; its worker was killed" in first.failed("deaf").message
+    pool.worker(0)  # the respawned worker is up ...
+    time.sleep(0.3)  # ... and busy with its 1.5 s import when the next batch arrives
+    again = run(ex, [task("quick", n.sleeps, timeout=0.5, seconds=0.2)])
+    assert "quick" in again.finished(), again.events
+    assert ex.fetch(again.results["quick"][0]) == 0.2
+
+
+def test_a_run_cancelled_while_its_worker_still_imports_is_cancelled_without_a_kill(make_pool, tmp_path,
+                                                                                      monkeypatch):
+    (tmp_path / "vx_slow_preload2.py").write_text("import time\ntime.sleep(1.5)\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    pool = make_pool(use_forkserver=False, late_preload=("vx_slow_preload2",), kill_grace=10.0)
+    ex = WorkerExecutor(pool)
+    pid = pool.worker(0).pid
+    time.sleep(0.3)  # the worker is inside its import
+    cancel = CancelToken()
+    threading.Timer(0.2, cancel.cancel).start()
+    t0 = time.monotonic()
+    rec = run(ex, [task("slow", n.sleeps, seconds=30), task("after", n.const, value=1)], cancel)
+    assert time.monotonic() - t0 < 5  # not the 10 s grace, not the 30 s node
+    assert rec.failed("slow").code == rec.failed("after").code == "VE-504"
+    assert pool.worker(0).pid == pid  # the cancel was honoured, nobody was killed
 
 
 def test_a_node_that_ignores_its_timeout_gets_its_worker_killed(make_pool):

@@ -26,7 +26,7 @@ SAMPLES = [
     p.Preview(1, "n", "image/png", b"\x89PNG", True),
     p.Finished(1, "n", "k", [["v", 3], ["h", "ndarray", 400]], {"images": []}, 0.25),
     p.Failed(1, "n", "k", "VE-500", "ValueError", "boom", "Traceback..."), p.BatchDone(1),
-    p.Fetched(3, {"a": [1, 2]}, None), p.DefineNodes([["id", b"payload"]]),
+    p.Fetched(3, {"a": [1, 2]}, None), p.DefineNodes([["id", b"payload", {"f:1": "/x.py"}]], ["/src"]),
     p.Execute(2, [["n", "k", "id", {"a": ["lit", 1]}, 0.0]], True), p.Cancel(2, "", "cancel"),
     p.Fetch(3, "k", 0), p.Release(["k"]), p.Shutdown("bye"), p.Spawn("0g1", {"uid": "0g1"}),
     p.Spawned("0g1", 42), p.Exited(42, 11),

@@ -124,6 +124,21 @@ def test_objects_that_cannot_leave_the_worker_come_back_as_placeholders(ex):
     assert isinstance(value, WorkerObject) and value.type == "builtins.object"
 
 
+def test_a_placeholder_is_named_after_the_real_type_in_reprs_and_the_cli(ex):
+    import pickle
+
+    from vortex_jupyter.cli import _short
+
+    rec = run(ex, [task("m", n.model)])
+    ref = rec.results["m"][0]
+    value = ex.fetch(ref)
+    assert isinstance(value, WorkerObject) and type(value).__name__ == "ModelHandle"
+    assert value.type.endswith("nodes_lib.ModelHandle") and "ModelHandle(tiny)" in repr(value)
+    assert _short([value]) == "ModelHandle" and "ModelHandle" in repr(ref)
+    again = pickle.loads(pickle.dumps(value))
+    assert again == value and type(again) is type(value)
+
+
 def test_an_output_is_freed_in_the_worker_only_after_release_and_its_last_view(ex, pool):
     from vortex_jupyter.workers import protocol as p
 

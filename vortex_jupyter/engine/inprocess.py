@@ -14,8 +14,9 @@ Policy:
   ``SystemExit`` from node code is a failure like any other (the kernel lives on); a
   ``KeyboardInterrupt`` (Jupyter's interrupt button) fails the node with VE-504 and cancels
   the rest of the run, which then returns normally with what finished.
-- A ``NodeContext`` is installed per task: progress and previews become events (arrays are
-  encoded to PNG with Pillow), ``raise_if_cancelled`` sees the run's cancel token.
+- A ``NodeContext`` is installed per task: progress and previews become events (encoded to
+  PNG by ``nodes.images.encode_image``, the encoder the workers use too; they send step
+  previews as JPEG), ``raise_if_cancelled`` sees the run's cancel token.
 - Timeouts are cooperative here (a thread cannot be killed): after the deadline
   ``ctx.cancelled`` is true and ``raise_if_cancelled`` raises VE-501; a result that arrives
   late is discarded as a timeout. The worker pool enforces timeouts for real.
@@ -23,7 +24,6 @@ Policy:
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 import traceback
@@ -32,11 +32,12 @@ from typing import Any
 
 from ..errors import NodeTimeoutError, RunCancelledError, VortexError
 from ..nodes import context as node_context
+from ..nodes.images import encode_image
 from ..nodes.spec import NodeResult
 from .events import NodeFailed, NodeFinished, NodePreview, NodeProgress, NodeStarted
 from .executor import BatchCallbacks, CancelToken, Lit, Ref, Task
 
-__all__ = ["InProcessExecutor", "encode_preview"]
+__all__ = ["InProcessExecutor", "encode_preview", "failure_message"]
 
 _perf = time.perf_counter
 
@@ -81,50 +82,30 @@ class _Context(node_context.NodeContext):
 
     def preview(self, image: Any, *, final: bool = False) -> None:
         if not (final or self._detail):
-            return  # nobody watches step previews: skip the PNG encoding
-        mime, data = encode_preview(image)
+            return  # nobody watches step previews: skip the encoding
+        mime, data = encode_image(image)  # PNG even for steps: the inline executor's contract
         self._emit(NodePreview(self._run_id, self.node_id or "", mime, data, final))
 
 
-def encode_preview(image: Any) -> tuple[str, bytes]:
-    """(mime, bytes) of a preview: PNG/JPEG bytes pass through; arrays and PIL images -> PNG.
-
-    Arrays may be HxW, HxWxC or BxHxWxC (the first image is shown), uint8 or float in [0, 1].
-    """
-    if isinstance(image, (bytes, bytearray)):
-        data = bytes(image)
-        return ("image/jpeg" if data[:2] == b"\xff\xd8" else "image/png"), data
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        image = Image.fromarray(_to_uint8(image))
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1)
-    return "image/png", buf.getvalue()
+def encode_preview(image: Any, final: bool = True) -> tuple[str, bytes]:
+    """(mime, bytes) of a preview; see ``nodes.images.encode_image`` (shared with the workers)."""
+    return encode_image(image, final)
 
 
-def _to_uint8(image: Any) -> Any:
-    import numpy as np
-
-    arr = np.asarray(image)
-    while arr.ndim > 3:
-        arr = arr[0]
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.dtype != np.uint8:
-        arr = (np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+def failure_message(node_id: str, node_type: str, exc: BaseException) -> tuple[str, str]:
+    """``(code, message)`` of a node that raised ``exc``; the worker runner uses it too, so a
+    node fails alike inline and in a worker. A ``VortexError`` keeps its own code and its fix
+    (the event has no hint field: the fix goes in the text); anything else is VE-500."""
+    if isinstance(exc, VortexError):
+        message = f"node {node_id!r} ({node_type}) failed: {exc.message}"
+        return exc.code, message + (f" (fix: {exc.hint})" if exc.hint else "")
+    return "VE-500", f"node {node_id!r} ({node_type}) raised {type(exc).__name__}: {exc}"
 
 
 def _failure(task: Task, exc: BaseException) -> NodeFailed:
-    code = exc.code if isinstance(exc, VortexError) else "VE-500"
-    message = exc.message if isinstance(exc, VortexError) else f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, VortexError) and exc.hint:  # the event has no hint field: keep the fix in the text
-        message += f" (fix: {exc.hint})"
+    code, message = failure_message(task.node_id, task.spec.type, exc)
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return NodeFailed(task.run_id, task.node_id, code,
-                      f"node {task.node_id!r} ({task.spec.type}) failed: {message}",
-                      type(exc).__name__, tb)
+    return NodeFailed(task.run_id, task.node_id, code, message, type(exc).__name__, tb)
 
 
 def _normalize(task: Task, result: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -40,9 +40,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from ..errors import NodeOutOfMemoryError
+from ..errors import NodeOutOfMemoryError, VortexError
 
-__all__ = ["MemoryArbiter", "format_bytes", "get_arbiter", "parse_bytes"]
+__all__ = ["MemoryArbiter", "env_budgets", "format_bytes", "get_arbiter", "parse_bytes"]
 
 T = TypeVar("T")
 
@@ -70,10 +70,29 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"
 
 
+def env_budgets() -> dict[str, int]:
+    """The budgets set in the env (``VORTEX_RAM_BUDGET``, ``VORTEX_VRAM_BUDGET``); a bad value is
+    one ``VortexError`` naming the variable and the accepted forms. The pool calls this when it
+    starts, so a typo fails the run once, up front, not every node that loads a model."""
+    budgets = {}
+    for device, name in _ENV.items():
+        raw = os.environ.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            budgets[device] = parse_bytes(raw)
+        except ValueError:
+            raise VortexError(f"{name} = {raw!r} is not a memory size",
+                              hint=f"set {name} to a number of bytes or a size such as '2GiB', '512MiB' "
+                              "or '1.5GB' (units B, KB/KiB, MB/MiB, GB/GiB, TB/TiB), or unset it for "
+                              "the default") from None
+    return budgets
+
+
 def _default_budget(device: str) -> int:
-    env = os.environ.get(_ENV.get(device, ""), "")
-    if env:
-        return parse_bytes(env)
+    env = env_budgets().get(device)
+    if env is not None:
+        return env
     if device == "cuda":
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():

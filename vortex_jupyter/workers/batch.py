@@ -247,13 +247,13 @@ class _Batch:
     def _follow(self, w: WorkerProcess, bid: int, tasks: list[Task], watch: _Watch, sent: bool) -> None:
         """Turn the worker's reports of batch ``bid`` into engine events until it is done or dies."""
         self._started(tasks[0])
-        watch.start(0, _timeout(tasks[0]))
+        watch.index = 0  # its clock starts when the worker starts it (see _Watch)
         events, n, i = w.events, len(tasks), 0  # tasks[:i] are reported
         while sent:
             msg = events.popleft() if events else w.next_event(watch.wait_time())
             if time.monotonic() >= watch.next_check:  # also while events stream in
                 j = self._running(w, bid, i, n)
-                if j != watch.index:
+                if (j != watch.index or not watch.begun) and (i > 0 or self._begun(w, bid)):
                     watch.start(j, _timeout(tasks[j]))
                 watch.check(self.cancel.cancelled, tasks[watch.index].node_id)
             kind = type(msg)
@@ -294,6 +294,12 @@ class _Batch:
             self.emit(NodeProgress(run_id, msg.node, msg.value, msg.total, msg.text))
         elif isinstance(msg, p.Preview) and (self.detail or msg.final):
             self.emit(NodePreview(run_id, msg.node, msg.mime, msg.data, msg.final))
+
+    @staticmethod
+    def _begun(w: WorkerProcess, bid: int) -> bool:
+        """Whether the worker's main thread has taken batch ``bid`` up (it may still be busy
+        with a ``late_preload`` import, e.g. a respawned worker's, while the batch waits)."""
+        return w.running()[0] == bid or not w.has_status
 
     @staticmethod
     def _running(w: WorkerProcess, bid: int, reported: int, n: int) -> int:
@@ -357,11 +363,19 @@ class _InputLost(Exception):
 
 
 class _Watch:
-    """Deadlines of one segment: the running node's timeout and the kill escalation."""
+    """Deadlines of one segment: the running node's timeout and the kill escalation.
+
+    A node's timeout counts from when the worker starts it, not from when the kernel sent
+    the batch: a worker still importing its ``late_preload`` (a fresh or respawned one) leaves
+    the batch waiting, and the node must not pay that wait. (It once did: the run after a
+    timeout went to the respawned worker, whose imports took longer than the node's timeout,
+    and a 0.2 s node was killed for "not stopping when asked" a Cancel sent before it began.)"""
 
     def __init__(self, w: WorkerProcess, batch: int, grace: float) -> None:
         self.w, self.batch, self.grace = w, batch, grace
         self.index = -1
+        #: the worker has started ``index`` (its deadline is set)
+        self.begun = False
         self.next_check = 0.0
         self.deadline: float | None = None
         self.kill_at: float | None = None
@@ -371,14 +385,18 @@ class _Watch:
 
     def start(self, index: int, timeout: float | None) -> None:
         """Task ``index`` started (as far as the kernel can tell, within a poll interval)."""
-        self.index = index
+        self.index, self.begun = index, True
         self.deadline = None if not timeout else time.monotonic() + timeout
         if not self.cancel_sent:
             self.kill_at, self.timed_out = None, False
 
     def wait_time(self) -> float:
+        """How long the batch loop may wait for a report: until the next deadline, at most 50 ms.
+        A deadline that already fired does not count: it made this 0 until the kill, so the
+        loop never read the socket and a node that stopped politely was killed anyway."""
         now = time.monotonic()
-        nxt = min([t for t in (self.deadline, self.kill_at) if t is not None], default=now + 0.05)
+        deadline = None if self.timed_out else self.deadline
+        nxt = min([t for t in (deadline, self.kill_at) if t is not None], default=now + 0.05)
         return max(0.0, min(nxt - now, 0.05))
 
     def check(self, cancelled: bool, node: str) -> None:

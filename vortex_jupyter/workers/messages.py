@@ -177,11 +177,15 @@ class Ping(Message):
 @_message
 @dataclass(frozen=True, slots=True)
 class DefineNodes(Message):
-    """``specs``: ``[[spec_id, cloudpickle(NodeSpec)], ...]`` (importable functions pickle by
-    reference, i.e. ``module:qualname``; ``__main__`` functions by value)."""
+    """``specs``: ``[[spec_id, cloudpickle(NodeSpec), {"qualname:line": file}], ...]``
+    (importable functions pickle by reference, i.e. ``module:qualname``; ``__main__`` functions
+    by value, with their source file names beside them: see ``codefiles``). ``path``: the
+    kernel's ``sys.path`` (``""`` made absolute), which the worker puts first in its own, so a
+    module next to the kernel's script or notebook imports in the worker too."""
 
     tag: ClassVar[str] = "define"
     specs: list
+    path: list
 
 
 @_message

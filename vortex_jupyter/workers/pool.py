@@ -24,6 +24,8 @@ Responsibilities:
 from __future__ import annotations
 
 import atexit
+import os
+import sys
 import threading
 import weakref
 from collections.abc import Sequence
@@ -37,6 +39,8 @@ from ..engine.executor import BatchCallbacks, CancelToken, Task
 from ..errors import WorkerCrashedError
 from ..nodes.spec import NodeSpec
 from . import protocol as p
+from .arbiter import env_budgets
+from .codefiles import code_files
 from .process import WorkerProcess
 from .shm import Attachments
 from .supervisor import PoolConfig, Supervisor
@@ -45,7 +49,12 @@ from .tensors import TensorHandle, to_torch, wrap
 
 @dataclass(frozen=True)
 class WorkerObject:
-    """An output that cannot leave its worker (a model, a tokenizer...): what it is, not it."""
+    """An output that cannot leave its worker (a model, a tokenizer...): what it is, not it.
+
+    ``type`` is the real type's ``module.qualname``. ``worker_object`` makes instances of a
+    subclass *named* like the real type (e.g. ``ModelHandle``), so whatever shows
+    ``type(value).__name__`` (the CLI's timings table, a notebook's repr) names the model,
+    not "WorkerObject"; ``isinstance(value, WorkerObject)`` still holds."""
 
     type: str
     repr: str
@@ -53,6 +62,25 @@ class WorkerObject:
 
     def __repr__(self) -> str:
         return f"<{self.type} in a vortex worker: {self.repr}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # the named subclasses are not importable by name
+        return worker_object, (self.type, self.repr, self.nbytes)
+
+
+_NAMED: dict[str, type[WorkerObject]] = {}
+
+
+def worker_object(type_name: str, text: str, nbytes: int) -> WorkerObject:
+    """A ``WorkerObject`` whose class is named after ``type_name``'s last part."""
+    cls = _NAMED.get(type_name)
+    if cls is None:
+        short = type_name.rpartition(".")[2]
+        short = short if short.isidentifier() else "WorkerObject"
+        cls = type(short, (WorkerObject,), {"__module__": __name__, "__qualname__": short,
+                                            "__doc__": f"A {type_name} that lives in a vortex worker."})
+        if len(_NAMED) < 1024:  # type names come from node code: keep the memo bounded
+            _NAMED[type_name] = cls
+    return cls(type_name, text, nbytes)
 
 
 @dataclass(eq=False, slots=True)
@@ -84,6 +112,7 @@ class WorkerPool:
     config: PoolConfig = field(default_factory=PoolConfig)
 
     def __post_init__(self) -> None:
+        env_budgets()  # a bad VORTEX_RAM_BUDGET is one error now, not a failure in every node
         self.supervisor = Supervisor(self.config)
         self.attachments = Attachments()
         self.lost: dict[str, str] = {}  # key -> why (deaths nobody has reported to the engine yet)
@@ -133,10 +162,10 @@ class WorkerPool:
             if sid in w.defined or any(sid == f[0] for f in fresh):
                 continue
             try:
-                fresh.append([sid, cloudpickle.dumps(spec)])
+                fresh.append([sid, cloudpickle.dumps(spec), code_files(spec.fn)])
             except Exception as exc:
                 errors[sid] = f"{type(exc).__name__}: {exc}"
-        if fresh and w.send(p.DefineNodes(fresh)):
+        if fresh and w.send(p.DefineNodes(fresh, kernel_path())):
             w.defined.update(f[0] for f in fresh)
         return errors
 
@@ -245,7 +274,7 @@ class WorkerPool:
                 return to_torch(view, handle) if handle.kind == "torch" else view
             try:
                 type_name, text, nbytes = msgpack.unpackb(tree.data)
-                return WorkerObject(str(type_name), str(text), int(nbytes))
+                return worker_object(str(type_name), str(text), int(nbytes))
             except Exception as exc:
                 raise p.ProtocolError(f"malformed object description: {exc}") from None
         if depth > 32:
@@ -266,6 +295,12 @@ class WorkerPool:
 
     def close(self) -> None:
         self.supervisor.close()
+
+
+def kernel_path() -> list[str]:
+    """The kernel's ``sys.path`` for the workers (``""``, the current directory, made absolute):
+    a node module next to the kernel's script imports there too, whatever the worker's cwd."""
+    return [os.path.abspath(entry) if entry in ("", ".") else entry for entry in sys.path if isinstance(entry, str)]
 
 
 _SPEC_IDS: dict[int, tuple[NodeSpec, str]] = {}

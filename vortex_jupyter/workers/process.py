@@ -82,6 +82,11 @@ class WorkerProcess:
         except OSError:
             self._status = None
 
+    @property
+    def has_status(self) -> bool:
+        """Whether the status words are mapped (else ``running()`` knows nothing)."""
+        return self._status is not None
+
     def running(self) -> tuple[int, int]:
         """(batch id, index of the task it runs) from the worker's shared status words."""
         if self._status is None:

@@ -9,14 +9,16 @@ Policy:
   cannot swallow it) only while a node runs. Python code and sleeps stop at once; a C loop
   that never returns is the kernel's to kill after its grace period.
 - "timeout" interrupts fail that node with VE-501 and the batch continues; "cancel" fails
-  the running node and every task not yet started with VE-504.
+  the running node and every task not yet started with VE-504. A cancel of a batch this
+  thread has not taken up yet (it was busy with a ``late_preload`` import) is remembered, and
+  the batch fails with VE-504 as soon as it starts, instead of being ignored.
 """
 
 from __future__ import annotations
 
-import io
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -26,9 +28,12 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
-from ..errors import ExecutionError, ProtocolError, RunCancelledError
+from ..engine.inprocess import failure_message
+from ..errors import ProtocolError, RunCancelledError
 from ..nodes import context as node_context
+from ..nodes.images import encode_image
 from ..nodes.spec import NodeResult, NodeSpec
+from .codefiles import restore_files
 from .protocol import Failed, Finished, Message, Preview, Progress
 from .store import ObjectStore, summary
 
@@ -48,29 +53,6 @@ class TaskFailed(Exception):
     def __init__(self, code: str, error_type: str, message: str, tb: str = "") -> None:
         self.code, self.error_type, self.message, self.tb = code, error_type, message, tb
         super().__init__(message)
-
-
-def encode_image(image: Any, final: bool) -> tuple[str, bytes]:
-    """PNG for output images, JPEG for step previews; arrays may be HxWxC or BxHxWxC, float or uint8."""
-    if isinstance(image, (bytes, bytearray)):
-        return ("image/png" if bytes(image[:4]) == b"\x89PNG" else "image/jpeg"), bytes(image)
-    from PIL import Image
-
-    if not isinstance(image, Image.Image):
-        arr = np.asarray(image.detach().cpu() if hasattr(image, "detach") else image)
-        while arr.ndim > 3:
-            arr = arr[0]
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.dtype != np.uint8:
-            arr = (np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-        image = Image.fromarray(arr)
-    buf = io.BytesIO()
-    if final:
-        image.save(buf, format="PNG")
-        return "image/png", buf.getvalue()
-    image.convert("RGB").save(buf, format="JPEG", quality=80)
-    return "image/jpeg", buf.getvalue()
 
 
 class WorkerContext(node_context.NodeContext):
@@ -119,21 +101,31 @@ class Runner:
         self._inline_keys: list[str] = []
         self._deferred: list[str] = []
         self._pin_lock = threading.Lock()
+        #: batches cancelled before this thread took them up (control thread adds, main reads)
+        self._cancel_queued: set[int] = set()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_signal)
 
     # -- control thread ----------------------------------------------------------------------
-    def define(self, specs: list[Any]) -> None:
+    def define(self, specs: list[Any], path: list[Any] | None = None) -> None:
         """Unpickle node specs; one that fails (e.g. its module is missing here) is remembered
-        and fails its tasks with the reason, instead of taking the worker down."""
+        and fails its tasks with the reason, instead of taking the worker down.
+
+        ``path`` (the kernel's ``sys.path``) goes first in this process's, before unpickling:
+        functions of importable modules arrive by reference and are imported here, so a module
+        next to the kernel's script must be importable here as well."""
         for item in specs:
-            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
-                    and isinstance(item[1], bytes)):
-                raise ProtocolError("DefineNodes entries must be [spec_id, bytes]")
+            if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)
+                    and isinstance(item[1], bytes) and isinstance(item[2], dict)):
+                raise ProtocolError("DefineNodes entries must be [spec_id, bytes, {qualname:line: file}]")
+        adopt_path(path or [])
+        for sid, data, files in specs:
             try:
-                self.specs[item[0]] = cloudpickle.loads(item[1])
+                spec = cloudpickle.loads(data)
+                restore_files(spec.fn, {k: v for k, v in files.items() if isinstance(k, str) and isinstance(v, str)})
+                self.specs[sid] = spec
             except Exception as exc:
-                self.broken[item[0]] = f"{type(exc).__name__}: {exc}"
+                self.broken[sid] = f"{type(exc).__name__}: {exc}"
 
     def pin(self, tasks: list[Any]) -> None:
         """Called when ``Execute`` arrives (control thread), before any later ``Release``;
@@ -159,6 +151,10 @@ class Runner:
         self.store.release(now)
 
     def cancel(self, batch: int, node: str, reason: str) -> None:
+        if batch > self.batch and not node:  # queued behind a late_preload import: cancel on start
+            with self._pin_lock:
+                self._cancel_queued.add(batch)
+            return
         if batch != self.batch:
             return
         if not node:
@@ -176,7 +172,10 @@ class Runner:
     # -- main thread -------------------------------------------------------------------------
     def run(self, batch: int, feed: Any) -> None:
         """Run a batch whose chunks arrive on ``feed`` as ``(tasks, last)``."""
-        self.batch, self.cancel_all, self.interrupt = batch, False, None
+        self.batch, self.interrupt = batch, None
+        with self._pin_lock:
+            self.cancel_all = batch in self._cancel_queued
+            self._cancel_queued = {b for b in self._cancel_queued if b > batch}
         self._inline_keys = []
         try:
             self._run_tasks(batch, feed)
@@ -261,9 +260,10 @@ class Runner:
             raise TaskFailed("VE-503", "NodeOutOfMemoryError", f"node {node_id!r} ({spec.type}) ran out "
                              f"of memory: {exc}", traceback.format_exc()) from None
         except BaseException as exc:  # SystemExit from node code must not end the worker
-            code = exc.code if isinstance(exc, ExecutionError) else "VE-500"
-            raise TaskFailed(code, type(exc).__name__, f"node {node_id!r} ({spec.type}) raised "
-                             f"{type(exc).__name__}: {exc}", traceback.format_exc()) from None
+            # a VortexError keeps its code and fix (VE-700 unsafe path, VE-800 missing model),
+            # worded as the inline executor words it
+            code, message = failure_message(node_id, spec.type, exc)
+            raise TaskFailed(code, type(exc).__name__, message, traceback.format_exc()) from None
         finally:
             self._in_node = False
             node_context.deactivate(token)
@@ -290,6 +290,13 @@ class Runner:
         if ui and not _plain(ui):
             ui = {"repr": repr(ui)[:2000]}
         return result, ui
+
+
+def adopt_path(path: list[Any]) -> None:
+    """Make ``sys.path`` start with the kernel's entries (in its order), then this process's own."""
+    kernel = [entry for entry in path if isinstance(entry, str)]
+    if kernel and sys.path[:len(kernel)] != kernel:
+        sys.path[:] = kernel + [entry for entry in sys.path if entry not in kernel]
 
 
 def _profiled(spec: NodeSpec, node_id: str, kwargs: dict[str, Any]) -> Any:

@@ -177,7 +177,7 @@ class Worker:
         elif isinstance(msg, p.Cancel):
             self.runner.cancel(msg.batch, msg.node, msg.reason)
         elif isinstance(msg, p.DefineNodes):
-            self.runner.define(msg.specs)
+            self.runner.define(msg.specs, msg.path)
         elif isinstance(msg, p.Execute):
             self.runner.pin(msg.tasks)
             feed = self.feeds.get(msg.batch)
