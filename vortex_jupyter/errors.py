@@ -63,6 +63,7 @@ PROBLEM_CODES: dict[str, str] = {
     "VE-112": "unknown input or param name",
     "VE-113": "value is not one of the choices",
     "VE-114": "value too large (string length or integer size)",
+    "VE-115": "input fed by a muted node, or by a bypassed node with nothing to pass through",
     "VE-116": "unsupported combination of settings",
 }
 

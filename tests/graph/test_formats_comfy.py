@@ -243,19 +243,16 @@ def test_detect_and_load_any_tell_the_formats_apart(default_workflow: dict, defa
         assert edges(m) == edges(from_comfy_api(default_prompt))
 
 
-def test_ui_muted_and_bypassed_nodes_load_with_a_warning_naming_them(default_workflow: dict) -> None:
+def test_ui_muted_and_bypassed_nodes_load_silently_with_their_modes_indexed(default_workflow: dict) -> None:
     import warnings
 
-    import pytest
-
     wf = copy.deepcopy(default_workflow)
-    modes = {"7": 2, "8": 4}  # ComfyUI would leave these out of the prompt; vortex would run them
+    modes = {"7": 2, "8": 4}  # ComfyUI leaves these out of the prompt; so does vortex now
     for raw in wf["nodes"]:
         raw["mode"] = modes.get(str(raw["id"]), 0)
-    with pytest.warns(UserWarning, match=r"7 \(CLIPTextEncode, muted\), 8 \(VAEDecode, bypassed\)"):
-        model = from_comfy_ui(wf, lookup)
-    assert {"7", "8"} <= set(model.nodes)
-    assert to_comfy_ui(model, lookup) == wf  # the modes are written back unchanged
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        from_comfy_ui(default_workflow, lookup)  # all active: no warning
+        model = from_comfy_ui(wf, lookup)
+    assert {"7", "8"} <= set(model.nodes)
+    assert model.modes == {"7": 2, "8": 4}
+    assert to_comfy_ui(model, lookup) == wf  # the modes are written back unchanged

@@ -243,6 +243,45 @@ def test_VE_116_a_crashing_check_becomes_a_problem() -> None:
     assert p.node == "b" and "ZeroDivisionError" in p.message
 
 
+def _add_chain(modes: dict[str, int]) -> GraphModel:
+    """p (PrimitiveInt) -> b (Add) -> c (Add), with ``modes`` set."""
+    g = GraphModel()
+    g.add_node("PrimitiveInt", {"value": 3}, id="p")
+    g.add_node("Add", {"b": 1}, id="b")
+    g.add_node("Add", {"b": 1}, id="c")
+    g.connect("p", 0, "b", "a")
+    g.connect("b", 0, "c", "a")
+    for n, mode in modes.items():
+        g.set_mode(n, mode)
+    return g
+
+
+def test_VE_115_input_fed_by_a_muted_node_names_it_and_the_fix() -> None:
+    p = only(validate(_add_chain({"b": 2}), lookup), "VE-115")
+    assert (p.node, p.port) == ("c", "a")
+    assert "muted node b (Add)" in p.message and p.hint.startswith("un-mute node b or disconnect it")
+
+
+def test_VE_115_muted_node_reached_through_a_bypassed_one() -> None:
+    p = only(validate(_add_chain({"p": 2, "b": 4}), lookup), "VE-115")
+    assert (p.node, p.port) == ("c", "a") and "muted node p" in p.message and "bypassed node b" in p.message
+
+
+def test_VE_115_bypassed_node_with_no_linked_input_of_the_type() -> None:
+    g = _add_chain({"b": 4})
+    g.disconnect("b", "a")
+    p = only(validate(g, lookup), "VE-115")
+    assert "no linked INT input" in p.message and "un-bypass node b" in p.hint
+
+
+def test_skipped_nodes_own_param_problems_are_not_reported() -> None:
+    g = _add_chain({"b": 4})
+    g.set_param("b", "b", 10_000)  # out of range, but b does not run
+    assert validate(g, lookup) == []
+    g.set_mode("b", 0)
+    assert [p.code for p in validate(g, lookup)] == ["VE-105"]
+
+
 def test_every_problem_code_has_a_test() -> None:
     # runs last in this file (pytest keeps definition order)
     assert set(PROBLEM_CODES) <= CODES_TESTED

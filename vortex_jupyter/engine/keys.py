@@ -15,6 +15,13 @@ to the keys it really drops, never to the graph. Layout and meta changes invalid
 Keys are recomputed lazily, in topological order, by ``ensure`` (or node by node with
 ``compute``, from the run loop's one-walk planning).
 
+Muted and bypassed nodes (``model.modes``, see ``graph/modes.py``) keep their keys (so the
+invariant holds and an edit above them still reaches their consumers) but never run; a link
+from a bypassed node is resolved to the source it passes through, so the consumer's key hashes
+that source's key. A mode change, or an edge change into a bypassed node, drops the link
+records and keys of the consumers reached through it (``_drop_through``). With no node muted
+or bypassed this costs one empty-dict test per node record.
+
 Volatile nodes (``always_run`` or a ``fingerprint``) are refreshed once per run by
 ``refresh_volatile``: an always-run node gets a new token each run, a fingerprinted node the
 canonical bytes of ``fingerprint(**params)``; when a token changes the node and its descendants
@@ -34,6 +41,7 @@ from typing import Any
 
 from ..errors import HashError
 from ..graph.model import Change, GraphModel
+from ..graph.modes import BYPASSED, resolve
 from ..nodes.spec import NodeSpec
 from .executor import Lit
 from .hashing import encode_known, fingerprint_blob, head_blob, inputs_blob, key_from_blobs, params_blob
@@ -128,6 +136,10 @@ class KeyIndex:
                 self.structure_version += 1
                 self._info.pop(node, None)  # type: ignore[arg-type]
                 self.invalidate(node)
+                if self.model.modes.get(node) == BYPASSED:  # type: ignore[arg-type]
+                    self._drop_through(node)  # what it passes through changed
+            elif kind == "mode":
+                self._drop_through(node)
             elif kind == "node_added":
                 self.structure_version += 1
                 self._by_type.setdefault(self.model.nodes[node].type, set()).add(node)  # type: ignore[index,arg-type]
@@ -141,6 +153,24 @@ class KeyIndex:
         self._fp.pop(node, None)  # type: ignore[arg-type]
         for ids in self._by_type.values():
             ids.discard(node)  # type: ignore[arg-type]
+
+    def _drop_through(self, node: str | None) -> None:
+        """Forget the link records and keys of ``node``'s consumers, and past bypassed ones,
+        of theirs: their links resolve through ``node`` (graph/modes.py)."""
+        out = self.model._out
+        modes = self.model.modes
+        stack = [node]
+        seen: set[str | None] = set()
+        while stack:
+            n = stack.pop()
+            if n in seen:
+                continue
+            seen.add(n)
+            for e in out.get(n, ()):  # type: ignore[arg-type]
+                self._info.pop(e.dst, None)
+                self.invalidate(e.dst)
+                if modes.get(e.dst) == BYPASSED:
+                    stack.append(e.dst)
 
     def invalidate(self, node: str | None) -> int:
         """Drop the keys of ``node`` and its descendants; returns how many were dropped."""
@@ -242,8 +272,20 @@ class KeyIndex:
                 args[name] = float(value)
         linked = self.model._in.get(node)
         links = _take_links(linked, args) if linked else ()
+        if links and self.model.modes:
+            links = self._through_bypassed(links)
         pblob = params_blob(args, node=node, node_type=type_name, known=facts.encoded)
         return NodeInfo(facts, args, pblob, links)
+
+    def _through_bypassed(self, links: tuple[Link, ...]) -> tuple[Link, ...]:
+        """Links from bypassed nodes replaced by the source they pass through; a link with
+        nothing to pass is dropped (validation reports VE-115, so such a node never runs)."""
+        out: list[Link] = []
+        for name, src, index in links:
+            found = resolve(self.model, self._spec_of, src, index)
+            if found is not None:
+                out.append((name, found[0], found[1]))
+        return tuple(out)
 
     def args(self, node: str) -> dict[str, Any]:
         """Widget params with defaults filled, minus inputs fed by a link (do not mutate)."""

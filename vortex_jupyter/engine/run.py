@@ -10,6 +10,9 @@ Responsibilities of ``Engine`` (one per graph):
   executor's reference when the source is cached, ComfyUI hidden inputs), hand them to the
   executor as ONE batch, store each result in the output cache as it arrives, and stream
   events to listeners. Cached output nodes get their stored final previews re-emitted.
+- muted and bypassed nodes (ComfyUI modes, ``graph/modes.py``) are keyed but never planned;
+  the key index resolves links through bypassed nodes, so consumers get the passed-through
+  value. Only ``model.modes`` is tested when no node has a mode: no extra walk.
 
 Speed (the cold path of a 10k-node graph is the budget): validation hands over the
 topological order its cycle check found; a whole-graph run with many keys to compute takes
@@ -42,6 +45,7 @@ from typing import Any
 
 from ..errors import ExecutionError, Problem, RunCancelledError, UpstreamFailedError, VortexError
 from ..graph.model import GraphModel
+from ..graph.modes import skipped
 from .cache import OutputCache, cache_for
 from .events import (
     Event,
@@ -125,8 +129,20 @@ class Engine:
         order = self.planner.order(keys.structure_version, self.memo.take_order())
         keys.refresh_volatile(run_id)
         needed = self.planner.needed(order, outputs)
+        if self.model.modes:
+            needed = self._running(needed)
         always = {n for n in keys.volatile_nodes() if keys.spec(n).always_run}  # type: ignore[union-attr]
         return needed, always
+
+    def _running(self, needed: list[str]) -> list[str]:
+        """``needed`` without muted and bypassed nodes (graph/modes.py). Their keys are computed
+        first, all of ``needed`` in order: the key invariant (a node has a key only if its
+        ancestors do) must hold through them, so that an edit above one reaches its consumers."""
+        off = skipped(self.model)
+        if not off:
+            return needed
+        self.keys.ensure(needed)
+        return [n for n in needed if n not in off]
 
     def run(
         self,
@@ -186,7 +202,8 @@ class Engine:
                 cache.unpin(held)
         else:  # pragma: no cover - needs another thread evicting in a tight loop
             raise RuntimeError("the output cache kept evicting this run's inputs; raise its bounds")
-        state.begin(plan, {n: keymap[n] for n in _all_nodes(plan)} if outputs else dict(keymap))
+        # a skipped (muted/bypassed) node has a key but is no part of the run
+        state.begin(plan, {n: keymap[n] for n in _all_nodes(plan)} if outputs or self.model.modes else dict(keymap))
         state.set_tasks(tasks)
         return plan, tasks, held
 

@@ -9,6 +9,8 @@ the type checks of the edges into it. So after param edits only we validate a sm
 of the edited nodes, the nodes feeding them and those edges, and keep the problems located on
 the edited nodes. Anything else (nodes or edges added/removed, a node type redefined, a
 previous failure) validates the whole graph.
+A node's mode change (muted / bypassed / active) changes what its consumers receive, so it
+validates the whole graph too.
 
 A full validation with the default validator also yields the graph's topological order (its
 cycle check computes it anyway): ``take_order`` hands it to the planner once, so a cold run
@@ -22,6 +24,7 @@ from collections.abc import Callable
 
 from ..errors import Problem, ValidationError
 from ..graph.model import Change, GraphModel
+from ..graph.modes import skipped
 from .keys import Lookup
 
 Validator = Callable[[GraphModel, Lookup], list[Problem]]
@@ -94,7 +97,9 @@ class ValidationMemo:
         elif self.params:
             edited = set(self.params)
             sub = self._neighbourhood(edited)
-            problems = [p for p in self.validator(sub, lookup) if p.node in edited]
+            # a muted/bypassed node does not run: its own checks do not count (graph/modes.py)
+            off = skipped(self.model) if self.model.modes else ()
+            problems = [p for p in self.validator(sub, lookup) if p.node in edited and p.node not in off]
             if not problems:
                 self.params.clear()
         else:

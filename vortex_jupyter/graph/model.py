@@ -34,7 +34,19 @@ ChangeKind = Literal[
     "edge_removed",
     "layout",  # pos / size / title / extra: never affects cache keys
     "meta",  # groups / graph extra
+    "mode",  # a node muted / bypassed / made active again: changes what consumers receive
 ]
+
+#: Where a node's ComfyUI mode lives: ``extra["comfy_ui"]["raw"]["mode"]`` (0 always, 2 muted,
+#: 4 bypassed), the place the UI format keeps it for lossless round trips.
+MODE_KEY = "comfy_ui"
+
+
+def _mode_in(extra: dict[str, Any]) -> int:
+    kept = extra.get(MODE_KEY)
+    raw = kept.get("raw") if isinstance(kept, dict) else None
+    mode = raw.get("mode") if isinstance(raw, dict) else None
+    return mode if type(mode) is int else 0
 
 
 @dataclass(slots=True)
@@ -83,6 +95,9 @@ class GraphModel:
         self.extra: dict[str, Any] = {}
         self._listeners: list[Listener] = []
         self._next_id = 1
+        #: node id -> its ComfyUI mode, for nodes whose mode is not 0 (kept by the methods, so
+        #: "no muted or bypassed node" is an O(1) test on the engine's hot paths).
+        self.modes: dict[str, int] = {}
 
     # ---- listeners -------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -145,6 +160,8 @@ class GraphModel:
         self.nodes[node_id] = NodeData(
             node_id, type, dict(params or {}), (float(pos[0]), float(pos[1])), size, title, dict(extra or {})
         )
+        if extra and (mode := _mode_in(extra)):
+            self.modes[node_id] = mode
         self._emit(Change("node_added", node_id, origin=origin))
         return node_id
 
@@ -158,6 +175,7 @@ class GraphModel:
         del self.nodes[node_id]
         self._in.pop(node_id, None)
         self._out.pop(node_id, None)
+        self.modes.pop(node_id, None)
         self._emit(Change("node_removed", node_id, origin=origin))
 
     def set_param(self, node_id: str, name: str, value: Any, *, origin: str | None = None) -> None:
@@ -192,6 +210,29 @@ class GraphModel:
         if title is not None:
             node.title = title or None
             self._emit(Change("layout", node_id, "title", origin))
+
+    def mode(self, node_id: str) -> int:
+        """The node's ComfyUI mode: 0 always (the default), 2 muted, 4 bypassed."""
+        return self.modes.get(node_id, 0)
+
+    def set_mode(self, node_id: str, mode: int, *, origin: str | None = None) -> None:
+        """Set the ComfyUI mode (0 always, 2 muted, 4 bypassed); stored where the UI format
+        keeps it. The nested dicts are copied, not edited, so copies of the model stay apart."""
+        node = self._require(node_id)
+        if type(mode) is not int:
+            raise TypeError(f"mode of node {node_id!r} must be an int (0 always, 2 muted, 4 bypassed), got {mode!r}")
+        if self.modes.get(node_id, 0) == mode:
+            return
+        kept = node.extra.get(MODE_KEY)
+        kept = dict(kept) if isinstance(kept, dict) else {}
+        raw = kept.get("raw")
+        kept["raw"] = {**(raw if isinstance(raw, dict) else {}), "mode": mode}
+        node.extra = {**node.extra, MODE_KEY: kept}
+        if mode:
+            self.modes[node_id] = mode
+        else:
+            self.modes.pop(node_id, None)
+        self._emit(Change("mode", node_id, mode, origin))
 
     def touch_meta(self, *, origin: str | None = None) -> None:
         """Call after editing ``groups`` or ``extra`` in place."""
@@ -267,4 +308,5 @@ class GraphModel:
         out.groups = [dict(g) for g in self.groups]
         out.extra = dict(self.extra)
         out._next_id = self._next_id
+        out.modes = dict(self.modes)
         return out

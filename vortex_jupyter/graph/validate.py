@@ -8,6 +8,8 @@ Policy:
   ``required``, ``min``, ``max``, ``choices``, ``widget``; ``.outputs`` with ``type``; optional
   ``.check``), so ``graph/`` never imports ``vortex_jupyter.nodes``.
 - A linked input wins over a widget value stored for it: no problem is reported for the value.
+- Muted / bypassed nodes (``model.modes``): their own param checks are skipped and an input of
+  a running node left empty by them is VE-115 (``graph/modes.py``); free when none is set.
 - Params of inputs that are not widgets (IMAGE, MODEL, ``*`` ...) may hold values given from
   Python; only their size and finiteness are checked, and that they are not link-shaped lists
   (``["3", 0]`` to a missing node is VE-107, a broken link like ``["3"]`` is VE-104).
@@ -37,7 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..errors import Problem, ValidationError
-from . import topology
+from . import modes, topology
 from .model import Edge, GraphModel, NodeData
 from .ports import compatible
 
@@ -89,6 +91,8 @@ def validate_ordered(
         indeg[node.id] = _check_edges(model, node, info, linked, infos, problems, links_ok) if linked else 0
         if info is not None and (node.params or info.needed or info.check is not None):
             _check_node(node, info, linked, problems)
+    if model.modes:
+        problems = modes.problems(model, lookup, problems)
     order, leftover = _kahn(model, indeg)
     if leftover:
         # self-loops are already VE-110; a cycle through more nodes is VE-111

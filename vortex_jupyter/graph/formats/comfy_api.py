@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..model import GraphModel
+from ..modes import resolve, skipped
 from ._common import fail, name, obj, opt_title
 
 __all__ = ["from_comfy_api", "is_link", "to_comfy_api"]
@@ -107,16 +108,31 @@ def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None) 
     With ``lookup`` (``REGISTRY.lookup``), inputs are written in the spec's order, required
     widget inputs without a value get their default (ComfyUI rejects prompts missing them),
     and a node without a title gets its type's display name in ``_meta``.
+
+    As ComfyUI's frontend does, muted and bypassed nodes are left out; a link from a bypassed
+    node is rewired to what it passes through (``graph/modes.py``; the types come from
+    ``lookup``), and an input left with nothing (fed by a muted node, or by a bypass with
+    nothing to pass) is left out.
     """
     out: dict[str, Any] = {}
+    off = skipped(model) if model.modes else set()
+    find = lookup if lookup is not None else _no_spec
     for node in model.nodes.values():
+        if node.id in off:
+            continue
         spec = lookup(node.type) if lookup is not None else None
         linked = model.inputs_of(node.id)
         inputs: dict[str, Any] = {}
         for port_name in _input_order(spec, node.params, linked):
             edges = linked.get(port_name)
             if edges:
-                inputs[port_name] = [edges[0].src, edges[0].src_output]
+                source = (edges[0].src, edges[0].src_output)
+                if source[0] in off:
+                    found = resolve(model, find, *source)
+                    if found is None or found[0] in off:
+                        continue  # ComfyUI sends no value for this input either
+                    source = found
+                inputs[port_name] = [source[0], source[1]]
             elif port_name in node.params:
                 inputs[port_name] = node.params[port_name]
             else:
@@ -134,6 +150,10 @@ def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None) 
         entry.update(kept)
         out[node.id] = entry
     return out
+
+
+def _no_spec(type_name: str) -> None:
+    return None
 
 
 def _input_order(spec: Any, params: dict[str, Any], linked: Any) -> list[str]:

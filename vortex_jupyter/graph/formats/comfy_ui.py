@@ -27,13 +27,13 @@ Reading (this module):
   slot lists, link ids, top-level config/extra/version, links no input uses) goes into
   ``NodeData.extra["comfy_ui"]`` / ``model.extra["comfy_ui"]``, so UI -> graph -> UI is lossless
   (reroutes aside). Writing lives in ``_ui_write``.
-- Muted (mode 2) and bypassed (mode 4) nodes load as ordinary nodes (the mode is kept for
-  writing back) and would run: a ``UserWarning`` names them.
+- Muted (mode 2) and bypassed (mode 4) nodes keep their mode in the raw node data (written
+  back unchanged); ``GraphModel.modes`` indexes it, and the engine skips them as ComfyUI does
+  (bypassed ones pass their inputs through; see ``graph/modes.py``).
 """
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +45,6 @@ __all__ = ["CONTROL_VALUES", "FRONTEND_NOTES", "from_comfy_ui", "to_comfy_ui"]
 
 FRONTEND_NOTES = ("Note", "MarkdownNote")
 REROUTE = "Reroute"
-_MODES = {2: "muted", 4: "bypassed"}  # LiteGraph modes ComfyUI leaves out of a prompt
 _MODELED = ("id", "type", "pos", "size", "title", "widgets_values")
 _LINK_KEYS = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
 
@@ -82,7 +81,6 @@ def from_comfy_ui(d: Any, lookup: Lookup) -> GraphModel:
             reroutes[nid] = raw
         else:
             _add_node(model, raw, nid, ntype, path)
-    _warn_inactive(raw_nodes, model)
     used = _connect(model, raw_nodes, links, reroutes, lookup)
     meta["orphan_links"] = [link_raw for lid, link_raw in links.items() if lid not in used]
     meta["notes"] = notes
@@ -92,17 +90,6 @@ def from_comfy_ui(d: Any, lookup: Lookup) -> GraphModel:
     for node in model.nodes.values():
         _map_widgets(model, node.id, lookup)
     return model
-
-
-def _warn_inactive(raw_nodes: list[Any], model: GraphModel) -> None:
-    """Muted (mode 2) and bypassed (mode 4) nodes have no equivalent here yet: they load as
-    ordinary nodes and run, so the result can differ from ComfyUI's. Say so, by node."""
-    inactive = [f"{raw['id']} ({raw['type']}, {_MODES[raw['mode']]})" for raw in raw_nodes
-                if str(raw.get("id")) in model.nodes and type(raw.get("mode")) is int and raw["mode"] in _MODES]
-    if inactive:
-        warnings.warn(f"ComfyUI workflow: node(s) {', '.join(inactive[:10])} are muted/bypassed in ComfyUI "
-                      "but vortex runs every node; delete them or set them to 'Always' if their result "
-                      "should not be used", UserWarning, stacklevel=4)
 
 
 def _links(value: Any) -> tuple[dict[int, Any], str]:
