@@ -21,12 +21,13 @@ Example: ``a -> b -> c`` with ``a``'s key in the cache: planned ``["b", "c"]``, 
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 
-from ..errors import Problem, ValidationError
 from ..graph.model import GraphModel
+from ..graph.topology import topo_order
+
+__all__ = ["Plan", "Planner", "make_plan", "topo_order"]
 
 
 @dataclass(slots=True)
@@ -35,43 +36,6 @@ class Plan:
     cached: list[str] = field(default_factory=list)
     #: node id -> the node id with the same key that computes it in this plan.
     shared: dict[str, str] = field(default_factory=dict)
-
-
-def topo_order(model: GraphModel) -> list[str]:
-    """All nodes in a topological order (Kahn). Raises ``ValidationError`` (VE-111) on a cycle."""
-    nodes = model.nodes
-    ins = model._in
-    outs = model._out
-    indeg: dict[str, int] = {}
-    for n in nodes:
-        by_input = ins.get(n)
-        d = 0
-        if by_input:
-            for edges in by_input.values():
-                for e in edges:
-                    if e.src in nodes:
-                        d += 1
-        indeg[n] = d
-    queue = deque(n for n, d in indeg.items() if d == 0)
-    order: list[str] = []
-    append = order.append
-    popleft = queue.popleft
-    while queue:
-        n = popleft()
-        append(n)
-        for e in outs.get(n, ()):
-            d = indeg[e.dst] - 1
-            indeg[e.dst] = d
-            if d == 0:
-                queue.append(e.dst)
-    if len(order) < len(nodes):
-        stuck = sorted(n for n, d in indeg.items() if d > 0)
-        raise ValidationError([Problem(
-            "VE-111", stuck[0], None,
-            f"the graph has a cycle through {len(stuck)} node(s): {', '.join(stuck[:10])}",
-            "remove one of the edges of the cycle",
-        )])
-    return order
 
 
 class Planner:
