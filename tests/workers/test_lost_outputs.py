@@ -29,12 +29,6 @@ for _s in (_spec("W2Ramp", n.arange, [("n", "INT", 10)], "IMAGE"),
            _spec("W2Add", n.add, [("a", "INT", 0), ("b", "INT", 0)], "INT")):
     REGISTRY.register(_s)
 
-#: Whether the engine's run loop calls ``drain_lost`` yet. A grep cannot say it: the engine
-#: may define a helper that calls it before any run calls the helper. So the engine test below
-#: spies on the executor and xfails (strict: an xpass fails) only when the call never happens.
-WIRING_PENDING = "engine wiring pending: engine.run does not call WorkerExecutor.drain_lost yet"
-
-
 def _graph() -> vx.Graph:
     g = vx.Graph()
     g.add("W2Ramp", id="ramp", n=100)
@@ -92,8 +86,7 @@ def test_the_next_run_after_a_worker_died_between_runs_recomputes_exactly_the_lo
     g = _graph()
     first = g.run(executor=wex)
     assert first.stats["ran"] == 3
-    if not calls:
-        pytest.xfail(WIRING_PENDING)
+    assert calls, "the engine's run loop must call executor.drain_lost() before planning"
     _kill_and_wait(wex.pool.supervisor.workers[0].pid)
     g["scaled"].params["k"] = 2.0  # needs the array the dead worker held
     second = g.run(executor=wex)
