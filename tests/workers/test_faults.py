@@ -216,3 +216,31 @@ def test_outputs_of_earlier_tasks_in_a_crashed_batch_are_recomputed_for_later_ta
     assert "crash" in rec.failed("crash").message
     assert ex.fetch(rec.results["sum"][0]) == 45.0
     assert ex.fetch(rec.results["big"][0])[9] == 9
+
+
+def test_the_log_tail_keeps_the_fatal_signal_header_when_many_threads_are_dumped(tmp_path):
+    # A real process with 40 threads segfaults: faulthandler's dump of every thread is far
+    # longer than the default tail, and the header naming the signal must still lead it.
+    import subprocess
+    import sys
+
+    from vortex_jupyter.workers.process import WorkerProcess
+
+    log = tmp_path / "worker.log"
+    code = (
+        "import ctypes, faulthandler, sys, threading, time\n"
+        "faulthandler.enable(file=sys.stderr, all_threads=True)\n"
+        "ev = threading.Event()\n"
+        "ts = [threading.Thread(target=ev.wait, daemon=True) for _ in range(40)]\n"
+        "[t.start() for t in ts]\n"
+        "print('x' * 5000, flush=True)\n"
+        "ctypes.string_at(0)\n"
+    )
+    with open(log, "wb") as out:
+        proc = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=out, timeout=60)
+    assert proc.returncode < 0
+    assert log.stat().st_size > 3000
+    tail = WorkerProcess(0, "t", "cpu", "p", str(log)).log_tail()
+    assert tail.startswith("Fatal Python error: Segmentation fault")
+    assert "Current thread" in tail and "string_at" in tail
+    assert tail.index("Current thread") < tail.index("\nThread 0x")  # the crashing one first

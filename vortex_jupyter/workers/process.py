@@ -40,6 +40,19 @@ def signal_name(status: int) -> str:
     return f"ended (status {status})"
 
 
+def _crash_first(dump: str, limit: int) -> str:
+    """faulthandler's dump reordered: the header, the crashing thread, then the others.
+
+    faulthandler lists threads newest first, so with many threads the one that crashed
+    (marked "Current thread") comes last and would be cut by any size limit.
+    """
+    blocks = dump.split("\n\n")
+    current = [b for b in blocks[1:] if b.startswith("Current thread")]
+    rest = [b for b in blocks[1:] if not b.startswith("Current thread")]
+    out = "\n\n".join([blocks[0], *current, *rest])
+    return out if len(out) <= limit else out[:limit] + "\n... (log cut)"
+
+
 class WorkerProcess:
     """The kernel's view of one worker: its connection, liveness and what it holds."""
 
@@ -240,10 +253,21 @@ class WorkerProcess:
             return signal_name(self.exit_status)
         return "lost its connection"
 
-    def log_tail(self, nbytes: int = 3000) -> str:
+    def log_tail(self, nbytes: int = 3000, *, fatal_window: int = 65536, fatal_max: int = 12000) -> str:
+        """The end of the worker's log: what it printed last, for an error message.
+
+        When the worker died of a fatal signal, faulthandler's dump (every thread's stack)
+        can be longer than ``nbytes``; then the tail starts at its "Fatal Python error"
+        header, so the signal and the crashing thread's stack (listed first) are never cut.
+        """
         try:
             with open(self.log_path, "rb") as f:
-                f.seek(max(0, os.fstat(f.fileno()).st_size - nbytes))
-                return f.read().decode("utf-8", "replace")
+                size = os.fstat(f.fileno()).st_size
+                f.seek(max(0, size - max(nbytes, fatal_window)))
+                data = f.read()
         except OSError:
             return ""
+        at = data.rfind(b"Fatal Python error")
+        if at >= 0:
+            return _crash_first(data[at:].decode("utf-8", "replace"), max(nbytes, fatal_max))
+        return data[-nbytes:].decode("utf-8", "replace")
