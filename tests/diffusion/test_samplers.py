@@ -99,10 +99,65 @@ def test_normal_schedule_is_not_sd1_default_leading_spacing() -> None:
     assert euler_sigmas("normal", 20)[0] == pytest.approx(SIGMA_MAX, rel=1e-4)
 
 
-def test_simple_schedule_for_steps_not_dividing_1000_is_off_by_at_most_one_timestep() -> None:
-    # diffusers' "trailing" rounds where ComfyUI truncates: a documented, tiny difference
-    got, want = euler_sigmas("simple", 7), np.array(ref_simple(7))
-    np.testing.assert_allclose(got, want, rtol=1e-2)
+def exact_euler_sigmas(scheduler: str, steps: int) -> np.ndarray:
+    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps
+
+    sched = make_scheduler(SD1, "euler", scheduler)
+    assert apply_exact_timesteps(sched, scheduler, steps) is not None
+    return sched.sigmas.double().numpy()
+
+
+@pytest.mark.parametrize("name", ["simple", "ddim_uniform"])
+@pytest.mark.parametrize("steps", [3, 7, 13, 30, 999])
+def test_timestep_picking_schedules_are_comfyuis_exactly_for_any_step_count(name: str, steps: int) -> None:
+    # 1000 / 7 is not whole: ComfyUI truncates (simple) and ddim_uniform runs 8 steps for 7
+    want = np.array(REFERENCE[name](steps))
+    got = exact_euler_sigmas(name, steps)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+
+
+def test_ddim_uniform_adds_comfyuis_extra_step_where_the_stride_leaves_room() -> None:
+    assert len(ref_ddim_uniform(7)) - 1 == 8 and len(exact_euler_sigmas("ddim_uniform", 7)) - 1 == 8
+    assert len(exact_euler_sigmas("ddim_uniform", 10)) - 1 == 10
+
+
+@pytest.mark.parametrize(("sampler", "name"), [
+    *((s, n) for s in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde", "ddpm") for n in ("simple", "ddim_uniform")),
+    ("ddim", "ddim_uniform"),  # DDIM's fixed stride fits ddim_uniform, not simple's uneven one
+])
+def test_schedulers_that_take_timesteps_get_comfyuis_picks(sampler: str, name: str) -> None:
+    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
+
+    assert name in supported_pairs()[sampler]
+    sched = make_scheduler(SD1, sampler, name)
+    n = apply_exact_timesteps(sched, name, 7)
+    picks = comfy_timesteps(name, 7)
+    assert picks is not None and n == len(picks)
+    got = [int(t) for t in sched.timesteps]
+    assert sorted(set(got), reverse=True) == picks  # heun repeats each inner timestep
+
+
+def test_comfy_timesteps_refuses_more_steps_than_training_timesteps() -> None:
+    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
+
+    assert comfy_timesteps("simple", 1001) is None and comfy_timesteps("normal", 10) is None
+    sched = make_scheduler(SD1, "euler", "simple")
+    assert apply_exact_timesteps(sched, "simple", 1001) is None  # left to set_timesteps(steps)
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "lms", "uni_pc", "ddim"])
+def test_simple_on_schedulers_without_custom_timesteps_is_within_one_timestep(sampler: str) -> None:
+    # these take the config approximation ("trailing"): rounding where ComfyUI truncates
+    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
+
+    sched = make_scheduler(SD1, sampler, "simple")
+    assert apply_exact_timesteps(sched, "simple", 7) is None
+    sched.set_timesteps(7)
+    got = [float(t) for t in sched.timesteps]
+    want = comfy_timesteps("simple", 7)
+    assert want is not None and len(got) == len(want)
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1.0
 
 
 def test_every_comfyui_name_is_a_choice_and_every_mapped_pair_builds() -> None:

@@ -97,6 +97,17 @@ def test_sampler_reports_progress_every_step_and_previews(tiny_handles: Any, con
     assert first.dtype == np.uint8 and first.ndim == 3 and first.shape[2] == 3 and min(first.shape[:2]) >= 64
 
 
+@pytest.mark.parametrize(("sampler", "scheduler", "steps", "ran"),
+                         [("euler", "ddim_uniform", 7, 8), ("ddim", "ddim_uniform", 7, 8),
+                          ("dpmpp_2m", "simple", 7, 7), ("euler", "ddim_uniform", 10, 10)])
+def test_ksampler_runs_comfyuis_step_count_for_timestep_picking_schedules(
+        tiny_handles: Any, conds: Any, recording: Any, sampler: str, scheduler: str, steps: int, ran: int) -> None:
+    # ComfyUI's ddim_uniform runs 8 steps when asked for 7 (1000 // 7 leaves room for one more)
+    image = txt2img(tiny_handles, conds, seed=3, steps=steps, sampler=sampler, scheduler=scheduler)
+    assert [i for i, _ in recording.progress_calls] == list(range(1, ran + 1))
+    assert np.isfinite(image).all() and image.std() > 0
+
+
 def test_cancel_stops_between_steps(tiny_handles: Any, conds: Any, recording: Any) -> None:
     recording.cancel_after = 2
     with pytest.raises(RunCancelledError):

@@ -22,9 +22,15 @@ ComfyUI's "normal", so the spacing is always overridden. Sigma-based schedules n
 scheduler with those flags (DDIM/DDPM/LCM/euler_ancestral have none): such combinations are
 rejected at validation (VE-116) with the list of what is supported. ``linear_quadratic`` is
 not supported. ``dpmpp_sde`` needs the optional ``torchsde`` package (the message says so).
-Known approximations (tested): "simple" for step counts that do not divide 1000 may pick a
-timestep one off ComfyUI's (diffusers rounds, ComfyUI truncates); "ddim_uniform" for such
-counts runs ``steps`` steps where ComfyUI's quirk may run one more.
+"simple" and "ddim_uniform" pick training timesteps; ``comfy_timesteps`` computes ComfyUI's
+exact picks (ComfyUI truncates where diffusers' "trailing" rounds, and ddim_uniform runs one
+step more than asked when ``1000 // steps`` does not divide 999, e.g. 8 steps for 7) and
+``apply_exact_timesteps`` hands them to the scheduler: through ``set_timesteps(timesteps=)``
+(Euler, Heun, DPM++ 2M/SDE, DDPM) or, for DDIM with ddim_uniform, as its timesteps with
+DDIM's own stride (which is ComfyUI's step ``1000 // steps``). The others (Euler ancestral,
+LMS, DPM2, DEIS, UniPC, DPM++ SDE, LCM, and DDIM with simple) keep the config approximation
+above: "simple" within one training timestep of ComfyUI's picks (tested), "ddim_uniform"
+with exactly ``steps`` steps where ComfyUI may run one more.
 
 Every name ComfyUI offers stays a valid choice (so any ComfyUI workflow loads); the ones we
 cannot run are reported by ``check_combination`` rather than by a choice error.
@@ -202,3 +208,52 @@ def custom_sigmas(name: str, steps: int, sigmas: Any) -> list[float]:
         lo, hi = np.arctan(sigmas[0]), np.arctan(sigmas[-1])
         return [*np.tan(frac * lo + (1 - frac) * hi).tolist(), 0.0]
     raise ValueError(f"{name!r} is not a custom schedule ({', '.join(sorted(CUSTOM))})")
+
+
+#: Schedules that pick training timesteps; ``comfy_timesteps`` gives ComfyUI's exact picks.
+EXACT_TIMESTEPS = frozenset({"simple", "ddim_uniform"})
+#: Take ``set_timesteps(timesteps=)`` but use it differently (LCM: its own skipping grid).
+_NO_CUSTOM_TIMESTEPS = {"LCMScheduler"}
+
+
+def comfy_timesteps(name: str, steps: int, n_train: int = 1000) -> list[int] | None:
+    """ComfyUI's timesteps (descending) for "simple" / "ddim_uniform"; None where they would
+    repeat a timestep (more steps than training timesteps) or the name picks none.
+
+    simple: ``sigmas[-(1 + int(x * n_train / steps))]`` for x in 0..steps-1;
+    ddim_uniform: timesteps 1, 1 + k, 1 + 2k, ... below ``n_train`` with ``k = n_train // steps``,
+    reversed (so 7 steps give 8 timesteps, as in ComfyUI).
+    """
+    if steps < 1 or steps > n_train:
+        return None
+    if name == "simple":
+        stride = n_train / steps
+        return [n_train - 1 - int(x * stride) for x in range(steps)]
+    if name == "ddim_uniform":
+        return list(range(1, n_train, max(n_train // steps, 1)))[::-1]
+    return None
+
+
+def apply_exact_timesteps(scheduler: Any, name: str, steps: int, device: Any = None) -> int | None:
+    """Set ``scheduler`` to ComfyUI's timesteps for ``name`` over ``steps``; returns how many
+    steps the schedule has (ddim_uniform may have one more), or None when this scheduler cannot
+    take them (it was left alone: use ``set_timesteps(steps)``)."""
+    import inspect
+
+    n_train = int(getattr(scheduler.config, "num_train_timesteps", 1000))
+    picks = comfy_timesteps(name, steps, n_train)
+    cls = type(scheduler).__name__
+    if picks is None or cls in _NO_CUSTOM_TIMESTEPS:
+        return None
+    if "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+        scheduler.set_timesteps(timesteps=picks, device=device)
+        return len(picks)
+    if cls == "DDIMScheduler" and name == "ddim_uniform":
+        import torch
+
+        # DDIM steps from t to t - n_train // num_inference_steps: with ``steps`` that stride
+        # is ComfyUI's k, so the extra timestep ddim_uniform may add is stepped correctly too.
+        scheduler.set_timesteps(steps, device=device)
+        scheduler.timesteps = torch.tensor(picks, dtype=torch.long, device=device)
+        return len(picks)
+    return None

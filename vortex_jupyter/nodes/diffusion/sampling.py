@@ -27,7 +27,15 @@ from typing import Any
 from ..context import current
 from .loaders import ModelHandle, oom_guard
 from .previews import AsyncPreviews, PreviewThrottle
-from .samplers import CUSTOM, custom_sigmas, denoise_steps, make_scheduler, training_sigmas
+from .samplers import (
+    CUSTOM,
+    EXACT_TIMESTEPS,
+    apply_exact_timesteps,
+    custom_sigmas,
+    denoise_steps,
+    make_scheduler,
+    training_sigmas,
+)
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,8 @@ def plan_timesteps(scheduler: Any, s: SampleSettings, device: Any = None) -> tup
         sigmas = custom_sigmas(s.scheduler, total, training_sigmas(scheduler))
         scheduler.set_timesteps(sigmas=sigmas, device=device)
         total, first = len(sigmas) - 1, max(0, len(sigmas) - 1 - s.steps) if s.denoise < 1.0 else 0
+    elif s.scheduler in EXACT_TIMESTEPS and (n := apply_exact_timesteps(scheduler, s.scheduler, total, device)):
+        total, first = n, max(0, n - s.steps) if s.denoise < 1.0 else 0  # ddim_uniform may add one
     else:
         scheduler.set_timesteps(total, device=device)  # on the UNet's device: no per-step copies
     order = int(getattr(scheduler, "order", 1))
