@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from itertools import combinations
 
+import pytest
+
 import vortex_jupyter as vx
 from vortex_jupyter.canvas import layout
 from vortex_jupyter.canvas.session import session_for
@@ -83,3 +85,55 @@ def test_a_big_generated_graph_is_laid_out_wide_rather_than_as_a_thin_strip() ->
     height = max(y + h for _, y, _, h in b.values()) - min(y for _, y, *_ in b.values())
     assert height < 3 * width, (width, height)  # was 400 nodes in one 50,000-unit column
     assert len({v[:2] for v in b.values()}) == 400
+
+
+def test_extents_kept_from_changes_place_nodes_exactly_where_a_full_walk_would() -> None:
+    # nodes added, moved (inwards too, so the edges go stale) and removed in a seeded order
+    import random
+
+    from vortex_jupyter.graph.model import GraphModel
+
+    rng = random.Random(7)
+    model = GraphModel()
+    ext = layout.Extents(model, REGISTRY.lookup)
+    model.add_listener(ext.on_change)
+    types = ["IntAdd", "PrimitiveString", "SaveImage", "KSampler"]
+    for step in range(300):
+        ids = list(model.nodes)
+        action = rng.random()
+        if ids and action < 0.3:
+            model.set_layout(rng.choice(ids), pos=(rng.choice([0, 50, rng.uniform(-500, 500)]), rng.uniform(-300, 300)))
+        elif ids and action < 0.4:
+            model.remove_node(rng.choice(ids))
+        else:
+            new = model.add_node(rng.choice(types), {})
+            others = [n for n in model.nodes.values() if n.id != new]
+            want = None
+            if any(tuple(n.pos) == tuple(model.nodes[new].pos) for n in others):
+                want = (max(n.pos[0] + layout.node_size(n, REGISTRY.lookup)[0] for n in others) + layout.COL_GAP,
+                        min(n.pos[1] for n in others))
+            moved = layout.place_new(model, new, REGISTRY.lookup, extents=ext)
+            assert moved == (want is not None), step
+            if want is not None:
+                assert tuple(model.nodes[new].pos) == pytest.approx(want), step
+
+
+def test_adding_thousands_of_nodes_with_a_canvas_open_costs_linear_work() -> None:
+    # each g.add used to walk every node to place the new one (2,000 adds took ~10 s)
+    calls = 0
+
+    def counting(type_name: str):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return REGISTRY.lookup(type_name)
+
+    g = vx.Graph()
+    g.add("IntAdd", a=1, b=2)
+    session = session_for(g)
+    session._lookup = counting
+    session._extents.lookup = counting
+    for i in range(1500):
+        g.add("PrimitiveInt", value=i)
+    assert calls <= 5 * 1500, calls
+    positions = {tuple(n.pos) for n in g.model.nodes.values()}
+    assert len(positions) == len(g.model.nodes)  # nobody left on a pile

@@ -80,6 +80,7 @@ class CanvasSession:
         self._lookup = default_lookup()
         layout.layout_unplaced(self.model, self._lookup)
         self.doc = GraphDoc(self.model)
+        self._extents = layout.Extents(self.model, self._lookup)
         self.model.add_listener(self._place_added)
         # echo=True: one widget model may be shown by several browser pages; they share the
         # comm, so an update from one page must come back on it to reach the others (yjs
@@ -176,8 +177,9 @@ class CanvasSession:
 
     def _place_added(self, change: Any) -> None:
         """A node added from Python (``g.add``) on an occupied spot goes right of the rest."""
+        self._extents.on_change(change)
         if change.kind == "node_added" and change.origin != CANVAS_ORIGIN:
-            layout.place_new(self.model, change.node, self._lookup)
+            layout.place_new(self.model, change.node, self._lookup, extents=self._extents)
 
     def close(self) -> None:
         if self._place_added in self.model._listeners:
