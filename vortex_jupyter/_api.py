@@ -211,6 +211,8 @@ class Graph:
         self._engine: Engine | None = None
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
+        #: The latest ``Run`` started by ``run()``/``start()`` (a canvas opened later shows it).
+        self.last_run: Run | None = None
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
@@ -301,7 +303,8 @@ class Graph:
         cancel = CancelToken()
         state = self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
                                 listeners=list(self._listeners))
-        return Run(state, cancel)
+        run = self.last_run = Run(state, cancel)
+        return run
 
     def start(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
               node_timeout: float | None = None) -> Run:
@@ -321,7 +324,7 @@ class Graph:
                 state.fail(exc)
 
         thread = threading.Thread(target=target, name=f"vortex-run-{state.run_id}", daemon=True)
-        run = Run(state, cancel, thread)
+        run = self.last_run = Run(state, cancel, thread)
         thread.start()
         return run
 

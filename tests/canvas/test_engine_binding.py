@@ -103,3 +103,78 @@ def test_a_refused_run_sends_its_problems_for_the_nodes_and_a_short_toast() -> N
     assert len([p for p in error["problems"] if p["node"] == "k"]) == 4
     assert "5 problems, marked on the nodes" in error["message"]
     assert "\n" not in error["message"] and len(error["message"]) < 300  # was the whole list, one toast over the canvas
+
+
+def _image_graph(tmp_path, monkeypatch) -> vx.Graph:  # type: ignore[no-untyped-def]
+    import numpy as np
+    from PIL import Image
+
+    inp = tmp_path / "input"
+    inp.mkdir()
+    Image.fromarray(np.full((8, 8, 3), 200, np.uint8)).save(inp / "square.png")
+    monkeypatch.setenv("VORTEX_INPUT_DIR", str(inp))
+    monkeypatch.setenv("VORTEX_OUTPUT_DIR", str(tmp_path / "output"))
+    g = vx.Graph()
+    load = g.add("LoadImage", id="load", image="square.png")
+    g.add("PreviewImage", id="show", images=load.out(0))
+    g.add("IntDivide", id="bad", a=1, b=0)  # fails: division by zero
+    g.add("IntAdd", id="ok", a=1, b=2)
+    return g
+
+
+def test_a_run_made_before_the_canvas_opened_is_shown_when_it_opens(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # g.run() with no listener records no per-node detail; the canvas fills states in from the plan
+    g = _image_graph(tmp_path, monkeypatch)
+    run = g.run(executor="inline")
+    assert set(run.errors) == {"bad"} and g.last_run is run
+    sent: list[tuple[dict, list[bytes]]] = []
+    session = session_for(g)
+    session.attach("A", lambda msg, bufs: sent.append((msg, bufs)))
+    session.hello("A")
+    kinds = {(m["event"]["kind"], m["event"].get("node")) for m, _ in sent if m["t"] == "event"}
+    assert {("node_finished", "load"), ("node_finished", "show"), ("node_failed", "bad")} <= kinds
+    assert {("node_finished", "ok"), ("node_cached", "ok")} & kinds  # the cache is process-wide
+    events = [m["event"]["kind"] for m, _ in sent if m["t"] == "event"]
+    assert events[0] == "run_started" and events[-1] == "run_finished"
+    assert all(m.get("replay") for m, _ in sent if m["t"] == "event")
+    images = [(m, bufs) for m, bufs in sent if m["t"] == "image"]
+    assert [m["node"] for m, _ in images] == ["show"] and images[0][1][0][:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_still_going_when_the_canvas_opens_is_shown_once_it_ends(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    gate = threading.Event()
+
+    @vx.node(category="test", always_run=True)
+    def waits_for_gate(value: int = 0) -> int:
+        gate.wait(10)
+        return value
+
+    g = vx.Graph()
+    g.add("waits_for_gate", id="slow", value=3)
+    run = g.start(executor="inline")
+    sent: list[dict] = []
+    session = session_for(g)
+    session.attach("A", lambda msg, bufs: sent.append(msg))
+    assert not run.done and not session.history  # nothing to show yet
+    gate.set()
+    run.wait()
+    deadline = time.monotonic() + 10
+    while not any(m["t"] == "event" and m["event"]["kind"] == "run_finished" for m in sent):
+        assert time.monotonic() < deadline, sent
+        time.sleep(0.01)
+    assert ("node_finished", "slow") in {(m["event"]["kind"], m["event"].get("node")) for m in sent if m["t"] == "event"}
+
+
+def test_a_newer_run_seen_by_the_canvas_is_not_replaced_by_an_older_one() -> None:
+    g, _a, _b, c = _graph()
+    first = g.run(executor="inline")
+    session = session_for(g)
+    assert session.history[0]["run_id"] == first.run_id
+    g.nodes[c].params["b"] = 9
+    second = g.run(executor="inline")
+    assert session.history[0]["run_id"] == second.run_id
+    assert not session._adopt(first)  # a late adoption of an older run changes nothing
+    assert session.history[0]["run_id"] == second.run_id

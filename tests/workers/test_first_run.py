@@ -44,11 +44,12 @@ def _in_a_fresh_interpreter(reps: int, times: int) -> tuple[float, float]:
 
 def test_a_torch_workload_runs_as_fast_in_a_worker_as_in_process(make_pool):
     """Rounds of (fresh worker, fresh interpreter), best of each kept: on a shared 2-core
-    machine one round can land in someone else's burst, four rounds all in a row cannot."""
+    machine one round can land in someone else's burst, eight rounds all in a row cannot
+    (it returns at the first good round, so the extra rounds cost only on a bad day)."""
     from vortex_jupyter.workers.pool import WorkerExecutor
 
     firsts, bests, base_firsts, bases = [], [], [], []
-    for _ in range(4):
+    for _ in range(8):
         first, best = _best_in_worker(WorkerExecutor(make_pool(preload=("numpy", "torch"))), 10, 4)
         base_first, base = _in_a_fresh_interpreter(10, 4)
         firsts.append(first), bests.append(best), base_firsts.append(base_first), bases.append(base)

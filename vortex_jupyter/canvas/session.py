@@ -21,6 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ..engine.events import NodeCached, NodeFinished
 from ..errors import VortexError
 from ..graph.model import GraphModel
 from . import layout, protocol
@@ -95,6 +96,14 @@ class CanvasSession:
         on_event = getattr(graph, "on_event", None)
         if callable(on_event):
             on_event(self._on_event)
+        # A run made before this canvas existed (g.run(), then display g) is shown too.
+        last = getattr(graph, "last_run", None)
+        if last is not None and hasattr(last, "_state"):
+            if last.done:
+                self._adopt(last)
+            else:  # it streams to the listeners it started with: show it once it is over
+                threading.Thread(target=self._adopt_when_done, args=(last,), name="vortex-canvas-adopt",
+                                 daemon=True).start()
 
     # ---- views ---------------------------------------------------------------------------
     def attach(self, view_id: str, send: Send) -> None:
@@ -174,6 +183,42 @@ class CanvasSession:
         self.broadcast(protocol.event_msg(data))
         if kind == "run_finished":
             self._set_running(False)
+
+    def _adopt(self, run: Any) -> bool:
+        """Take ``run``'s record as the latest run's: node states, failures and output images.
+
+        A run without listeners recorded no per-node detail (``Run.events``); its finished
+        and cached nodes are then filled in from the plan, so the nodes still show "done".
+        Returns False (and changes nothing) when a newer run was already seen.
+        """
+        state = run._state
+        if state.status == "pending" or not state.events:
+            return False  # it never started (e.g. the graph had problems)
+        history = [e.to_dict() for e in list(state.events)
+                   if e.kind not in ("node_preview", "node_progress")][:HISTORY_MAX]
+        seen = {h.get("node") for h in history if h.get("kind") in ("node_finished", "node_cached", "node_failed")}
+        end = next((i for i, h in enumerate(history) if h.get("kind") == "run_finished"), len(history))
+        filled = [NodeCached(state.run_id, n).to_dict() for n in state.cached if n not in seen]
+        filled += [NodeFinished(state.run_id, n, state.timings.get(n, 0.0)).to_dict()
+                   for n in state.planned if n not in seen and n not in state.errors and n in state.finished]
+        history[end:end] = filled[:max(0, HISTORY_MAX - len(history))]
+        images = {node: (mime, True, bytes(data)) for node, (mime, data) in state.final_previews()}
+        with self._lock:
+            if self.history or self.run is not None:
+                return False  # a newer run (or its events) got here first
+            self.history, self.images = history, images
+        return True
+
+    def _adopt_when_done(self, run: Any) -> None:
+        try:
+            run.wait()
+        except BaseException:  # a run that could not start has nothing to show
+            return
+        if self._adopt(run):
+            for event in list(self.history):
+                self.broadcast(protocol.event_msg(event, replay=True))
+            for node, (mime, final, data) in list(self.images.items()):
+                self.broadcast(protocol.image_msg(node, final, mime), [data])
 
     def _place_added(self, change: Any) -> None:
         """A node added from Python (``g.add``) on an occupied spot goes right of the rest."""
