@@ -317,3 +317,25 @@ def test_ids_titles_and_positions_the_formats_cannot_load_again_are_refused_when
     again = vx.load(g.to_json())  # whatever the API accepted saves and loads back
     assert (again.nodes["ok"].title, again.nodes["ok"].pos) == ("Adder", (3.0, 4.0))
     assert g.add("add", id=5).id == "5"  # ints are ids, as in ComfyUI UI files
+
+
+def test_node_mode_mutes_and_bypasses_from_python_and_rejects_unknown_modes():
+    g = vx.Graph()
+    a = g.add("IntAdd", id="a", a=1, b=2)
+    b = g.add("IntAdd", id="b", a=a.out(0), b=10)
+    g.add("IntAdd", id="c", a=b.out(0), b=100)
+    assert b.mode == "always"
+    assert g.run(executor="inline").outputs["c"] == (113,)
+    b.mode = "bypassed"  # its input a passes through to c
+    assert b.mode == "bypassed" and g.model.mode("b") == 4
+    run = g.run(executor="inline")
+    assert run.outputs["c"] == (103,) and "b" not in run.planned
+    b.mode = "muted"
+    with pytest.raises(vx.ValidationError) as info:
+        g.run(executor="inline")
+    assert [(p.code, p.node) for p in info.value.problems] == [("VE-115", "c")]
+    with pytest.raises(vx.VortexError, match="'sleeping' is not a node mode") as bad:
+        b.mode = "sleeping"
+    assert "bypassed" in str(bad.value.hint)
+    b.mode = 0
+    assert b.mode == "always" and g.run(executor="inline").outputs["c"] == (113,)

@@ -47,6 +47,10 @@ def _registry() -> Any:
     return REGISTRY
 
 
+_MODE_NAMES = {0: "always", 1: "on event", 2: "muted", 3: "on trigger", 4: "bypassed"}
+_MODE_CODES = {name: code for code, name in _MODE_NAMES.items()} | {"never": 2, "mute": 2, "bypass": 4}
+
+
 class OutputRef(NamedTuple):
     """Output number ``output`` of node ``node``: pass it as an input of ``Graph.add`` to link."""
 
@@ -145,6 +149,20 @@ class Node:
         from .graph.formats._common import opt_title
 
         self._graph.model.set_layout(self.id, title=opt_title(value, f"node {self.id!r} title") or "")
+
+    @property
+    def mode(self) -> str:
+        """ComfyUI's node mode: "always" (runs), "muted" (does not run; its consumers get
+        VE-115) or "bypassed" (does not run; its inputs pass through to matching outputs)."""
+        return _MODE_NAMES.get(self._graph.model.mode(self.id), "always")
+
+    @mode.setter
+    def mode(self, value: str | int) -> None:
+        code = _MODE_CODES.get(value) if isinstance(value, str) else value
+        if type(code) is not int or code not in (0, 1, 2, 3, 4):
+            raise VortexError(f"node {self.id!r}: {value!r} is not a node mode",
+                              hint='use "always", "muted" or "bypassed" (or ComfyUI\'s 0, 2, 4)')
+        self._graph.model.set_mode(self.id, code)
 
     @property
     def inputs(self) -> dict[str, OutputRef]:
