@@ -146,7 +146,7 @@ def test_comfy_timesteps_refuses_more_steps_than_training_timesteps() -> None:
     assert apply_exact_timesteps(sched, "simple", 1001) is None  # left to set_timesteps(steps)
 
 
-@pytest.mark.parametrize("sampler", ["euler_ancestral", "lms", "uni_pc", "ddim"])
+@pytest.mark.parametrize("sampler", ["lms", "uni_pc", "ddim"])
 def test_simple_on_schedulers_without_custom_timesteps_is_within_one_timestep(sampler: str) -> None:
     # these take the config approximation ("trailing"): rounding where ComfyUI truncates
     from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
@@ -172,8 +172,8 @@ def test_every_comfyui_name_is_a_choice_and_every_mapped_pair_builds() -> None:
 
 
 def test_unsupported_combination_message_lists_what_is_supported() -> None:
-    msg = check_combination("euler_ancestral", "karras")
-    assert msg is not None and "normal" in msg and "euler_ancestral" in msg
+    msg = check_combination("ddim", "karras")
+    assert msg is not None and "normal" in msg and "ddim" in msg
     msg = check_combination("dpm_fast", "normal")
     assert msg is not None and "dpmpp_2m" in msg
     assert check_combination("euler", "linear_quadratic") is not None
@@ -256,3 +256,38 @@ def test_denoise_with_any_schedule_runs_exactly_steps(name: str) -> None:
     sched = make_scheduler(SD1, "euler", name)
     timesteps, begin = plan_timesteps(sched, SampleSettings(0, 10, 7.0, "euler", name, denoise=0.5))
     assert len(timesteps) == 10 and begin == 10
+
+
+def ref_ancestral_step(x: np.ndarray, denoised: np.ndarray, noise: np.ndarray, s: float, s_next: float) -> np.ndarray:
+    """k-diffusion's sample_euler_ancestral step (eta = 1), as ComfyUI runs it."""
+    if s_next == 0:
+        return denoised
+    up = min(s_next, math.sqrt(s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2))
+    down = math.sqrt(s_next ** 2 - up ** 2)
+    return x + (x - denoised) / s * (down - s) + noise * up
+
+
+@pytest.mark.parametrize("schedule", ["normal", "karras", "exponential", "simple"])
+def test_euler_ancestral_takes_every_euler_schedule_and_steps_like_k_diffusion(schedule: str) -> None:
+    import torch
+
+    assert check_combination("euler_ancestral", schedule) is None
+    sched = make_scheduler(SD1, "euler_ancestral", schedule)
+    sched.set_timesteps(6)
+    plain = make_scheduler(SD1, "euler", schedule)
+    plain.set_timesteps(6)
+    torch.testing.assert_close(sched.sigmas, plain.sigmas)  # the schedule is euler's
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32)) * float(sched.sigmas[0])
+    for i, t in enumerate(sched.timesteps):
+        eps = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32))
+        s, s_next = float(sched.sigmas[i]), float(sched.sigmas[i + 1])
+        gen = torch.Generator().manual_seed(i)
+        noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(i)).numpy()
+        out = sched.step(eps, t, x, generator=gen)
+        denoised = (x - s * eps).numpy()  # epsilon prediction: x0 = x - sigma * eps
+        np.testing.assert_allclose(out.pred_original_sample.numpy(), denoised, rtol=1e-5, atol=1e-5)
+        want = ref_ancestral_step(x.numpy(), denoised, noise, s, s_next)
+        np.testing.assert_allclose(out.prev_sample.numpy(), want, rtol=1e-4, atol=1e-4)
+        x = out.prev_sample
+    assert float(sched.sigmas[-1]) == 0.0  # the last step landed on the x0 prediction (no noise)

@@ -19,7 +19,8 @@ kl_optimal         our sigmas: uniform in ``arctan(sigma)``                     
 
 SD1's own scheduler config says ``timestep_spacing="leading"``, ``steps_offset=1``; that is NOT
 ComfyUI's "normal", so the spacing is always overridden. Sigma-based schedules need a
-scheduler with those flags (DDIM/DDPM/LCM/euler_ancestral have none): such combinations are
+scheduler with those flags (DDIM/DDPM/LCM have none; euler_ancestral is our ancestral step on
+Euler's tables, so it takes them all): such combinations are
 rejected at validation (VE-116) with the list of what is supported. ``linear_quadratic`` is
 not supported. ``dpmpp_sde`` needs the optional ``torchsde`` package (the message says so).
 "simple" and "ddim_uniform" pick training timesteps; ``comfy_timesteps`` computes ComfyUI's
@@ -61,7 +62,9 @@ _SDE = {"algorithm_type": "sde-dpmsolver++"}
 #: sampler_name -> (diffusers class, config overrides)
 SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
-    "euler_ancestral": ("EulerAncestralDiscreteScheduler", {}),
+    # ancestral Euler on EulerDiscreteScheduler's sigma tables (``_ancestral_euler``), so it
+    # takes every schedule euler does: diffusers' EulerAncestral has no karras/exponential
+    "euler_ancestral": ("EulerDiscreteScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
     "dpm_2": ("KDPM2DiscreteScheduler", {}),
     "dpm_2_ancestral": ("KDPM2AncestralDiscreteScheduler", {}),
@@ -164,7 +167,59 @@ def make_scheduler(base_config: dict[str, Any], sampler_name: str, scheduler: st
         config.pop(flag, None)  # a model's own config must not leak into "normal"
     config.update(extra)
     config.update(SCHEDULES[scheduler])
-    return getattr(diffusers, cls_name).from_config(config)
+    cls = _ancestral_euler() if sampler_name in _ANCESTRAL else getattr(diffusers, cls_name)
+    return cls.from_config(config)
+
+
+#: Samplers run by ``_ancestral_euler`` (ComfyUI's ``sample_euler_ancestral``, eta = 1).
+_ANCESTRAL = frozenset({"euler_ancestral"})
+_ANCESTRAL_CLASS: Any = None
+
+
+def _ancestral_euler() -> Any:
+    """EulerDiscreteScheduler with k-diffusion's ancestral step (eta = s_noise = 1), made on
+    first use so importing this module never imports diffusers.
+
+    Each step goes from sigma to sigma_down deterministically, then adds fresh noise of
+    sigma_up (from the ``generator`` the loop passes: seeded from the seed), where
+    ``sigma_up = min(s', sqrt(s'^2 (s^2 - s'^2) / s^2))`` and ``sigma_down = sqrt(s'^2 - sigma_up^2)``
+    for a step from s to s'. The last step (s' = 0) lands on the x0 prediction, no noise.
+    """
+    global _ANCESTRAL_CLASS
+    if _ANCESTRAL_CLASS is not None:
+        return _ANCESTRAL_CLASS
+    import diffusers
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    euler: Any = diffusers.EulerDiscreteScheduler
+
+    class EulerAncestralAnySchedule(euler):  # type: ignore[misc, valid-type]
+        def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any,
+                 generator: Any = None, return_dict: bool = True, **kwargs: Any) -> Any:
+            if self.step_index is None:
+                self._init_step_index(timestep)
+            sigma = float(self.sigmas[self.step_index])
+            sigma_next = float(self.sigmas[self.step_index + 1])
+            # the plain Euler step gives the x0 prediction (and advances the step index)
+            out = super().step(model_output, timestep, sample, return_dict=True)
+            denoised = out.pred_original_sample
+            x = sample.to(torch.float32)
+            if sigma_next > 0.0:
+                up = min(sigma_next, (sigma_next ** 2 * (sigma ** 2 - sigma_next ** 2) / sigma ** 2) ** 0.5)
+                down = (sigma_next ** 2 - up ** 2) ** 0.5
+                noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device,
+                                     dtype=torch.float32)
+                prev = x + (x - denoised) / sigma * (down - sigma) + noise * up
+            else:
+                prev = denoised
+            prev = prev.to(model_output.dtype)
+            if not return_dict:
+                return prev, denoised
+            return type(out)(prev_sample=prev, pred_original_sample=denoised)
+
+    _ANCESTRAL_CLASS = EulerAncestralAnySchedule
+    return _ANCESTRAL_CLASS
 
 
 def denoise_steps(steps: int, denoise: float) -> tuple[int, int]:
