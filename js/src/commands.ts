@@ -3,9 +3,11 @@
  * a group and an action on the view.
  */
 import type { CanvasApp } from "./app";
+import { toggleMode } from "./edit/keys";
+import { MODE_BYPASSED, MODE_MUTED } from "./protocol";
 import type { PaletteItem } from "./ui/search";
 
-interface Command { id: string; label: string; group: string; run(app: CanvasApp): void }
+interface Command { id: string; label: string; group: string; detail?: string; run(app: CanvasApp): void }
 
 const COMMANDS: Command[] = [
   { id: "run", label: "Run graph", group: "run", run: (a) => a.model.send({ t: "run", outputs: null }) },
@@ -21,6 +23,10 @@ const COMMANDS: Command[] = [
   { id: "redo", label: "Redo", group: "edit", run: (a) => a.editor.undo.redo() },
   { id: "group", label: "Group selected nodes", group: "edit", run: (a) => a.group() },
   { id: "ungroup", label: "Remove groups around the selection", group: "edit", run: (a) => a.ungroup() },
+  { id: "mute", label: "Mute / unmute selected", group: "edit", detail: "Ctrl+M",
+    run: (a) => toggleMode(a, MODE_MUTED) },
+  { id: "bypass", label: "Bypass / unbypass selected", group: "edit", detail: "Ctrl+B",
+    run: (a) => toggleMode(a, MODE_BYPASSED) },
   { id: "select-all", label: "Select all", group: "edit", run: (a) => a.setSelection(a.scene.nodes.keys()) },
   { id: "fit", label: "Fit to view", group: "view", run: (a) => a.fit() },
   { id: "zoom-100", label: "Zoom to 100%", group: "view",
@@ -28,7 +34,7 @@ const COMMANDS: Command[] = [
 ];
 
 export function commandItems(): PaletteItem[] {
-  return COMMANDS.map((c) => ({ id: c.id, label: c.label, group: c.group }));
+  return COMMANDS.map((c) => ({ id: c.id, label: c.label, group: c.group, detail: c.detail }));
 }
 
 export function runCommand(app: CanvasApp, id: string): void {

@@ -7,7 +7,7 @@
  */
 import * as Y from "yjs";
 import {
-  ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, edgeKey, newNodeId,
+  MODE_ALWAYS, ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, edgeKey, newNodeId, readMode,
   type EdgeValue, type GroupValue,
 } from "./protocol";
 
@@ -19,6 +19,8 @@ export interface NodeData {
   y: number;
   w?: number;
   h?: number;
+  /** ComfyUI mode: 0 always (absent in the doc), 2 muted, 4 bypassed. */
+  mode?: number;
   params: Record<string, unknown>;
 }
 
@@ -79,6 +81,18 @@ export class GraphDoc {
     this.transact(() => this.nodes.get(id)?.set("title", title));
   }
 
+  /** Sets the mode of several nodes in one transaction (one undo step); 0 removes the field. */
+  setModes(ids: Iterable<string>, mode: number): void {
+    this.transact(() => {
+      for (const id of ids) {
+        const m = this.nodes.get(id);
+        if (!m) continue;
+        if (mode !== MODE_ALWAYS) m.set("mode", mode);
+        else if (m.has("mode")) m.delete("mode");
+      }
+    });
+  }
+
   connect(e: EdgeValue): void {
     this.transact(() => this.edges.set(edgeKey(e.dst, e.dst_input), { ...e }));
   }
@@ -117,6 +131,8 @@ export function makeNodeMap(data: Omit<NodeData, "id">): Y.Map<unknown> {
   m.set("y", data.y);
   if (data.w !== undefined) m.set("w", data.w);
   if (data.h !== undefined) m.set("h", data.h);
+  const mode = readMode(data.mode);
+  if (mode !== MODE_ALWAYS) m.set("mode", mode);
   m.set("params", params);
   return m;
 }
@@ -145,5 +161,6 @@ export function readNodeFields(id: string, m: Y.Map<unknown>): Omit<NodeData, "p
     y: num("y") ?? 0,
     w: num("w"),
     h: num("h"),
+    mode: readMode(m.get("mode")),
   };
 }

@@ -75,6 +75,25 @@ export const ROOT_META = "meta";
 export interface EdgeValue { src: string; src_output: number; dst: string; dst_input: string }
 export interface GroupValue { title: string; x: number; y: number; w: number; h: number; color?: string }
 
+/**
+ * A node's ComfyUI mode, the optional node field `mode` (absent: 0). Twin of `NODE_MODES` in
+ * `vortex_jupyter/canvas/schema.py`: the kernel rejects anything but an integer 0..4.
+ */
+export const MODE_ALWAYS = 0;
+export const MODE_MUTED = 2;
+export const MODE_BYPASSED = 4;
+const MODE_NAMES = ["always", "on-event", "muted", "on-trigger", "bypassed"];
+
+/** The mode of a doc value: 0 unless it is an integer 0..4. */
+export function readMode(v: unknown): number {
+  return typeof v === "number" && Number.isInteger(v) && v >= 0 && v < MODE_NAMES.length ? v : MODE_ALWAYS;
+}
+
+/** "always", "muted", "bypassed" (or ComfyUI's rarely used "on-event" / "on-trigger"). */
+export function modeName(mode: number): string {
+  return MODE_NAMES[readMode(mode)];
+}
+
 export function edgeKey(dst: string, dstInput: string): string {
   return `${dst}:${dstInput}`;
 }

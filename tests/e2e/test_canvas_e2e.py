@@ -283,3 +283,42 @@ def test_the_wheel_is_left_to_the_notebook_over_a_canvas_until_it_is_clicked_the
     nb.page.wait_for_function("() => window.__vxWheel.length > 1")
     assert nb.page.evaluate("() => window.__vxWheel")[-1] == [True, "vx-canvas"]
     assert nb.hook("h.view.zoom", index=1) > zoom
+
+
+LEFT_COLLAPSED = "() => window.jupyterapp.shell.leftCollapsed"
+
+
+def test_ctrl_b_on_the_canvas_bypasses_the_selected_node_and_elsewhere_stays_jupyterlabs(nb: LabPage) -> None:
+    root = nb.canvas(0)
+    root.scroll_into_view_if_needed()
+    nb.page.wait_for_timeout(300)
+    assert kernel(nb, "g.model.mode('add1')") == 0
+    rect = nb.hook("h.nodeRect('add1')")
+    ox, oy = canvas_origin(nb)
+    nb.page.mouse.click(ox + rect["x"] + rect["w"] / 2, oy + rect["y"] + 10)  # select it (focuses the canvas)
+    assert nb.hook("h.selection()") == ["add1"]
+    sidebar = nb.page.evaluate(LEFT_COLLAPSED)
+    nb.page.keyboard.press("Control+b")
+    deadline = time.monotonic() + 10
+    while kernel(nb, "g.model.mode('add1')") != 4:
+        assert time.monotonic() < deadline, "the bypass never reached the kernel"
+        nb.page.wait_for_timeout(100)
+    assert kernel(nb, "g['add1'].mode") == "bypassed"
+    nb.page.wait_for_function(
+        "() => { const h = document.querySelector('.vx-root').__vortex; h.flush();"
+        " const li = document.querySelector('.vx-root [role=listitem][data-node-id=add1]');"
+        " return li && li.dataset.mode === 'bypassed'; }", timeout=5_000)
+    assert nb.page.evaluate(LEFT_COLLAPSED) == sidebar  # JupyterLab's Ctrl+B (left sidebar) left alone
+    nb.screenshot("10-bypassed")
+    nb.page.keyboard.press("Control+z")  # one undo step restores it, in the kernel too
+    deadline = time.monotonic() + 10
+    while kernel(nb, "g.model.mode('add1')") != 0:
+        assert time.monotonic() < deadline, "undo of the bypass never reached the kernel"
+        nb.page.wait_for_timeout(100)
+    # focus elsewhere: the canvas does not take Ctrl+B, JupyterLab toggles its sidebar as usual
+    nb.page.evaluate("() => document.activeElement && document.activeElement.blur()")
+    nb.page.keyboard.press("Control+b")
+    nb.page.wait_for_function(f"() => window.jupyterapp.shell.leftCollapsed === {str(not sidebar).lower()}")
+    nb.page.keyboard.press("Control+b")
+    assert kernel(nb, "g.model.mode('add1')") == 0
+    assert nb.console_errors == []

@@ -8,10 +8,14 @@ tells the binding (``ydoc.py``) which nodes, params and edges to reconcile into 
 
 Schema::
 
-    nodes:  Map<id, Map{type: str, title?: str, x, y: num, w?, h?: num, params: Map<name, scalar>}>
+    nodes:  Map<id, Map{type: str, title?: str, x, y: num, w?, h?: num, mode?: 0..4,
+                        params: Map<name, scalar>}>
     edges:  Map<"dst:input", {src: str, src_output: int, dst: str, dst_input: str}>
     groups: Map<id, {title: str, x, y, w, h: num, color?: str}>
     meta:   Map<str, JSON>
+
+``mode`` is the node's ComfyUI mode (``graph/modes.py``): an integer 0..4, absent meaning 0
+(always); 2 is muted, 4 bypassed. Yjs has one number type, so an integral float counts.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ MAX_NODES = 100_000
 MAX_PARAMS = 1_000
 MAX_OUTPUT_INDEX = 1_000
 MAX_META_JSON = 1 << 16
-NODE_FIELDS = {"type", "title", "x", "y", "w", "h", "params"}
+NODE_FIELDS = {"type", "title", "x", "y", "w", "h", "mode", "params"}
+NODE_MODES = range(5)  # ComfyUI: 0 always, 1 on event, 2 never (muted), 3 on trigger, 4 bypass
 
 
 class SchemaViolation(ValueError):
@@ -116,6 +121,8 @@ def check_node(node_id: str, node: Any) -> None:
     for key in ("w", "h"):
         if fields.get(key) is not None:
             _check_num(fields[key], f"{where}.{key}")
+    if "mode" in fields:
+        check_mode(fields["mode"], f"{where}.mode")
     params = fields.get("params")
     if not isinstance(params, Map):
         raise SchemaViolation(f"{where}.params must be a Y.Map, got {type(params).__name__}")
@@ -124,6 +131,13 @@ def check_node(node_id: str, node: Any) -> None:
     for name, value in params.items():
         _check_id(name, f"{where}.params key")
         _check_scalar(value, f"{where}.params[{name[:40]!r}]")
+
+
+def check_mode(value: Any, where: str) -> None:
+    """A node mode is an integer 0..4; Yjs numbers are doubles, so ``4.0`` passes."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, float)) and value in NODE_MODES
+    if not ok:
+        raise SchemaViolation(f"{where} must be a node mode 0..4 (0 always, 2 muted, 4 bypassed), got {value!r}")
 
 
 def check_edge(key: str, edge: Any) -> None:

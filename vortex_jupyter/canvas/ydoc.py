@@ -8,6 +8,8 @@ State: one ``GraphDoc`` per graph (shared by all its canvas views) owns the kern
 - Doc -> model: ``apply_remote`` applies an already validated update and reconciles exactly
   the touched nodes, params and edges into the model through ``GraphModel`` methods with
   ``origin="canvas"``, so the engine invalidates exactly the affected cache keys.
+- Node modes (muted / bypassed) ride as the node field ``mode``, present only when not 0;
+  a view's change becomes ``model.set_mode`` (a bypass changes what consumers receive).
 
 A lock serialises doc access: the model may be mutated from any thread (a run thread, a
 comm handler), and a pycrdt Doc allows one transaction at a time.
@@ -32,7 +34,7 @@ from pycrdt import Doc, Map
 from ..graph.model import Change, Edge, GraphModel, NodeData
 from . import values
 from .protocol import CANVAS_ORIGIN, ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, edge_key
-from .schema import Touched
+from .schema import NODE_MODES, Touched
 
 KERNEL_ORIGIN = "kernel"
 log = logging.getLogger(__name__)
@@ -104,7 +106,7 @@ class GraphDoc:
     def _mirror_all(self) -> None:
         with self.batch():
             for node in self.model.nodes.values():
-                self.nodes[node.id] = _node_map(node)
+                self.nodes[node.id] = _node_map(node, _doc_mode(self.model, node.id))
             for edge in self.model.edges():
                 self.edges[edge_key(edge.dst, edge.dst_input)] = _edge_value(edge)
             self._write_groups()
@@ -128,7 +130,7 @@ class GraphDoc:
 
     def _write_node_change(self, kind: str, node_id: str, detail: Any) -> None:
         if kind == "node_added":
-            self.nodes[node_id] = _node_map(self.model.nodes[node_id])
+            self.nodes[node_id] = _node_map(self.model.nodes[node_id], _doc_mode(self.model, node_id))
         elif node_id not in self.nodes:
             return  # a change to a node the doc never saw: nothing to mirror
         elif kind == "node_removed":
@@ -137,6 +139,8 @@ class GraphDoc:
             self._write_param(node_id, detail)
         elif kind == "layout":
             self._write_layout(node_id, detail)
+        elif kind == "mode":
+            self._write_mode(node_id)
 
     def _write_param(self, node_id: str, name: str) -> None:
         params = self.nodes[node_id]["params"]
@@ -170,6 +174,13 @@ class GraphDoc:
                 ymap["title"] = node.title
             elif "title" in ymap:
                 del ymap["title"]
+
+    def _write_mode(self, node_id: str) -> None:
+        ymap, mode = self.nodes[node_id], _doc_mode(self.model, node_id)
+        if mode:
+            ymap["mode"] = mode
+        elif "mode" in ymap:
+            del ymap["mode"]
 
     def _write_groups(self) -> None:
         wanted = {gid: value for gid, value in (_group_value(i, g) for i, g in enumerate(self.model.groups))}
@@ -235,6 +246,7 @@ class Reconciler:
         if current is None:
             params = values.params_from_doc(self.gd.lookup, doc_node["type"], doc_node.get("params", {}))
             model.add_node(doc_node["type"], params, id=node_id, origin=CANVAS_ORIGIN, **_layout(doc_node))
+            self._sync_mode(node_id, doc_node)
             for key in relink:
                 self._sync_edge(key)
             return
@@ -244,6 +256,7 @@ class Reconciler:
             }
             self._sync_params(node_id, names)
         self._sync_layout(current, doc_node)
+        self._sync_mode(node_id, doc_node)
 
     def _sync_params(self, node_id: str, names: set[str]) -> None:
         node = self.model.nodes[node_id]
@@ -267,6 +280,11 @@ class Reconciler:
             kwargs["title"] = lay["title"] or ""
         if kwargs:
             self.model.set_layout(node.id, origin=CANVAS_ORIGIN, **kwargs)
+
+    def _sync_mode(self, node_id: str, doc_node: dict[str, Any]) -> None:
+        mode = int(doc_node.get("mode") or 0)  # validated: an integral number 0..4
+        if mode != _doc_mode(self.model, node_id):
+            self.model.set_mode(node_id, mode, origin=CANVAS_ORIGIN)
 
     def _sync_edge(self, key: str) -> None:
         value = self.gd.edges.get(key)
@@ -309,14 +327,23 @@ class Reconciler:
 
 
 # ---- conversions -------------------------------------------------------------------------
-def _node_map(node: NodeData) -> Map:
+def _node_map(node: NodeData, mode: int = 0) -> Map:
     fields: dict[str, Any] = {"type": node.type, "x": node.pos[0], "y": node.pos[1]}
     if node.size is not None:
         fields["w"], fields["h"] = node.size
     if node.title:
         fields["title"] = node.title
+    if mode:
+        fields["mode"] = mode
     fields["params"] = Map(values.params_to_doc(node.params))
     return Map(fields)
+
+
+def _doc_mode(model: GraphModel, node_id: str) -> int:
+    """The mode the doc shows: a mode the schema does not know (a corrupt file's) reads as 0
+    there, so the doc stays valid and a view's unrelated edit does not reset it."""
+    mode = model.mode(node_id)
+    return mode if mode in NODE_MODES else 0
 
 
 def _layout(doc_node: dict[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,7 @@
  */
 import * as Y from "yjs";
 import { GraphDoc, makeNodeMap, type NodeData } from "../docmodel";
-import { edgeKey, newNodeId, type EdgeValue, type NodeSpecJson } from "../protocol";
+import { MODE_ALWAYS, edgeKey, newNodeId, type EdgeValue, type NodeSpecJson } from "../protocol";
 import { whyIncompatible } from "../ports";
 import type { Scene } from "../scene";
 import { boundsOf } from "../render/view";
@@ -67,6 +67,20 @@ export class Editor {
   deleteNodes(ids: Iterable<string>): void {
     this.undo.stopCapturing();
     this.g.deleteNodes(ids);
+  }
+
+  /**
+   * ComfyUI's mute / bypass toggle: puts the nodes in `mode`, or back to 0 (always) when all
+   * of them are in it already. One transaction, so one undo step. Returns the mode written,
+   * or null when none of `ids` is a node.
+   */
+  toggleMode(ids: Iterable<string>, mode: number): number | null {
+    const nodes = [...ids].filter((id) => this.scene.nodes.has(id));
+    if (!nodes.length) return null;
+    const target = nodes.every((id) => this.scene.nodes.get(id)?.mode === mode) ? MODE_ALWAYS : mode;
+    this.undo.stopCapturing();
+    this.g.setModes(nodes, target);
+    return target;
   }
 
   copy(ids: Iterable<string>): string | null {

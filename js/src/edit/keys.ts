@@ -1,8 +1,10 @@
 /**
  * Keyboard input on the focused canvas: shortcuts, zoom/pan keys, and moving the selection
  * between nodes (Tab / Shift+Tab in reading order, arrows to the nearest node that way).
- * Without a selection the arrows pan; Shift+arrows always pan.
+ * Without a selection the arrows pan; Shift+arrows always pan. Ctrl+M / Ctrl+B mute / bypass
+ * the selection as in ComfyUI.
  */
+import { MODE_BYPASSED, MODE_MUTED } from "../protocol";
 import type { NodeView } from "../render/layout";
 import { graphToScreen, zoomAt } from "../render/view";
 import type { Host } from "./host";
@@ -42,6 +44,8 @@ export function handleKey(h: Host, e: KeyboardEvent): boolean {
   if (mod && k === "v") { h.paste(); return true; }
   if (mod && k === "a") { h.setSelection(h.scene.nodes.keys()); return true; }
   if (mod && k === "g") { h.group(); return true; }
+  if (mod && k === "m") { toggleMode(h, MODE_MUTED); return true; }
+  if (mod && k === "b") { toggleMode(h, MODE_BYPASSED); return true; }
   if (mod) return false;
   if (e.key === "Delete" || e.key === "Backspace") { h.editor.deleteNodes([...h.r.selected]); h.setSelection([]); return true; }
   if (e.key === "Escape") { h.setSelection([]); return true; }
@@ -51,6 +55,13 @@ export function handleKey(h: Host, e: KeyboardEvent): boolean {
   const dir = ARROWS[e.key];
   if (dir) { arrow(h, dir, e.shiftKey); return true; }
   return false;
+}
+
+/** Mutes / bypasses the selection, or restores it when all of it is already so. */
+export function toggleMode(h: Host, mode: number): void {
+  if (h.editor.toggleMode(h.r.selected, mode) === null) {
+    h.toast(`Select nodes to ${mode === MODE_MUTED ? "mute" : "bypass"} first`, "info");
+  }
 }
 
 function zoomKey(h: Host, factor: number): void {

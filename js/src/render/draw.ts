@@ -5,14 +5,19 @@
  * rectangles batched into one path per fill color and edges one path of straight lines, so
  * a frame is a handful of fill/stroke calls. Text, ports, widgets and images are only drawn
  * at LOD 1–2 where few nodes fit on screen.
+ *
+ * Node modes look as in ComfyUI at every LOD: a muted node is drawn at `MUTED_ALPHA`, a
+ * bypassed one under a translucent purple wash (`BYPASS_TINT`).
  */
-import type { GroupValue } from "../protocol";
+import { MODE_BYPASSED, MODE_MUTED, type GroupValue } from "../protocol";
 import { STATE_COLORS, type RunState } from "../runstate";
 import { PORT_R, PREVIEW_H, ROW_H, TITLE_H, type NodeView } from "./layout";
 import type { Rect } from "./spatial";
 import type { Lod } from "./view";
 import { clipText, nodeErrorText, widgetText, wrapText } from "./text";
 
+export const MUTED_ALPHA = 0.4;
+export const BYPASS_TINT = "rgba(156, 39, 176, 0.45)";
 const ERROR_LINES = 3;
 const ERROR_LINE_H = 14;
 
@@ -114,25 +119,30 @@ export interface DeviceXform { k: number; tx: number; ty: number }
  */
 export function drawBoxes(d: DrawCtx, visible: NodeView[], dev: DeviceXform): void {
   const { ctx } = d;
+  // key: fill color, prefixed with "~" for muted nodes (same color, drawn faded)
   const buckets = new Map<string, NodeView[]>();
+  const bypassed: NodeView[] = [];
   for (const n of visible) {
-    const c = nodeFill(n, d.run);
+    const c = n.mode === MODE_MUTED ? "~" + nodeFill(n, d.run) : nodeFill(n, d.run);
     let b = buckets.get(c);
     if (!b) buckets.set(c, (b = []));
     b.push(n);
+    if (n.mode === MODE_BYPASSED) bypassed.push(n);
   }
-  const { k, tx, ty } = dev;
   ctx.save();
   ctx.setTransform(1, 0, 0, 1, 0, 0);
-  for (const [color, list] of buckets) {
-    ctx.fillStyle = color;
-    ctx.beginPath();
-    for (const n of list) {
-      const x = Math.round(n.x * k + tx), y = Math.round(n.y * k + ty);
-      ctx.rect(x, y, Math.max(1, Math.round(n.w * k)), Math.max(1, Math.round(n.h * k)));
-    }
-    ctx.fill();
+  for (const [key, list] of buckets) {
+    const muted = key[0] === "~";
+    ctx.globalAlpha = muted ? MUTED_ALPHA : 1;
+    ctx.fillStyle = muted ? key.slice(1) : key;
+    fillBoxes(ctx, list, dev);
   }
+  ctx.globalAlpha = 1;
+  if (bypassed.length) {
+    ctx.fillStyle = BYPASS_TINT;
+    fillBoxes(ctx, bypassed, dev);
+  }
+  const { k, tx, ty } = dev;
   if (d.selected.size) {
     ctx.strokeStyle = "#ffd54f";
     ctx.lineWidth = 2;
@@ -144,6 +154,27 @@ export function drawBoxes(d: DrawCtx, visible: NodeView[], dev: DeviceXform): vo
     ctx.stroke();
   }
   ctx.restore();
+}
+
+function fillBoxes(ctx: CanvasRenderingContext2D, list: NodeView[], { k, tx, ty }: DeviceXform): void {
+  ctx.beginPath();
+  for (const n of list) {
+    const x = Math.round(n.x * k + tx), y = Math.round(n.y * k + ty);
+    ctx.rect(x, y, Math.max(1, Math.round(n.w * k)), Math.max(1, Math.round(n.h * k)));
+  }
+  ctx.fill();
+}
+
+/** LOD 1–2: one node (frame only at LOD 1), faded when muted, tinted when bypassed. */
+export function drawNode(d: DrawCtx, n: NodeView): void {
+  const { ctx } = d;
+  if (n.mode === MODE_MUTED) ctx.globalAlpha = MUTED_ALPHA;
+  (d.lod === 2 ? drawNodeFull : drawNodeFrame)(d, n);
+  ctx.globalAlpha = 1;
+  if (n.mode === MODE_BYPASSED) {
+    ctx.fillStyle = BYPASS_TINT;
+    ctx.fillRect(n.x, n.y, n.w, n.h);
+  }
 }
 
 export function drawNodeFrame(d: DrawCtx, n: NodeView): void {

@@ -38,6 +38,8 @@ export interface NodeView {
   y: number;
   w: number;
   h: number;
+  /** ComfyUI mode (0 always, 2 muted, 4 bypassed): drawn dimmed or tinted. */
+  mode: number;
   params: Record<string, unknown>;
   spec?: NodeSpecJson;
   /** Port positions relative to the node's top-left corner. */
@@ -109,7 +111,7 @@ export function layoutNode(
   const read = params as () => Record<string, unknown>;
   return {
     id: d.id, type: d.type, title: d.title ?? spec?.display_name ?? d.type,
-    x: d.x, y: d.y, w: s.w, h: s.h, spec, inputs: s.inputs, outputs: s.outputs,
+    x: d.x, y: d.y, w: s.w, h: s.h, mode: d.mode ?? 0, spec, inputs: s.inputs, outputs: s.outputs,
     get params() { return cached ?? (cached = read()); },
     widgetTop: s.widgetTop, category: spec?.category ?? "", seen: 0,
   };

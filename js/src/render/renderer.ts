@@ -7,7 +7,7 @@
  */
 import type { RunState } from "../runstate";
 import type { Scene } from "../scene";
-import { drawBoxes, drawEdges, drawGroups, drawNodeFrame, drawNodeFull, typeColor, type DrawCtx } from "./draw";
+import { drawBoxes, drawEdges, drawGroups, drawNode, typeColor, type DrawCtx } from "./draw";
 import type { NodeView } from "./layout";
 import type { Rect } from "./spatial";
 import { lodFor, visibleRect, type Viewport } from "./view";
@@ -117,7 +117,7 @@ export class Renderer {
       drawBoxes(d, this.visible, dev);
     } else {
       this.visible.sort((a, b) => scene.zOf(a) - scene.zOf(b));
-      for (const n of this.visible) (lod === 2 ? drawNodeFull : drawNodeFrame)(d, n);
+      for (const n of this.visible) drawNode(d, n);
     }
     this.drawOverlay(d);
     if (this.emptyHint && scene.nodes.size === 0 && scene.groups.size === 0) this.drawEmptyHint(dpr);

@@ -2,13 +2,15 @@
  * The accessible DOM surface: a visually hidden list of the nodes on screen.
  *
  * Each `li[role=listitem]` carries `data-node-id`, `data-node-type`, `data-state`,
- * `data-selected` and the node's screen rectangle `data-x/y/w/h` (CSS px relative to the
- * canvas element). Updated after draws, but at most every `delayMs` and only when the view,
- * the scene or the run state changed, so continuous panning never rebuilds it per frame.
+ * `data-mode` ("always", "muted" or "bypassed"), `data-selected` and the node's screen
+ * rectangle `data-x/y/w/h` (CSS px relative to the canvas element). Updated after draws, but
+ * at most every `delayMs` and only when the view, the scene or the run state changed, so
+ * continuous panning never rebuilds it per frame.
  * Capped at `MAX_ITEMS` items (`data-total` on the list has the full count).
  */
 import type { Renderer } from "../render/renderer";
 import { graphToScreen } from "../render/view";
+import { MODE_ALWAYS, modeName } from "../protocol";
 
 export const MAX_ITEMS = 1000;
 
@@ -55,12 +57,14 @@ export class NodeList {
       const err = this.r.run.errors.get(n.id);
       li.dataset.nodeType = n.type;
       li.dataset.state = state;
+      li.dataset.mode = modeName(n.mode);
       li.dataset.selected = String(this.r.selected.has(n.id));
       li.dataset.x = x.toFixed(1);
       li.dataset.y = y.toFixed(1);
       li.dataset.w = (n.w * view.zoom).toFixed(1);
       li.dataset.h = (n.h * view.zoom).toFixed(1);
-      li.setAttribute("aria-label", `${n.title} (${n.type}, id ${n.id}), ${state}${err ? `: ${err}` : ""}`);
+      const mode = n.mode === MODE_ALWAYS ? "" : `, ${li.dataset.mode}`;
+      li.setAttribute("aria-label", `${n.title} (${n.type}, id ${n.id})${mode}, ${state}${err ? `: ${err}` : ""}`);
       li.setAttribute("aria-selected", li.dataset.selected);
       li.textContent = n.title;
     }
