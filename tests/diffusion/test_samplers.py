@@ -176,7 +176,8 @@ def test_unsupported_combination_message_lists_what_is_supported() -> None:
     assert msg is not None and "normal" in msg and "ddim" in msg
     msg = check_combination("dpm_fast", "normal")
     assert msg is not None and "dpmpp_2m" in msg
-    assert check_combination("euler", "linear_quadratic") is not None
+    assert check_combination("dpmpp_2m", "linear_quadratic") is not None  # needs sigmas=: euler only
+    assert check_combination("euler", "linear_quadratic") is None
     assert check_combination("dpmpp_2m", "karras") is None
 
 
@@ -228,11 +229,24 @@ def ref_kl_optimal(n: int) -> list[float]:
     return [*np.tan(idx * math.atan(SIGMA_MIN) + (1 - idx) * math.atan(SIGMA_MAX)), 0.0]
 
 
-CUSTOM_REFERENCE = {"sgm_uniform": ref_sgm_uniform, "beta": ref_beta, "kl_optimal": ref_kl_optimal}
+def ref_linear_quadratic(n: int, thr: float = 0.025) -> list[float]:
+    """Mochi's schedule as ComfyUI documents it: the noise level rises linearly by thr/k a step
+    for the first k = n // 2 steps, then along the quadratic through (k, thr) with the same
+    slope that reaches 1 at step n; sigma = (1 - noise) * sigma_max."""
+    if n == 1:
+        return [SIGMA_MAX, 0.0]
+    k, q = n // 2, n - n // 2
+    curve = (1 - thr - thr * q / k) / q ** 2
+    noise = [thr * i / k if i < k else thr + thr / k * (i - k) + curve * (i - k) ** 2 for i in range(n + 1)]
+    return [(1 - x) * SIGMA_MAX for x in noise]
+
+
+CUSTOM_REFERENCE = {"sgm_uniform": ref_sgm_uniform, "beta": ref_beta, "kl_optimal": ref_kl_optimal,
+                    "linear_quadratic": ref_linear_quadratic}
 
 
 @pytest.mark.parametrize("name", sorted(CUSTOM_REFERENCE))
-@pytest.mark.parametrize("steps", [4, 10, 20])
+@pytest.mark.parametrize("steps", [4, 7, 10, 20])
 def test_custom_schedules_match_comfyui_formulas_through_the_sampler(name: str, steps: int) -> None:
     from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
 
@@ -249,7 +263,7 @@ def test_custom_schedules_need_a_scheduler_that_takes_sigmas() -> None:
     assert check_combination("euler", "sgm_uniform") is None
 
 
-@pytest.mark.parametrize("name", ["sgm_uniform", "kl_optimal", "karras"])
+@pytest.mark.parametrize("name", ["sgm_uniform", "kl_optimal", "karras", "linear_quadratic"])
 def test_denoise_with_any_schedule_runs_exactly_steps(name: str) -> None:
     from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
 

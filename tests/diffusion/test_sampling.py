@@ -78,7 +78,7 @@ def test_same_seed_is_bit_identical_across_processes(tiny_handles: Any, conds: A
 
 
 @pytest.mark.parametrize(("sampler", "scheduler"),
-                         [("euler_ancestral", "normal"), ("euler_ancestral", "karras"), ("dpmpp_2m_sde", "karras"), ("dpmpp_2m", "karras"),
+                         [("euler_ancestral", "normal"), ("euler_ancestral", "karras"), ("euler", "linear_quadratic"), ("dpmpp_2m_sde", "karras"), ("dpmpp_2m", "karras"),
                           ("dpmpp_sde", "karras")])
 def test_stochastic_and_multistep_samplers_are_deterministic_too(tiny_handles: Any, conds: Any, sampler: str,
                                                                   scheduler: str) -> None:

@@ -21,8 +21,8 @@ SD1's own scheduler config says ``timestep_spacing="leading"``, ``steps_offset=1
 ComfyUI's "normal", so the spacing is always overridden. Sigma-based schedules need a
 scheduler with those flags (DDIM/DDPM/LCM have none; euler_ancestral is our ancestral step on
 Euler's tables, so it takes them all): such combinations are
-rejected at validation (VE-116) with the list of what is supported. ``linear_quadratic`` is
-not supported. ``dpmpp_sde`` needs the optional ``torchsde`` package (the message says so).
+rejected at validation (VE-116) with the list of what is supported. ``linear_quadratic``
+(Mochi's schedule, in units of the model's sigma_max) is computed here like sgm_uniform. ``dpmpp_sde`` needs the optional ``torchsde`` package (the message says so).
 "simple" and "ddim_uniform" pick training timesteps; ``comfy_timesteps`` computes ComfyUI's
 exact picks (ComfyUI truncates where diffusers' "trailing" rounds, and ddim_uniform runs one
 step more than asked when ``1000 // steps`` does not divide 999, e.g. 8 steps for 7) and
@@ -97,9 +97,10 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "sgm_uniform": {"timestep_spacing": "linspace", "steps_offset": 0},
     "beta": {"timestep_spacing": "linspace", "steps_offset": 0},
     "kl_optimal": {"timestep_spacing": "linspace", "steps_offset": 0},
+    "linear_quadratic": {"timestep_spacing": "linspace", "steps_offset": 0},
 }
 #: Schedules computed by ``custom_sigmas``; only schedulers whose set_timesteps takes ``sigmas``.
-CUSTOM = frozenset({"sgm_uniform", "beta", "kl_optimal"})
+CUSTOM = frozenset({"sgm_uniform", "beta", "kl_optimal", "linear_quadratic"})
 _TAKES_SIGMAS = frozenset({"EulerDiscreteScheduler"})
 _SIGMA_FLAGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas"}
 #: Classes without sigma-schedule flags (checked against diffusers in the tests).
@@ -262,7 +263,27 @@ def custom_sigmas(name: str, steps: int, sigmas: Any) -> list[float]:
         frac = np.arange(steps, dtype=np.float64) / max(steps - 1, 1)
         lo, hi = np.arctan(sigmas[0]), np.arctan(sigmas[-1])
         return [*np.tan(frac * lo + (1 - frac) * hi).tolist(), 0.0]
+    if name == "linear_quadratic":  # Mochi's: linear in the first half, then quadratic, x sigma_max
+        return [x * float(sigmas[-1]) for x in _linear_quadratic(steps)]
     raise ValueError(f"{name!r} is not a custom schedule ({', '.join(sorted(CUSTOM))})")
+
+
+def _linear_quadratic(steps: int, threshold: float = 0.025) -> list[float]:
+    """ComfyUI's linear_quadratic schedule in units of sigma_max (``steps + 1`` values, last 0).
+
+    With ``k = steps // 2`` linear steps: ``1 - i * threshold / k`` for i < k, then a quadratic
+    in i through (k, 1 - threshold) that reaches 0 at i = steps.
+    """
+    if steps == 1:
+        return [1.0, 0.0]
+    k = steps // 2
+    q = steps - k
+    rise = k - threshold * steps
+    a = rise / (k * q * q)
+    b = threshold / k - 2 * rise / (q * q)
+    c = a * k * k
+    noise = [i * threshold / k for i in range(k)] + [a * i * i + b * i + c for i in range(k, steps)] + [1.0]
+    return [1.0 - x for x in noise]
 
 
 #: Schedules that pick training timesteps; ``comfy_timesteps`` gives ComfyUI's exact picks.
