@@ -75,3 +75,26 @@ def test_a_node_retyped_in_a_view_is_replaced_in_the_model(model: GraphModel, vi
     assert model.nodes["2"].type == "Text" and model.nodes["2"].params == {"b": 5}
     assert [c.kind for c in seen] == ["edge_removed", "node_removed", "node_added", "edge_added"]
     assert [(e.src, e.dst, e.dst_input) for e in model.edges()] == [("1", "2", "a")]  # as the doc has it
+
+
+def test_groups_edited_on_the_canvas_export_to_comfyui_as_it_reads_them(model: GraphModel) -> None:
+    # ComfyUI places a group by its "bounding" and numbers it with an int id
+    from vortex_jupyter.graph.formats import comfy_ui
+
+    model.groups.append({"id": 7, "title": "loaded", "bounding": [10, 20, 300, 200], "font_size": 30, "flags": {}})
+    model.touch_meta()
+    binding = GraphDoc(model, lookup=lookup)
+    view = Replica(Relay(binding), "A")
+    view.connect()
+    groups = view.doc.get("groups", type=Map)
+    groups["7"] = {**groups["7"], "x": 50.0}  # moved on the canvas
+    groups["new-group"] = {"title": "made here", "x": 1, "y": 2, "w": 3, "h": 4, "color": "#a1309b"}
+    loaded, made = model.groups
+    assert loaded == {"id": 7, "title": "loaded", "bounding": [50.0, 20.0, 300.0, 200.0], "font_size": 30, "flags": {}}
+    assert made["bounding"] == [1.0, 2.0, 3.0, 4.0] and made["color"] == "#a1309b"
+    from vortex_jupyter.nodes.registry import REGISTRY
+
+    out = comfy_ui.to_comfy_ui(model, REGISTRY.lookup)["groups"]
+    assert [(g["id"], g["title"], g["bounding"]) for g in out] == [
+        (7, "loaded", [50.0, 20.0, 300.0, 200.0]), (1, "made here", [1.0, 2.0, 3.0, 4.0])]
+    assert all(not ({"x", "y", "w", "h"} & set(g)) for g in out)

@@ -307,7 +307,24 @@ class Reconciler:
         return None, ""
 
     def _sync_groups(self) -> None:
-        groups = [{"id": gid, **value} for gid, value in self.gd.groups.items() if isinstance(value, dict)]
+        """The doc's groups into ``model.groups`` in ComfyUI's shape (``bounding``), keeping
+        what the doc does not carry (font size, flags, an int id) from the group it edits."""
+        before = {_group_value(i, g)[0]: g for i, g in enumerate(self.model.groups)}
+        doc = dict(self.gd.groups.items())
+        groups = []
+        # the model's order first (ComfyUI draws groups in list order), then new ones by id
+        for gid in [*(g for g in before if g in doc), *sorted(g for g in doc if g not in before)]:
+            value = doc[gid]
+            if not isinstance(value, dict):
+                continue
+            prev = before.get(gid, {})
+            group = {k: v for k, v in prev.items() if k not in ("x", "y", "w", "h", "color")}
+            group["id"] = prev.get("id", gid)
+            group["title"] = value.get("title", "")
+            group["bounding"] = [value.get(k, 0.0) for k in ("x", "y", "w", "h")]
+            if value.get("color"):
+                group["color"] = value["color"]
+            groups.append(group)
         if groups != self.model.groups:
             self.model.groups = groups
             self.model.touch_meta(origin=CANVAS_ORIGIN)

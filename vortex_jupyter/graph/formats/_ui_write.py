@@ -52,12 +52,30 @@ def to_comfy_ui(model: GraphModel, lookup: Lookup) -> dict[str, Any]:
         "last_link_id": max([_as_int(top.get("last_link_id")), *lids.values()], default=0),
         "nodes": nodes,
         "links": links,
-        "groups": [dict(g) for g in model.groups],
+        "groups": _groups_out(model.groups),
         "config": top.get("config", {}),
         "extra": top.get("extra", {}),
         "version": top.get("version", 0.4),
     }
     out.update((k, v) for k, v in top.items() if k not in out)
+    return out
+
+
+def _groups_out(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Groups as ComfyUI reads them: ``bounding`` [x, y, w, h] (a group made on the canvas or
+    in Python may hold x/y/w/h) and an int ``id`` (string ids get fresh numbers)."""
+    taken = {g["id"] for g in groups if type(g.get("id")) is int}
+    fresh = (i for i in range(1, len(groups) + len(taken) + 2) if i not in taken)
+    out = []
+    for g in groups:
+        group = {k: v for k, v in g.items() if k not in ("x", "y", "w", "h")}
+        if any(k in g for k in ("x", "y", "w", "h")) or "bounding" not in group:
+            raw = g.get("bounding")
+            bounding: list[Any] = raw if isinstance(raw, list) and len(raw) == 4 else [0, 0, 0, 0]
+            group["bounding"] = [g.get(k, b) for k, b in zip(("x", "y", "w", "h"), bounding, strict=True)]
+        if "id" in group and type(group["id"]) is not int:
+            group["id"] = next(fresh)
+        out.append(group)
     return out
 
 
