@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 import sys
@@ -181,7 +182,68 @@ def test_latent_upscale_sizes_and_keeps_aspect_when_one_side_is_zero() -> None:
     assert up["samples"].shape == (2, 4, 16, 32)
     sq = LatentUpscale().upscale(latent, "nearest-exact", 64, 64, "center")[0]
     assert sq["samples"].shape == (2, 4, 8, 8)
-    assert LatentUpscale.VALIDATE_INPUTS("bislerp") is not True
+
+
+def _ref_bislerp(x: np.ndarray, height: int, width: int) -> np.ndarray:
+    """ComfyUI's bislerp per pixel: neighbours and ratios from bilinear interpolation of the
+    index ramp (how ComfyUI derives them), then slerp of the channel vectors, width first."""
+    def coords(old: int, new: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ramp = torch.arange(old, dtype=torch.float32).reshape(1, 1, 1, -1)
+        pos = torch.nn.functional.interpolate(ramp, size=(1, new), mode="bilinear").flatten().numpy()
+        nxt = ramp + 1
+        nxt[..., -1] -= 1
+        pos2 = torch.nn.functional.interpolate(nxt, size=(1, new), mode="bilinear").flatten().numpy()
+        return pos.astype(np.int64), pos2.astype(np.int64), pos - np.floor(pos)
+
+    def slerp(a: np.ndarray, b: np.ndarray, r: float) -> np.ndarray:
+        na, nb = np.linalg.norm(a), np.linalg.norm(b)
+        ua = a / na if na else np.zeros_like(a)
+        ub = b / nb if nb else np.zeros_like(b)
+        dot = float(ua @ ub)
+        if dot > 1 - 1e-5:
+            return a
+        if dot < 1e-5 - 1:
+            return a * (1 - r) + b * r
+        om = math.acos(dot)
+        return (math.sin((1 - r) * om) * ua + math.sin(r * om) * ub) / math.sin(om) * (na * (1 - r) + nb * r)
+
+    n, c, h, w = x.shape
+    i1, i2, rr = coords(w, width)
+    mid = np.zeros((n, c, h, width))
+    for b, y, j in np.ndindex(n, h, width):
+        mid[b, :, y, j] = slerp(x[b, :, y, i1[j]], x[b, :, y, i2[j]], rr[j])
+    i1, i2, rr = coords(h, height)
+    out = np.zeros((n, c, height, width))
+    for b, y, j in np.ndindex(n, height, width):
+        out[b, :, y, j] = slerp(mid[b, :, i1[y], j], mid[b, :, i2[y], j], rr[y])
+    return out
+
+
+@pytest.mark.parametrize(("h", "w", "th", "tw"), [(4, 6, 8, 12), (5, 3, 9, 7), (6, 6, 4, 3)])
+def test_bislerp_upscale_matches_comfyuis_definition(h: int, w: int, th: int, tw: int) -> None:
+    from vortex_jupyter.nodes.diffusion.ops import bislerp
+
+    x = torch.randn(2, 4, h, w, generator=torch.Generator().manual_seed(h * w))
+    x[0, :, 0, 0] = 0.0  # a zero vector (no direction)
+    x[1, :, 1, :] = x[1, :, 0, :] * 2  # same direction, other length
+    got = bislerp(x, th, tw)
+    assert got.shape == (2, 4, th, tw) and got.dtype == x.dtype
+    np.testing.assert_allclose(got.numpy(), _ref_bislerp(x.double().numpy(), th, tw), rtol=1e-4, atol=1e-5)
+
+
+def test_latent_upscale_takes_bislerp_like_comfyui() -> None:
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    import vortex_jupyter as vx
+
+    g = vx.Graph()
+    empty = g.add("EmptyLatentImage", id="e", width=64, height=64)
+    g.add("LatentUpscale", id="u", samples=empty.out(0), upscale_method="bislerp", width=128, height=96)
+    assert g.problems() == []  # a ComfyUI hires-fix workflow using bislerp validates
+    up = LatentUpscale().upscale(latent, "bislerp", 128, 96, "disabled")[0]["samples"]
+    lin = LatentUpscale().upscale(latent, "bilinear", 128, 96, "disabled")[0]["samples"]
+    assert up.shape == lin.shape == (1, 4, 12, 16)
+    # slerp keeps vector lengths where a straight mix shrinks them
+    assert up.norm(dim=1).mean() > lin.norm(dim=1).mean()
 
 
 def test_empty_latent_has_comfyui_shape() -> None:

@@ -232,12 +232,6 @@ class LatentUpscale(_Heavy):
                              "width": ("INT", size), "height": ("INT", size),
                              "crop": (["disabled", "center"],)}}
 
-    @classmethod
-    def VALIDATE_INPUTS(cls, upscale_method: str) -> bool | str:
-        if upscale_method == "bislerp":
-            return "upscale_method 'bislerp' is not supported; use nearest-exact, bilinear, area or bicubic"
-        return True
-
     def upscale(self, samples: dict[str, Any], upscale_method: str, width: int, height: int,
                 crop: str) -> tuple[dict[str, Any]]:
         from .ops import latent_upscale

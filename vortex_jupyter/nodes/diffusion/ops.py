@@ -91,12 +91,49 @@ def latent_upscale(samples: dict[str, Any], method: str, width: int, height: int
         elif src < dst:
             ch = round(w / dst)
             x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, :]
-    if method not in _MODES:
-        raise ValueError(f"upscale_method {method!r} is not supported; use one of {', '.join(_MODES)}")
     out = dict(samples)
+    if method == "bislerp":
+        out["samples"] = bislerp(x, th, tw)
+        return out
+    if method not in _MODES:
+        raise ValueError(f"upscale_method {method!r} is not supported; use one of {', '.join([*_MODES, 'bislerp'])}")
     kw = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
     out["samples"] = torch.nn.functional.interpolate(x, size=(th, tw), mode=_MODES[method], **kw)
     return out
+
+
+def bislerp(x: Any, height: int, width: int) -> Any:
+    """ComfyUI's "bislerp" resize of an (N, C, H, W) latent: bilinear sampling positions, but
+    each pair of neighbouring pixels is blended by spherical interpolation of their channel
+    vectors (direction slerped, length lerped) instead of a straight mix; width first, then
+    height. Pixels pointing the same way keep the first one; opposite ones are mixed linearly."""
+    dtype = x.dtype
+    x = x.to(torch.float32)
+    x = _slerp_axis(x, width, axis=3)
+    return _slerp_axis(x, height, axis=2).to(dtype)
+
+
+def _slerp_axis(x: Any, size: int, axis: int) -> Any:
+    old = x.shape[axis]
+    # bilinear source positions (half-pixel centres), clamped to the image
+    src = ((torch.arange(size, dtype=torch.float32) + 0.5) * (old / size) - 0.5).clamp(0, old - 1)
+    lo = src.floor().to(torch.int64)
+    hi = (lo + 1).clamp(max=old - 1)
+    r = src - lo.to(torch.float32)
+    a, b = x.index_select(axis, lo), x.index_select(axis, hi)
+    shape = [1, 1, 1, 1]
+    shape[axis] = size
+    r = r.reshape(shape)
+    na, nb = a.norm(dim=1, keepdim=True), b.norm(dim=1, keepdim=True)
+    ua = torch.where(na == 0, torch.zeros_like(a), a / na)
+    ub = torch.where(nb == 0, torch.zeros_like(b), b / nb)
+    dot = (ua * ub).sum(dim=1, keepdim=True)
+    omega = torch.acos(dot.clamp(-1.0, 1.0))
+    so = torch.sin(omega)
+    res = (torch.sin((1 - r) * omega) / so) * ua + (torch.sin(r * omega) / so) * ub
+    res = res * (na * (1 - r) + nb * r)
+    res = torch.where(dot > 1 - 1e-5, a, res)
+    return torch.where(dot < 1e-5 - 1, a * (1 - r) + b * r, res)
 
 
 def load_lora(model: ModelHandle, clip: ClipHandle, lora_name: str, strength_model: float,
