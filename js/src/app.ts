@@ -81,7 +81,7 @@ export class CanvasApp implements Host {
     this.root.append(this.stage);
     this.stage.append(this.canvas);
     this.list = new NodeList(this.stage, this.r);
-    this.overlays = new Overlays(this.stage, () => this.root.focus({ preventScroll: true }));
+    this.overlays = new Overlays(this.stage, () => this.root.focus({ preventScroll: true }), this.scene);
     this.palette = new Palette(this.stage, () => this.root.focus({ preventScroll: true }));
     this.toasts = new Toasts(this.stage);
     this.outputs = new OutputImages(this.root, this.run);
@@ -127,8 +127,7 @@ export class CanvasApp implements Host {
   }
 
   private afterDraw(): void {
-    const cur = this.overlays.current;
-    if (cur) this.overlays.reposition(this.scene.nodes.get(cur.node), this.r.view);
+    this.overlays.reposition(this.r.view);
     this.list.schedule();
   }
 
@@ -189,6 +188,10 @@ export class CanvasApp implements Host {
 
   editTitle(node: NodeView): void {
     this.overlays.editTitle(node, this.r.view, (t) => this.gdoc.setTitle(node.id, t));
+  }
+
+  editGroupTitle(id: string): void {
+    this.overlays.editGroupTitle(id, this.r.view, (t) => this.editor.renameGroup(id, t));
   }
 
   fit(): void {

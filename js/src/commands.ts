@@ -22,6 +22,7 @@ const COMMANDS: Command[] = [
   { id: "undo", label: "Undo", group: "edit", run: (a) => a.editor.undo.undo() },
   { id: "redo", label: "Redo", group: "edit", run: (a) => a.editor.undo.redo() },
   { id: "group", label: "Group selected nodes", group: "edit", run: (a) => a.group() },
+  { id: "rename-group", label: "Rename group", group: "edit", run: renameGroup },
   { id: "ungroup", label: "Remove groups around the selection", group: "edit", run: (a) => a.ungroup() },
   { id: "mute", label: "Mute / unmute selected", group: "edit", detail: "Ctrl+M",
     run: (a) => toggleMode(a, MODE_MUTED) },
@@ -32,6 +33,13 @@ const COMMANDS: Command[] = [
   { id: "zoom-100", label: "Zoom to 100%", group: "view",
     run: (a) => a.r.setView({ ...a.r.view, zoom: 1 }) },
 ];
+
+/** Renames the innermost group around the selection. */
+function renameGroup(a: CanvasApp): void {
+  const id = a.editor.groupAround(a.r.selected);
+  if (id) a.editGroupTitle(id);
+  else a.toast("Select a node inside a group to rename the group", "info");
+}
 
 export function commandItems(): PaletteItem[] {
   return COMMANDS.map((c) => ({ id: c.id, label: c.label, group: c.group, detail: c.detail }));

@@ -70,6 +70,15 @@ export class GraphDoc {
     });
   }
 
+  /** Sets a node's size (graph units) in one transaction. */
+  setSize(id: string, w: number, h: number): void {
+    this.transact(() => {
+      const m = this.nodes.get(id);
+      m?.set("w", w);
+      m?.set("h", h);
+    });
+  }
+
   setParam(id: string, name: string, value: unknown): void {
     this.transact(() => {
       const params = this.nodes.get(id)?.get("params");

@@ -5,12 +5,19 @@
  * State: rebuilt incrementally from Y events (only the nodes an event touches are laid out
  * again); `version` bumps on every change so the renderer and the accessible list know when
  * to redraw. Nothing here writes to the doc.
+ *
+ * Local geometry: a gesture that writes the doc only on release (resizing a node, moving or
+ * resizing a group) shows its state meanwhile with `showLocal`; those values win over the
+ * doc's until `clearLocal`, so a remote edit during the gesture does not make it jump.
  */
 import * as Y from "yjs";
 import { GraphDoc, readNodeFields, readParams } from "./docmodel";
 import type { EdgeValue, GroupValue, Specs } from "./protocol";
 import { layoutNode, type NodeView } from "./render/layout";
 import { SpatialGrid } from "./render/spatial";
+
+/** Geometry a gesture shows before it is written to the doc. */
+export interface LocalGeom { x?: number; y?: number; w?: number; h?: number }
 
 export class Scene {
   readonly nodes = new Map<string, NodeView>();
@@ -19,6 +26,8 @@ export class Scene {
   readonly grid = new SpatialGrid();
   /** Nodes with a preview image get a taller body. */
   readonly withPreview = new Set<string>();
+  private localNodes = new Map<string, LocalGeom>();
+  private localGroups = new Map<string, GroupValue>();
   private z = new Map<string, number>();
   private zTop = 0;
   version = 0;
@@ -29,7 +38,8 @@ export class Scene {
   constructor(readonly gdoc: GraphDoc, private specs: Specs = {}) {
     const onNodes = (events: Y.YEvent<any>[]): void => this.onNodeEvents(events);
     const onEdges = (e: Y.YMapEvent<EdgeValue>): void => this.onMapEvent(e, gdoc.edges, this.edges);
-    const onGroups = (e: Y.YMapEvent<GroupValue>): void => this.onMapEvent(e, gdoc.groups, this.groups);
+    const onGroups = (e: Y.YMapEvent<GroupValue>): void =>
+      this.onMapEvent(e, gdoc.groups, this.groups, this.localGroups);
     gdoc.nodes.observeDeep(onNodes);
     gdoc.edges.observe(onEdges);
     gdoc.groups.observe(onGroups);
@@ -63,7 +73,7 @@ export class Scene {
     this.edges.clear();
     for (const [k, v] of this.gdoc.edges.entries()) this.edges.set(k, v);
     this.groups.clear();
-    for (const [k, v] of this.gdoc.groups.entries()) this.groups.set(k, v);
+    for (const [k, v] of this.gdoc.groups.entries()) this.groups.set(k, this.localGroups.get(k) ?? v);
     this.changed();
   }
 
@@ -75,7 +85,8 @@ export class Scene {
       this.grid.remove(id);
       return;
     }
-    const d = readNodeFields(id, m);
+    const fields = readNodeFields(id, m), local = this.localNodes.get(id);
+    const d = local ? { ...fields, ...local } : fields;
     const spec = this.specs[d.type];
     // Unknown types lay out their params as widgets, so they need them now.
     const n = layoutNode(d, spec, this.withPreview.has(id), spec ? () => readParams(m) : readParams(m));
@@ -97,12 +108,42 @@ export class Scene {
     this.changed();
   }
 
-  private onMapEvent<T>(e: Y.YMapEvent<T>, src: Y.Map<T>, dst: Map<string, T>): void {
+  private onMapEvent<T>(e: Y.YMapEvent<T>, src: Y.Map<T>, dst: Map<string, T>, local?: Map<string, T>): void {
     for (const key of e.changes.keys.keys()) {
       const v = src.get(key);
       if (v === undefined) dst.delete(key);
-      else dst.set(key, v);
+      else dst.set(key, local?.get(key) ?? v);
     }
+    this.changed();
+  }
+
+  /** Shows nodes and groups with gesture geometry, without writing the doc. */
+  showLocal(nodes: Iterable<[string, LocalGeom]>, groups: Iterable<[string, GroupValue]> = []): void {
+    for (const [id, geom] of nodes) {
+      if (!this.gdoc.nodes.has(id)) continue;
+      this.localNodes.set(id, geom);
+      this.refreshNode(id);
+    }
+    for (const [id, g] of groups) {
+      if (!this.gdoc.groups.has(id)) continue;
+      this.localGroups.set(id, g);
+      this.groups.set(id, g);
+    }
+    this.changed();
+  }
+
+  /** Drops all gesture geometry: the doc's values show again. */
+  clearLocal(): void {
+    if (!this.localNodes.size && !this.localGroups.size) return;
+    const ids = [...this.localNodes.keys()];
+    this.localNodes.clear();
+    for (const id of ids) this.refreshNode(id);
+    for (const id of this.localGroups.keys()) {
+      const v = this.gdoc.groups.get(id);
+      if (v === undefined) this.groups.delete(id);
+      else this.groups.set(id, v);
+    }
+    this.localGroups.clear();
     this.changed();
   }
 

@@ -4,7 +4,8 @@
  * socket positions for drag-to-connect and to wait for the accessible list.
  */
 import type { CanvasApp } from "./app";
-import { graphToScreen, screenToGraph } from "./render/view";
+import type { Rect } from "./render/spatial";
+import { graphToScreen, screenToGraph, type Viewport } from "./render/view";
 
 export interface VortexHook {
   doc: unknown;
@@ -13,7 +14,9 @@ export interface VortexHook {
   graphToScreen(x: number, y: number): [number, number];
   /** Screen position (CSS px relative to the canvas) of a socket; null when unknown. */
   portPosition(node: string, side: "input" | "output", port: string | number): [number, number] | null;
-  nodeRect(node: string): { x: number; y: number; w: number; h: number } | null;
+  nodeRect(node: string): Rect | null;
+  /** Screen rectangle of a group (CSS px relative to the canvas); null when unknown. */
+  groupRect(group: string): Rect | null;
   selection(): string[];
   setView(zoom: number, panX: number, panY: number): void;
   fit(): void;
@@ -41,12 +44,8 @@ export function exposeTestHook(app: CanvasApp): void {
         : n.outputs.find((q, i) => q.name === port || i === port);
       return p ? graphToScreen(app.r.view, n.x + p.x, n.y + p.y) : null;
     },
-    nodeRect(node) {
-      const n = app.scene.nodes.get(node);
-      if (!n) return null;
-      const [x, y] = graphToScreen(app.r.view, n.x, n.y);
-      return { x, y, w: n.w * app.r.view.zoom, h: n.h * app.r.view.zoom };
-    },
+    nodeRect: (node) => onScreen(app.r.view, app.scene.nodes.get(node)),
+    groupRect: (group) => onScreen(app.r.view, app.scene.groups.get(group)),
     selection: () => [...app.r.selected],
     setView: (zoom, panX, panY) => app.r.setView({ zoom, panX, panY }),
     fit: () => app.fit(),
@@ -61,4 +60,10 @@ export function exposeTestHook(app: CanvasApp): void {
     }),
   };
   (app.root as HTMLDivElement & { __vortex?: VortexHook }).__vortex = hook;
+}
+
+function onScreen(v: Viewport, r: Rect | undefined): Rect | null {
+  if (!r) return null;
+  const [x, y] = graphToScreen(v, r.x, r.y);
+  return { x, y, w: r.w * v.zoom, h: r.h * v.zoom };
 }

@@ -322,3 +322,52 @@ def test_ctrl_b_on_the_canvas_bypasses_the_selected_node_and_elsewhere_stays_jup
     nb.page.keyboard.press("Control+b")
     assert kernel(nb, "g.model.mode('add1')") == 0
     assert nb.console_errors == []
+
+
+def test_resizing_a_node_and_renaming_and_moving_a_group_by_mouse_reach_the_kernel(nb: LabPage) -> None:
+    root = nb.canvas(0)
+    root.scroll_into_view_if_needed()
+    nb.page.wait_for_timeout(300)
+    x, y = kernel(nb, "g.nodes['add1'].pos")
+    nb.hook("h.setView(1, 80 - a[0], 80 - a[1])", [x, y])  # zoom 1 (grips drawn), add1 at (80, 80)
+    rect = nb.hook("h.nodeRect('add1')")
+    size = kernel(nb, "g.model.nodes['add1'].size")
+    corner = (rect["x"] + rect["w"] - 3, rect["y"] + rect["h"] - 3)
+    drag(nb, corner, (corner[0] + 90, corner[1] + 50))
+    deadline = time.monotonic() + 10
+    while kernel(nb, "g.model.nodes['add1'].size") == size:
+        assert time.monotonic() < deadline, "the resize never reached the kernel"
+        nb.page.wait_for_timeout(100)
+    w, h = kernel(nb, "g.model.nodes['add1'].size")
+    assert w == pytest.approx(rect["w"] + 90, abs=2) and h == pytest.approx(rect["h"] + 50, abs=2)
+    # group it with the command palette's "Group selected nodes", then rename it by double-click
+    ox, oy = canvas_origin(nb)
+    nb.page.mouse.click(ox + rect["x"] + 40, oy + rect["y"] + 10)
+    assert nb.hook("h.selection()") == ["add1"]
+    nb.page.click(".vx-root .vx-btn-commands")
+    nb.page.fill(".vx-root .vx-palette-input", "Group selected")
+    nb.page.keyboard.press("Enter")
+    gid = nb.page.wait_for_function(
+        "() => [...document.querySelector('.vx-root').__vortex.doc.getMap('groups').keys()][0]").json_value()
+    group = nb.hook("h.groupRect(a)", gid)
+    nb.page.mouse.dblclick(ox + group["x"] + 30, oy + group["y"] + 10)
+    nb.page.wait_for_selector(".vx-root .vx-title-editor", timeout=5_000)
+    nb.page.keyboard.type("Math")
+    nb.page.keyboard.press("Enter")
+    deadline = time.monotonic() + 10
+    while kernel(nb, "[gr['title'] for gr in g.model.groups]") != ["Math"]:
+        assert time.monotonic() < deadline, "the group's new title never reached the kernel"
+        nb.page.wait_for_timeout(100)
+    # dragging the group's title bar carries the node inside it
+    before = kernel(nb, "g.nodes['add1'].pos")
+    drag(nb, (group["x"] + 60, group["y"] + 10), (group["x"] + 100, group["y"] + 40))
+    deadline = time.monotonic() + 10
+    while kernel(nb, "g.nodes['add1'].pos") == before:
+        assert time.monotonic() < deadline, "the group move never reached the kernel"
+        nb.page.wait_for_timeout(100)
+    after = kernel(nb, "g.nodes['add1'].pos")
+    assert (after[0] - before[0], after[1] - before[1]) == (pytest.approx(40, abs=2), pytest.approx(30, abs=2))
+    assert kernel(nb, "g.model.groups[0]['bounding'][0]") == pytest.approx(group["x"] - 80 + x + 40, abs=2)
+    nb.screenshot("11-resized-renamed-group")
+    assert kernel(nb, "c.js_errors") == []
+    assert nb.console_errors == []

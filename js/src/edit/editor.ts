@@ -2,6 +2,9 @@
  * Editing commands on the graph, each one transaction with the view's origin, and
  * per-user undo/redo (a Y.UndoManager tracking only this view's origin, so undo never
  * reverts another user's or the kernel's edit).
+ *
+ * Gestures that write once on release (resize, group move) call `stopCapturing` before and
+ * after their transaction, so each is exactly one undo step.
  */
 import * as Y from "yjs";
 import { GraphDoc, makeNodeMap, type NodeData } from "../docmodel";
@@ -9,10 +12,19 @@ import { MODE_ALWAYS, edgeKey, newNodeId, type EdgeValue, type NodeSpecJson } fr
 import { whyIncompatible } from "../ports";
 import type { Scene } from "../scene";
 import { boundsOf } from "../render/view";
-import { contains } from "../render/spatial";
+import { contains, type Rect } from "../render/spatial";
 import { instantiate, parse, serialize } from "./clipboard";
 
 export interface ConnectResult { ok: boolean; reason?: string }
+
+/** Smallest group a resize leaves (graph units): room for a short title and a grip. */
+export const MIN_GROUP_W = 100;
+export const MIN_GROUP_H = 60;
+
+/** A size no smaller than the minimum, rounded to whole graph units. */
+export function clampSize(w: number, h: number, minW: number, minH: number): [number, number] {
+  return [Math.round(Math.max(minW, w)), Math.round(Math.max(minH, h))];
+}
 
 export class Editor {
   readonly undo: Y.UndoManager;
@@ -119,9 +131,11 @@ export class Editor {
     return [...this.scene.nodes.values()].filter((n) => contains(g, n)).map((n) => n.id);
   }
 
+  /** Moves a group and its `members` (start positions) by (dx, dy): one transaction, one undo step. */
   moveGroup(id: string, x: number, y: number, members: Map<string, [number, number]>, dx: number, dy: number): void {
-    const g = this.scene.groups.get(id);
+    const g = this.g.groups.get(id);
     if (!g) return;
+    this.undo.stopCapturing();
     this.g.transact(() => {
       this.g.groups.set(id, { ...g, x, y });
       for (const [nid, [nx, ny]] of members) {
@@ -130,6 +144,48 @@ export class Editor {
         m?.set("y", ny + dy);
       }
     });
+    this.undo.stopCapturing();
+  }
+
+  /** The innermost group holding one of `ids` (the group a selection is in), or null. */
+  groupAround(ids: Iterable<string>): string | null {
+    const sel = new Set(ids);
+    let best: string | null = null, bestArea = Infinity;
+    for (const [gid, g] of this.scene.groups) {
+      if (g.w * g.h < bestArea && this.groupMembers(gid).some((n) => sel.has(n))) {
+        best = gid;
+        bestArea = g.w * g.h;
+      }
+    }
+    return best;
+  }
+
+  renameGroup(id: string, title: string): void {
+    this.writeGroup(id, { title });
+  }
+
+  /** Sets a node's size, never below its natural size (see layout.ts); one undo step. */
+  resizeNode(id: string, w: number, h: number): void {
+    const n = this.scene.nodes.get(id);
+    if (!n) return;
+    const [cw, ch] = clampSize(w, h, n.minW, n.minH);
+    this.undo.stopCapturing();
+    this.g.setSize(id, cw, ch);
+    this.undo.stopCapturing();
+  }
+
+  resizeGroup(id: string, w: number, h: number): void {
+    const [cw, ch] = clampSize(w, h, MIN_GROUP_W, MIN_GROUP_H);
+    this.writeGroup(id, { w: cw, h: ch });
+  }
+
+  /** Changes fields of the doc's group (not the scene's: that may show a gesture's state). */
+  private writeGroup(id: string, fields: Partial<Rect & { title: string }>): void {
+    const g = this.g.groups.get(id);
+    if (!g) return;
+    this.undo.stopCapturing();
+    this.g.setGroup(id, { ...g, ...fields });
+    this.undo.stopCapturing();
   }
 
   edgesBetween(ids: Set<string>): EdgeValue[] {

@@ -17,6 +17,8 @@ export interface Host {
   openCommandPalette(): void;
   openWidget(node: NodeView, name: string): void;
   editTitle(node: NodeView): void;
+  /** Opens the inline title editor over a group's title bar. */
+  editGroupTitle(id: string): void;
   fit(): void;
   copy(): void;
   paste(): void;

@@ -1,20 +1,32 @@
 /**
- * Pointer and wheel input: pan, zoom, select, drag nodes and groups, connect sockets.
+ * Pointer and wheel input: pan, zoom, select, drag nodes and groups, resize nodes and
+ * groups, connect sockets.
  *
  * One gesture at a time (`mode`). Dragging nodes writes x/y of every dragged node in one
  * transaction per pointer move; a connection is checked on drop and refused with a toast
  * naming both ports and types. Dragging from a connected input detaches the link and
  * carries it (drop elsewhere to reconnect, on empty canvas to disconnect).
+ *
+ * Resizing (the bottom-right grip of a node or group) and moving a group (by its title bar,
+ * with every node lying inside it, as in ComfyUI) show live only in this view
+ * (`Scene.showLocal`) and write the doc once on release: one transaction, one undo step.
  */
 import { hitPort, hitTest, nodesInBox } from "../render/hittest";
+import type { NodeView } from "../render/layout";
+import type { LocalGeom } from "../scene";
 import { screenToGraph, zoomAt } from "../render/view";
+import { MIN_GROUP_H, MIN_GROUP_W, clampSize } from "./editor";
 import type { Host } from "./host";
 
 type Mode =
   | { kind: "idle" }
   | { kind: "pan"; sx: number; sy: number; panX: number; panY: number }
   | { kind: "drag"; gx: number; gy: number; start: Map<string, [number, number]>; moved: boolean }
-  | { kind: "group"; id: string; gx: number; gy: number; x: number; y: number; members: Map<string, [number, number]> }
+  | {
+      kind: "group"; id: string; gx: number; gy: number; x: number; y: number;
+      members: Map<string, [number, number]>; delta: [number, number] | null;
+    }
+  | { kind: "resize"; id: string; group: boolean; gx: number; gy: number; w: number; h: number; size: [number, number] | null }
   | { kind: "box"; gx: number; gy: number; additive: boolean }
   | { kind: "widget"; node: string; name: string }
   | { kind: "wire"; src: string; index: number; type: string; x0: number; y0: number }
@@ -23,6 +35,7 @@ type Mode =
 export class PointerInput {
   private mode: Mode = { kind: "idle" };
   private downAt: [number, number] = [0, 0];
+  private cursor = "";
 
   constructor(private h: Host, private el: HTMLCanvasElement) {}
 
@@ -53,6 +66,12 @@ export class PointerInput {
         // Opened on release: the pointerdown's default focus change would close it at once.
         this.h.setSelection([hit.node.id]);
         this.mode = { kind: "widget", node: hit.node.id, name: hit.name };
+        break;
+      case "resize":
+        this.startResize(hit.node, gx, gy);
+        break;
+      case "group-resize":
+        this.startGroupResize(hit.id, gx, gy);
         break;
       case "title":
       case "body":
@@ -111,12 +130,22 @@ export class PointerInput {
       if (n) members.set(nid, [n.x, n.y]);
     }
     this.h.editor.undo.stopCapturing();
-    this.mode = { kind: "group", id, gx, gy, x: g.x, y: g.y, members };
+    this.mode = { kind: "group", id, gx, gy, x: g.x, y: g.y, members, delta: null };
+  }
+
+  private startResize(n: NodeView, gx: number, gy: number): void {
+    if (!this.h.r.selected.has(n.id)) this.h.setSelection([n.id]);
+    this.mode = { kind: "resize", id: n.id, group: false, gx, gy, w: n.w, h: n.h, size: null };
+  }
+
+  private startGroupResize(id: string, gx: number, gy: number): void {
+    const g = this.h.scene.groups.get(id);
+    if (g) this.mode = { kind: "resize", id, group: true, gx, gy, w: g.w, h: g.h, size: null };
   }
 
   move(e: PointerEvent): void {
     const m = this.mode;
-    if (m.kind === "idle") return;
+    if (m.kind === "idle") { this.hover(e); return; }
     const [sx, sy] = this.local(e);
     const v = this.h.r.view;
     const [gx, gy] = screenToGraph(v, sx, sy);
@@ -127,14 +156,47 @@ export class PointerInput {
       m.moved = true;
       this.h.editor.g.moveNodes([...m.start].map(([id, [x, y]]) => [id, x + dx, y + dy]));
     } else if (m.kind === "group") {
-      const dx = gx - m.gx, dy = gy - m.gy;
-      this.h.editor.moveGroup(m.id, m.x + dx, m.y + dy, m.members, dx, dy);
+      this.showGroupMove(m, gx - m.gx, gy - m.gy);
+    } else if (m.kind === "resize") {
+      this.showResize(m, gx - m.gx, gy - m.gy);
     } else if (m.kind === "box") {
       this.h.r.overlay.box = { x: m.gx, y: m.gy, w: gx - m.gx, h: gy - m.gy };
       this.h.r.invalidate();
     } else if (m.kind === "wire" || m.kind === "wire-in") {
       this.h.r.overlay.wire = this.wireTo(m, gx, gy);
       this.h.r.invalidate();
+    }
+  }
+
+  /** A resize grip under the idle pointer shows a resize cursor. */
+  private hover(e: PointerEvent): void {
+    const v = this.h.r.view;
+    const [gx, gy] = screenToGraph(v, ...this.local(e));
+    const kind = hitTest(this.h.scene, gx, gy, v.zoom).kind;
+    const cursor = kind === "resize" || kind === "group-resize" ? "nwse-resize" : "";
+    if (cursor !== this.cursor) this.el.style.cursor = this.cursor = cursor;
+  }
+
+  private showGroupMove(m: Extract<Mode, { kind: "group" }>, dx: number, dy: number): void {
+    const g = this.h.scene.groups.get(m.id);
+    if (!g) return;
+    m.delta = [dx, dy];
+    const nodes = [...m.members].map(([id, [x, y]]): [string, LocalGeom] => [id, { x: x + dx, y: y + dy }]);
+    this.h.scene.showLocal(nodes, [[m.id, { ...g, x: m.x + dx, y: m.y + dy }]]);
+  }
+
+  private showResize(m: Extract<Mode, { kind: "resize" }>, dx: number, dy: number): void {
+    const { scene } = this.h;
+    if (m.group) {
+      const g = scene.groups.get(m.id);
+      if (!g) return;
+      const [w, h] = m.size = clampSize(m.w + dx, m.h + dy, MIN_GROUP_W, MIN_GROUP_H);
+      scene.showLocal([], [[m.id, { ...g, w, h }]]);
+    } else {
+      const n = scene.nodes.get(m.id);
+      if (!n) return;
+      const [w, h] = m.size = clampSize(m.w + dx, m.h + dy, n.minW, n.minH);
+      scene.showLocal([[m.id, { w, h }]]);
     }
   }
 
@@ -163,11 +225,28 @@ export class PointerInput {
     if (m.kind === "pan" && clicked) this.h.setSelection([]);
     else if (m.kind === "widget" && clicked) this.openWidget(m.node, m.name);
     else if (m.kind === "drag") this.h.editor.undo.stopCapturing();
+    else if (m.kind === "group" || m.kind === "resize") this.commit(m, clicked);
     else if (m.kind === "box") this.finishBox(m, gx, gy);
     else if (m.kind === "wire" || m.kind === "wire-in") this.finishWire(m, gx, gy);
     this.h.r.overlay.box = undefined;
     this.h.r.overlay.wire = undefined;
     this.h.r.invalidate();
+  }
+
+  /**
+   * Writes a group move or a resize shown locally, then drops the local state. A click on a
+   * group's title (half of a double-click to rename it) does not nudge the group.
+   */
+  private commit(m: Extract<Mode, { kind: "group" | "resize" }>, clicked: boolean): void {
+    const ed = this.h.editor;
+    if (m.kind === "group" && m.delta && !clicked) {
+      const [dx, dy] = m.delta;
+      ed.moveGroup(m.id, m.x + dx, m.y + dy, m.members, dx, dy);
+    } else if (m.kind === "resize" && m.size) {
+      if (m.group) ed.resizeGroup(m.id, ...m.size);
+      else ed.resizeNode(m.id, ...m.size);
+    }
+    this.h.scene.clearLocal();
   }
 
   private openWidget(id: string, name: string): void {
@@ -194,6 +273,7 @@ export class PointerInput {
     const [gx, gy] = screenToGraph(v, sx, sy);
     const hit = hitTest(this.h.scene, gx, gy, v.zoom);
     if (hit.kind === "title") this.h.editTitle(hit.node);
+    else if (hit.kind === "group") this.h.editGroupTitle(hit.id);
     else if (hit.kind === "none") this.h.openAddPalette(sx, sy);
   }
 

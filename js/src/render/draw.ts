@@ -8,10 +8,13 @@
  *
  * Node modes look as in ComfyUI at every LOD: a muted node is drawn at `MUTED_ALPHA`, a
  * bypassed one under a translucent purple wash (`BYPASS_TINT`).
+ *
+ * Resize grips (three short diagonals in the bottom-right corner) are drawn where they can be
+ * hit (see hittest.ts): on full nodes (LOD 2) and on groups with titles (LOD 1+).
  */
 import { MODE_BYPASSED, MODE_MUTED, type GroupValue } from "../protocol";
 import { STATE_COLORS, type RunState } from "../runstate";
-import { PORT_R, PREVIEW_H, ROW_H, TITLE_H, type NodeView } from "./layout";
+import { GRIP, PORT_R, ROW_H, TITLE_H, type NodeView } from "./layout";
 import type { Rect } from "./spatial";
 import type { Lod } from "./view";
 import { clipText, nodeErrorText, widgetText, wrapText } from "./text";
@@ -67,6 +70,7 @@ export function drawGroups(d: DrawCtx, groups: Map<string, GroupValue>, vis: Rec
       ctx.fillStyle = "#fff";
       ctx.font = "bold 14px sans-serif";
       ctx.fillText(g.title, g.x + 8, g.y + 18);
+      drawGrip(ctx, g.x + g.w, g.y + g.h, "#ffffff88");
     }
   }
 }
@@ -219,6 +223,19 @@ export function drawNodeFull(d: DrawCtx, n: NodeView): void {
   }
   for (const p of n.inputs) if (p.widget) drawWidgetRow(ctx, n, p.name, p.y, d.linked(n.id, p.name), p.spec?.default);
   drawNodeExtras(d, n);
+  drawGrip(ctx, n.x + n.w, n.y + n.h, "#8a909c");
+}
+
+/** The resize grip whose bottom-right corner is (x, y). */
+function drawGrip(ctx: CanvasRenderingContext2D, x: number, y: number, color: string): void {
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  for (let k = GRIP / 3; k <= GRIP; k += GRIP / 3) {
+    ctx.moveTo(x - k, y - 2);
+    ctx.lineTo(x - 2, y - k);
+  }
+  ctx.stroke();
 }
 
 function drawWidgetRow(
@@ -238,8 +255,9 @@ function drawWidgetRow(
 function drawNodeExtras(d: DrawCtx, n: NodeView): void {
   const { ctx } = d;
   const img = d.run.images.get(n.id);
-  if (img) {
-    const top = n.y + n.h - PREVIEW_H + 4, boxW = n.w - 8, boxH = PREVIEW_H - 8;
+  // the area under the rows: PREVIEW_H high, or taller in a node resized taller
+  if (img && n.h - n.previewTop > 16) {
+    const top = n.y + n.previewTop + 4, boxW = n.w - 8, boxH = n.h - n.previewTop - 8;
     const s = Math.min(boxW / img.width, boxH / img.height);
     const w = img.width * s, h = img.height * s;
     ctx.drawImage(img, n.x + 4 + (boxW - w) / 2, top + (boxH - h) / 2, w, h);

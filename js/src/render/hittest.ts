@@ -1,23 +1,36 @@
 /**
- * What is under a point: a socket, a widget row, a node's title or body, or a group's title.
+ * What is under a point: a socket, a node's resize grip, a widget row, a node's title or
+ * body, or a group's resize grip or title.
  *
  * Sockets get a hit radius of ~10 screen pixels so they stay grabbable when zoomed out;
- * sockets and widgets are only hit at a zoom where they are drawn (LOD 2).
+ * sockets, widgets and node grips are only hit at a zoom where they are drawn (LOD 2),
+ * group grips where group titles are (LOD 1+). A grip is at least `GRIP_PX` on screen and
+ * wins over the body under it.
  */
 import type { Scene } from "../scene";
-import { PAD, ROW_H, TITLE_H, type NodeView } from "./layout";
+import { GRIP, PAD, ROW_H, TITLE_H, type NodeView } from "./layout";
+import type { Rect } from "./spatial";
 import { lodFor } from "./view";
 
 export type Hit =
   | { kind: "output"; node: NodeView; index: number; x: number; y: number }
   | { kind: "input"; node: NodeView; name: string; x: number; y: number }
+  | { kind: "resize"; node: NodeView }
   | { kind: "widget"; node: NodeView; name: string }
   | { kind: "title"; node: NodeView }
   | { kind: "body"; node: NodeView }
   | { kind: "group"; id: string }
+  | { kind: "group-resize"; id: string }
   | { kind: "none" };
 
 const PORT_HIT_PX = 10;
+const GRIP_PX = 10;
+
+/** Whether (gx, gy) is on the bottom-right resize grip of `r` at this zoom. */
+export function onGrip(r: Rect, gx: number, gy: number, zoom: number): boolean {
+  const s = Math.max(GRIP, GRIP_PX / zoom);
+  return gx >= r.x + r.w - s && gx <= r.x + r.w && gy >= r.y + r.h - s && gy <= r.y + r.h;
+}
 
 /** Hit-test at graph point (gx, gy) for the given zoom. */
 export function hitTest(scene: Scene, gx: number, gy: number, zoom: number): Hit {
@@ -28,6 +41,7 @@ export function hitTest(scene: Scene, gx: number, gy: number, zoom: number): Hit
   }
   const n = scene.grid.at(gx, gy, (m) => scene.zOf(m));
   if (n) {
+    if (detailed && onGrip(n, gx, gy, zoom)) return { kind: "resize", node: n };
     if (gy - n.y <= TITLE_H) return { kind: "title", node: n };
     if (detailed) {
       for (const p of n.inputs) {
@@ -38,7 +52,9 @@ export function hitTest(scene: Scene, gx: number, gy: number, zoom: number): Hit
     }
     return { kind: "body", node: n };
   }
+  const grips = lodFor(zoom) > 0;
   for (const [id, g] of scene.groups) {
+    if (grips && onGrip(g, gx, gy, zoom)) return { kind: "group-resize", id };
     if (gx >= g.x && gx <= g.x + g.w && gy >= g.y && gy <= g.y + TITLE_H) return { kind: "group", id };
   }
   return { kind: "none" };

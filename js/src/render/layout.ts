@@ -4,6 +4,10 @@
  * A node is a title bar, then rows: socket rows (wired inputs on the left, outputs on the
  * right, side by side), then one row per widget input (which also has a socket on the left,
  * so a widget can be driven by a link), then an optional preview image area.
+ *
+ * A node's doc `w`/`h` (set by resizing it) can only make it larger than its natural size
+ * (`minW` x `minH`, what the title, rows and preview need): widget rows stretch with the
+ * width, the preview area takes whatever height is left under the rows.
  */
 import type { NodeData } from "../docmodel";
 import type { NodeSpecJson, PortSpecJson } from "../protocol";
@@ -15,6 +19,8 @@ export const PAD = 6;
 export const MIN_W = 180;
 export const PREVIEW_H = 140;
 export const PORT_R = 5;
+/** Side of the bottom-right resize grip of nodes and groups (graph units). */
+export const GRIP = 12;
 /** Widest a node grows on its own to fit its type's title (graph units). */
 export const MAX_AUTO_W = 300;
 
@@ -47,6 +53,11 @@ export interface NodeView {
   outputs: OutPort[];
   /** Top of the first widget row, relative to the node. */
   widgetTop: number;
+  /** Top of the preview image area (the end of the rows), relative to the node. */
+  previewTop: number;
+  /** Natural size: resizing stops there. */
+  minW: number;
+  minH: number;
   category: string;
   /** Frame stamp used to dedupe nodes spanning several grid cells. */
   seen: number;
@@ -63,12 +74,16 @@ function inputsOf(d: NodeData, spec?: NodeSpecJson): { links: PortSpecJson[]; wi
 }
 
 /** The type-dependent part of a node's geometry, shared by all nodes of one shape. */
-interface Shape { w: number; h: number; inputs: InPort[]; outputs: OutPort[]; widgetTop: number }
+interface Shape {
+  w: number; h: number; minW: number; minH: number;
+  inputs: InPort[]; outputs: OutPort[]; widgetTop: number; previewTop: number;
+}
 
 // Laying out 10,000 nodes of a few types must not build 10,000 port arrays: shapes are
 // cached per (spec, params-derived widgets, size, preview). Specs are replaced wholesale
 // on change, so the WeakMap drops stale shapes.
 const shapes = new WeakMap<NodeSpecJson, Map<string, Shape>>();
+const SHAPE_CACHE_MAX = 512; // sizes kept per node type
 
 function shapeOf(d: NodeData, spec: NodeSpecJson | undefined, hasPreview: boolean): Shape {
   if (!spec) return buildShape(d, spec, hasPreview);
@@ -76,7 +91,11 @@ function shapeOf(d: NodeData, spec: NodeSpecJson | undefined, hasPreview: boolea
   if (!byKey) shapes.set(spec, (byKey = new Map()));
   const key = `${d.w ?? 0}|${d.h ?? 0}|${hasPreview ? 1 : 0}`;
   let s = byKey.get(key);
-  if (!s) byKey.set(key, (s = buildShape(d, spec, hasPreview)));
+  if (!s) {
+    // Resizing makes a new size per pointer move: keep the cache bounded (rebuilds are cheap).
+    if (byKey.size >= SHAPE_CACHE_MAX) byKey.clear();
+    byKey.set(key, (s = buildShape(d, spec, hasPreview)));
+  }
   return s;
 }
 
@@ -85,17 +104,17 @@ function buildShape(d: NodeData, spec: NodeSpecJson | undefined, hasPreview: boo
   const outs = spec?.outputs ?? [];
   const socketRows = Math.max(links.length, outs.length);
   const widgetTop = TITLE_H + PAD + socketRows * ROW_H;
-  let h = widgetTop + widgets.length * ROW_H + PAD;
-  if (hasPreview) h += PREVIEW_H;
-  h = Math.max(h, d.h ?? 0, TITLE_H + ROW_H);
-  const w = Math.max(d.w ?? 0, MIN_W, titleWidth(spec?.display_name || d.type));
+  const previewTop = widgetTop + widgets.length * ROW_H + PAD;
+  const minH = Math.max(previewTop + (hasPreview ? PREVIEW_H : 0), TITLE_H + ROW_H);
+  const minW = Math.max(MIN_W, titleWidth(spec?.display_name || d.type));
+  const h = Math.max(minH, d.h ?? 0), w = Math.max(minW, d.w ?? 0);
   const rowY = (i: number): number => TITLE_H + PAD + i * ROW_H + ROW_H / 2;
   const inputs: InPort[] = links.map((p, i) => ({ name: p.name, type: p.type, widget: false, spec: p, x: 0, y: rowY(i) }));
   widgets.forEach((p, i) => inputs.push({
     name: p.name, type: p.type, widget: true, spec: p, x: 0, y: widgetTop + i * ROW_H + ROW_H / 2,
   }));
   const outputs: OutPort[] = outs.map((o, i) => ({ name: o.name, type: o.type, x: w, y: rowY(i) }));
-  return { w, h, inputs, outputs, widgetTop };
+  return { w, h, minW, minH, inputs, outputs, widgetTop, previewTop };
 }
 
 /**
@@ -113,7 +132,8 @@ export function layoutNode(
     id: d.id, type: d.type, title: d.title ?? spec?.display_name ?? d.type,
     x: d.x, y: d.y, w: s.w, h: s.h, mode: d.mode ?? 0, spec, inputs: s.inputs, outputs: s.outputs,
     get params() { return cached ?? (cached = read()); },
-    widgetTop: s.widgetTop, category: spec?.category ?? "", seen: 0,
+    widgetTop: s.widgetTop, previewTop: s.previewTop, minW: s.minW, minH: s.minH,
+    category: spec?.category ?? "", seen: 0,
   };
 }
 

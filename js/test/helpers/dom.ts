@@ -1,6 +1,8 @@
 /**
- * Just enough of `document` for the accessible node list (`src/ui/a11y.ts`): vitest runs in
- * node, without a DOM. Install with `vi.stubGlobal("document", fakeDocument())`.
+ * Just enough of `document` for the accessible node list (`src/ui/a11y.ts`) and the title
+ * editors (`src/ui/overlays.ts`): vitest runs in node, without a DOM. Install with
+ * `vi.stubGlobal("document", fakeDocument())`; `fire` dispatches an event to a fake element's
+ * listeners.
  */
 export class FakeElement {
   children: FakeElement[] = [];
@@ -9,6 +11,10 @@ export class FakeElement {
   readonly attributes = new Map<string, string>();
   className = "";
   textContent = "";
+  value = "";
+  readonly style: Record<string, string> = {};
+  focused = false;
+  private listeners = new Map<string, Array<(e: unknown) => void>>();
 
   constructor(readonly tagName: string) {}
 
@@ -26,6 +32,33 @@ export class FakeElement {
     for (const c of this.children) c.parent = null;
     this.children = [];
     for (const c of children) this.appendChild(c);
+  }
+
+  addEventListener(type: string, fn: (e: unknown) => void): void {
+    this.listeners.set(type, [...(this.listeners.get(type) ?? []), fn]);
+  }
+
+  /** Dispatches `{type, ...props}` to this element's listeners. */
+  fire(type: string, props: Record<string, unknown> = {}): void {
+    const e = { type, target: this, stopPropagation: () => undefined, preventDefault: () => undefined, ...props };
+    for (const fn of this.listeners.get(type) ?? []) fn(e);
+  }
+
+  focus(): void { this.focused = true; }
+  select(): void {}
+
+  contains(other: unknown): boolean {
+    return other === this || this.children.some((c) => c.contains(other));
+  }
+
+  /** The first descendant with this class. */
+  find(cls: string): FakeElement | undefined {
+    for (const c of this.children) {
+      if (c.className.split(" ").includes(cls)) return c;
+      const deep = c.find(cls);
+      if (deep) return deep;
+    }
+    return undefined;
   }
 
   remove(): void {
