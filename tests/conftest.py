@@ -1,0 +1,23 @@
+"""Suite-wide fixtures.
+
+The in-process executor's output cache is process-wide (as in a notebook kernel) and keys do
+not depend on node ids, so a test counting what ran would see another test's identical
+computation as cached. Each test starts with that cache empty, so no test depends on order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _fresh_inline_cache() -> Iterator[None]:
+    from vortex_jupyter.engine import executors
+    from vortex_jupyter.engine.cache import cache_for
+
+    inline = executors._singletons.get("inline")
+    if inline is not None:
+        cache_for(inline).clear()
+    yield
