@@ -155,6 +155,7 @@ def phases(shape: str, n: int, repeat: int) -> None:
             make = _TaskMaker(eng, eng.keys.keys, cache, "r", None, [])
             t["one pass"], (plan, tasks) = _timed(
                 lambda: eng._plan_in_one_pass(order, set(), cache, make))  # noqa: B023
+            make.wiring.keys = dict(eng.keys.keys)  # the run's key snapshot, as in Engine._prepare
         state = RunState("r", ex, cache)
         state.begin(plan, dict(eng.keys.keys))
         cb = BatchCallbacks(state.observe, state.on_result, cache.drop, detail=False)

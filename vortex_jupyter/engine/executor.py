@@ -15,12 +15,18 @@ process; ``release`` frees what the engine's cache evicted.
 Arguments of a task are ``Lit`` (a param value) or ``Ref`` (output ``index`` of the node
 whose cache key is ``key``; either run earlier in this batch, or a cached output the engine
 passes in ``Ref.held``, one of this executor's own references).
+
+The run loop builds its tasks "wired" (``Task.wired``): plain param values plus links to
+source nodes, resolved through a ``Wiring`` the whole batch shares. ``Task.args`` builds the
+``Lit``/``Ref`` form from them on first use, so every executor may read it as above; an
+executor in this process may read ``params``/``links``/``wiring`` instead and skip the wrapping
+(the in-process executor does: ~4 objects a node fewer on a cold run, ~2 us a node).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -81,10 +87,29 @@ class Ref(_Record):
         self.held = held
 
 
-class Task(_Record):
-    """One node to run: its id, key, spec, arguments, timeout and the run it belongs to."""
+class Wiring:
+    """What the wired tasks of one batch share to resolve their links: ``keys`` (node id ->
+    cache key, a snapshot taken when the batch was planned) and ``held`` (cache key -> the
+    executor's references, one per output, of a cached result the batch reads, pinned by the
+    run loop; a key that is not there is computed by a task of the batch)."""
 
-    __slots__ = ("args", "key", "node_id", "run_id", "spec", "timeout")
+    __slots__ = ("held", "keys")
+
+    def __init__(self, keys: Mapping[str, str] | None = None,
+                 held: Mapping[str, tuple[Any, ...]] | None = None) -> None:
+        self.keys: Mapping[str, str] = keys if keys is not None else {}
+        self.held: Mapping[str, tuple[Any, ...]] = held if held is not None else {}
+
+
+class Task(_Record):
+    """One node to run: its id, key, spec, arguments, timeout and the run it belongs to.
+
+    Built with ``args`` (``Lit``/``Ref`` by input name), or ``wired`` by the run loop, where
+    ``args`` is derived on first use from ``params``, ``links`` and ``wiring`` (see the module
+    docstring). ``params`` and ``links`` are None on a task built with ``args``.
+    """
+
+    __slots__ = ("_args", "key", "links", "node_id", "params", "run_id", "spec", "timeout", "wiring")
     _FIELDS = ("node_id", "key", "spec", "args", "timeout", "run_id")
 
     def __init__(self, node_id: str, key: str, spec: NodeSpec, args: dict[str, Lit | Ref],
@@ -92,9 +117,46 @@ class Task(_Record):
         self.node_id = node_id
         self.key = key
         self.spec = spec
-        self.args = args
+        self._args: dict[str, Lit | Ref] | None = args
         self.timeout = timeout
         self.run_id = run_id
+        #: Plain param values by input name (shared with the engine's node record: read only).
+        self.params: Mapping[str, Any] | None = None
+        #: (input name, source node id, source output index), sorted by input name.
+        self.links: tuple[tuple[str, str, int], ...] | None = None
+        self.wiring: Wiring | None = None
+
+    @classmethod
+    def wired(cls, node_id: str, key: str, spec: NodeSpec, params: Mapping[str, Any],
+              links: tuple[tuple[str, str, int], ...], wiring: Wiring, timeout: float | None,
+              run_id: str) -> Task:
+        """A task whose ``args`` are built only if an executor asks for them."""
+        task = cls.__new__(cls)
+        task.node_id = node_id
+        task.key = key
+        task.spec = spec
+        task._args = None
+        task.timeout = timeout
+        task.run_id = run_id
+        task.params = params
+        task.links = links
+        task.wiring = wiring
+        return task
+
+    @property
+    def args(self) -> dict[str, Lit | Ref]:
+        """Arguments by input name: params as ``Lit``, links as ``Ref`` (built once)."""
+        args = self._args
+        if args is None:
+            assert self.params is not None and self.links is not None and self.wiring is not None
+            args = {name: Lit(value) for name, value in self.params.items()}
+            keys, held = self.wiring.keys, self.wiring.held
+            for name, src, index in self.links:
+                k = keys[src]
+                refs = held.get(k)
+                args[name] = Ref(k, index) if refs is None else Ref(k, index, refs[index])
+            self._args = args
+        return args
 
 
 class CancelToken:

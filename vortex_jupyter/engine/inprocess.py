@@ -139,9 +139,29 @@ def _cancel_rest(rest: Sequence[Task], emit: Any) -> None:
 
 
 def _resolve(
+    task: Task, results: dict[str, tuple[Any, ...]], failed: dict[str, str]
+) -> tuple[dict[str, Any], str | None]:
+    """Keyword arguments of a task, or the node that failed upstream of it. A wired task's
+    params and links are read as they are (no ``Lit``/``Ref`` built: see engine/executor.py)."""
+    params, wiring = task.params, task.wiring
+    if params is None or wiring is None:
+        return _resolve_args(task.args, results, failed)
+    kwargs = {**params}
+    keys = wiring.keys
+    for name, src, index in task.links:  # type: ignore[union-attr]
+        k = keys[src]
+        produced = results.get(k)
+        if produced is None:
+            if k in failed:
+                return kwargs, failed[k]
+            produced = wiring.held[k]
+        kwargs[name] = produced[index]
+    return kwargs, None
+
+
+def _resolve_args(
     args: dict[str, Lit | Ref], results: dict[str, tuple[Any, ...]], failed: dict[str, str]
 ) -> tuple[dict[str, Any], str | None]:
-    """Keyword arguments of a task, or the node that failed upstream of it."""
     kwargs: dict[str, Any] = {}
     for name, arg in args.items():
         if type(arg) is Lit:
@@ -181,7 +201,7 @@ class InProcessExecutor:
             if cancel.cancelled:
                 _cancel_rest(batch[i:], emit)
                 return
-            kwargs, upstream = _resolve(task.args, results, failed)
+            kwargs, upstream = _resolve(task, results, failed)
             if upstream is not None:
                 failed[task.key] = upstream
                 emit(NodeFailed(task.run_id, task.node_id, "VE-505",

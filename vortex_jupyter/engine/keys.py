@@ -43,7 +43,6 @@ from ..errors import HashError
 from ..graph.model import Change, GraphModel
 from ..graph.modes import BYPASSED, resolve
 from ..nodes.spec import NodeSpec
-from .executor import Lit
 from .hashing import encode_known, fingerprint_blob, head_blob, inputs_blob, key_from_blobs, params_blob
 
 log = logging.getLogger("vortex_jupyter.engine")
@@ -56,11 +55,11 @@ _EXACT = 1 << 53  # ints a float holds exactly; larger ones are left for validat
 
 class TypeFacts:
     """What all nodes of one type share, computed once per type (again if it is redefined):
-    the spec, the key's head bytes, the widget defaults, their key encoding and their ``Lit``s.
-    A param left at its default is the spec's own value object, so an ``is`` test finds it and
-    its encoding and ``Lit`` are reused instead of made again for each node."""
+    the spec, the key's head bytes, the widget defaults and their key encoding. A param left
+    at its default is the spec's own value object, so an ``is`` test finds it and its
+    encoding is reused instead of made again for each node."""
 
-    __slots__ = ("defaults", "encoded", "floats", "head", "lits", "spec")
+    __slots__ = ("defaults", "encoded", "floats", "head", "spec")
 
     def __init__(self, type_name: str, spec: NodeSpec | None) -> None:
         self.spec = spec
@@ -70,33 +69,19 @@ class TypeFacts:
         self.head = head_blob(type_name, spec.version if spec is not None else "?")
         self.defaults = _defaults(spec)
         self.encoded = encode_known(self.defaults)
-        self.lits = {name: Lit(v) for name, v in self.defaults.items()}
 
 
 class NodeInfo:
     """What the engine needs of one node, derived from the model and the spec (immutable)."""
 
-    __slots__ = ("args", "head", "links", "lits", "pblob", "shared_lits", "spec")
+    __slots__ = ("args", "head", "links", "pblob", "spec")
 
     def __init__(self, facts: TypeFacts, args: dict[str, Any], pblob: bytes, links: tuple[Link, ...]) -> None:
         self.spec = facts.spec
         self.head = facts.head
-        self.shared_lits = facts.lits
         self.args = args
         self.pblob = pblob
         self.links = links
-        self.lits: dict[str, Lit] | None = None
-
-    def make_lits(self) -> dict[str, Lit]:
-        """``args`` wrapped as task arguments, cached; params at their default share the type's."""
-        if self.lits is None:
-            shared = self.shared_lits
-            lits: dict[str, Lit] = {}
-            for name, value in self.args.items():
-                lit = shared.get(name)
-                lits[name] = lit if lit is not None and lit.value is value else Lit(value)
-            self.lits = lits
-        return self.lits
 
 
 class KeyIndex:
@@ -294,10 +279,6 @@ class KeyIndex:
     def links(self, node: str) -> tuple[Link, ...]:
         """The links into ``node`` sorted by input name (first edge of each input)."""
         return self.info(node).links
-
-    def lits(self, node: str) -> dict[str, Lit]:
-        """``args(node)`` wrapped as task arguments (cached; copy before adding to it)."""
-        return self.info(node).make_lits()
 
     # ---- keys ------------------------------------------------------------------------------
     def get(self, node: str) -> str | None:

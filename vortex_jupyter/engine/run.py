@@ -6,8 +6,9 @@ Responsibilities of ``Engine`` (one per graph):
   order (``plan.py``) and what validation has already accepted (``_ValidationMemo``: after a
   param edit only the edited nodes are re-validated, after a structural edit everything);
 - for each run: compute the missing keys, split the needed nodes into planned and cached,
-  build the tasks (params with defaults filled as ``Lit``, links as ``Ref`` holding the
-  executor's reference when the source is cached, ComfyUI hidden inputs), hand them to the
+  build the tasks (wired: params with defaults filled and ComfyUI hidden inputs, links to
+  source nodes resolved through the batch's ``Wiring``, which holds the executor's references
+  of cached sources; ``Task.args`` gives the ``Lit``/``Ref`` form), hand them to the
   executor as ONE batch, store each result in the output cache as it arrives, and stream
   events to listeners. Cached output nodes get their stored final previews re-emitted.
 - muted and bypassed nodes (ComfyUI modes, ``graph/modes.py``) are keyed but never planned;
@@ -56,8 +57,8 @@ from .events import (
     RunFinished,
     RunStarted,
 )
-from .executor import BatchCallbacks, CancelToken, Executor, Lit, Ref, Task
-from .keys import KeyIndex, Lookup
+from .executor import BatchCallbacks, CancelToken, Executor, Task, Wiring
+from .keys import KeyIndex, Link, Lookup
 from .plan import Plan, Planner, make_plan
 from .state import RunState
 from .validation import ValidationMemo
@@ -202,8 +203,10 @@ class Engine:
                 cache.unpin(held)
         else:  # pragma: no cover - needs another thread evicting in a tight loop
             raise RuntimeError("the output cache kept evicting this run's inputs; raise its bounds")
+        keys = dict(keymap)  # a snapshot: edits during the run must not change the batch's keys
+        make.wiring.keys = keys
         # a skipped (muted/bypassed) node has a key but is no part of the run
-        state.begin(plan, {n: keymap[n] for n in _all_nodes(plan)} if outputs or self.model.modes else dict(keymap))
+        state.begin(plan, {n: keys[n] for n in _all_nodes(plan)} if outputs or self.model.modes else keys)
         state.set_tasks(tasks)
         return plan, tasks, held
 
@@ -223,11 +226,15 @@ class Engine:
         plan = Plan()
         first: dict[str, str] = {}  # key -> the planned node computing it
         make.planned_keys = first
+        # Until a node is cached, every node before this one in the order (its sources
+        # included) is planned or shared: no link of a task can read a cached output.
+        make.sources_planned = True
         tasks: list[Task] = []
         for n in order:
             k = keymap.get(n) or compute(n)
             if k in index and n not in always:
                 plan.cached.append(n)
+                make.sources_planned = False
             elif k in first:
                 plan.shared[n] = first[k]  # same key as a planned node: computed once
             else:
@@ -263,7 +270,8 @@ class Engine:
         self, state: RunState, plan: Plan, tasks: list[Task], cancel: CancelToken, emit: Callable[[Event], None]
     ) -> None:
         """Account for nodes without an outcome (cancelled / not reported) and shared keys."""
-        for task in tasks:
+        # ``finished`` holds nodes of this batch only: all of them there means none is missing
+        for task in tasks if len(state.finished) < len(tasks) else ():
             n = task.node_id
             if n not in state.finished and n not in state.errors:
                 cls = RunCancelledError if cancel.cancelled else ExecutionError
@@ -325,10 +333,11 @@ class _Evicted(Exception):
 
 
 class _TaskMaker:
-    """Builds the ``Task`` of one planned node: params with defaults filled as ``Lit`` (cached
-    per node record), links as ``Ref`` (to a node planned in this batch, or holding the
-    executor's reference of a cached output, which is pinned and listed in ``held``),
-    ComfyUI hidden inputs, the timeout. ``planned_keys``: the keys this batch computes."""
+    """Builds the wired ``Task`` of one planned node (engine/executor.py): its params with
+    defaults filled (the node record's own dict, plus ComfyUI hidden inputs), its links, and
+    the timeout. Links resolve through the batch's ``wiring``: a source whose key no task of
+    this batch computes (not in ``planned_keys``) is a cached output, pinned, listed in
+    ``held`` and put in ``wiring.held``; ``wiring.keys`` is filled once the batch is planned."""
 
     def __init__(self, engine: Engine, keymap: dict[str, str], cache: OutputCache, run_id: str,
                  node_timeout: float | None, held: list[str]) -> None:
@@ -343,33 +352,41 @@ class _TaskMaker:
         self.override = node_timeout
         self.default = _default_timeout()
         self.held = held
+        self.held_refs: dict[str, tuple[Any, ...]] = {}
+        self.wiring = Wiring(held=self.held_refs)
         self.planned_keys: Container[str] = ()
+        #: True while the caller knows every source of the next tasks is in ``planned_keys``.
+        self.sources_planned = False
         self._hidden: _Hidden | None = None
 
     def __call__(self, n: str, key: str) -> Task:
         info = self.infos.get(n) or self.engine.keys.info(n)
         spec = info.spec
         assert spec is not None  # validation rejected unknown types
-        args: dict[str, Lit | Ref] = {**(info.lits or info.make_lits())}
-        keymap, planned = self.keymap, self.planned_keys
-        for name, src, index in info.links:
-            k = keymap[src]
-            if k in planned:
-                args[name] = Ref(k, index)
-            else:
-                entry = self.cache.get_pinned(k)
-                if entry is None:
-                    raise _Evicted(k)
-                self.held.append(k)
-                args[name] = Ref(k, index, entry.refs[index])
+        links = info.links
+        if links and not self.sources_planned:
+            self._pin_cached(links)
+        params = info.args
         if spec.hidden:
             if self._hidden is None:
                 self._hidden = _Hidden(self.engine.model, self.engine.lookup)
-            args.update(self._hidden.args(n, spec.hidden))
+            params = {**params, **self._hidden.values(n, spec.hidden)}
         timeout = self.override
         if timeout is None:
             timeout = spec.timeout if spec.timeout is not None else self.default
-        return Task(n, key, spec, args, timeout, self.run_id)
+        return Task.wired(n, key, spec, params, links, self.wiring, timeout, self.run_id)
+
+    def _pin_cached(self, links: tuple[Link, ...]) -> None:
+        keymap, planned, held_refs = self.keymap, self.planned_keys, self.held_refs
+        for _name, src, _index in links:
+            k = keymap[src]
+            if k in planned or k in held_refs:
+                continue
+            entry = self.cache.get_pinned(k)
+            if entry is None:
+                raise _Evicted(k)
+            self.held.append(k)
+            held_refs[k] = entry.refs
 
 
 def _all_nodes(plan: Plan) -> list[str]:
@@ -410,15 +427,15 @@ class _Hidden:
         self._prompt: dict[str, Any] | None = None
         self._workflow: dict[str, Any] | None = None
 
-    def args(self, node: str, names: Iterable[str]) -> dict[str, Lit]:
-        out: dict[str, Lit] = {}
+    def values(self, node: str, names: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
         for name in names:
             if name == "unique_id":
-                out[name] = Lit(node)
+                out[name] = node
             elif name == "prompt":
-                out[name] = Lit(self.prompt())
+                out[name] = self.prompt()
             elif name == "extra_pnginfo":
-                out[name] = Lit({"workflow": self.workflow()})
+                out[name] = {"workflow": self.workflow()}
         return out
 
     def prompt(self) -> dict[str, Any]:
