@@ -157,6 +157,8 @@ def cpu_main(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    # the workers get the same thread count as the kernel's baselines (else they use every core)
+    os.environ.setdefault("VORTEX_WORKER_THREADS", str(args.threads))
     os.environ.setdefault("VORTEX_MODELS_DIR", str(Path(tempfile.gettempdir()) / "vortex-bench-models"))
     from vortex_jupyter.nodes.diffusion import models
 

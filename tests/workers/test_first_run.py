@@ -109,3 +109,17 @@ def test_late_preload_is_imported_by_an_idle_worker_and_inherited_by_respawned_o
         if by == server:
             break
     assert loaded and by == server and pid != server, "respawned workers do not inherit the late preload"
+
+
+def test_vortex_worker_threads_pins_the_workers_torch_threads(make_pool, monkeypatch):
+    from vortex_jupyter.errors import VortexError
+    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.supervisor import PoolConfig
+
+    monkeypatch.setenv("VORTEX_WORKER_THREADS", "1")
+    ex = WorkerExecutor(make_pool(preload=("numpy", "torch")))
+    rec = run(ex, [task("t", n.torch_threads)])
+    assert rec.results["t"][0].value == 1
+    monkeypatch.setenv("VORTEX_WORKER_THREADS", "two")
+    with pytest.raises(VortexError, match="VORTEX_WORKER_THREADS = 'two' is not a thread count"):
+        PoolConfig()

@@ -49,6 +49,23 @@ def default_devices() -> list[str]:
     return [f"cuda:{i}" for i in range(len(gpus))] or ["cpu"]
 
 
+def default_threads() -> int:
+    """torch intra-op threads per worker from ``VORTEX_WORKER_THREADS`` (0: torch's default)."""
+    raw = os.environ.get("VORTEX_WORKER_THREADS", "").strip()
+    if not raw:
+        return 0
+    try:
+        threads = int(raw)
+    except ValueError:
+        threads = -1
+    if threads < 0:
+        from ..errors import VortexError
+
+        raise VortexError(f"VORTEX_WORKER_THREADS = {raw!r} is not a thread count",
+                          hint="set it to a whole number >= 1 (or 0 / unset for torch's default)")
+    return threads
+
+
 @dataclass
 class PoolConfig:
     devices: list[str] = field(default_factory=default_devices)
@@ -62,7 +79,8 @@ class PoolConfig:
     memory_limit: int | None = None
     #: Seconds a node gets to stop after a cancel/timeout before its worker is killed.
     kill_grace: float = 1.0
-    threads: int = 0
+    #: torch intra-op threads in each worker (0: torch's default, one per core).
+    threads: int = field(default_factory=default_threads)
     use_forkserver: bool = True
     spawn_timeout: float = 60.0
     #: Start the workers in the background as soon as the pool exists, so the fork server's
