@@ -231,6 +231,14 @@ def test_bislerp_upscale_matches_comfyuis_definition(h: int, w: int, th: int, tw
     np.testing.assert_allclose(got.numpy(), _ref_bislerp(x.double().numpy(), th, tw), rtol=1e-4, atol=1e-5)
 
 
+def test_bislerp_keeps_every_tensor_on_the_latents_device() -> None:
+    # a CUDA latent failed on an index built on the CPU; the meta device shows it without a GPU
+    from vortex_jupyter.nodes.diffusion.ops import bislerp
+
+    out = bislerp(torch.empty(1, 4, 8, 8, device="meta"), 16, 12)
+    assert out.device.type == "meta" and out.shape == (1, 4, 16, 12)
+
+
 def test_latent_upscale_takes_bislerp_like_comfyui() -> None:
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
     import vortex_jupyter as vx

@@ -116,7 +116,7 @@ def bislerp(x: Any, height: int, width: int) -> Any:
 def _slerp_axis(x: Any, size: int, axis: int) -> Any:
     old = x.shape[axis]
     # bilinear source positions (half-pixel centres), clamped to the image
-    src = ((torch.arange(size, dtype=torch.float32) + 0.5) * (old / size) - 0.5).clamp(0, old - 1)
+    src = ((torch.arange(size, dtype=torch.float32, device=x.device) + 0.5) * (old / size) - 0.5).clamp(0, old - 1)
     lo = src.floor().to(torch.int64)
     hi = (lo + 1).clamp(max=old - 1)
     r = src - lo.to(torch.float32)
