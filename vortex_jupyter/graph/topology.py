@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from ..errors import Problem, ValidationError
 from .model import GraphModel
@@ -70,6 +71,14 @@ def _kahn(model: GraphModel, subset: Iterable[str] | None) -> tuple[list[str], s
                     if e.src in nodes and (members is None or e.src in members):
                         count += 1
         indeg[nid] = count
+    return kahn_pass(out, indeg)
+
+
+def kahn_pass(out: dict[str, list[Any]], indeg: dict[str, int]) -> tuple[list[str], set[str]]:
+    """Kahn's FIFO pass over in-degrees already counted (``indeg`` is consumed), seeded in the
+    dict's order: the order of what can be ordered, and the nodes left over (on or behind a
+    cycle). Edges to nodes outside ``indeg`` are skipped. Validation counts the in-degrees in
+    its own per-node loop and calls this too, so both give the same order."""
     queue = deque([nid for nid, d in indeg.items() if d == 0])
     order: list[str] = []
     append, popleft, push = order.append, queue.popleft, queue.append

@@ -34,7 +34,6 @@ from __future__ import annotations
 import difflib
 import math
 import sys
-from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -93,7 +92,7 @@ def validate_ordered(
             _check_node(node, info, linked, problems)
     if model.modes:
         problems = modes.problems(model, lookup, problems)
-    order, leftover = _kahn(model, indeg)
+    order, leftover = topology.kahn_pass(model._out, indeg)
     if leftover:
         # self-loops are already VE-110; a cycle through more nodes is VE-111
         problems += topology.cycle_problems(model, leftover, self_loops=False)
@@ -242,27 +241,6 @@ def _check_edges(
                     continue
         degree += _check_link_slow(model, node, info, name, edges, infos, out)
     return degree
-
-
-def _kahn(model: GraphModel, indeg: dict[str, int]) -> tuple[list[str], set[str]]:
-    """Kahn's queue pass over in-degrees counted by the validation loop: the same FIFO order,
-    seeded in node order, as ``topology.topo_order`` (which counts them in a pass of its own),
-    and the nodes left over (on or behind a cycle)."""
-    queue = deque([n for n, d in indeg.items() if d == 0])
-    order: list[str] = []
-    append, popleft, push = order.append, queue.popleft, queue.append
-    out = model._out
-    while queue:
-        n = popleft()
-        append(n)
-        for e in out.get(n, ()):
-            d = indeg[e.dst]
-            if d == 1:
-                push(e.dst)
-            indeg[e.dst] = d - 1
-    if len(order) == len(indeg):
-        return order, set()
-    return order, {n for n, d in indeg.items() if d > 0}
 
 
 def _check_link_slow(
