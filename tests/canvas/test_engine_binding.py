@@ -68,11 +68,10 @@ def test_python_edits_and_runs_reach_the_view() -> None:
     assert NodePreview.kind not in events  # no images in a math graph
 
 
-def test_a_run_that_cannot_start_is_reported_to_the_views_and_the_toolbar_resets() -> None:
+def _start_from_the_canvas(g: vx.Graph) -> list[dict]:
+    """Press Run on a view of ``g``; what the views and the reply got once the run is over."""
     import time
 
-    g = vx.Graph()
-    g.add("PreviewImage", id="p")  # its required image input is missing
     sent: list[dict] = []
     session = session_for(g)
     session.attach("A", lambda msg, bufs: sent.append(msg))
@@ -80,24 +79,23 @@ def test_a_run_that_cannot_start_is_reported_to_the_views_and_the_toolbar_resets
     deadline = time.monotonic() + 10
     while session.running and time.monotonic() < deadline:
         time.sleep(0.01)
+    return sent
+
+
+def test_a_run_that_cannot_start_is_reported_to_the_views_and_the_toolbar_resets() -> None:
+    g = vx.Graph()
+    g.add("PreviewImage", id="p")  # its required image input is missing
+    sent = _start_from_the_canvas(g)
     errors = [m for m in sent if m["t"] == "error"]
     assert errors and errors[0]["code"] == "VE-100" and "p.images" in errors[0]["message"]
     assert [m["running"] for m in sent if m["t"] == "state"] == [True, False]
 
 
 def test_a_refused_run_sends_its_problems_for_the_nodes_and_a_short_toast() -> None:
-    import time
-
     g = vx.Graph()
     g.model.add_node("NotARealNode", {"foo": 1}, id="ghost")
     g.add("KSampler", id="k")  # four required links missing
-    sent: list[dict] = []
-    session = session_for(g)
-    session.attach("A", lambda msg, bufs: sent.append(msg))
-    session.start(None, lambda msg, bufs: sent.append(msg))
-    deadline = time.monotonic() + 10
-    while session.running and time.monotonic() < deadline:
-        time.sleep(0.01)
+    sent = _start_from_the_canvas(g)
     error = next(m for m in sent if m["t"] == "error")
     assert {(p["code"], p["node"]) for p in error["problems"]} >= {("VE-101", "ghost"), ("VE-102", "k")}
     assert len([p for p in error["problems"] if p["node"] == "k"]) == 4
