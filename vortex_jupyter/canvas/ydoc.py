@@ -31,6 +31,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
+from ..graph.formats._common import GROUP_BOX, group_box
 from ..graph.model import Change, Edge, GraphModel, NodeData
 from . import values
 from .protocol import CANVAS_ORIGIN, ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, edge_key
@@ -309,7 +310,7 @@ class Reconciler:
     def _sync_groups(self) -> None:
         """The doc's groups into ``model.groups`` in ComfyUI's shape (``bounding``), keeping
         what the doc does not carry (font size, flags, an int id) from the group it edits."""
-        before = {_group_value(i, g)[0]: g for i, g in enumerate(self.model.groups)}
+        before = {_group_id(i, g): g for i, g in enumerate(self.model.groups)}
         doc = dict(self.gd.groups.items())
         groups = []
         # the model's order first (ComfyUI draws groups in list order), then new ones by id
@@ -318,10 +319,10 @@ class Reconciler:
             if not isinstance(value, dict):
                 continue
             prev = before.get(gid, {})
-            group = {k: v for k, v in prev.items() if k not in ("x", "y", "w", "h", "color")}
+            group = {k: v for k, v in prev.items() if k not in GROUP_BOX and k != "color"}
             group["id"] = prev.get("id", gid)
             group["title"] = value.get("title", "")
-            group["bounding"] = [value.get(k, 0.0) for k in ("x", "y", "w", "h")]
+            group["bounding"] = [value.get(k, 0.0) for k in GROUP_BOX]
             if value.get("color"):
                 group["color"] = value["color"]
             groups.append(group)
@@ -380,13 +381,13 @@ def _edge_from_value(value: dict[str, Any]) -> Edge:
     return Edge(str(value["src"]), int(value["src_output"]), str(value["dst"]), str(value["dst_input"]))
 
 
+def _group_id(index: int, group: dict[str, Any]) -> str:
+    return str(group.get("id", f"g{index}"))
+
+
 def _group_value(index: int, group: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    gid = str(group.get("id", f"g{index}"))
     value: dict[str, Any] = {"title": str(group.get("title", ""))}
-    bounding = group.get("bounding")  # ComfyUI UI groups: [x, y, w, h]
-    for i, key in enumerate(("x", "y", "w", "h")):
-        raw = group.get(key, bounding[i] if isinstance(bounding, (list, tuple)) and len(bounding) == 4 else 0)
-        value[key] = float(raw or 0)
+    value.update(zip(GROUP_BOX, group_box(group), strict=True))
     if group.get("color"):
         value["color"] = str(group["color"])
-    return gid, value
+    return _group_id(index, group), value

@@ -131,3 +131,14 @@ def loads(text: str | bytes) -> dict[str, Any]:
     if not isinstance(data, dict):
         fail("", f"expected a JSON object at the top level, got {kind(data)}")
     return data
+
+
+GROUP_BOX = ("x", "y", "w", "h")
+
+
+def group_box(group: dict[str, Any]) -> list[float]:
+    """A group's [x, y, w, h]: its own x/y/w/h keys (groups made in Python or on the canvas)
+    over ComfyUI's ``bounding`` list, 0 for what neither gives."""
+    raw = group.get("bounding")
+    bounding = raw if isinstance(raw, (list, tuple)) and len(raw) == 4 else (0, 0, 0, 0)
+    return [float(group.get(key, b) or 0) for key, b in zip(GROUP_BOX, bounding, strict=True)]

@@ -17,6 +17,7 @@ from typing import Any
 
 from ...errors import ValidationError
 from ..model import Edge, GraphModel, NodeData
+from ._common import GROUP_BOX, group_box
 
 KEY = "comfy_ui"
 CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
@@ -68,11 +69,9 @@ def _groups_out(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     fresh = (i for i in range(1, len(groups) + len(taken) + 2) if i not in taken)
     out = []
     for g in groups:
-        group = {k: v for k, v in g.items() if k not in ("x", "y", "w", "h")}
-        if any(k in g for k in ("x", "y", "w", "h")) or "bounding" not in group:
-            raw = g.get("bounding")
-            bounding: list[Any] = raw if isinstance(raw, list) and len(raw) == 4 else [0, 0, 0, 0]
-            group["bounding"] = [g.get(k, b) for k, b in zip(("x", "y", "w", "h"), bounding, strict=True)]
+        group = {k: v for k, v in g.items() if k not in GROUP_BOX}
+        if any(k in g for k in GROUP_BOX) or "bounding" not in group:  # loaded ones stay as read
+            group["bounding"] = group_box(g)
         if "id" in group and type(group["id"]) is not int:
             group["id"] = next(fresh)
         out.append(group)
