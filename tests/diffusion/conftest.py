@@ -74,3 +74,14 @@ def recording() -> Any:
     token = context.activate(ctx)
     yield ctx
     context.deactivate(token)
+
+
+def render(handles: Any, seed: int, steps: int) -> Any:
+    """A txt2img image (numpy) from (MODEL, CLIP, VAE) handles, with a fixed prompt."""
+    from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
+    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
+
+    model, clip, vae = handles
+    pos, neg = encode_text(clip, "a cat"), encode_text(clip, "")
+    settings = SampleSettings(seed, steps, 7.0, "euler", "normal")
+    return vae_decode(vae, sample(model, pos, neg, {"samples": torch.zeros(1, 4, 8, 8)}, settings))

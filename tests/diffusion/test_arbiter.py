@@ -13,6 +13,8 @@ import torch
 from vortex_jupyter.errors import NodeOutOfMemoryError
 from vortex_jupyter.workers.arbiter import MemoryArbiter, parse_bytes
 
+from .conftest import render
+
 
 class Recorder:
     def __init__(self) -> None:
@@ -117,15 +119,6 @@ def test_non_oom_errors_pass_through_untouched() -> None:
 # -------------------------------------------------------------------- real checkpoints
 
 
-def _render(handles: Any) -> np.ndarray:
-    from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
-    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
-
-    model, clip, vae = handles
-    pos, neg = encode_text(clip, "a cat"), encode_text(clip, "")
-    out = sample(model, pos, neg, {"samples": torch.zeros(1, 4, 8, 8)}, SampleSettings(1, 2, 7.0, "euler", "normal"))
-    return vae_decode(vae, out)
-
 
 def test_alternating_two_checkpoints_under_a_small_budget_evicts_reloads_and_stays_in_budget(
         tiny_path: Any) -> None:
@@ -139,11 +132,11 @@ def test_alternating_two_checkpoints_under_a_small_budget_evicts_reloads_and_sta
     budget = int(one_model * 1.5)  # room for one model, never two
     arb = MemoryArbiter({"cpu": budget})
     a, b = load_checkpoint("vortex-tiny", arb), load_checkpoint("vortex-tiny-s1", arb)
-    first = {"a": _render(a), "b": _render(b)}
+    first = {"a": render(a, seed=1, steps=2), "b": render(b, seed=1, steps=2)}
     unet_a = weakref.ref(a[0].unet.get())
     for _ in range(2):
         for name, handles in (("a", a), ("b", b)):
-            assert np.array_equal(_render(handles), first[name])
+            assert np.array_equal(render(handles, seed=1, steps=2), first[name])
             assert arb.used("cpu") <= budget
     gc.collect()
     assert unet_a() is None, "b ran last, so a's UNet was evicted and must really be freed"

@@ -21,6 +21,8 @@ from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint, resolve
 from vortex_jupyter.nodes.diffusion.single_file import load_modules, read_state_dict
 from vortex_jupyter.nodes.diffusion.tokenizer import build_vocab
 
+from .conftest import render
+
 
 def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -106,15 +108,6 @@ def test_single_file_loads_offline_to_the_same_weights_as_the_folder(tiny_path: 
         assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def _render(handles: Any) -> np.ndarray:
-    from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
-    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
-
-    model, clip, vae = handles
-    pos, neg = encode_text(clip, "a cat"), encode_text(clip, "")
-    out = sample(model, pos, neg, {"samples": torch.zeros(1, 4, 8, 8)}, SampleSettings(3, 3, 7.0, "euler", "normal"))
-    return vae_decode(vae, out)
-
 
 def test_checkpoint_loader_gives_the_same_image_from_file_folder_and_pickle(
         tiny_handles: Any, models_dir: Path) -> None:
@@ -124,9 +117,9 @@ def test_checkpoint_loader_gives_the_same_image_from_file_folder_and_pickle(
     state, meta = read_state_dict(models.tiny_single_file())
     torch.save({"state_dict": state, "vortex_configs": meta["vortex_configs"]}, ckpts / "tiny-copy.ckpt")
     assert resolve("tiny-copy.safetensors")[0] == "file"
-    want = _render(tiny_handles)
-    assert np.array_equal(_render(load_checkpoint("tiny-copy.safetensors")), want)
-    assert np.array_equal(_render(load_checkpoint("tiny-copy.ckpt")), want)
+    want = render(tiny_handles, seed=3, steps=3)
+    assert np.array_equal(render(load_checkpoint("tiny-copy.safetensors"), seed=3, steps=3), want)
+    assert np.array_equal(render(load_checkpoint("tiny-copy.ckpt"), seed=3, steps=3), want)
 
 
 class _Evil:
