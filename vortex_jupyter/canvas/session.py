@@ -18,7 +18,6 @@ Policy:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from ..engine.events import NodeCached, NodeFinished
@@ -26,10 +25,8 @@ from ..errors import VortexError
 from ..graph.model import GraphModel
 from . import layout, protocol
 from .protocol import CANVAS_ORIGIN
-from .sync import Relay
+from .sync import Relay, Send
 from .ydoc import GraphDoc, default_lookup
-
-Send = Callable[[Any, list[bytes]], None]
 
 _ATTR = "_vx_canvas_session"
 HISTORY_MAX = 50_000  # events kept for late views (a few per node; bounded for huge graphs)
@@ -117,8 +114,11 @@ class CanvasSession:
         self.relay.hello(view_id)
         send = self.relay.views[view_id]
         send(dict(protocol.state_msg(self.running)), [])
-        # Node states and failure messages of the latest run, then the images (a replayed
-        # run_started clears the view's output strip, so images must come after it).
+        self._replay(send)
+
+    def _replay(self, send: Send) -> None:
+        """The latest run's node states and failure messages, then its images (a replayed
+        run_started clears a view's output strip, so images must come after it)."""
         for event in list(self.history):
             send(dict(protocol.event_msg(event, replay=True)), [])
         for node, (mime, final, data) in list(self.images.items()):
@@ -215,10 +215,7 @@ class CanvasSession:
         except BaseException:  # a run that could not start has nothing to show
             return
         if self._adopt(run):
-            for event in list(self.history):
-                self.broadcast(protocol.event_msg(event, replay=True))
-            for node, (mime, final, data) in list(self.images.items()):
-                self.broadcast(protocol.image_msg(node, final, mime), [data])
+            self._replay(self.broadcast)
 
     def _place_added(self, change: Any) -> None:
         """A node added from Python (``g.add``) on an occupied spot goes right of the rest."""
