@@ -103,8 +103,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
 CUSTOM = frozenset({"sgm_uniform", "beta", "kl_optimal", "linear_quadratic"})
 _TAKES_SIGMAS = frozenset({"EulerDiscreteScheduler"})
 _SIGMA_FLAGS = {"karras": "use_karras_sigmas", "exponential": "use_exponential_sigmas"}
-#: Classes without sigma-schedule flags (checked against diffusers in the tests).
-_NO_SIGMA_FLAGS = {"EulerAncestralDiscreteScheduler", "DDIMScheduler", "DDPMScheduler", "LCMScheduler"}
+#: diffusers classes without use_karras_sigmas/use_exponential_sigmas: those schedules are refused.
+_NO_SIGMA_FLAGS = {"DDIMScheduler", "DDPMScheduler", "LCMScheduler"}
 _SCHED_NEEDS_SPACING = {"LCMScheduler"}  # LCM ignores spacing: only its own schedule
 
 
