@@ -74,7 +74,7 @@ def engine_runner(graph_json: dict[str, Any], steps: int, size: int, ckpt: str, 
 
 def _embeds(ckpt: str, graph_json: dict[str, Any], device: str, dtype: Any) -> tuple[Any, Any]:
     from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
-    from vortex_jupyter.nodes.diffusion.ops import encode_text
+    from vortex_jupyter.nodes.diffusion.text import encode_text
 
     _, clip, _ = load_checkpoint(ckpt)
     pos = encode_text(clip, graph_json["6"]["inputs"]["text"])[0][0]

@@ -42,7 +42,7 @@ def tiny_handles(tiny_path: Path) -> tuple[Any, Any, Any]:
 
 @pytest.fixture(scope="session")
 def conds(tiny_handles: tuple[Any, Any, Any]) -> tuple[Any, Any]:
-    from vortex_jupyter.nodes.diffusion.ops import encode_text
+    from vortex_jupyter.nodes.diffusion.text import encode_text
 
     clip = tiny_handles[1]
     return encode_text(clip, "a photo of a cat"), encode_text(clip, "blurry")
@@ -78,8 +78,9 @@ def recording() -> Any:
 
 def render(handles: Any, seed: int, steps: int) -> Any:
     """A txt2img image (numpy) from (MODEL, CLIP, VAE) handles, with a fixed prompt."""
-    from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
     from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+    from vortex_jupyter.nodes.diffusion.vae import vae_decode
 
     model, clip, vae = handles
     pos, neg = encode_text(clip, "a cat"), encode_text(clip, "")

@@ -123,7 +123,8 @@ def test_non_oom_errors_pass_through_untouched() -> None:
 def test_alternating_two_checkpoints_under_a_small_budget_evicts_reloads_and_stays_in_budget(
         tiny_path: Any) -> None:
     from vortex_jupyter.nodes.diffusion import models
-    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint, module_bytes
+    from vortex_jupyter.nodes.diffusion.components import module_bytes
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
 
     models.tiny(seed=1)
     probe = MemoryArbiter({"cpu": "1GiB"})
@@ -147,7 +148,7 @@ def test_alternating_two_checkpoints_under_a_small_budget_evicts_reloads_and_sta
 
 
 def test_oom_inside_a_node_names_the_graph_node_and_the_bytes_torch_asked_for(recording: Any) -> None:
-    from vortex_jupyter.nodes.diffusion.loaders import oom_guard
+    from vortex_jupyter.nodes.diffusion.components import oom_guard
 
     def always() -> None:
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79 GiB total)")

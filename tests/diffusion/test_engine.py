@@ -143,8 +143,9 @@ def test_default_graph_is_the_packaged_txt2img(io_dirs: Any) -> None:
 
 
 def test_txt2img_runs_on_the_worker_pool_with_the_pixels_of_a_direct_call(io_dirs: Any, tiny_handles: Any) -> None:
-    from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
     from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+    from vortex_jupyter.nodes.diffusion.vae import vae_decode
 
     api = json.loads((EXAMPLES / "txt2img.json").read_text())
     model, clip, vae = tiny_handles

@@ -12,8 +12,9 @@ from safetensors.torch import save_file
 
 from vortex_jupyter.errors import ModelError
 from vortex_jupyter.nodes.diffusion.nodes import LoraLoader
-from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
 from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
+from vortex_jupyter.nodes.diffusion.text import encode_text
+from vortex_jupyter.nodes.diffusion.vae import vae_decode
 
 UNET_TARGETS = ("down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
                 "up_blocks.1.attentions.0.transformer_blocks.0.attn2.to_v")

@@ -61,7 +61,8 @@ import hashlib, sys, torch
 torch.set_num_threads(1)
 import numpy as np
 from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
-from vortex_jupyter.nodes.diffusion.ops import encode_text, vae_decode
+from vortex_jupyter.nodes.diffusion.text import encode_text
+from vortex_jupyter.nodes.diffusion.vae import vae_decode
 from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
 m, c, v = load_checkpoint("vortex-tiny")
 pos, neg = encode_text(c, "a photo of a cat"), encode_text(c, "blurry")
@@ -221,7 +222,7 @@ def _ref_bislerp(x: np.ndarray, height: int, width: int) -> np.ndarray:
 
 @pytest.mark.parametrize(("h", "w", "th", "tw"), [(4, 6, 8, 12), (5, 3, 9, 7), (6, 6, 4, 3)])
 def test_bislerp_upscale_matches_comfyuis_definition(h: int, w: int, th: int, tw: int) -> None:
-    from vortex_jupyter.nodes.diffusion.ops import bislerp
+    from vortex_jupyter.nodes.diffusion.latent import bislerp
 
     x = torch.randn(2, 4, h, w, generator=torch.Generator().manual_seed(h * w))
     x[0, :, 0, 0] = 0.0  # a zero vector (no direction)
@@ -233,7 +234,7 @@ def test_bislerp_upscale_matches_comfyuis_definition(h: int, w: int, th: int, tw
 
 def test_bislerp_keeps_every_tensor_on_the_latents_device() -> None:
     # a CUDA latent failed on an index built on the CPU; the meta device shows it without a GPU
-    from vortex_jupyter.nodes.diffusion.ops import bislerp
+    from vortex_jupyter.nodes.diffusion.latent import bislerp
 
     out = bislerp(torch.empty(1, 4, 8, 8, device="meta"), 16, 12)
     assert out.device.type == "meta" and out.shape == (1, 4, 16, 12)
@@ -260,7 +261,7 @@ def test_empty_latent_has_comfyui_shape() -> None:
 
 
 def test_long_prompts_are_encoded_in_77_token_windows_and_sample_beside_short_ones(tiny_handles: Any) -> None:
-    from vortex_jupyter.nodes.diffusion.ops import encode_text
+    from vortex_jupyter.nodes.diffusion.text import encode_text
 
     model, clip, _ = tiny_handles
     text = " ".join(["a photo of a cat in the garden at sunset"] * 12)
@@ -279,7 +280,7 @@ def test_long_prompts_are_encoded_in_77_token_windows_and_sample_beside_short_on
 
 
 def test_short_prompt_tokens_match_the_tokenizers_own_padding(tiny_handles: Any) -> None:
-    from vortex_jupyter.nodes.diffusion.ops import token_chunks
+    from vortex_jupyter.nodes.diffusion.text import token_chunks
 
     tok = tiny_handles[1].tokenizer
     ids = token_chunks(tok, "a photo of a cat")

@@ -13,138 +13,29 @@ Resolution of a ``ckpt_name`` (first match wins):
 
 Anything else is a ``ModelError`` (VE-800) saying where we looked.
 
-Modules are wrapped in ``Component``s: a recipe (how to load) plus an arbiter key. The arbiter
-owns the only strong reference to a loaded module, so evicting it really frees the memory;
-the next ``Component.use()`` loads it again. MODEL/CLIP/VAE objects are therefore cheap to
-keep in the engine's cache, and alternating checkpoints under a small budget just reloads.
+Modules are wrapped in ``components.Component``s (a recipe plus an arbiter key), so MODEL/CLIP/VAE
+handles are cheap to keep in the engine's cache and alternating checkpoints under a small
+budget just reloads.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ...errors import ModelError, PathError
-from ...workers.arbiter import MemoryArbiter, get_arbiter
-from ..context import current
+from ...workers.arbiter import MemoryArbiter
 from ..paths import safe_join
 from . import models
+from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
+from .single_file import load_single_file_handles
 
 _TINY = re.compile(r"vortex-tiny(?:-s(\d+))?")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def device_and_dtype() -> tuple[str, Any]:
-    """Where models run: CUDA in fp16 when available (``VORTEX_DEVICE`` overrides), else CPU fp32."""
-    import torch
-
-    device = os.environ.get("VORTEX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return device, (torch.float16 if device.startswith("cuda") else torch.float32)
-
-
-def module_bytes(module: Any) -> int:
-    tensors = list(module.parameters()) + list(module.buffers())
-    return sum(t.numel() * t.element_size() for t in tensors)
-
-
-class Component:
-    """A module loaded on demand through the arbiter; reloaded after an eviction."""
-
-    def __init__(self, key: str, load: Callable[[], Any], est_bytes: int,
-                 arbiter: MemoryArbiter | None = None) -> None:
-        self.key, self._load, self.est_bytes = key, load, est_bytes
-        self._arbiter = arbiter
-        self.loads = 0  # how often this recipe actually loaded (tests count reloads)
-        #: "unet of /path/vortex-tiny|cpu|..." for errors: the component, then where it is from.
-        self.label = " of ".join(reversed(key.rsplit("|", 1))) if "|" in key else key
-
-    @property
-    def arbiter(self) -> MemoryArbiter:
-        return self._arbiter if self._arbiter is not None else get_arbiter()
-
-    def get(self) -> Any:
-        arb = self.arbiter
-        with _lock_for(self.key):
-            device, _ = device_and_dtype()
-            module = arb.get(self.key)
-            if module is not None and _device_kind(module) != device.split(":")[0]:
-                self._track(arb, module.to(device), device)  # offloaded to the host: bring it back
-            if module is not None:
-                return module
-            node = current().node_id
-            arb.request(self.est_bytes, device, node=node, what=f"loading {self.label}")
-            module = arb.run_with_oom_retry(self._load, node=node, device=device, nbytes=self.est_bytes)
-            self.loads += 1
-            self._track(arb, module, device)
-            return module
-
-    def _track(self, arb: MemoryArbiter, module: Any, device: str) -> None:
-        holder = {"m": module}
-        arb.track(self.key, module, module_bytes(module), device,
-                  drop=holder.clear, move=lambda dev: holder["m"].to(dev))
-
-    @contextmanager
-    def use(self) -> Iterator[Any]:
-        """The module, pinned (not evictable) while the block runs."""
-        module = self.get()
-        with self.arbiter.pinned(self.key):
-            yield module
-
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("models stay in the worker that loaded them; they are not sent across processes")
-
-
-def _device_kind(module: Any) -> str:
-    device = getattr(module, "device", None)
-    return str(getattr(device, "type", device or "cpu"))
-
-
-def _lock_for(key: str) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault(key, threading.Lock())
-
-
-@dataclass
-class ModelHandle:  # MODEL
-    name: str
-    unet: Component
-    scheduler_config: dict[str, Any]
-    loras: tuple[tuple[str, float], ...] = ()
-
-    def __repr__(self) -> str:
-        return f"<MODEL {self.name}{''.join(f' +{n}@{s:g}' for n, s in self.loras)}>"
-
-
-@dataclass
-class ClipHandle:  # CLIP
-    name: str
-    encoder: Component
-    tokenizer: Any
-    loras: tuple[tuple[str, float], ...] = ()
-
-    def __repr__(self) -> str:
-        return f"<CLIP {self.name}>"
-
-
-@dataclass
-class VaeHandle:  # VAE
-    name: str
-    vae: Component
-    scaling_factor: float = 0.18215
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"<VAE {self.name}>"
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -242,8 +133,6 @@ def load_checkpoint(ckpt_name: str, arbiter: MemoryArbiter | None = None
                     ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
     kind, where = resolve(ckpt_name)
     if kind == "file":
-        from .single_file import load_single_file_handles
-
         return load_single_file_handles(ckpt_name, where, arbiter)
     return _folder_handles(ckpt_name, where, arbiter=arbiter)
 
@@ -309,32 +198,3 @@ def _vae_scaling(where: Path) -> float:
         return float(config.get("scaling_factor", 0.18215))
     except (OSError, ValueError, TypeError):
         return 0.18215
-
-
-def oom_guard(fn: Callable[[], Any], device: Any, arbiter: MemoryArbiter | None = None) -> Any:
-    """Run a node's heavy work; on OOM evict cached models, retry once, then fail with VE-503."""
-    arb = arbiter if arbiter is not None else get_arbiter()
-    return arb.run_with_oom_retry(fn, node=current().node_id, device=str(device))
-
-
-def quiet_progress() -> None:
-    """Loading bars from diffusers/transformers would spam worker logs and the notebook."""
-    from diffusers.utils import logging as dlog
-    from transformers.utils import logging as tlog
-
-    dlog.disable_progress_bar()
-    tlog.disable_progress_bar()
-    dlog.set_verbosity_error()
-
-
-def patched(handle: Any, comp_attr: str, suffix: str, patch: Callable[[Any], object]) -> Component:
-    """A new Component: a deep copy of ``handle``'s module with ``patch`` applied (LoRA)."""
-    base: Component = getattr(handle, comp_attr)
-
-    def load() -> Any:
-        with base.use() as module:
-            clone = copy.deepcopy(module)
-        patch(clone)
-        return clone
-
-    return Component(f"{base.key}{suffix}", load, base.est_bytes, base._arbiter)

@@ -3,7 +3,7 @@
 diffusers' ``load_lora_weights`` needs the ``peft`` backend and mutates the pipeline's
 modules in place, which a node graph cannot allow: the un-patched MODEL stays in the cache
 for other branches. ComfyUI's LoraLoader instead returns a patched *copy*; we do the same by
-merging ``W += strength * scale * (up @ down)`` into a deep copy (``loaders.patched``).
+merging ``W += strength * scale * (up @ down)`` into a deep copy (``components.patched``).
 
 Formats: diffusers/peft (``unet.<module>.lora_A.weight`` / ``lora_B``), old diffusers
 (``.lora.down/.lora.up``, ``.lora_linear_layer.down/up``) and kohya/A1111
@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ModelError
+from .components import ClipHandle, ModelHandle, patched
+from .loaders import lora_path
 
 _PAIRS = (("lora_A.weight", "lora_B.weight"), ("lora.down.weight", "lora.up.weight"),
           ("lora_linear_layer.down.weight", "lora_linear_layer.up.weight"),
@@ -120,3 +122,29 @@ def _find(modules: dict[str, Any], path: str) -> Any:
         if candidate in modules:
             return modules[candidate]
     return None
+
+
+def load_lora(model: ModelHandle, clip: ClipHandle, lora_name: str, strength_model: float,
+              strength_clip: float) -> tuple[ModelHandle, ClipHandle]:
+    """Patched copies of MODEL and CLIP; a strength of 0 returns that input unchanged."""
+    if strength_model == 0 and strength_clip == 0:
+        return model, clip
+    path = lora_path(lora_name)
+    state, alphas = read_lora(path)
+    tag = f"+lora:{path}:{path.stat().st_mtime_ns}"
+    new_model, new_clip = model, clip
+    unet_delta = deltas(state, alphas, "unet")
+    if strength_model != 0 and unet_delta:
+        comp = patched(model, "unet", f"{tag}@{strength_model}",
+                       lambda m: apply(m, unet_delta, strength_model, f"{lora_name} (unet)"))
+        new_model = ModelHandle(model.name, comp, model.scheduler_config,
+                                (*model.loras, (lora_name, strength_model)))
+    text_delta = deltas(state, alphas, "text_encoder")
+    if strength_clip != 0 and text_delta:
+        comp = patched(clip, "encoder", f"{tag}@{strength_clip}",
+                       lambda m: apply(m, text_delta, strength_clip, f"{lora_name} (text encoder)"))
+        new_clip = ClipHandle(clip.name, comp, clip.tokenizer, (*clip.loras, (lora_name, strength_clip)))
+    if not unet_delta and not text_delta:
+        raise ModelError(f"LoRA {lora_name!r} has no UNet or text encoder weights we recognise",
+                         hint="use a diffusers/peft or kohya LoRA for SD1 models")
+    return new_model, new_clip

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..context import current
-from .loaders import ModelHandle, oom_guard
+from .components import ModelHandle, oom_guard
 from .previews import AsyncPreviews, PreviewThrottle
 from .samplers import (
     CUSTOM,

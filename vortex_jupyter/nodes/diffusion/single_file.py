@@ -21,7 +21,7 @@ from typing import Any
 from ...errors import ModelError
 from ...workers.arbiter import MemoryArbiter
 from . import ldm, models
-from .loaders import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
+from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
