@@ -1,4 +1,10 @@
-"""Latent resizing (LatentUpscale): torch interpolation modes and ComfyUI's "bislerp".
+"""Latent resizing (LatentUpscale, LatentUpscaleBy and the resizes other latent nodes do).
+
+``common_upscale`` is ComfyUI's ``comfy.utils.common_upscale``: an optional centre crop to the
+target aspect ratio, then torch interpolation (``mode`` = the method name, torch's defaults,
+so bilinear/bicubic use ``align_corners=False``) or ComfyUI's "bislerp". Sizes are in latent
+pixels. Keys other than ``samples`` (``noise_mask``, ``batch_index``) pass through unchanged,
+as in ComfyUI: the sampler resizes a noise mask to the latent it gets.
 
 Imported only when such a node runs (in a worker): it imports torch at module level.
 """
@@ -9,33 +15,59 @@ from typing import Any
 
 import torch
 
-_MODES = {"nearest-exact": "nearest-exact", "bilinear": "bilinear", "area": "area", "bicubic": "bicubic"}
+UPSCALE_METHODS = ("nearest-exact", "bilinear", "area", "bicubic", "bislerp")
+
+
+def common_upscale(x: Any, width: int, height: int, method: str, crop: str) -> Any:
+    """Resize an (N, C, H, W) tensor to ``height x width`` the way ComfyUI does."""
+    if method not in UPSCALE_METHODS:
+        raise ValueError(f"upscale_method {method!r} is not supported "
+                         f"(fix: use one of {', '.join(UPSCALE_METHODS)})")
+    if crop == "center":
+        old_w, old_h = x.shape[-1], x.shape[-2]
+        old_aspect, new_aspect = old_w / old_h, width / height
+        left = top = 0
+        if old_aspect > new_aspect:
+            left = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
+        elif old_aspect < new_aspect:
+            top = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
+        x = x[..., top:old_h - top, left:old_w - left]
+    if method == "bislerp":
+        return bislerp(x, height, width)
+    return torch.nn.functional.interpolate(x, size=(height, width), mode=method)
 
 
 def latent_upscale(samples: dict[str, Any], method: str, width: int, height: int, crop: str) -> dict[str, Any]:
-    """Resize a latent to ``width x height`` pixels (0 keeps the aspect ratio of the other side)."""
-    x = samples["samples"]
-    h, w = x.shape[-2:]
+    """LatentUpscale: to ``width x height`` pixels; 0 on one side keeps the aspect ratio.
+
+    As ComfyUI: both 0 returns the input; each side is at least 64 pixels; the side left at 0
+    is ``round(other_side * aspect)`` in pixels, then both are floored to latent pixels (/8).
+    """
     if width == 0 and height == 0:
-        return dict(samples)
-    tw = width // 8 if width else max(1, round(w * (height // 8) / h))
-    th = height // 8 if height else max(1, round(h * (width // 8) / w))
-    if crop == "center":  # crop to the target aspect ratio first, as ComfyUI does
-        src, dst = w / h, tw / th
-        if src > dst:
-            cw = round(h * dst)
-            x = x[..., (w - cw) // 2:(w - cw) // 2 + cw]
-        elif src < dst:
-            ch = round(w / dst)
-            x = x[..., (h - ch) // 2:(h - ch) // 2 + ch, :]
+        return samples
+    h, w = samples["samples"].shape[-2:]
+    if width == 0:
+        height = max(64, height)
+        width = max(64, round(w * height / h))
+    elif height == 0:
+        width = max(64, width)
+        height = max(64, round(h * width / w))
+    else:
+        width, height = max(64, width), max(64, height)
     out = dict(samples)
-    if method == "bislerp":
-        out["samples"] = bislerp(x, th, tw)
-        return out
-    if method not in _MODES:
-        raise ValueError(f"upscale_method {method!r} is not supported; use one of {', '.join([*_MODES, 'bislerp'])}")
-    kw = {"align_corners": False} if method in ("bilinear", "bicubic") else {}
-    out["samples"] = torch.nn.functional.interpolate(x, size=(th, tw), mode=_MODES[method], **kw)
+    out["samples"] = common_upscale(samples["samples"], width // 8, height // 8, method, crop)
+    return out
+
+
+def latent_upscale_by(samples: dict[str, Any], method: str, scale_by: float) -> dict[str, Any]:
+    """LatentUpscaleBy: each latent side times ``scale_by``, rounded (no crop)."""
+    h, w = samples["samples"].shape[-2:]
+    width, height = round(w * scale_by), round(h * scale_by)
+    if width < 1 or height < 1:
+        raise ValueError(f"LatentUpscaleBy: scale_by {scale_by} shrinks the {w}x{h} latent to {width}x{height} "
+                         "(fix: use a larger scale_by)")
+    out = dict(samples)
+    out["samples"] = common_upscale(samples["samples"], width, height, method, "disabled")
     return out
 
 
