@@ -34,17 +34,14 @@ from .node_base import MAX_RESOLUTION, Heavy
 UPSCALE_METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "bislerp"]
 _LATENT = ("LATENT",)
 _POS = {"default": 0, "min": 0, "max": MAX_RESOLUTION, "step": 8}
-_TEMPORAL = {
-    "temporal_size": ("INT", {"default": 64, "min": 8, "max": 4096, "step": 4}),
-    "temporal_overlap": ("INT", {"default": 8, "min": 4, "max": 4096, "step": 4}),
-}
 
 
 def _temporal(verb: str) -> dict[str, Any]:
     """VAEDecodeTiled/VAEEncodeTiled's video widgets (unused by image VAEs, kept for workflows)."""
-    tips = (f"Only used for video VAEs: Amount of frames to {verb} at a time.",
-            "Only used for video VAEs: Amount of frames to overlap.")
-    return {k: (kind, {**opts, "tooltip": tip}) for (k, (kind, opts)), tip in zip(_TEMPORAL.items(), tips)}
+    return {"temporal_size": ("INT", {"default": 64, "min": 8, "max": 4096, "step": 4,
+                                      "tooltip": f"Only used for video VAEs: Amount of frames to {verb} at a time."}),
+            "temporal_overlap": ("INT", {"default": 8, "min": 4, "max": 4096, "step": 4,
+                                         "tooltip": "Only used for video VAEs: Amount of frames to overlap."})}
 
 
 class _Latent(Heavy):
