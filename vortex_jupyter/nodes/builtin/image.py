@@ -55,7 +55,7 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return pixels[..., 0] if pixels.shape[-1] == 1 else pixels
 
 
-def _preview_rgb(pixels: np.ndarray) -> np.ndarray:
+def preview_rgb(pixels: np.ndarray) -> np.ndarray:
     if pixels.ndim == 2:
         return np.repeat(pixels[..., None], 3, axis=-1)
     return pixels[..., :3]
@@ -167,20 +167,36 @@ def _png_info(prompt: Any, extra_pnginfo: Any) -> PngInfo:
     return info
 
 
-def _claim(folder: Path, base: str) -> tuple[Path, Any]:
-    """Create the next free ``<base>_NNNNN_.png`` exclusively; returns its path and open file."""
-    pattern = re.compile(rf"^{re.escape(base)}_(\d+)_\.png$")
+def claim(folder: Path, base: str, suffix: str = ".png") -> tuple[Path, Any]:
+    """Create the next free ``<base>_NNNNN_<suffix>`` exclusively; returns its path and open file."""
+    pattern = re.compile(rf"^{re.escape(base)}_(\d+)_{re.escape(suffix)}$")
     try:
         taken = [int(m.group(1)) for e in os.scandir(folder) if (m := pattern.match(e.name))]
     except OSError:
         taken = []
     counter = max(taken, default=0) + 1
     while True:
-        path = folder / f"{base}_{counter:05}_.png"
+        path = folder / f"{base}_{counter:05}_{suffix}"
         try:
             return path, path.open("xb")
         except FileExistsError:
             counter += 1  # another save claimed it between our scan and open
+
+
+def save_target(root: Path, filename_prefix: str, append: str = "") -> tuple[Path, str]:
+    """``(folder / base name, subfolder)`` of a save prefix under ``root``; the folder exists after.
+
+    ``append`` is added to the name (PreviewImage's random ``_temp_xxxxx``); ``subfolder`` is
+    what ComfyUI's "ui" results carry ("" at the root). Raises ``PathError`` for prefixes that
+    leave the root or have no file name part.
+    """
+    target = safe_join(root, filename_prefix + append)
+    if filename_prefix.endswith("/") or target == root.resolve():
+        raise PathError(f"filename_prefix {filename_prefix!r} has no file name part",
+                        hint="end the prefix with a name, e.g. 'portraits/vortex'")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    subfolder = target.parent.relative_to(root.resolve()).as_posix()
+    return target, "" if subfolder == "." else subfolder
 
 
 class SaveImage:
@@ -211,17 +227,11 @@ class SaveImage:
     def save_images(self, images: Any, filename_prefix: str = "vortex", prompt: Any = None,
                     extra_pnginfo: Any = None) -> dict[str, Any]:
         batch = as_images(images)
-        root = self.root()
-        target = safe_join(root, filename_prefix + self.prefix_append)
-        if filename_prefix.endswith("/") or target == root.resolve():
-            raise PathError(f"filename_prefix {filename_prefix!r} has no file name part",
-                            hint="end the prefix with a name, e.g. 'portraits/vortex'")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        subfolder = target.parent.relative_to(root.resolve()).as_posix()
+        target, subfolder = save_target(self.root(), filename_prefix, self.prefix_append)
         results = []
         for image in batch:
             pixels = to_uint8(image)
-            path, fh = _claim(target.parent, target.name)
+            path, fh = claim(target.parent, target.name)
             try:
                 with fh:
                     Image.fromarray(pixels).save(fh, format="PNG", pnginfo=_png_info(prompt, extra_pnginfo),
@@ -229,9 +239,8 @@ class SaveImage:
             except BaseException:
                 path.unlink(missing_ok=True)  # do not leave a claimed, empty file behind
                 raise
-            results.append({"filename": path.name, "subfolder": "" if subfolder == "." else subfolder,
-                            "type": self.root_kind})
-            context.current().preview(_preview_rgb(pixels), final=True)
+            results.append({"filename": path.name, "subfolder": subfolder, "type": self.root_kind})
+            context.current().preview(preview_rgb(pixels), final=True)
         return {"ui": {"images": results}}
 
 
