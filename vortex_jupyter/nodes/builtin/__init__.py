@@ -3,19 +3,29 @@
 - ``primitives``: PrimitiveInt/Float/String/StringMultiline/Boolean (ComfyUI's names);
 - ``math``: IntAdd ... FloatDivide, IntToFloat, FloatToInt (no expression evaluation);
 - ``strings``: StringConcatenate, StringReplace, StringLength, StringFormat (safe placeholders);
-- ``image``: LoadImage, SaveImage, PreviewImage, ImageScale, ImageInvert as ComfyUI classes.
+- ``image``: LoadImage, SaveImage, PreviewImage, ImageScale, ImageInvert as ComfyUI classes;
+- ``image_ops``: ImageScaleBy, ImageScaleToTotalPixels, ImageScaleToMaxDimension, ImageBatch,
+  ImageFromBatch, ImageCrop, ImagePadForOutpaint, GetImageSize;
+- ``filters``: ImageBlur, ImageSharpen, ImageBlend;
+- ``masks``: LoadImageMask, ImageToMask, MaskToImage, InvertMask, SolidMask, GrowMask,
+  FeatherMask, MaskComposite, CropMask, ThresholdMask, ImageCompositeMasked;
+- ``animated``: SaveAnimatedWEBP, SaveAnimatedPNG;
+- ``utility``: PreviewAny, ComfySwitchNode.
 
-Function nodes are declared with ``@node(register=False)`` and listed in ``FUNCTION_NODES``;
-class nodes in ``NODE_CLASS_MAPPINGS``. Importing this package registers nothing by itself, so
-the registry decides precedence (a user's earlier registration of the same name wins).
+The image families compute in numpy (+ Pillow where ComfyUI uses it); ``resample`` is their
+``comfy.utils.common_upscale``. Function nodes are declared with ``@node(register=False)`` and
+listed in ``FUNCTION_NODES``; class nodes in ``NODE_CLASS_MAPPINGS``. Importing this package
+registers nothing by itself, so the registry decides precedence (a user's earlier registration
+of the same name wins).
 """
 
 from __future__ import annotations
 
-from . import image, math, primitives, strings
+from . import filters, image, image_ops, math, primitives, strings
 
 FUNCTION_NODES = [*primitives.NODES, *math.NODES, *strings.NODES]
-NODE_CLASS_MAPPINGS = dict(image.NODE_CLASS_MAPPINGS)
-NODE_DISPLAY_NAME_MAPPINGS = dict(image.NODE_DISPLAY_NAME_MAPPINGS)
+_CLASS_MODULES = (image, image_ops, filters)
+NODE_CLASS_MAPPINGS = {name: cls for m in _CLASS_MODULES for name, cls in m.NODE_CLASS_MAPPINGS.items()}
+NODE_DISPLAY_NAME_MAPPINGS = {k: v for m in _CLASS_MODULES for k, v in m.NODE_DISPLAY_NAME_MAPPINGS.items()}
 
 __all__ = ["FUNCTION_NODES", "NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
