@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import vortex_jupyter as vx
-from vortex_jupyter.graph.formats import load_any
+from vortex_jupyter.graph.formats import load_any, to_comfy_api
 from vortex_jupyter.graph.validate import validate
 from vortex_jupyter.nodes.registry import REGISTRY, NodeRegistry
 
@@ -146,11 +146,13 @@ def ui_workflow():
         _node(6, "SaveAnimatedWEBP", ["clip", 12, False, 90, "slowest"], inputs=[("images", "IMAGE", 7)]),
         _node(7, "GetImageSize", [], inputs=[("image", "IMAGE", 8)], outputs=[("width", "INT", [9])]),
         _node(8, "PreviewAny", [None, None, None], inputs=[("source", "*", 9)], outputs=[("STRING", "STRING", None)]),
+        # the frontend appends the upload button after all widgets: image, channel, upload
+        _node(9, "LoadImageMask", ["cat.png", "red", "image"], outputs=[("MASK", "MASK", None)]),
     ]
     links = [[1, 1, 0, 2, 0, "IMAGE"], [2, 1, 1, 3, 0, "MASK"], [3, 1, 0, 4, 1, "IMAGE"], [4, 2, 0, 4, 0, "IMAGE"],
              [5, 3, 0, 4, 2, "MASK"], [6, 4, 0, 5, 1, "IMAGE"], [7, 5, 0, 6, 0, "IMAGE"], [8, 5, 0, 7, 0, "IMAGE"],
              [9, 7, 0, 8, 0, "INT"]]
-    return {"last_node_id": 8, "last_link_id": 9, "nodes": nodes, "links": links, "groups": [], "config": {},
+    return {"last_node_id": 9, "last_link_id": 9, "nodes": nodes, "links": links, "groups": [], "config": {},
             "extra": {}, "version": 0.4}
 
 
@@ -158,17 +160,23 @@ def test_a_ui_workflow_with_the_new_nodes_loads_with_the_right_params_and_links(
     Image.new("RGB", (8, 8)).save(tmp_path / "cat.png")
     monkeypatch.setenv("VORTEX_INPUT_DIR", str(tmp_path))
     model = load_any(ui_workflow(), REGISTRY.lookup)
-    params = {i: model.nodes[i].params for i in ("2", "3", "4", "5", "6")}
+    params = {i: model.nodes[i].params for i in ("2", "3", "4", "5", "6", "9")}
     assert params == {
         "2": {"upscale_method": "lanczos", "megapixels": 0.5, "resolution_steps": 8},
         "3": {"expand": 4, "tapered_corners": False},
         "4": {"x": 16, "y": 8, "resize_source": True},
         "5": {"switch": True},
         "6": {"filename_prefix": "clip", "fps": 12, "lossless": False, "quality": 90, "method": "slowest"},
+        "9": {"image": "cat.png", "channel": "red"},
     }
     edges = {(e.src, e.src_output, e.dst, e.dst_input) for e in model.edges()}
     assert {("1", 1, "3", "mask"), ("3", 0, "4", "mask"), ("4", 0, "5", "on_true"), ("7", 0, "8", "source")} <= edges
     assert validate(model, REGISTRY.lookup) == []
+    api = to_comfy_api(model, REGISTRY.lookup)  # what ComfyUI's graphToPrompt queues for these nodes
+    assert api["5"]["inputs"] == {"switch": True, "on_true": ["4", 0]}  # the unconnected branch is absent
+    assert api["6"]["inputs"] == {"filename_prefix": "clip", "fps": 12, "lossless": False, "quality": 90,
+                                  "method": "slowest", "images": ["5", 0]}
+    assert api["8"]["inputs"] == {"source": ["7", 0]}  # PreviewAny's frontend-only widgets are not sent
 
 
 # ----------------------------------------------------------------------------- real workers
