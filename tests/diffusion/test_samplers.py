@@ -1,29 +1,35 @@
-"""Sampler/scheduler mapping: sigma schedules against ComfyUI's documented formulas.
+"""Schedules and solvers, against references written here from the published definitions.
 
-The reference schedules are written here from ComfyUI's definitions (comfy/samplers.py and
-k-diffusion), independently of the package, over SD1's training sigmas computed in float64.
+Schedules: the reference sigmas are computed in float64 from ComfyUI's formulas over SD1's
+training sigmas, independently of the package. Solvers: on Gaussian data (std ``SD``) the
+ideal denoiser is ``D(x, s) = x * SD^2 / (SD^2 + s^2)`` and the sampling ODE has the exact
+solution ``x(s) = x_T * sqrt(SD^2 + s^2) / sqrt(SD^2 + s_T^2)``: a correct ODE solver converges
+to it at its order, and a correct stochastic sampler lands on data of std ``SD``.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
-from vortex_jupyter.nodes.diffusion import models
+from vortex_jupyter.nodes.diffusion import models, schedules
+from vortex_jupyter.nodes.diffusion.model_sampling import ModelSampling
 from vortex_jupyter.nodes.diffusion.samplers import (
     COMFY_SAMPLERS,
     COMFY_SCHEDULERS,
-    SAMPLERS,
-    SCHEDULES,
+    SOLVERS,
     check_combination,
-    denoise_steps,
-    make_scheduler,
     supported_pairs,
 )
+from vortex_jupyter.nodes.diffusion.sampling import Sampler, window
+from vortex_jupyter.nodes.diffusion.solvers import Run
 
 SD1 = models.tiny_configs()["scheduler"]
+MS = ModelSampling.from_config(SD1)
 
 
 def training_sigmas() -> np.ndarray:
@@ -69,144 +75,6 @@ def ref_ddim_uniform(n: int) -> list[float]:
     return [*picked[::-1], 0.0]
 
 
-REFERENCE = {"normal": ref_normal, "karras": ref_karras, "exponential": ref_exponential,
-             "simple": ref_simple, "ddim_uniform": ref_ddim_uniform}
-
-
-def euler_sigmas(scheduler: str, steps: int) -> np.ndarray:
-    sched = make_scheduler(SD1, "euler", scheduler)
-    sched.set_timesteps(steps)
-    return sched.sigmas.double().numpy()
-
-
-@pytest.mark.parametrize("name", sorted(REFERENCE))
-@pytest.mark.parametrize("steps", [4, 10, 20, 25])
-def test_sigma_schedule_matches_comfyui_formula(name: str, steps: int) -> None:
-    got = euler_sigmas(name, steps)
-    want = np.array(REFERENCE[name](steps))
-    assert got.shape == want.shape
-    # float32 betas in diffusers vs float64 here: agreement to ~1e-5 relative
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
-
-
-def test_normal_schedule_is_not_sd1_default_leading_spacing() -> None:
-    # SD1's own config ("leading") starts at t=951 for 20 steps; ComfyUI's normal starts at 999
-    import diffusers
-
-    own = diffusers.EulerDiscreteScheduler.from_config(SD1)
-    own.set_timesteps(20)
-    assert float(own.timesteps[0]) < 960
-    assert euler_sigmas("normal", 20)[0] == pytest.approx(SIGMA_MAX, rel=1e-4)
-
-
-def exact_euler_sigmas(scheduler: str, steps: int) -> np.ndarray:
-    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps
-
-    sched = make_scheduler(SD1, "euler", scheduler)
-    assert apply_exact_timesteps(sched, scheduler, steps) is not None
-    return sched.sigmas.double().numpy()
-
-
-@pytest.mark.parametrize("name", ["simple", "ddim_uniform"])
-@pytest.mark.parametrize("steps", [3, 7, 13, 30, 999])
-def test_timestep_picking_schedules_are_comfyuis_exactly_for_any_step_count(name: str, steps: int) -> None:
-    # 1000 / 7 is not whole: ComfyUI truncates (simple) and ddim_uniform runs 8 steps for 7
-    want = np.array(REFERENCE[name](steps))
-    got = exact_euler_sigmas(name, steps)
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
-
-
-def test_ddim_uniform_adds_comfyuis_extra_step_where_the_stride_leaves_room() -> None:
-    assert len(ref_ddim_uniform(7)) - 1 == 8 and len(exact_euler_sigmas("ddim_uniform", 7)) - 1 == 8
-    assert len(exact_euler_sigmas("ddim_uniform", 10)) - 1 == 10
-
-
-@pytest.mark.parametrize(("sampler", "name"), [
-    *((s, n) for s in ("euler", "heun", "dpmpp_2m", "dpmpp_2m_sde", "ddpm") for n in ("simple", "ddim_uniform")),
-    ("ddim", "ddim_uniform"),  # DDIM's fixed stride fits ddim_uniform, not simple's uneven one
-])
-def test_schedulers_that_take_timesteps_get_comfyuis_picks(sampler: str, name: str) -> None:
-    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
-
-    assert name in supported_pairs()[sampler]
-    sched = make_scheduler(SD1, sampler, name)
-    n = apply_exact_timesteps(sched, name, 7)
-    picks = comfy_timesteps(name, 7)
-    assert picks is not None and n == len(picks)
-    got = [int(t) for t in sched.timesteps]
-    assert sorted(set(got), reverse=True) == picks  # heun repeats each inner timestep
-
-
-def test_comfy_timesteps_refuses_more_steps_than_training_timesteps() -> None:
-    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
-
-    assert comfy_timesteps("simple", 1001) is None and comfy_timesteps("normal", 10) is None
-    sched = make_scheduler(SD1, "euler", "simple")
-    assert apply_exact_timesteps(sched, "simple", 1001) is None  # left to set_timesteps(steps)
-
-
-@pytest.mark.parametrize("sampler", ["lms", "uni_pc", "ddim"])
-def test_simple_on_schedulers_without_custom_timesteps_is_within_one_timestep(sampler: str) -> None:
-    # these take the config approximation ("trailing"): rounding where ComfyUI truncates
-    from vortex_jupyter.nodes.diffusion.samplers import apply_exact_timesteps, comfy_timesteps
-
-    sched = make_scheduler(SD1, sampler, "simple")
-    assert apply_exact_timesteps(sched, "simple", 7) is None
-    sched.set_timesteps(7)
-    got = [float(t) for t in sched.timesteps]
-    want = comfy_timesteps("simple", 7)
-    assert want is not None and len(got) == len(want)
-    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1.0
-
-
-def test_every_comfyui_name_is_a_choice_and_every_mapped_pair_builds() -> None:
-    assert set(SAMPLERS) <= set(COMFY_SAMPLERS)
-    assert set(SCHEDULES) <= set(COMFY_SCHEDULERS)
-    for sampler, schedules in supported_pairs().items():
-        assert schedules, sampler
-        for schedule in schedules:
-            sched = make_scheduler(SD1, sampler, schedule)
-            sched.set_timesteps(6)
-            assert len(sched.timesteps) >= 6, (sampler, schedule)
-
-
-def test_unsupported_combination_message_lists_what_is_supported() -> None:
-    msg = check_combination("ddim", "karras")
-    assert msg is not None and "normal" in msg and "ddim" in msg
-    msg = check_combination("dpm_fast", "normal")
-    assert msg is not None and "dpmpp_2m" in msg
-    assert check_combination("dpmpp_2m", "linear_quadratic") is not None  # needs sigmas=: euler only
-    assert check_combination("euler", "linear_quadratic") is None
-    assert check_combination("dpmpp_2m", "karras") is None
-
-
-@pytest.mark.parametrize(("steps", "denoise", "total", "first"),
-                         [(20, 1.0, 20, 0), (20, 0.6, 33, 13), (10, 0.5, 20, 10), (4, 0.3, 13, 9)])
-def test_denoise_runs_exactly_steps_of_a_longer_schedule(steps: int, denoise: float, total: int, first: int) -> None:
-    assert denoise_steps(steps, denoise) == (total, first)
-
-
-def test_img2img_timesteps_are_the_tail_of_the_longer_schedule() -> None:
-    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
-
-    sched = make_scheduler(SD1, "euler", "normal")
-    timesteps, begin = plan_timesteps(sched, SampleSettings(0, 20, 8.0, "euler", "normal", denoise=0.6))
-    full = make_scheduler(SD1, "euler", "normal")
-    full.set_timesteps(33)
-    assert len(timesteps) == 20 and begin == 13
-    assert np.array_equal(timesteps.numpy(), full.timesteps[13:].numpy())
-
-
-def test_sampler_needing_a_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from vortex_jupyter.nodes.diffusion import samplers
-
-    monkeypatch.setitem(samplers._NEEDS, "DPMSolverSDEScheduler", ("vortex_absent_module", "vortex-absent"))
-    msg = check_combination("dpmpp_sde", "karras")
-    assert msg is not None and "pip install vortex-absent" in msg
-    assert "dpmpp_sde" not in supported_pairs()
-
-
 def ref_sgm_uniform(n: int) -> list[float]:
     return [*(sigma_at(t) for t in np.linspace(999, 0, n + 1)[:-1]), 0.0]
 
@@ -241,67 +109,212 @@ def ref_linear_quadratic(n: int, thr: float = 0.025) -> list[float]:
     return [(1 - x) * SIGMA_MAX for x in noise]
 
 
-CUSTOM_REFERENCE = {"sgm_uniform": ref_sgm_uniform, "beta": ref_beta, "kl_optimal": ref_kl_optimal,
-                    "linear_quadratic": ref_linear_quadratic}
+REFERENCE = {"normal": ref_normal, "karras": ref_karras, "exponential": ref_exponential,
+             "simple": ref_simple, "ddim_uniform": ref_ddim_uniform, "sgm_uniform": ref_sgm_uniform,
+             "beta": ref_beta, "kl_optimal": ref_kl_optimal, "linear_quadratic": ref_linear_quadratic}
 
 
-@pytest.mark.parametrize("name", sorted(CUSTOM_REFERENCE))
-@pytest.mark.parametrize("steps", [4, 7, 10, 20])
-def test_custom_schedules_match_comfyui_formulas_through_the_sampler(name: str, steps: int) -> None:
-    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
-
-    sched = make_scheduler(SD1, "euler", name)
-    timesteps, _ = plan_timesteps(sched, SampleSettings(0, steps, 7.0, "euler", name))
-    want = np.array(CUSTOM_REFERENCE[name](steps))
-    np.testing.assert_allclose(sched.sigmas.double().numpy(), want, rtol=2e-4, atol=1e-6)
-    assert len(timesteps) == len(want) - 1
+def test_every_comfyui_scheduler_has_a_reference_here() -> None:
+    assert set(REFERENCE) == set(COMFY_SCHEDULERS) == set(schedules.SCHEDULER_NAMES)
 
 
-def test_custom_schedules_need_a_scheduler_that_takes_sigmas() -> None:
-    msg = check_combination("dpmpp_2m", "beta")
-    assert msg is not None and "euler" not in msg.split("use:")[0] and "karras" in msg
-    assert check_combination("euler", "sgm_uniform") is None
+@pytest.mark.parametrize("name", sorted(REFERENCE))
+@pytest.mark.parametrize("steps", [3, 4, 7, 10, 20, 25])
+def test_each_schedule_matches_comfyuis_formula(name: str, steps: int) -> None:
+    got = schedules.calculate_sigmas(MS, name, steps).double().numpy()
+    want = np.array(REFERENCE[name](steps))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)  # float32 here, float64 there
 
 
-@pytest.mark.parametrize("name", ["sgm_uniform", "kl_optimal", "karras", "linear_quadratic"])
-def test_denoise_with_any_schedule_runs_exactly_steps(name: str) -> None:
-    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, plan_timesteps
-
-    sched = make_scheduler(SD1, "euler", name)
-    timesteps, begin = plan_timesteps(sched, SampleSettings(0, 10, 7.0, "euler", name, denoise=0.5))
-    assert len(timesteps) == 10 and begin == 10
-
-
-def ref_ancestral_step(x: np.ndarray, denoised: np.ndarray, noise: np.ndarray, s: float, s_next: float) -> np.ndarray:
-    """k-diffusion's sample_euler_ancestral step (eta = 1), as ComfyUI runs it."""
-    if s_next == 0:
-        return denoised
-    up = min(s_next, math.sqrt(s_next ** 2 * (s ** 2 - s_next ** 2) / s ** 2))
-    down = math.sqrt(s_next ** 2 - up ** 2)
-    return x + (x - denoised) / s * (down - s) + noise * up
+def test_model_sampling_is_sd1s_table_and_maps_sigmas_to_nearest_timesteps() -> None:
+    np.testing.assert_allclose(MS.sigmas.double().numpy(), SIGMAS, rtol=1e-6)
+    assert int(MS.timestep(MS.sigma_max)) == 999 and int(MS.timestep(MS.sigma_min)) == 0
+    t = MS.timestep(torch.tensor([float(SIGMAS[500]) * 1.0001, float(SIGMAS[10])]))
+    assert t.tolist() == [500, 10]
+    assert MS.percent_to_sigma(0.0) > 1e8 and MS.percent_to_sigma(1.0) == 0.0
+    assert MS.percent_to_sigma(0.5) == pytest.approx(sigma_at(499.5), rel=1e-5)
 
 
-@pytest.mark.parametrize("schedule", ["normal", "karras", "exponential", "simple"])
-def test_euler_ancestral_takes_every_euler_schedule_and_steps_like_k_diffusion(schedule: str) -> None:
-    import torch
+def test_ddim_uniform_runs_comfyuis_extra_step_where_the_stride_leaves_room() -> None:
+    assert len(schedules.calculate_sigmas(MS, "ddim_uniform", 7)) - 1 == 8
+    assert len(schedules.calculate_sigmas(MS, "ddim_uniform", 10)) - 1 == 10
 
-    assert check_combination("euler_ancestral", schedule) is None
-    sched = make_scheduler(SD1, "euler_ancestral", schedule)
-    sched.set_timesteps(6)
-    plain = make_scheduler(SD1, "euler", schedule)
-    plain.set_timesteps(6)
-    torch.testing.assert_close(sched.sigmas, plain.sigmas)  # the schedule is euler's
-    rng = np.random.default_rng(0)
-    x = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32)) * float(sched.sigmas[0])
-    for i, t in enumerate(sched.timesteps):
-        eps = torch.from_numpy(rng.standard_normal((1, 4, 8, 8)).astype(np.float32))
-        s, s_next = float(sched.sigmas[i]), float(sched.sigmas[i + 1])
-        gen = torch.Generator().manual_seed(i)
-        noise = torch.randn((1, 4, 8, 8), generator=torch.Generator().manual_seed(i)).numpy()
-        out = sched.step(eps, t, x, generator=gen)
-        denoised = (x - s * eps).numpy()  # epsilon prediction: x0 = x - sigma * eps
-        np.testing.assert_allclose(out.pred_original_sample.numpy(), denoised, rtol=1e-5, atol=1e-5)
-        want = ref_ancestral_step(x.numpy(), denoised, noise, s, s_next)
-        np.testing.assert_allclose(out.prev_sample.numpy(), want, rtol=1e-4, atol=1e-4)
-        x = out.prev_sample
-    assert float(sched.sigmas[-1]) == 0.0  # the last step landed on the x0 prediction (no noise)
+
+@pytest.mark.parametrize(("steps", "denoise"), [(20, 0.6), (10, 0.5), (4, 0.3)])
+def test_denoise_runs_exactly_steps_of_a_longer_schedule(steps: int, denoise: float) -> None:
+    got = schedules.ksampler_sigmas(MS, "euler", "normal", steps, denoise)
+    full = schedules.calculate_sigmas(MS, "normal", int(steps / denoise))
+    assert len(got) == steps + 1 and torch.equal(got, full[-(steps + 1):])
+    assert len(schedules.ksampler_sigmas(MS, "euler", "normal", steps, 0.0)) == 0
+
+
+@pytest.mark.parametrize("sampler", ["dpm_2", "dpm_2_ancestral", "uni_pc", "uni_pc_bh2"])
+def test_ksampler_drops_the_penultimate_sigma_for_comfyuis_listed_samplers(sampler: str) -> None:
+    got = schedules.ksampler_sigmas(MS, sampler, "karras", 8)
+    longer = schedules.calculate_sigmas(MS, "karras", 9)
+    assert len(got) == 9 and torch.equal(got, torch.cat([longer[:-2], longer[-1:]]))
+    assert torch.equal(schedules.basic_scheduler(MS, "karras", 8, 1.0), schedules.calculate_sigmas(MS, "karras", 8))
+
+
+def test_advanced_window_cuts_the_schedule_and_forces_sigma_zero_only_when_asked() -> None:
+    sigmas = schedules.calculate_sigmas(MS, "karras", 8)
+    cut = window(sigmas, 2, 5, force_full_denoise=True)
+    assert cut is not None and len(cut) == 4 and float(cut[-1]) == 0.0 and torch.equal(cut[:-1], sigmas[2:5])
+    leftover = window(sigmas, 2, 5, force_full_denoise=False)
+    assert leftover is not None and torch.equal(leftover, sigmas[2:6])
+    assert window(sigmas, 8, None, False) is None and float(sigmas[5]) != 0.0  # input untouched
+
+
+def test_align_your_steps_interpolates_the_published_levels_log_linearly() -> None:
+    ten = schedules.align_your_steps("SD1", 10, 1.0)
+    np.testing.assert_allclose(ten[:-1].numpy(), schedules.AYS_NOISE_LEVELS["SD1"][:-1], rtol=1e-6)
+    five = schedules.align_your_steps("SD1", 5, 1.0).double().numpy()
+    levels = np.log(np.array(schedules.AYS_NOISE_LEVELS["SD1"])[::-1])
+    want = np.exp(np.interp(np.linspace(0, 1, 6), np.linspace(0, 1, 11), levels))[::-1]
+    np.testing.assert_allclose(five[:-1], want[:-1], rtol=1e-6)
+    assert five[-1] == 0.0 and len(schedules.align_your_steps("SD1", 10, 0.5)) == 6
+
+
+def test_sd_turbo_takes_every_hundredth_timestep_from_the_top() -> None:
+    got = schedules.sd_turbo(MS, 3, 1.0).double().numpy()
+    np.testing.assert_allclose(got, [SIGMAS[999], SIGMAS[899], SIGMAS[799], 0.0], rtol=1e-5)
+    later = schedules.sd_turbo(MS, 1, 0.5).double().numpy()
+    np.testing.assert_allclose(later, [SIGMAS[499], 0.0], rtol=1e-5)
+
+
+def test_every_comfyui_sampler_name_is_a_choice_and_unimplemented_ones_say_what_runs() -> None:
+    assert set(SOLVERS) <= set(COMFY_SAMPLERS)
+    missing = [s for s in COMFY_SAMPLERS if s not in SOLVERS]
+    for name in missing:
+        msg = check_combination(name, "karras")
+        assert msg is not None and "not implemented" in msg and "dpmpp_2m" in msg
+    assert check_combination("dpmpp_2m", "no_such_schedule") is not None
+    assert all(pairs == list(COMFY_SCHEDULERS) for pairs in supported_pairs().values())
+    assert check_combination("lms", "beta") is None  # every solver takes every schedule now
+
+
+def test_sampler_needing_a_missing_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torchsde" else real(name, *a))
+    msg = check_combination("dpmpp_sde", "karras")
+    assert msg is not None and "pip install torchsde" in msg
+    assert "dpmpp_2m_sde" not in supported_pairs() and "euler" in supported_pairs()
+
+
+# ---------------------------------------------------------------------------------- solvers
+
+SD = 0.8
+
+
+def gaussian_run(seed: int | None = 0) -> Run:
+    return Run(lambda x, s: x * SD ** 2 / (SD ** 2 + s.reshape(-1, 1, 1, 1) ** 2), MS, seed)
+
+
+def exact_end(x_t: torch.Tensor, sigma_t: float, sigma: float) -> torch.Tensor:
+    return x_t * math.sqrt(SD ** 2 + sigma ** 2) / math.sqrt(SD ** 2 + sigma_t ** 2)
+
+
+def solve(name: str, steps: int, x: torch.Tensor, scheduler: str = "karras") -> tuple[torch.Tensor, torch.Tensor]:
+    sigmas = schedules.calculate_sigmas(MS, scheduler, steps).double()
+    with torch.inference_mode():
+        return Sampler(name).solver()(gaussian_run(), x.double() * sigmas[0], sigmas), sigmas
+
+
+ODE_ORDER = {"euler": 1, "heun": 2, "dpm_2": 2, "dpmpp_2m": 2, "lms": 2, "ipndm": 2, "ipndm_v": 2, "deis": 2,
+             "uni_pc": 2, "uni_pc_bh2": 2, "heunpp2": 2, "ddim": 1}
+
+
+@pytest.mark.parametrize("name", sorted(ODE_ORDER))
+def test_deterministic_solvers_converge_to_the_exact_ode_solution_at_their_order(name: str) -> None:
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    errors = []
+    for steps in (10, 40):
+        # end the schedule at sigma_min (no final jump to 0) so the comparison is smooth
+        sigmas = schedules.karras(steps, float(MS.sigma_min), float(MS.sigma_max))[:-1].double()
+        with torch.inference_mode():
+            out = Sampler(name).solver()(gaussian_run(), x * sigmas[0], sigmas)
+        errors.append(float((out - exact_end(x * sigmas[0], float(sigmas[0]), float(sigmas[-1]))).abs().max()))
+    assert errors[1] < errors[0] / (1.8 ** ODE_ORDER[name]), errors
+
+
+@pytest.mark.parametrize("name", ["euler", "heun", "dpmpp_2m", "lms", "ipndm", "deis", "uni_pc", "dpm_2"])
+def test_deterministic_solvers_land_near_the_exact_clean_sample(name: str) -> None:
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    out, sigmas = solve(name, 30, x)
+    want = exact_end(x * sigmas[0], float(sigmas[0]), 0.0)
+    tolerance = 0.1 if ODE_ORDER[name] == 1 else 0.03  # relative, after 30 karras steps
+    assert float((out - want).abs().max()) < tolerance * float(want.abs().max())
+
+
+STOCHASTIC = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde",
+              "dpmpp_3m_sde", "ddpm"]
+
+
+@pytest.mark.parametrize("name", STOCHASTIC)
+def test_stochastic_samplers_produce_data_of_the_right_spread(name: str) -> None:
+    # first-order ancestral steps (euler_ancestral = ddpm) need many steps to lose their bias
+    x = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    out, _ = solve(name, 200, x)
+    assert abs(float(out.std()) - SD) < 0.03 * SD, float(out.std())
+
+
+def test_lcm_jumps_to_the_denoised_estimate_and_renoises_with_seed_plus_one() -> None:
+    sigmas = schedules.calculate_sigmas(MS, "normal", 3)
+    start = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * sigmas[0]
+    with torch.inference_mode():
+        got = Sampler("lcm").solver()(Run(lambda x, s: x * 0.5, MS, 7), start, sigmas)
+    gen = torch.Generator().manual_seed(8)
+    x = start
+    for i in range(3):
+        x = x * 0.5
+        if float(sigmas[i + 1]) > 0:
+            x = x + torch.randn(1, 4, 8, 8, generator=gen) * sigmas[i + 1]
+    torch.testing.assert_close(got, x)
+
+
+def test_euler_ancestral_adds_noise_from_a_generator_seeded_with_seed_plus_one() -> None:
+    # with a denoiser that predicts 0, each step is x * down / s + noise * up: checkable by hand
+    sigmas = schedules.calculate_sigmas(MS, "normal", 4)
+    start = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)) * sigmas[0]
+    with torch.inference_mode():
+        got = Sampler("euler_ancestral").solver()(Run(lambda x, s: torch.zeros_like(x), MS, 41), start, sigmas)
+    gen = torch.Generator().manual_seed(42)
+    x = start.double().numpy()
+    for i in range(4):
+        s, nxt = float(sigmas[i]), float(sigmas[i + 1])
+        up = min(nxt, math.sqrt(nxt ** 2 * (s ** 2 - nxt ** 2) / s ** 2))
+        down = math.sqrt(nxt ** 2 - up ** 2)
+        if down == 0:
+            x = np.zeros_like(x)
+            continue
+        x = x * down / s + torch.randn(1, 4, 8, 8, generator=gen).double().numpy() * up
+    np.testing.assert_allclose(got.double().numpy(), x, rtol=1e-4, atol=1e-5)
+
+
+def test_dpm_fast_and_adaptive_end_at_the_smallest_sigma_on_the_exact_solution() -> None:
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    sigmas = schedules.calculate_sigmas(MS, "karras", 12).double()
+    for name in ("dpm_fast", "dpm_adaptive"):
+        with torch.inference_mode():
+            out = Sampler(name).solver()(gaussian_run(), x * sigmas[0], sigmas)
+        want = exact_end(x * sigmas[0], float(sigmas[0]), float(sigmas[-2]))
+        tolerance = 0.05 if name == "dpm_adaptive" else 0.02  # adaptive: its default rtol is 0.05
+        assert float((out - want).abs().max()) < tolerance * float(want.abs().max()), name
+
+
+def test_option_samplers_pass_their_options_and_refuse_unknown_solver_names() -> None:
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    sigmas = schedules.calculate_sigmas(MS, "karras", 8).double()
+
+    def run(sampler: Sampler) -> Any:
+        with torch.inference_mode():
+            return sampler.solver()(gaussian_run(), x * sigmas[0], sigmas)
+
+    # eta = 0 makes euler_ancestral a plain Euler step (no noise at all)
+    torch.testing.assert_close(run(Sampler("euler_ancestral", {"eta": 0.0})), run(Sampler("euler")))
+    assert not torch.equal(run(Sampler("dpmpp_2m_sde", {"solver_type": "heun"})), run(Sampler("dpmpp_2m_sde")))
+    with pytest.raises(ValueError, match="not implemented"):
+        Sampler("res_multistep")

@@ -1,41 +1,217 @@
-"""The sampling loop behind KSampler / KSamplerAdvanced: a diffusers scheduler + the UNet + CFG.
+"""Running a sampler: KSampler's semantics and the custom-sampling pieces, on one core loop.
 
-We run our own loop instead of a diffusers pipeline so that between two steps we can report
-progress, send a preview, and stop on cancel (``nodes.context``), and so that ComfyUI's
-``denoise`` / ``start_at_step`` / ``end_at_step`` semantics hold exactly.
+ComfyUI splits sampling into NOISE (the starting noise), a GUIDER (model + prompts -> one
+denoised estimate), a SAMPLER (the solver) and SIGMAS (the schedule); KSampler is these four
+with fixed choices. Here too: ``ksample`` (KSampler / KSamplerAdvanced) builds a
+``CFGGuider``, a ``Sampler`` and ``ksampler_sigmas`` and calls ``run``, the same function
+SamplerCustom and SamplerCustomAdvanced call, so equal settings give bit-identical latents.
 
-Determinism: the initial noise comes from ``torch.Generator("cpu").manual_seed(seed)`` with
-``torch.randn(latent.shape)`` (ComfyUI's recipe, so the same seed gives the same noise), and
-ancestral/SDE schedulers draw from a second CPU generator seeded from the same seed. With a
-pinned ``torch.set_num_threads`` a seed gives a bit-identical latent across runs and processes.
+``run`` does, in order (ComfyUI's ``CFGGuider.sample`` / ``KSAMPLER.sample``):
 
-Latent spaces: sigma-based schedulers (Euler, Heun, LMS, DPM2) work in ComfyUI's space
-``x = x0 + sigma * noise``. DDIM/DPM-Solver/UniPC work in diffusers' variance-preserving space
-``x = alpha * x0 + sqrt(1 - alpha^2) * noise``; KSamplerAdvanced converts at its window's
-edges (leftover-noise latents out, noisy latents in) so every latent between nodes is in
-ComfyUI's space and a two-stage split matches one pass. Stopping early without leftover noise
-returns the last step's x0 prediction (what a final step to sigma 0 gives).
+1. empty sigmas return the latent unchanged;
+2. the start: ``latent + noise * sigma_0`` (``sqrt(1 + sigma_0^2)`` from the model's top sigma);
+3. with a ``noise_mask`` (inpainting), every model call sees the kept region re-noised to the
+   current sigma and its output has the kept region restored (the mask is resized to the
+   latent, bilinear);
+4. the solver walks the sigmas; each step reports progress, a preview of the denoised
+   estimate, and stops on cancel.
+
+Noise: ``torch.randn(latent.shape, generator=torch.manual_seed(seed))`` on the CPU, per
+``batch_index`` when the latent carries one (LatentFromBatch), exactly ComfyUI's
+``prepare_noise``: a seed gives ComfyUI's noise (torch keeps the low 32 bits of the seed, in
+ComfyUI as here). With a pinned ``torch.set_num_threads`` a seed gives bit-identical latents
+across runs and processes.
 """
 
 from __future__ import annotations
 
-import inspect
+import importlib
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
+import torch
 
 from ..context import current
 from .components import ModelHandle, oom_guard
+from .guiders import CFGGuider, Guider, unet_apply
+from .model_sampling import ModelSampling
 from .previews import AsyncPreviews, PreviewThrottle
-from .samplers import (
-    CUSTOM,
-    EXACT_TIMESTEPS,
-    apply_exact_timesteps,
-    custom_sigmas,
-    denoise_steps,
-    make_scheduler,
-    training_sigmas,
-)
+from .samplers import RANDOM_INPAINT_NOISE, SOLVERS, check_sampler
+from .schedules import ksampler_sigmas
+from .solvers import Run
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """A SAMPLER value: a solver name and its options (KSamplerSelect, SamplerEulerAncestral...)."""
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        problem = check_sampler(self.name)
+        if problem:
+            raise ValueError(problem)
+
+    def solver(self) -> Callable[..., torch.Tensor]:
+        module, function, fixed = SOLVERS[self.name]
+        fn = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+        return lambda run, x, sigmas: fn(run, x, sigmas, **{**fixed, **self.options})
+
+    def __repr__(self) -> str:
+        return f"<SAMPLER {self.name}>"
+
+
+def prepare_noise(samples: torch.Tensor, seed: int, batch_index: Any = None) -> torch.Tensor:
+    """ComfyUI's initial noise: one generator seeded with ``seed``; with ``batch_index`` the
+    noise of image ``i`` is the ``i``-th draw, so a batch slice keeps its images' noise."""
+    generator = torch.Generator("cpu").manual_seed(int(seed) & 0xFFFF_FFFF_FFFF_FFFF)
+    if batch_index is None:
+        return torch.randn(samples.size(), dtype=torch.float32, generator=generator)
+    indices = [int(i) for i in np.asarray(batch_index).reshape(-1)]
+    unique = sorted(set(indices))
+    draws = {}
+    for i in range(unique[-1] + 1):
+        noise = torch.randn([1, *samples.shape[1:]], dtype=torch.float32, generator=generator)
+        if i in unique:
+            draws[i] = noise
+    return torch.cat([draws[i] for i in indices], dim=0)
+
+
+class RandomNoise:
+    """A NOISE value: ComfyUI's RandomNoise(noise_seed)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+
+    def generate(self, latent: dict[str, Any]) -> torch.Tensor:
+        return prepare_noise(latent["samples"], self.seed, latent.get("batch_index"))
+
+    def __repr__(self) -> str:
+        return f"<NOISE seed={self.seed}>"
+
+
+class DisableNoise(RandomNoise):
+    """A NOISE value of zeros (the latent is sampled as it is)."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    def generate(self, latent: dict[str, Any]) -> torch.Tensor:
+        return torch.zeros(latent["samples"].shape, dtype=torch.float32)
+
+
+def _latent_samples(latent: Any, model: ModelHandle, unet: Any) -> torch.Tensor:
+    if not isinstance(latent, dict) or "samples" not in latent:
+        raise ValueError("input 'latent_image' is not a LATENT (fix: connect an EmptyLatentImage, VAEEncode "
+                         "or sampler output)")
+    samples = torch.as_tensor(latent["samples"]).to(torch.float32)
+    channels = int(getattr(unet.config, "out_channels", samples.shape[1]))
+    if samples.shape[1] != channels and not bool(samples.any()):  # ComfyUI: an empty latent adapts
+        samples = torch.zeros([samples.shape[0], channels, *samples.shape[2:]])
+    return samples
+
+
+def _mask_for(mask: Any, shape: tuple[int, ...], device: Any) -> torch.Tensor:
+    """A noise mask resized (bilinear) to the latent and repeated over channels and batch."""
+    m = torch.as_tensor(mask, dtype=torch.float32)
+    m = m.reshape(-1, 1, m.shape[-2], m.shape[-1])
+    m = torch.nn.functional.interpolate(m, size=shape[2:], mode="bilinear")
+    if m.shape[1] < shape[1]:
+        m = m.repeat(1, shape[1], 1, 1)[:, :shape[1]]
+    if m.shape[0] != shape[0]:
+        m = m.repeat(math.ceil(shape[0] / m.shape[0]), 1, 1, 1)[:shape[0]]
+    return m.to(device)
+
+
+def _steps_of(sampler: Sampler, sigmas: torch.Tensor) -> int | None:
+    """How many progress steps the solver reports (None: decided as it goes)."""
+    if sampler.name == "dpm_adaptive":
+        return None
+    if sampler.name == "dpm_fast":
+        return math.floor((len(sigmas) - 1) / 3) + 1
+    return len(sigmas) - 1
+
+
+def run(guider: Guider, sampler: Sampler, sigmas: Any, noise: torch.Tensor, latent: dict[str, Any],
+        seed: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(samples, the last step's denoised estimate) on the CPU; see the module docstring."""
+    sigmas = torch.as_tensor(sigmas, dtype=torch.float32).flatten()
+    model = guider.model
+    with model.unet.use() as unet:
+        samples = _latent_samples(latent, model, unet)
+        if sigmas.shape[-1] == 0:
+            return samples, None
+        device = unet.device
+        ms = ModelSampling.from_config(model.scheduler_config)
+
+        def attempt() -> tuple[torch.Tensor, torch.Tensor | None]:
+            return _sample(guider, unet, ms, sampler, sigmas.to(device), noise, samples, latent, seed)
+
+        x, denoised = oom_guard(attempt, device)
+    return x.to("cpu", torch.float32), None if denoised is None else denoised.to("cpu", torch.float32)
+
+
+def _sample(guider: Guider, unet: Any, ms: ModelSampling, sampler: Sampler, sigmas: torch.Tensor,
+            noise: torch.Tensor, samples: torch.Tensor, latent: dict[str, Any], seed: int | None
+            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    device = sigmas.device
+    noise, start = noise.to(device, torch.float32), samples.to(device)
+    if noise.shape != start.shape:
+        raise ValueError(f"the noise has shape {tuple(noise.shape)} but the latent {tuple(start.shape)} "
+                         "(fix: generate the noise for this latent)")
+    extras: dict[str, Any] = {}
+    denoise = guider.bind(unet_apply(unet, ms), ms, tuple(start.shape), device, extras)
+    mask = latent.get("noise_mask") if isinstance(latent, dict) else None
+    if mask is not None:
+        denoise = _inpainting(denoise, _mask_for(mask, tuple(start.shape), device), start,
+                              _inpaint_noise(sampler, noise, seed), ms)
+    ctx = current()
+    total = _steps_of(sampler, sigmas)
+    previews = AsyncPreviews(ctx, PreviewThrottle())
+    last: list[torch.Tensor] = []
+
+    def model(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        ctx.raise_if_cancelled()
+        return denoise(x, sigma)
+
+    def step(i: int, x: torch.Tensor, denoised: torch.Tensor) -> None:
+        last[:] = [denoised]
+        ctx.progress(i + 1, total)
+        previews.step(i, total or i + 2, denoised)
+        ctx.raise_if_cancelled()
+
+    x = ms.noise_scaling(sigmas[0], noise, start, ms.is_max_denoise(sigmas[0]))
+    with torch.inference_mode():
+        x = sampler.solver()(Run(model, ms, seed, step, extras), x, sigmas)
+    previews.flush()
+    return x, (last[0] if last else None)
+
+
+def _inpaint_noise(sampler: Sampler, noise: torch.Tensor, seed: int | None) -> torch.Tensor:
+    if sampler.name not in RANDOM_INPAINT_NOISE:
+        return noise
+    generator = torch.Generator("cpu").manual_seed(((seed if seed is not None else 41) + 1) & (2 ** 64 - 1))
+    return torch.randn(noise.shape, generator=generator).to(noise.device, noise.dtype)
+
+
+def _inpainting(denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], mask: torch.Tensor,
+                latent: torch.Tensor, noise: torch.Tensor, ms: ModelSampling
+                ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Keep ``1 - mask`` of the latent: re-noised to sigma going in, restored coming out."""
+    keep = 1.0 - mask
+
+    def wrapped(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        x = x * mask + ms.noise_scaling(sigma, noise, latent) * keep
+        return denoise(x, sigma) * mask + latent * keep
+
+    return wrapped
+
+
+# ---------------------------------------------------------------------------------- KSampler
 
 
 @dataclass(frozen=True)
@@ -47,180 +223,37 @@ class SampleSettings:
     scheduler: str
     denoise: float = 1.0
     add_noise: bool = True
-    start_at_step: int = 0
-    end_at_step: int = 10000
-    #: ComfyUI's ``force_full_denoise``: the last step goes all the way to sigma 0.
-    force_full_denoise: bool = True
+    start_at_step: int | None = None
+    end_at_step: int | None = None
+    #: ComfyUI's ``force_full_denoise``: an early end goes all the way to sigma 0.
+    force_full_denoise: bool = False
 
 
-def cond_tensor(conditioning: Any) -> Any:
-    """The embedding of a ComfyUI CONDITIONING (``[[tensor, {...}], ...]``); first entry wins."""
-    if isinstance(conditioning, list | tuple) and conditioning and isinstance(conditioning[0], list | tuple):
-        return conditioning[0][0]
-    return conditioning
+def window(sigmas: torch.Tensor, start: int | None, last: int | None, force_full_denoise: bool
+           ) -> torch.Tensor | None:
+    """KSamplerAdvanced's step window over the sigmas; None when it starts past the end."""
+    if last is not None and last < len(sigmas) - 1:
+        sigmas = sigmas[:last + 1].clone()
+        if force_full_denoise:
+            sigmas[-1] = 0
+    if start is not None:
+        if start >= len(sigmas) - 1:
+            return None
+        sigmas = sigmas[start:]
+    return sigmas
 
 
-def generator_seed(seed: int) -> int:
-    """The seed torch's CPU generator really uses for a 64-bit ``seed``.
-
-    torch's CPU Mersenne Twister keeps only the low 32 bits (5 and 2**32 + 5 give the same
-    noise, in ComfyUI too). Seeds below 2**32 are passed through unchanged, so the noise equals
-    ComfyUI's; larger seeds fold their high half in, so they differ from their low half alone.
-    """
-    seed = int(seed) & 0xFFFF_FFFF_FFFF_FFFF
-    return (seed ^ (seed >> 32)) & 0xFFFF_FFFF if seed >> 32 else seed
-
-
-def make_noise(seed: int, shape: tuple[int, ...]) -> Any:
-    import torch
-
-    gen = torch.Generator("cpu").manual_seed(generator_seed(seed))
-    return torch.randn(shape, generator=gen, dtype=torch.float32, device="cpu")
-
-
-def plan_timesteps(scheduler: Any, s: SampleSettings, device: Any = None) -> tuple[Any, int]:
-    """(timesteps to run, index of the first one in the scheduler's list)."""
-    total, first = denoise_steps(s.steps, s.denoise)
-    if s.scheduler in CUSTOM:  # our own sigmas; beta may merge duplicate steps, so recount
-        sigmas = custom_sigmas(s.scheduler, total, training_sigmas(scheduler))
-        scheduler.set_timesteps(sigmas=sigmas, device=device)
-        total, first = len(sigmas) - 1, max(0, len(sigmas) - 1 - s.steps) if s.denoise < 1.0 else 0
-    elif s.scheduler in EXACT_TIMESTEPS and (n := apply_exact_timesteps(scheduler, s.scheduler, total, device)):
-        total, first = n, max(0, n - s.steps) if s.denoise < 1.0 else 0  # ddim_uniform may add one
-    else:
-        scheduler.set_timesteps(total, device=device)  # on the UNet's device: no per-step copies
-    order = int(getattr(scheduler, "order", 1))
-    if s.denoise >= 1.0:  # KSamplerAdvanced's window (KSampler leaves it at 0..steps)
-        first = max(0, min(s.start_at_step, total))
-        last = max(first, min(s.end_at_step, total))
-    else:
-        last = total
-    begin, end = first * order, last * order
-    if s.force_full_denoise and last < total and type(scheduler).__name__.startswith("Euler"):
-        scheduler.sigmas[last] = 0.0  # ComfyUI's force_full_denoise: the last step lands on sigma 0
-    if hasattr(scheduler, "set_begin_index"):
-        scheduler.set_begin_index(begin)
-    return scheduler.timesteps[begin:end], begin
-
-
-def sample(model: ModelHandle, positive: Any, negative: Any, latent: dict[str, Any],
-           s: SampleSettings) -> dict[str, Any]:
-    """Denoise ``latent["samples"]`` and return a new LATENT dict (on the CPU)."""
-    import torch
-
-    if s.denoise <= 0.0:
-        return dict(latent)
-    x0 = latent["samples"].to(torch.float32)
-    noise = make_noise(s.seed, tuple(x0.shape))
-    with model.unet.use() as unet:
-        device, dtype = unet.device, unet.dtype
-
-        def run() -> Any:  # from scratch, so an OOM retry starts with a fresh scheduler state
-            scheduler = make_scheduler(model.scheduler_config, s.sampler_name, s.scheduler)
-            if hasattr(scheduler, "noise_sampler_seed"):  # DPM++ SDE's Brownian tree: seeded too
-                scheduler.noise_sampler_seed = generator_seed(s.seed) + 1
-            timesteps, begin = plan_timesteps(scheduler, s, device)
-            x = _initial(scheduler, x0.to(device), noise.to(device), timesteps, s)
-            if not s.add_noise and begin > 0 and _vp(scheduler):  # a ComfyUI-space leftover latent
-                x = x * _alpha(scheduler, scheduler.timesteps[begin])
-            cond = _cfg_batch(positive, negative, x.shape[0], s.cfg).to(device, dtype)
-            step_gen = torch.Generator("cpu").manual_seed(generator_seed(s.seed) + 1)
-            x, denoised = _loop(unet, scheduler, timesteps, x, cond, s.cfg, step_gen)
-            end = begin + len(timesteps)
-            if len(timesteps) and end < len(scheduler.timesteps):  # KSamplerAdvanced stopped early
-                if s.force_full_denoise and not type(scheduler).__name__.startswith("Euler"):
-                    return denoised  # = a final step to sigma 0 (Euler got sigma 0 in its table)
-                if _vp(scheduler):  # hand on ComfyUI's x0 + sigma * noise, not diffusers' VP x
-                    return x / _alpha(scheduler, scheduler.timesteps[end])
-            return x
-
-        x = oom_guard(run, device)
+def sample(model: ModelHandle, positive: Any, negative: Any, latent: dict[str, Any], s: SampleSettings
+           ) -> dict[str, Any]:
+    """KSampler / KSamplerAdvanced (ComfyUI's ``common_ksampler``): a new LATENT dict."""
+    ms = ModelSampling.from_config(model.scheduler_config)
+    sigmas = window(ksampler_sigmas(ms, s.sampler_name, s.scheduler, s.steps, s.denoise),
+                    s.start_at_step, s.end_at_step, s.force_full_denoise)
     out = dict(latent)
-    out["samples"] = x.to("cpu", torch.float32)
+    if sigmas is None:  # the window starts after the last step: nothing to do
+        return out
+    source: RandomNoise = RandomNoise(s.seed) if s.add_noise else DisableNoise()
+    noise = source.generate(latent)
+    out["samples"], _ = run(CFGGuider(model, positive, negative, s.cfg), Sampler(s.sampler_name), sigmas,
+                            noise, latent, s.seed)
     return out
-
-
-def _initial(scheduler: Any, x0: Any, noise: Any, timesteps: Any, s: SampleSettings) -> Any:
-    if not s.add_noise or len(timesteps) == 0:
-        return x0.clone()
-    if s.denoise >= 1.0 and s.start_at_step <= 0 and not bool(x0.any()):
-        return noise * scheduler.init_noise_sigma  # txt2img from an empty latent
-    return scheduler.add_noise(x0, noise, timesteps[:1])
-
-
-def _cfg_batch(positive: Any, negative: Any, batch: int, cfg: float) -> Any:
-    import torch
-
-    pos = cond_tensor(positive).to(torch.float32)
-    pos = pos.expand(batch, *pos.shape[1:]) if pos.shape[0] == 1 else pos
-    if cfg == 1.0:  # ComfyUI skips the negative pass at cfg 1; so do we
-        return pos
-    neg = cond_tensor(negative).to(torch.float32)
-    neg = neg.expand(batch, *neg.shape[1:]) if neg.shape[0] == 1 else neg
-    if neg.shape[2] != pos.shape[2]:
-        raise ValueError(f"positive has width {pos.shape[2]} but negative has {neg.shape[2]}; "
-                         "encode both with the same CLIP")
-    if neg.shape[1] != pos.shape[1]:  # long prompts: repeat both to a common length, as ComfyUI
-        length = math.lcm(pos.shape[1], neg.shape[1])
-        pos = pos.repeat(1, length // pos.shape[1], 1)
-        neg = neg.repeat(1, length // neg.shape[1], 1)
-    return torch.cat([neg, pos])
-
-
-def _vp(scheduler: Any) -> bool:
-    """diffusers' variance-preserving schedulers (DDIM, DPM-Solver, UniPC...) start at sigma 1."""
-    return float(getattr(scheduler, "init_noise_sigma", 1.0)) == 1.0
-
-
-def _alpha(scheduler: Any, t: Any) -> float:
-    return float(scheduler.alphas_cumprod[int(t)]) ** 0.5
-
-
-def _denoised(scheduler: Any, out: Any, x: Any, t: Any, eps: Any) -> Any:
-    """The step's x0 prediction (computed from the model output for schedulers not giving it)."""
-    pred = getattr(out, "pred_original_sample", None)
-    if pred is not None or not _vp(scheduler):
-        return pred if pred is not None else out.prev_sample
-    a = _alpha(scheduler, t)
-    s = (1.0 - a * a) ** 0.5
-    if scheduler.config.get("prediction_type") == "v_prediction":
-        return a * x - s * eps
-    return (x - s * eps) / a
-
-
-def _loop(unet: Any, scheduler: Any, timesteps: Any, x: Any, cond: Any, cfg: float, gen: Any
-          ) -> tuple[Any, Any]:
-    """(final latent, x0 prediction of the last step)."""
-    import torch
-
-    ctx = current()
-    total = len(timesteps)
-    previews = AsyncPreviews(ctx, PreviewThrottle())
-    takes_gen = "generator" in inspect.signature(scheduler.step).parameters
-    extra = {"generator": gen} if takes_gen else {}
-    denoised = x
-    with torch.inference_mode():
-        for i, t in enumerate(timesteps):
-            ctx.raise_if_cancelled()
-            eps = _predict(unet, scheduler, x, t, cond, cfg)
-            out = scheduler.step(eps, t, x, **extra)
-            denoised = _denoised(scheduler, out, x, t, eps) if i == total - 1 else None
-            x = out.prev_sample
-            ctx.progress(i + 1, total)
-            pred = getattr(out, "pred_original_sample", None)
-            previews.step(i, total, pred if pred is not None else x)
-        previews.flush()
-    return x, denoised
-
-
-def _predict(unet: Any, scheduler: Any, x: Any, t: Any, cond: Any, cfg: float) -> Any:
-    import torch
-
-    doubled = cfg != 1.0
-    x_in = torch.cat([x, x]) if doubled else x
-    x_in = scheduler.scale_model_input(x_in, t).to(unet.dtype)
-    eps = unet(x_in, t, encoder_hidden_states=cond, return_dict=False)[0].to(x.dtype)
-    if not doubled:
-        return eps
-    uncond, text = eps.chunk(2)
-    return uncond + cfg * (text - uncond)

@@ -1,0 +1,112 @@
+"""GUIDER values: how the model's predictions for the prompts combine into one denoised estimate.
+
+- ``CFGGuider``: positive and negative, ``uncond + cfg * (cond - uncond)``; at ``cfg == 1`` the
+  negative is not evaluated at all (ComfyUI's cfg1 optimisation) unless a sampler needs it;
+- ``BasicGuider``: the positive alone (no CFG; Flux-style models);
+- ``DualCFGGuider``: two prompts and a negative; "regular" adds ``cfg_conds * (cond1 - cond2)``
+  to the CFG of cond2 against the negative, "nested" applies CFG twice.
+
+KSampler and SamplerCustom build a ``CFGGuider``; SamplerCustomAdvanced takes one from the
+graph. A guider holds the MODEL handle and the CONDITIONING as given; ``bind`` prepares them
+for one run (``conds.process``) and returns the denoiser the solvers call.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import conds as conds_mod
+from .components import ModelHandle
+from .model_sampling import ModelSampling
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
+    """``apply(x, sigma, context) -> denoised`` for a diffusers UNet2DConditionModel."""
+
+    def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        xc = ms.calculate_input(sigma, x).to(unet.dtype)
+        t = ms.timestep(sigma).float()
+        out = unet(xc, t, encoder_hidden_states=context.to(unet.dtype), return_dict=False)[0]
+        return ms.calculate_denoised(sigma, out.float(), x)
+
+    return apply
+
+
+class Guider:
+    """Base: the model, the named CONDITIONING sides, and how predictions combine."""
+
+    sides: tuple[str, ...] = ("positive",)
+
+    def __init__(self, model: ModelHandle, **conditioning: Any) -> None:
+        if not hasattr(model, "unet"):
+            raise ValueError(f"input 'model' is a {type(model).__name__}, not a MODEL "
+                             "(fix: connect a checkpoint or UNET loader's MODEL output)")
+        self.model = model
+        self.conditioning = {k: conditioning[k] for k in self.sides}
+        for name, value in self.conditioning.items():
+            conds_mod.prepare(value, name)  # fail at the guider node, not deep in the sampler
+
+    def bind(self, apply: conds_mod.ApplyModel, ms: ModelSampling, shape: tuple[int, ...], device: Any,
+             extras: dict[str, Any]) -> Denoiser:
+        prepared = {k: conds_mod.prepare(v, k) for k, v in self.conditioning.items()}
+        ready = conds_mod.process(ms, prepared, shape, device)
+        return lambda x, sigma: self.predict(apply, ready, x, sigma, extras)
+
+    def predict(self, apply: conds_mod.ApplyModel, c: dict[str, list[conds_mod.Cond]], x: torch.Tensor,
+                sigma: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        return conds_mod.calc_cond_batch(apply, [c["positive"]], x, sigma)[0]
+
+    def __repr__(self) -> str:
+        return f"<GUIDER {type(self).__name__} {self.model!r}>"
+
+
+class BasicGuider(Guider):
+    sides = ("positive",)
+
+
+class CFGGuider(Guider):
+    sides = ("positive", "negative")
+
+    def __init__(self, model: ModelHandle, positive: Any, negative: Any, cfg: float) -> None:
+        super().__init__(model, positive=positive, negative=negative)
+        self.cfg = float(cfg)
+
+    def predict(self, apply: conds_mod.ApplyModel, c: dict[str, list[conds_mod.Cond]], x: torch.Tensor,
+                sigma: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        need_uncond = bool(extras.get("need_uncond"))
+        negative = None if math.isclose(self.cfg, 1.0) and not need_uncond else c["negative"]
+        cond, uncond = conds_mod.calc_cond_batch(apply, [c["positive"], negative], x, sigma)
+        if need_uncond:
+            extras["uncond_denoised"] = uncond
+        return conds_mod.cfg(cond, uncond, self.cfg)
+
+
+class DualCFGGuider(Guider):
+    sides = ("positive", "middle", "negative")
+
+    def __init__(self, model: ModelHandle, cond1: Any, cond2: Any, negative: Any, cfg_conds: float,
+                 cfg_cond2_negative: float, nested: bool = False) -> None:
+        super().__init__(model, positive=cond1, middle=cond2, negative=negative)
+        self.cfg1, self.cfg2, self.nested = float(cfg_conds), float(cfg_cond2_negative), nested
+
+    def predict(self, apply: conds_mod.ApplyModel, c: dict[str, list[conds_mod.Cond]], x: torch.Tensor,
+                sigma: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        negative, middle, positive = c["negative"], c["middle"], c["positive"]
+        if self.nested:
+            out = conds_mod.calc_cond_batch(apply, [negative, middle, positive], x, sigma)
+            text = conds_mod.cfg(out[2], out[1], self.cfg1)
+            return out[0] + self.cfg2 * (text - out[0])
+        neg: Any = negative
+        mid: Any = middle
+        if math.isclose(self.cfg2, 1.0):
+            neg = None
+            if math.isclose(self.cfg1, 1.0):
+                mid = None
+        out = conds_mod.calc_cond_batch(apply, [neg, mid, positive], x, sigma)
+        return conds_mod.cfg(out[1], out[0], self.cfg2) + (out[2] - out[1]) * self.cfg1
