@@ -75,15 +75,21 @@ def _map_key(key: str, prefixes: dict[str, str]) -> tuple[str, str]:
     return prefixes[best], key[len(best) + 1:]
 
 
-def unet_to_ldm(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def unet_names(keys: Any, cfg: dict[str, Any]) -> dict[str, str]:
+    """diffusers UNet key -> its ldm name (without ``model.diffusion_model.``)."""
     prefixes = _unet_block_prefixes(cfg)
-    out: dict[str, Any] = {}
-    for key, value in state.items():
+    out: dict[str, str] = {}
+    for key in keys:
         target, rest = _map_key(key, prefixes)
         if ".resnets." in key or key.startswith("mid_block.resnets"):
             rest = _rename(rest, _UNET_RESNET)
-        out[f"{UNET_PREFIX}{target}.{rest}"] = value
+        out[key] = f"{target}.{rest}"
     return out
+
+
+def unet_to_ldm(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    names = unet_names(state, cfg)
+    return {f"{UNET_PREFIX}{names[k]}": v for k, v in state.items()}
 
 
 def _vae_prefixes(cfg: dict[str, Any]) -> dict[str, str]:
@@ -109,19 +115,49 @@ def _vae_prefixes(cfg: dict[str, Any]) -> dict[str, str]:
     return out
 
 
-def vae_to_ldm(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+def vae_names(keys: Any, cfg: dict[str, Any]) -> dict[str, str]:
+    """diffusers VAE key -> its ldm name (without ``first_stage_model.``)."""
     prefixes = _vae_prefixes(cfg)
+    out: dict[str, str] = {}
+    for key in keys:
+        target, rest = _map_key(key, prefixes)
+        rest = _rename(rest, _VAE_ATTN if ".attn_1" in target else _VAE_RESNET)
+        out[key] = f"{target}.{rest}"
+    return out
+
+
+def _is_attn_matrix(ldm_name: str) -> bool:
+    """The mid-block attention projections: Linear in diffusers, 1x1 convs in ldm."""
+    return ".attn_1." in ldm_name and ldm_name.endswith(".weight") and not ldm_name.endswith("norm.weight")
+
+
+def vae_to_ldm(state: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    names = vae_names(state, cfg)
     out: dict[str, Any] = {}
     for key, value in state.items():
-        target, rest = _map_key(key, prefixes)
-        if ".attn_1" in target:
-            rest = _rename(rest, _VAE_ATTN)
-            if rest.endswith(".weight") and value.ndim == 2:
-                value = value.reshape(*value.shape, 1, 1)  # ldm uses 1x1 convs here
-        else:
-            rest = _rename(rest, _VAE_RESNET)
-        out[f"{VAE_PREFIX}{target}.{rest}"] = value
+        name = names[key]
+        if _is_attn_matrix(name) and value.ndim == 2:
+            value = value.reshape(*value.shape, 1, 1)  # ldm uses 1x1 convs here
+        out[f"{VAE_PREFIX}{name}"] = value
     return out
+
+
+def from_ldm(state: dict[str, Any], names: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+    """The inverse of ``unet_names``/``vae_names``: an ldm state dict (no prefix) renamed to
+    diffusers keys, plus the ldm keys the model has no place for. VAE attention 1x1 conv
+    weights become the Linear matrices diffusers uses."""
+    to_diffusers = {v: k for k, v in names.items()}
+    out: dict[str, Any] = {}
+    unused: list[str] = []
+    for name, value in state.items():
+        key = to_diffusers.get(name)
+        if key is None:
+            unused.append(name)
+            continue
+        if _is_attn_matrix(name) and value.ndim == 4:
+            value = value.reshape(value.shape[0], value.shape[1])
+        out[key] = value
+    return out, unused
 
 
 def clip_to_ldm(state: dict[str, Any]) -> dict[str, Any]:

@@ -1,36 +1,41 @@
 """What the loader nodes offer in their combo boxes (torch-free; never builds or loads a model).
 
-``<models>/checkpoints`` and ``<models>/loras`` (``models.models_root()``) are listed with
-relative ``/`` paths, as ComfyUI lists its ``models/`` folders. The built-in ``vortex-tiny`` is
-always first, so a fresh install has a working default.
+Each list is ``folders.list_names(kind)`` (ComfyUI's folders under the models root plus
+``extra_model_paths.yaml``), with the built-in tiny model's names first so a fresh install has
+a working default: ``vortex-tiny`` for checkpoints, and its split files
+``vortex-tiny-unet.safetensors`` / ``vortex-tiny-clip.safetensors`` /
+``vortex-tiny-vae.safetensors`` for UNETLoader / CLIPLoader / VAELoader (built on first use).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from .models import TINY_NAME, models_root
-
-CHECKPOINT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth")
-LORA_SUFFIXES = (".safetensors",)
+from .folders import list_names
+from .models import TINY_NAME, TINY_SPLIT_NAMES
 
 
-def _files(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
-    if not folder.is_dir():
-        return []
-    names = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder).as_posix()
-        if rel.startswith(".") or "/." in rel:
-            continue
-        if (path.is_file() and path.suffix in suffixes) or (path.is_dir() and (path / "model_index.json").is_file()):
-            names.append(rel)
-    return sorted(names)
+def _with_builtin(builtin: str, kind: str) -> list[str]:
+    return [builtin] + [n for n in list_names(kind) if n != builtin]
 
 
 def checkpoint_names() -> list[str]:
-    return [TINY_NAME] + [n for n in _files(models_root() / "checkpoints", CHECKPOINT_SUFFIXES) if n != TINY_NAME]
+    return _with_builtin(TINY_NAME, "checkpoints")
+
+
+def vae_names() -> list[str]:
+    return _with_builtin(TINY_SPLIT_NAMES["vae"], "vae")
+
+
+def text_encoder_names() -> list[str]:
+    return _with_builtin(TINY_SPLIT_NAMES["clip"], "text_encoders")
+
+
+def diffusion_model_names() -> list[str]:
+    return _with_builtin(TINY_SPLIT_NAMES["unet"], "diffusion_models")
 
 
 def lora_names() -> list[str]:
-    return _files(models_root() / "loras", LORA_SUFFIXES)
+    return list_names("loras")
+
+
+def embedding_names() -> list[str]:
+    return list_names("embeddings")

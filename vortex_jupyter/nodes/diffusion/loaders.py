@@ -3,8 +3,9 @@
 Resolution of a ``ckpt_name`` (first match wins):
 
 1. ``vortex-tiny`` (or ``vortex-tiny-s<seed>``): the built-in tiny model, built on first use.
-2. A file or diffusers folder under the models folder, found by a safe join (no absolute
-   paths, no ``..``): ``<models>/checkpoints/<name>`` then ``<models>/<name>``. ``.safetensors``
+2. A file or diffusers folder in ComfyUI's ``checkpoints`` folders (``folders.py``: the models
+   root's ``checkpoints/`` and those of ``extra_model_paths.yaml``), then directly in the models
+   root; the name must be relative (no absolute paths, no ``..``). ``.safetensors``
    and ``.ckpt`` files are single-file checkpoints in the original SD layout; a pickle
    ``.ckpt`` is read ONLY with ``torch.load(weights_only=True)``, which refuses code.
 3. A hub id (``org/name``): its snapshot in the local Hugging Face cache
@@ -27,10 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...errors import ModelError, PathError
+from ...errors import ModelError
 from ...workers.arbiter import MemoryArbiter
-from ..paths import safe_join
-from . import models
+from . import folders, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 from .single_file import load_single_file_handles
 
@@ -65,50 +65,24 @@ def check_checkpoint_name(ckpt_name: str) -> None:
 
 
 def _find_local(ckpt_name: str) -> tuple[str, Path] | None:
-    """The checkpoint in ``<models>/checkpoints`` or ``<models>``; None for a hub id; else ModelError."""
-    root = models.models_root()
-    looked: list[str] = []
-    for base in (root / "checkpoints", root):
-        try:
-            path = safe_join(base, ckpt_name)
-        except PathError as exc:
-            raise ModelError(f"ckpt_name {ckpt_name!r} is not a safe name: {exc.message}",
-                             hint="name a file or folder inside the models folder") from exc
-        looked.append(str(path))
+    """The checkpoint in ComfyUI's ``checkpoints`` folders (``folders.py``), else directly in the
+    models root (ours: where older releases looked); None for a hub id; else ModelError."""
+    folders.check_name("checkpoints", ckpt_name, "ckpt_name")
+    searched = folders.folders("checkpoints")
+    for base in (*searched, models.models_root()):
+        path = base / ckpt_name
         if path.is_dir() and (path / "model_index.json").is_file():
             return "folder", path
         if path.is_file():
             return "file", path
-    if _HUB_ID.fullmatch(ckpt_name) and not ckpt_name.endswith((".safetensors", ".ckpt")):
+    if _HUB_ID.fullmatch(ckpt_name) and not ckpt_name.lower().endswith(tuple(folders.PT)):
         return None
-    from .listing import checkpoint_names
-
-    raise ModelError(f"checkpoint {ckpt_name!r} not found (looked in {', '.join(looked)}); "
-                     f"available: {_listed(checkpoint_names())}",
-                     hint=f"put the file in {root / 'checkpoints'} (VORTEX_MODELS_DIR), or use 'vortex-tiny'")
+    raise folders.missing("checkpoints", ckpt_name, "ckpt_name", [*searched, models.models_root()], models.TINY_NAME)
 
 
 def lora_path(lora_name: str) -> Path:
-    """The LoRA file ``<models>/loras/<lora_name>``, or ModelError (torch-free: validation uses it)."""
-    root = models.models_root() / "loras"
-    try:
-        path = safe_join(root, lora_name)
-    except PathError as exc:
-        raise ModelError(f"lora_name {lora_name!r} is not a safe name: {exc.message}",
-                         hint="name a file inside the loras folder") from exc
-    if not path.is_file():
-        from .listing import lora_names
-
-        raise ModelError(f"LoRA {lora_name!r} not found at {path}; available: {_listed(lora_names())}",
-                         hint=f"put LoRA .safetensors files in {root} (VORTEX_MODELS_DIR/loras)")
-    return path
-
-
-def _listed(names: list[str], shown: int = 10) -> str:
-    if not names:
-        return "none"
-    more = f" (and {len(names) - shown} more)" if len(names) > shown else ""
-    return ", ".join(repr(n) for n in names[:shown]) + more
+    """The LoRA file in ComfyUI's ``loras`` folders, or ModelError (torch-free: validation uses it)."""
+    return folders.find("loras", lora_name, "lora_name")
 
 
 def _hub_snapshot(repo_id: str) -> Path:

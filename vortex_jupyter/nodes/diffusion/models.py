@@ -12,6 +12,10 @@ State on disk (``models_root()``: env ``VORTEX_MODELS_DIR``, default
     vortex-tiny/                 the diffusers folder (model_index.json, unet/, vae/, ...)
     vortex-tiny.safetensors      the same weights as ONE file in the original SD key layout
     vortex-tiny.lock             a file lock: concurrent builders wait, then reuse
+    vortex-tiny-unet.safetensors the same weights as split files in ComfyUI's layouts, written
+    vortex-tiny-clip.safetensors by ``tiny_split_files()`` (on first use of their names in
+    vortex-tiny-vae.safetensors  UNETLoader / CLIPLoader / VAELoader): UNet and VAE in the ldm
+                                 layout without prefix, the text encoder as ``text_model.*``
 
 A build happens in a temporary sibling folder that is renamed into place, so a crash never
 leaves a half-written model behind. ``seed``/``width`` make variants (``vortex-tiny-s1``) for
@@ -34,9 +38,12 @@ from typing import Any
 
 from .tokenizer import write_tokenizer
 
-__all__ = ["TINY_NAME", "models_root", "sd15_configs", "tiny", "tiny_configs", "tiny_single_file"]
+__all__ = ["TINY_NAME", "TINY_SPLIT_NAMES", "models_root", "sd15_configs", "tiny", "tiny_configs",
+           "tiny_single_file", "tiny_split_files"]
 
 TINY_NAME = "vortex-tiny"
+#: The built-in split files, by part, as UNETLoader / CLIPLoader / VAELoader list them.
+TINY_SPLIT_NAMES = {part: f"{TINY_NAME}-{part}.safetensors" for part in ("unet", "clip", "vae")}
 #: Bump when the configs or the build change: old caches are rebuilt, never reused.
 BUILD_VERSION = 2
 _MARKER = "vortex_build.json"
@@ -141,6 +148,59 @@ def tiny_single_file(cache_dir: str | os.PathLike[str] | None = None, *, seed: i
     """The tiny model as one ``.safetensors`` file in the original SD key layout."""
     folder = tiny(cache_dir, seed=seed, width=width)
     return folder.with_name(folder.name + ".safetensors")
+
+
+def tiny_split_files(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0,
+                     width: int = 32) -> dict[str, Path]:
+    """The tiny model as three files in ComfyUI's split layouts: ``{"unet": ..., "clip": ...,
+    "vae": ...}`` (next to its single file), cut from the single file without changing a
+    tensor, so split loaders and CheckpointLoaderSimple give bit-identical images.
+
+    >>> sorted(tiny_split_files())  # doctest: +SKIP
+    ['clip', 'unet', 'vae']
+    """
+    single = tiny_single_file(cache_dir, seed=seed, width=width)
+    paths = {part: single.with_name(f"{single.stem}-{part}.safetensors") for part in TINY_SPLIT_NAMES}
+    if _split_fresh(single, paths):
+        return paths
+    from filelock import FileLock
+
+    with FileLock(str(single.with_suffix(".lock"))):
+        if not _split_fresh(single, paths):
+            write_split_files(single, paths)
+    return paths
+
+
+def _split_fresh(single: Path, paths: dict[str, Path]) -> bool:
+    """Split files exist and are not older than the single file (a rebuild rewrites them)."""
+    try:
+        stamp = single.stat().st_mtime_ns
+        return all(p.stat().st_mtime_ns >= stamp for p in paths.values())
+    except OSError:
+        return False
+
+
+def write_split_files(single: Path, paths: dict[str, Path]) -> None:
+    """Cut a single file of ours into UNet / text encoder / VAE files (ComfyUI's layouts); each
+    carries its own diffusers config in ``vortex_configs`` metadata (one key: byte-stable)."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from .ldm import CLIP_PREFIX, UNET_PREFIX, VAE_PREFIX
+
+    parts = {"unet": (UNET_PREFIX, "unet"), "clip": (CLIP_PREFIX, "text_encoder"), "vae": (VAE_PREFIX, "vae")}
+    with safe_open(str(single), framework="pt") as f:
+        configs = json.loads((f.metadata() or {})["vortex_configs"])
+        keys = list(f.keys())
+        for part, (prefix, config_key) in parts.items():
+            state = {k[len(prefix):]: f.get_tensor(k) for k in keys if k.startswith(prefix)}
+            meta = {"vortex_configs": json.dumps({config_key: configs[config_key]}, sort_keys=True)}
+            tmp = paths[part].with_name(f".{paths[part].name}.{uuid.uuid4().hex[:8]}")
+            try:
+                save_file(state, str(tmp), metadata=meta)
+                os.replace(tmp, paths[part])
+            finally:
+                tmp.unlink(missing_ok=True)
 
 
 def _build(root: Path, folder: Path, seed: int, width: int) -> None:

@@ -23,7 +23,8 @@ from ...workers.arbiter import MemoryArbiter
 from . import ldm, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 
-PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
+SAFETENSORS_SUFFIXES = (".safetensors", ".sft")  # .sft: the same format, a shorter name
 
 
 def read_state_dict(path: Path, prefixes: tuple[str, ...] = ("",)) -> tuple[dict[str, Any], dict[str, str]]:
@@ -31,9 +32,9 @@ def read_state_dict(path: Path, prefixes: tuple[str, ...] = ("",)) -> tuple[dict
     a checkpoint file; ModelError if missing, corrupt or unsafe."""
     if not path.is_file():
         raise ModelError(f"checkpoint file {str(path)!r} does not exist", hint="check the file name")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         return _read_safetensors(path, prefixes)
-    if path.suffix in PICKLE_SUFFIXES:
+    if path.suffix.lower() in PICKLE_SUFFIXES:
         return _read_pickle(path)
     raise ModelError(f"checkpoint {path.name!r} has an unknown suffix {path.suffix!r}",
                      hint="use a .safetensors file (or a .ckpt, loaded with weights_only=True)")
@@ -201,7 +202,7 @@ def load_single_file_handles(name: str, path: Path, arbiter: MemoryArbiter | Non
 
 def _peek(path: Path) -> tuple[list[str], dict[str, str]]:
     """Key names and metadata without reading tensors (validates the header early)."""
-    if path.suffix != ".safetensors":
+    if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
         state, meta = read_state_dict(path)
         return list(state), meta
     from safetensors import SafetensorError, safe_open
