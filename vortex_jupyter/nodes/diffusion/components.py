@@ -41,9 +41,11 @@ class Component:
     """A module loaded on demand through the arbiter; reloaded after an eviction."""
 
     def __init__(self, key: str, load: Callable[[], Any], est_bytes: int,
-                 arbiter: MemoryArbiter | None = None) -> None:
+                 arbiter: MemoryArbiter | None = None, device: str | None = None) -> None:
         self.key, self._load, self.est_bytes = key, load, est_bytes
         self._arbiter = arbiter
+        #: where the module runs; None: ``device_and_dtype()`` (CLIPLoader's device="cpu" pins it)
+        self.device = device
         self.loads = 0  # how often this recipe actually loaded (tests count reloads)
         #: "unet of /path/vortex-tiny|cpu|..." for errors: the component, then where it is from.
         self.label = " of ".join(reversed(key.rsplit("|", 1))) if "|" in key else key
@@ -55,7 +57,7 @@ class Component:
     def get(self) -> Any:
         arb = self.arbiter
         with _lock_for(self.key):
-            device, _ = device_and_dtype()
+            device = self.device or device_and_dtype()[0]
             module = arb.get(self.key)
             if module is not None and _device_kind(module) != device.split(":")[0]:
                 self._track(arb, module.to(device), device)  # offloaded to the host: bring it back
@@ -111,6 +113,9 @@ class ClipHandle:  # CLIP
     encoder: Component
     tokenizer: Any
     loras: tuple[tuple[str, float], ...] = ()
+    #: CLIPSetLastLayer's ``stop_at_clip_layer`` (-1 last, -2 penultimate, ...); None: the last
+    #: layer, as SD1 uses. The final layer norm is applied either way (ComfyUI's SD1 CLIP).
+    layer: int | None = None
 
     def __repr__(self) -> str:
         return f"<CLIP {self.name}>"
@@ -153,4 +158,4 @@ def patched(handle: Any, comp_attr: str, suffix: str, patch: Callable[[Any], obj
         patch(clone)
         return clone
 
-    return Component(f"{base.key}{suffix}", load, base.est_bytes, base._arbiter)
+    return Component(f"{base.key}{suffix}", load, base.est_bytes, base._arbiter, base.device)

@@ -1,10 +1,41 @@
-"""Loader nodes: checkpoints and LoRAs (ComfyUI's names, inputs and widget order)."""
+"""Loader nodes: checkpoints, split files (UNet / text encoder / VAE), LoRAs and CLIP skip.
+
+ComfyUI's names, inputs, widget order, defaults and categories. Model names come from
+ComfyUI's folders (``folders.py``: the models root and ``extra_model_paths.yaml``); each
+loader's ``VALIDATE_INPUTS`` accepts any file in those folders (not only the listed ones, as in
+ComfyUI) and reports a missing file, or a ``.safetensors`` of a model family we lack, before the
+run starts. The built-in tiny model's names (``vortex-tiny``, ``vortex-tiny-unet.safetensors``,
+``vortex-tiny-clip.safetensors``, ``vortex-tiny-vae.safetensors``) are always listed first.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .node_base import Heavy, ckpt_names, lora_names, verdict
+
+#: CLIPLoader's ``type`` choices (ComfyUI's list, plus types seen in newer official templates).
+#: Only "stable_diffusion" loads here; the rest need the model families of issue 11.
+CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart",
+              "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image",
+              "hunyuan_image", "flux2", "ovis", "longcat_image", "cogvideox", "lens", "pixeldit",
+              "ideogram4", "boogu", "krea2", "joyimage", "mage", "minimax", "yue2", "fibo2", "flux3",
+              "moss_image")
+WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
+_LORA_STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
+
+
+def _names(kind: str) -> list[str]:
+    from . import listing
+
+    return {"vae": listing.vae_names, "clip": listing.text_encoder_names,
+            "unet": listing.diffusion_model_names}[kind]()
+
+
+def _check_split(part: str, name: str) -> bool | str:
+    from .split import check_split
+
+    return verdict(lambda n: check_split(part, n), name)
 
 
 class CheckpointLoaderSimple(Heavy):
@@ -35,16 +66,94 @@ class CheckpointLoaderSimple(Heavy):
         return load_checkpoint(ckpt_name)
 
 
+class VAELoader(Heavy):
+    CATEGORY = "loaders"
+    RETURN_TYPES = ("VAE",)
+    FUNCTION = "load_vae"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"vae_name": (_names("vae"),)}}
+
+    @classmethod
+    def VORTEX_INPUTS_TOKEN(cls) -> tuple[str, ...]:
+        return tuple(_names("vae"))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, vae_name: str) -> bool | str:
+        return _check_split("vae", vae_name)
+
+    def load_vae(self, vae_name: str) -> tuple[Any]:
+        from .split import load_vae
+
+        return (load_vae(vae_name),)
+
+
+class CLIPLoader(Heavy):
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+    DESCRIPTION = ("Loads a text encoder. Recipes: stable_diffusion: CLIP-L (SD1), the only type "
+                   "vortex-jupyter runs so far; the other types need model families of issue 11.")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"clip_name": (_names("clip"),), "type": (list(CLIP_TYPES),)},
+                "optional": {"device": (["default", "cpu"], {"advanced": True})}}
+
+    @classmethod
+    def VORTEX_INPUTS_TOKEN(cls) -> tuple[str, ...]:
+        return tuple(_names("clip"))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, clip_name: str, type: str = "stable_diffusion") -> bool | str:
+        from .split import check_clip_type
+
+        kind = verdict(check_clip_type, type)
+        if kind is not True:  # the type decides the family: say that first
+            return f"type: {kind}"
+        return _check_split("clip", clip_name)
+
+    def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
+        from .split import load_clip
+
+        return (load_clip(clip_name, type, device),)
+
+
+class UNETLoader(Heavy):
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load_unet"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"unet_name": (_names("unet"),),
+                             "weight_dtype": (list(WEIGHT_DTYPES), {"advanced": True})}}
+
+    @classmethod
+    def VORTEX_INPUTS_TOKEN(cls) -> tuple[str, ...]:
+        return tuple(_names("unet"))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, unet_name: str) -> bool | str:
+        return _check_split("unet", unet_name)
+
+    def load_unet(self, unet_name: str, weight_dtype: str) -> tuple[Any]:
+        from .split import load_unet
+
+        return (load_unet(unet_name, weight_dtype),)
+
+
 class LoraLoader(Heavy):
     CATEGORY = "loaders"
-    RETURN_TYPES = ("MODEL", "CLIP")
+    RETURN_TYPES: tuple[str, ...] = ("MODEL", "CLIP")
     FUNCTION = "load_lora"
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        strength = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
         return {"required": {"model": ("MODEL",), "clip": ("CLIP",), "lora_name": (lora_names(),),
-                             "strength_model": ("FLOAT", strength), "strength_clip": ("FLOAT", strength)}}
+                             "strength_model": ("FLOAT", _LORA_STRENGTH),
+                             "strength_clip": ("FLOAT", _LORA_STRENGTH)}}
 
     @classmethod
     def VORTEX_INPUTS_TOKEN(cls) -> tuple[str, ...]:
@@ -52,7 +161,7 @@ class LoraLoader(Heavy):
 
     @classmethod
     def VALIDATE_INPUTS(cls, lora_name: str) -> bool | str:
-        from .loaders import lora_path  # any file under <models>/loras may be named
+        from .loaders import lora_path  # any file in the loras folders may be named
 
         return verdict(lora_path, lora_name)
 
@@ -63,11 +172,52 @@ class LoraLoader(Heavy):
         return load_lora(model, clip, lora_name, strength_model, strength_clip)
 
 
+class LoraLoaderModelOnly(LoraLoader):
+    RETURN_TYPES = ("MODEL",)
+    FUNCTION = "load_lora_model_only"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"model": ("MODEL",), "lora_name": (lora_names(),),
+                             "strength_model": ("FLOAT", _LORA_STRENGTH)}}
+
+    def load_lora_model_only(self, model: Any, lora_name: str, strength_model: float) -> tuple[Any]:
+        from .lora import load_lora  # ComfyUI: LoraLoader with no CLIP and strength_clip 0
+
+        return (load_lora(model, None, lora_name, strength_model, 0)[0],)
+
+
+class CLIPSetLastLayer(Heavy):
+    CATEGORY = "conditioning"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "set_last_layer"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"clip": ("CLIP",),
+                             "stop_at_clip_layer": ("INT", {"default": -1, "min": -24, "max": -1, "step": 1})}}
+
+    def set_last_layer(self, clip: Any, stop_at_clip_layer: int) -> tuple[Any]:
+        from dataclasses import replace
+
+        # ComfyUI's clip_layer sets, it does not add up: the last CLIPSetLastLayer wins.
+        return (replace(clip, layer=int(stop_at_clip_layer)),)
+
+
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "CheckpointLoaderSimple": CheckpointLoaderSimple,
+    "VAELoader": VAELoader,
+    "CLIPLoader": CLIPLoader,
+    "UNETLoader": UNETLoader,
     "LoraLoader": LoraLoader,
+    "LoraLoaderModelOnly": LoraLoaderModelOnly,
+    "CLIPSetLastLayer": CLIPSetLastLayer,
 }
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "CheckpointLoaderSimple": "Load Checkpoint",
+    "VAELoader": "Load VAE",
+    "CLIPLoader": "Load CLIP",
+    "UNETLoader": "Load Diffusion Model",
     "LoraLoader": "Load LoRA",
+    "CLIPSetLastLayer": "CLIP Set Last Layer",
 }

@@ -14,6 +14,7 @@ Strength 0 leaves the model untouched (the node returns its input unchanged).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +125,10 @@ def _find(modules: dict[str, Any], path: str) -> Any:
     return None
 
 
-def load_lora(model: ModelHandle, clip: ClipHandle, lora_name: str, strength_model: float,
-              strength_clip: float) -> tuple[ModelHandle, ClipHandle]:
-    """Patched copies of MODEL and CLIP; a strength of 0 returns that input unchanged."""
+def load_lora(model: ModelHandle, clip: ClipHandle | None, lora_name: str, strength_model: float,
+              strength_clip: float) -> tuple[ModelHandle, ClipHandle | None]:
+    """Patched copies of MODEL and CLIP; a strength of 0 returns that input unchanged.
+    LoraLoaderModelOnly passes ``clip=None`` with ``strength_clip=0``, as ComfyUI does."""
     if strength_model == 0 and strength_clip == 0:
         return model, clip
     path = lora_path(lora_name)
@@ -137,13 +139,12 @@ def load_lora(model: ModelHandle, clip: ClipHandle, lora_name: str, strength_mod
     if strength_model != 0 and unet_delta:
         comp = patched(model, "unet", f"{tag}@{strength_model}",
                        lambda m: apply(m, unet_delta, strength_model, f"{lora_name} (unet)"))
-        new_model = ModelHandle(model.name, comp, model.scheduler_config,
-                                (*model.loras, (lora_name, strength_model)))
+        new_model = replace(model, unet=comp, loras=(*model.loras, (lora_name, strength_model)))
     text_delta = deltas(state, alphas, "text_encoder")
-    if strength_clip != 0 and text_delta:
+    if strength_clip != 0 and text_delta and clip is not None:
         comp = patched(clip, "encoder", f"{tag}@{strength_clip}",
                        lambda m: apply(m, text_delta, strength_clip, f"{lora_name} (text encoder)"))
-        new_clip = ClipHandle(clip.name, comp, clip.tokenizer, (*clip.loras, (lora_name, strength_clip)))
+        new_clip = replace(clip, encoder=comp, loras=(*clip.loras, (lora_name, strength_clip)))
     if not unet_delta and not text_delta:
         raise ModelError(f"LoRA {lora_name!r} has no UNet or text encoder weights we recognise",
                          hint="use a diffusers/peft or kohya LoRA for SD1 models")
