@@ -97,7 +97,7 @@ def test_ui_default_workflow_maps_widgets_values_onto_names(default_workflow: di
     # [seed, control_after_generate, steps, cfg, sampler_name, scheduler, denoise]
     assert ks.params == {"seed": 156680208700286, "steps": 20, "cfg": 8, "sampler_name": "euler",
                          "scheduler": "normal", "denoise": 1}
-    assert ks.extra["comfy_ui"]["control"] == {"seed": "randomize"}
+    assert "control_after_generate" not in ks.params  # the control is the file's, not a param
     assert m.nodes["5"].params == {"width": 512, "height": 512, "batch_size": 1}
     assert m.nodes["7"].params == {"text": "text, watermark"}
     assert m.nodes["3"].pos == (863.0, 186.0) and m.nodes["3"].size == (315.0, 262.0)
@@ -189,7 +189,7 @@ def test_ui_converted_widget_takes_the_link_and_keeps_the_stale_value(rich_workf
 
 def test_ui_unknown_node_keeps_raw_widgets_and_is_reported(rich_workflow: dict) -> None:
     m = from_comfy_ui(rich_workflow, lookup)
-    assert m.nodes["20"].extra["comfy_ui"]["widgets_values"] == [2, "lanczos", [64, 64]]
+    assert m.nodes["20"].params == {}  # no spec: nothing to name the values with
     problems = validate(m, lookup)
     assert [(p.code, p.node) for p in problems] == [("VE-101", "20")]
     out = {n["id"]: n for n in to_comfy_ui(m, lookup)["nodes"]}
@@ -200,14 +200,16 @@ def test_ui_keeps_everything_else_the_format_holds(rich_workflow: dict) -> None:
     out = to_comfy_ui(from_comfy_ui(copy.deepcopy(rich_workflow), lookup), lookup)
     original = {n["id"]: n for n in rich_workflow["nodes"]}
     written = {n["id"]: n for n in out["nodes"]}
-    for nid in (4, 3, 5, 6, 7, 10, 11, 20):  # every node but the reroute's neighbours is identical
-        assert written[nid] == original[nid], nid
+    assert out == rich_workflow and list(out) == list(rich_workflow)  # the reroute too, in place
+    for nid in original:
+        assert list(written[nid]) == list(original[nid]), nid  # every node keeps its key order
     assert written[4]["pos"] == {"0": 26, "1": 474} and written[4]["color"] == "#322"
     assert written[11]["mode"] == 4 and written[11]["widgets_values"] == ["example.png", "image"]
     assert out["groups"] == rich_workflow["groups"]
     assert out["extra"] == rich_workflow["extra"] and out["last_link_id"] == 99
     assert [99, 5, 0, 7, 0, "LATENT"] in out["links"]  # a link no input uses is kept too
-    assert written[9]["inputs"][0]["link"] == 13 and written[8]["outputs"][0]["links"] == [13, 14]
+    assert written[9]["inputs"][0]["link"] == 13 and written[8]["outputs"][0]["links"] == [9, 14]
+    assert written[12]["inputs"][0]["link"] == 9  # the reroute between them is written back
 
 
 def test_ui_reading_is_stable_after_the_first_load(rich_workflow: dict) -> None:

@@ -121,9 +121,6 @@ def test_comfy_api_format_errors_name_the_json_path(data: Any, where: str) -> No
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ('{"a": NaN}', "NaN"),
-        ('{"a": Infinity}', "Infinity"),
-        ('{"a": -Infinity}', "Infinity"),
         ("[1, 2]", "expected a JSON object"),
         ('{"a": 1', "not valid JSON"),
         ('{"a": ' + "9" * 5000 + "}", "not valid JSON"),  # over Python's int digit limit

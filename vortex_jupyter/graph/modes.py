@@ -10,8 +10,10 @@ it in ``NodeData.extra`` and indexes the non-zero ones in ``model.modes``.
   frontend tries it first), so data flows through it. Chains of bypassed nodes are followed
   iteratively. No such input: the consumer gets nothing (VE-115 again).
 - Other modes (1 "on event", 3 "on trigger") run as usual, as in ComfyUI's prompt export.
-- Checks of a skipped node's own params (missing inputs, ranges, ...) are not reported: the
-  node does not run, and ComfyUI leaves it out of the prompt.
+- A bypassed node of a type we lack (VE-101 otherwise) passes through by the slot types its UI
+  file recorded (``extra["comfy_ui"]["raw"]`` inputs/outputs), as the frontend does.
+- Checks of a skipped node's own params (missing inputs, ranges, ...) are not reported, nor its
+  unknown type: the node does not run, and ComfyUI leaves it out of the prompt.
 
 Everything here is O(1) when ``model.modes`` is empty (the common case), so callers may call
 it unconditionally; the engine tests ``model.modes`` itself on its hot paths.
@@ -25,13 +27,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import Problem
-from .model import GraphModel
+from .model import MODE_KEY, GraphModel
 
 ALWAYS, MUTED, BYPASSED = 0, 2, 4
 SKIPPED_MODES = (MUTED, BYPASSED)
 NAMES = {MUTED: "muted", BYPASSED: "bypassed"}
 #: Problems about a node's own params/inputs: moot for a node that does not run.
-_OWN_CHECKS = frozenset({"VE-102", "VE-104", "VE-105", "VE-106", "VE-112", "VE-113", "VE-114", "VE-116"})
+_OWN_CHECKS = frozenset({"VE-101", "VE-102", "VE-104", "VE-105", "VE-106", "VE-112", "VE-113", "VE-114", "VE-116"})
 Lookup = Callable[[str], Any]
 Source = tuple[str, int]
 
@@ -58,28 +60,51 @@ def resolve(model: GraphModel, lookup: Lookup, src: str, output: int) -> Source 
 
 
 def _pass_through(model: GraphModel, lookup: Lookup, node: str, output: int) -> Source | None:
-    data = model.nodes.get(node)
-    spec = lookup(data.type) if data is not None else None
-    if spec is None or not 0 <= output < len(spec.outputs):
+    found = _slot_types(model, lookup, node)
+    if found is None or not 0 <= output < len(found[1]):
         return None
-    want = spec.outputs[output].type
-    ports = list(spec.inputs)
+    inputs, outputs = found
+    want = outputs[output]
+    ports = list(inputs)
     if output < len(ports):
         ports.insert(0, ports[output])  # ComfyUI tries the input at the output's index first
     linked = model.inputs_of(node)
-    for port in ports:
-        edges = linked.get(port.name)
-        if port.type == want and edges:
+    for name, kind in ports:
+        edges = linked.get(name)
+        if kind == want and edges:
             return edges[0].src, edges[0].src_output
     return None
 
 
-def output_type(model: GraphModel, lookup: Lookup, node: str, output: int) -> str:
+def _slot_types(model: GraphModel, lookup: Lookup, node: str) -> tuple[list[tuple[str, Any]], list[Any]] | None:
+    """(input name, type) pairs and output types: from the spec, else from the UI file."""
     data = model.nodes.get(node)
-    spec = lookup(data.type) if data is not None else None
-    if spec is None or not 0 <= output < len(spec.outputs):
+    if data is None:
+        return None
+    spec = lookup(data.type)
+    if spec is not None:
+        return [(p.name, p.type) for p in spec.inputs], [o.type for o in spec.outputs]
+    kept = data.extra.get(MODE_KEY)
+    raw = kept.get("raw") if isinstance(kept, dict) else None
+    if not isinstance(raw, dict):
+        return None
+    ins = [s for s in raw.get("inputs") or () if isinstance(s, dict)]
+    outs = [s for s in raw.get("outputs") or () if isinstance(s, dict)]
+    return [(_slot_name(s), s.get("type")) for s in ins], [s.get("type") for s in outs]
+
+
+def _slot_name(slot: dict[str, Any]) -> str:
+    widget = slot.get("widget")
+    if isinstance(widget, dict) and isinstance(widget.get("name"), str):
+        return str(widget["name"])
+    return str(slot.get("name", ""))
+
+
+def output_type(model: GraphModel, lookup: Lookup, node: str, output: int) -> str:
+    found = _slot_types(model, lookup, node)
+    if found is None or not 0 <= output < len(found[1]):
         return "?"
-    return str(spec.outputs[output].type)
+    return str(found[1][output])
 
 
 def problems(model: GraphModel, lookup: Lookup, found: list[Problem]) -> list[Problem]:

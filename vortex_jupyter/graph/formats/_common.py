@@ -96,8 +96,9 @@ def number(value: Any, path: str) -> float:
 
 
 def pair(value: Any, path: str) -> tuple[float, float]:
-    """``[x, y]``, or ComfyUI's older ``{"0": x, "1": y}``."""
-    if isinstance(value, dict) and set(value) == {"0", "1"}:
+    """``[x, y]``, or ``{"0": x, "1": y, ...}`` as some ComfyUI versions write it (a typed
+    array serialised as an object, possibly with more keys; the writer keeps the form)."""
+    if isinstance(value, dict) and "0" in value and "1" in value:
         return number(value["0"], f"{path}.0"), number(value["1"], f"{path}.1")
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         fail(path, f"expected [x, y], got {kind(value)} {short(value)}")
@@ -111,19 +112,14 @@ def node_id(value: Any, path: str) -> str:
     return name(value, path)
 
 
-def _reject_constant(token: str) -> Any:
-    raise FormatError(f"JSON contains {token}, which is not a number JSON allows",
-                      hint="replace it with a finite number")
-
-
 def loads(text: str | bytes) -> dict[str, Any]:
-    """Parse JSON text into a dict, strictly: no NaN/Infinity, bounded size, an object on top."""
+    """Parse JSON text into a dict: bounded size, an object on top. ``NaN``/``Infinity`` load
+    as ComfyUI's Python loader reads them; where they land, the readers or validation name
+    the node and input (a param: VE-106; a position: a ``FormatError`` with its path)."""
     if len(text) > MAX_JSON_BYTES:
         fail("", f"JSON text of {len(text)} bytes is larger than the limit of {MAX_JSON_BYTES}")
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except FormatError:
-        raise
+        data = json.loads(text)
     except RecursionError:
         fail("", "JSON is nested too deeply", "flatten the document")
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit, bad UTF-8

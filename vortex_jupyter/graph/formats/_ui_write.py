@@ -1,65 +1,296 @@
 """Writing ComfyUI's UI ("workflow") format; the reader and the format are described in
 ``comfy_ui``.
 
-Policy: what was kept is untrusted (a native file may carry anything in ``extra``): every
-kept piece is shape-checked where it is used and ignored if malformed, falling back to what
-the spec says. Otherwise: start from what the reader kept (``NodeData.extra["comfy_ui"]``, ``model.extra
-["comfy_ui"]``) and overlay what the model says now: positions, sizes, titles, params and the
-links. Link ids are kept where the same input is still linked; new links get fresh ids after
-``last_link_id``. Nodes made in Python (nothing kept) get slots built from their spec. Node ids
-that are not integers (``g.add(..., id="x")``) get fresh integer ids, as the format needs.
+Policy: start from what the reader kept (each node's raw data, the top level, the link table,
+the node order) and overlay what the model says now: positions, sizes, titles, modes, params
+and links. What was not edited is written back exactly as it was read -- same keys, same key
+order, same values -- so a UI file round-trips byte for byte (``json.dumps``) unless edited.
+Kept data is untrusted (a native file may carry anything in ``extra``): every piece is
+shape-checked where it is used and ignored if malformed, falling back to the spec.
+
+Node ids that are not integers (``g.add(..., id="x")``, nodes of a flattened subgraph) get
+fresh integer ids after ``last_node_id``; links are planned by ``_ui_links``; expanded
+subgraphs and group nodes are written back by ``_ui_subgraph_write``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ...errors import ValidationError
 from ..model import Edge, GraphModel, NodeData
 from ._common import GROUP_BOX, group_box
+from ._ui_common import KEY, MAX_ID, Lookup, as_dict, as_id, as_list, slot_name, slots
+from ._ui_links import LinkPlanner, Origin, is_reroute, output_links
+from ._ui_subgraph_write import DefinitionPatcher, intact, output_slot, top_of
+from ._ui_widgets import MISSING, widgets_out
 
-KEY = "comfy_ui"
-CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
-#: The control value written for seeds of nodes that never had one (reproducible runs).
-DEFAULT_CONTROL = "fixed"
-#: Ids must stay exact in JavaScript numbers, which the ComfyUI frontend uses.
-MAX_ID = 1 << 53
-_MODELED = ("id", "type", "pos", "size", "title", "widgets_values", "inputs", "outputs")
+_TOP_ORDER = ("last_node_id", "last_link_id", "nodes", "links", "groups", "config", "extra", "version")
+_NODE_ORDER = ("id", "type", "pos", "size", "flags", "order", "mode", "inputs", "outputs", "title",
+               "properties", "widgets_values")
+_RAW_KINDS = ("note", "reroute", "instance", "group")
 
-Lookup = Callable[[str], Any]
+Entry = tuple[str, Any]  # ("model", model id) or ("raw", (raw node, kind, instance key))
 
 
 def to_comfy_ui(model: GraphModel, lookup: Lookup) -> dict[str, Any]:
     """The model as a UI-format workflow (a dict ready for ``json.dumps``)."""
-    meta = _dict(model.extra.get(KEY))
-    top = _dict(meta.get("top"))
-    notes = [n for n in _list(meta.get("notes")) if _is_note(n)]
-    orphans = [o for o in _list(meta.get("orphan_links")) if _readable_link(o)]
-    ids = _int_ids(model, [n["node"].get("id") for n in notes])
-    lids = _link_ids(model, orphans, top)
-    order = _order(model)
-    nodes: list[Any] = []
-    slots: dict[str, dict[str, int]] = {}
-    for node in model.nodes.values():
-        entry, slots[node.id] = _node(model, node, ids, lids, lookup, order)
-        nodes.append(entry)
-    for note in sorted(notes, key=lambda n: n["index"]):
-        nodes.insert(min(note["index"], len(nodes)), note["node"])
-    links = _links_out(model, ids, lids, slots, lookup, meta.get("links_form") == "object")
-    links = sorted([*links, *orphans], key=_link_sort_key)
-    out: dict[str, Any] = {
-        "last_node_id": max([_as_int(top.get("last_node_id")), *ids.values()], default=0),
-        "last_link_id": max([_as_int(top.get("last_link_id")), *lids.values()], default=0),
-        "nodes": nodes,
-        "links": links,
-        "groups": _groups_out(model.groups),
-        "config": top.get("config", {}),
-        "extra": top.get("extra", {}),
-        "version": top.get("version", 0.4),
-    }
-    out.update((k, v) for k, v in top.items() if k not in out)
+    return _Writer(model, lookup).write()
+
+
+class _Writer:
+    def __init__(self, model: GraphModel, lookup: Lookup) -> None:
+        self.model, self.lookup = model, lookup
+        self.meta = as_dict(model.extra.get(KEY))
+        self.top = as_dict(self.meta.get("top"))
+        kept = {str(as_dict(e).get("id")) for e in as_list(self.meta.get("order"))
+                if as_dict(e).get("kind") in ("instance", "group")}
+        self.keep = intact(model, self.meta, kept)
+        self.raw_ids: dict[str, int] = {}
+        self._topo: dict[str, int] | None = None
+        self.entries = self._entries()
+        self.ids = self._ids()
+        self.links = LinkPlanner(model, lookup, self.meta, self.ids, self._origin)
+        self.patcher = DefinitionPatcher(model, lookup, self.meta, self.keep)
+
+    def write(self) -> dict[str, Any]:
+        self.patcher.collect()
+        for kind, payload in self.entries:
+            if kind == "raw":
+                self.links.written.add(as_id(payload[0].get("id")))
+                if is_reroute(payload[0]):
+                    self.links.reroutes[as_id(payload[0].get("id"))] = payload[0]
+        self.links.written |= {self.ids[mid] for kind, mid in self.entries if kind == "model"}
+        shapes = {mid: self._input_slots(mid) for kind, mid in self.entries if kind == "model"}
+        inputs = {mid: self._plan_inputs(mid, s) for mid, s in shapes.items()}
+        raw_inputs = {id(p[0]): [self.links.raw_input(s.get("link")) for s in p[0].get("inputs") or []]
+                      for kind, p in self.entries if kind == "raw" and p[1] != "note"}
+        self.links.keep_unused()
+        outgoing = self.links.by_origin()
+        self.known = self.links.known()
+        nodes = [self._model_entry(p, inputs[p], outgoing) if kind == "model"
+                 else self._raw_entry(p, raw_inputs.get(id(p[0])), outgoing) for kind, p in self.entries]
+        return self._top(nodes)
+
+    # ---- which nodes, in which order, with which ids ----------------------------------------
+    def _entries(self) -> list[Entry]:
+        out: list[Entry] = []
+        done: set[str] = set()
+        for entry in as_list(self.meta.get("order")):
+            entry = as_dict(entry)
+            mid, raw, kind = entry.get("node"), entry.get("raw"), entry.get("kind")
+            if isinstance(mid, str) and mid in self.model.nodes and top_of(self.model.nodes[mid]) is None:
+                out.append(("model", mid))
+                done.add(mid)
+            elif isinstance(raw, dict) and kind in _RAW_KINDS and as_id(raw.get("id")):
+                key = str(entry.get("id"))
+                if kind in ("note", "reroute") or key in self.keep:
+                    out.append(("raw", (raw, kind, key)))
+                    self.raw_ids[key] = as_id(raw.get("id"))
+                else:  # a flattened instance: its nodes take its place
+                    flat = [m for m, n in self.model.nodes.items() if top_of(n) == key and m not in done]
+                    out += [("model", m) for m in flat]
+                    done.update(flat)
+        for mid, node in self.model.nodes.items():
+            if mid not in done and top_of(node) not in self.keep:
+                out.append(("model", mid))  # new nodes, and those of flattened instances
+        return out
+
+    def _ids(self) -> dict[str, int]:
+        reserved = {as_id(p[0].get("id")) for kind, p in self.entries if kind == "raw"}
+        wanted = [mid for kind, mid in self.entries if kind == "model"]
+        wanted += [e.src for e in self.model.edges() if e.src not in self.model.nodes]
+        ids: dict[str, int] = {}
+        for mid in wanted:
+            if mid.isdigit() and str(int(mid)) == mid and 0 < int(mid) < MAX_ID and int(mid) not in reserved:
+                ids.setdefault(mid, int(mid))
+                reserved.add(int(mid))
+        counter = max([as_id(self.top.get("last_node_id")), *reserved], default=0)
+        self.last_node = as_id(self.top.get("last_node_id"))
+        for mid in wanted:
+            if mid not in ids:
+                counter += 1
+                ids[mid] = self.last_node = counter
+        return ids
+
+    def _origin(self, edge: Edge) -> Origin | None:
+        """Where a link from ``edge``'s source starts in the file."""
+        src = self.model.nodes.get(edge.src)
+        top = top_of(src) if src is not None else None
+        if top is not None and top in self.keep:
+            slot = output_slot(self.meta, top, edge)
+            return None if slot is None or top not in self.raw_ids else (self.raw_ids[top], slot)
+        return (self.ids[edge.src], edge.src_output) if edge.src in self.ids else None
+
+    # ---- model nodes -------------------------------------------------------------------------
+    def _kept(self, mid: str) -> tuple[NodeData, dict[str, Any], dict[str, Any]]:
+        node = self.model.nodes[mid]
+        kept = as_dict(node.extra.get(KEY))
+        return node, kept, as_dict(kept.get("raw"))
+
+    def _input_slots(self, mid: str) -> list[dict[str, Any]]:
+        node, _, raw = self._kept(mid)
+        spec = self.lookup(node.type)
+        linked = self.model.inputs_of(mid)
+        found = slots(raw.get("inputs"))
+        if found is None:
+            found = [{"name": p.name, "type": p.type, "link": None} for p in (spec.inputs if spec else ())
+                     if not getattr(p, "widget", False)]
+        names = [slot_name(s) for s in found]
+        for name in linked:
+            if name not in names:
+                port = spec.input(name) if spec is not None else None
+                slot: dict[str, Any] = {"name": name, "type": getattr(port, "type", "*"), "link": None}
+                if getattr(port, "widget", False):
+                    slot["widget"] = {"name": name}
+                found.append(slot)
+                names.append(name)
+        return found
+
+    def _plan_inputs(self, mid: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        linked = self.model.inputs_of(mid)
+        top_level = top_of(self.model.nodes[mid]) is None
+        unresolved = as_dict(as_dict(self.model.nodes[mid].extra.get(KEY)).get("link_ids"))
+        for i, slot in enumerate(found):
+            edges = linked.get(slot_name(slot))
+            if edges:
+                lid = self.links.model_input(mid, slot_name(slot), edges[0], i, top_level)
+            else:  # a link that fed nothing at load (e.g. an empty subgraph output) stays
+                kept = as_list(unresolved.get(slot_name(slot)))
+                lid = self.links.raw_input(kept[0]) if top_level and kept[1:] == [None, None] else None
+            if slot.get("link") != lid:
+                slot["link"] = lid
+        return found
+
+    def _model_entry(self, mid: str, inputs: list[dict[str, Any]], outgoing: dict[Origin, list[int]]) -> Any:
+        node, _, raw = self._kept(mid)
+        spec = self.lookup(node.type)
+        loaded = "type" in raw
+        iid = self.ids[mid]
+        fields: dict[str, Any] = {"id": iid, "type": node.type, "pos": _pair(node.pos, raw.get("pos"))}
+        if node.size is not None:
+            fields["size"] = _pair(node.size, raw.get("size"))
+        if not loaded:
+            defaults = {"flags": {}, "order": self._order().get(mid, 0), "mode": 0}
+            fields.update((k, v) for k, v in defaults.items() if k not in raw)
+        if inputs or "inputs" in raw or not loaded:
+            fields["inputs"] = inputs if inputs != raw.get("inputs") else raw["inputs"]
+        outputs = self._outputs(node, raw, spec, iid, outgoing)
+        if outputs is not None:
+            fields["outputs"] = outputs
+        if node.title is not None:
+            fields["title"] = node.title
+        if not loaded:
+            fields["properties"] = {"Node name for S&R": node.type}
+        values = widgets_out(self.model, node, spec, flat=top_of(node) is not None)
+        if values is not MISSING:
+            fields["widgets_values"] = values if values != raw.get("widgets_values") else raw["widgets_values"]
+        return _merge(raw, fields, loaded)
+
+    def _outputs(self, node: NodeData, raw: dict[str, Any], spec: Any, iid: int,
+                 outgoing: dict[Origin, list[int]]) -> list[dict[str, Any]] | None:
+        kept = slots(raw.get("outputs"))
+        if kept is None:
+            if (spec is None or "type" in raw) and not self.model.outputs_of(node.id):
+                return None  # a file node without "outputs" gets none while nothing links out
+            kept = [{"name": o.name, "type": o.type, "links": None, "slot_index": i}
+                    for i, o in enumerate(spec.outputs if spec else ())]
+            fresh = True
+        else:
+            fresh = False
+        for i, slot in enumerate(kept):
+            found = outgoing.get((iid, i), [])
+            slot["links"] = (found or []) if fresh else output_links(slot.get("links"), found, self.known)
+        return kept if fresh or kept != raw.get("outputs") else raw["outputs"]
+
+    def _order(self) -> dict[str, int]:
+        if self._topo is None:
+            from ..topology import topo_order
+
+            try:
+                self._topo = {nid: i for i, nid in enumerate(topo_order(self.model))}
+            except ValidationError:  # a cycle: any order will do for the editor
+                self._topo = {nid: i for i, nid in enumerate(self.model.nodes)}
+        return self._topo
+
+    # ---- kept raw nodes (notes, reroutes, instances, group nodes) -----------------------------
+    def _raw_entry(self, payload: tuple[dict[str, Any], str, str], links: list[int | None] | None,
+                   outgoing: dict[Origin, list[int]]) -> Any:
+        raw, kind, key = payload
+        if kind == "note":
+            return raw
+        out = dict(raw)
+        ins = slots(raw.get("inputs")) or []
+        for slot, lid in zip(ins, links or [None] * len(ins)):
+            slot["link"] = lid
+        if ins != raw.get("inputs") and "inputs" in raw:
+            out["inputs"] = ins
+        outs = slots(raw.get("outputs")) or []
+        for i, slot in enumerate(outs):
+            slot["links"] = output_links(slot.get("links"), outgoing.get((as_id(raw.get("id")), i), []), self.known)
+        if outs != raw.get("outputs") and "outputs" in raw:
+            out["outputs"] = outs
+        if kind in ("instance", "group"):
+            values = self.patcher.instance_values(key, raw)
+            if values is not raw.get("widgets_values"):
+                out["widgets_values"] = values
+        return out if out != raw else raw
+
+    # ---- the top level -----------------------------------------------------------------------
+    def _top(self, nodes: list[Any]) -> dict[str, Any]:
+        table = self.links.table()
+        values: dict[str, Any] = {
+            # raised by fresh ids only: a file whose counters lag behind its ids keeps them
+            "last_node_id": self.last_node if self.meta else max(self.ids.values(), default=0),
+            "last_link_id": max([self.links.last, *self.links.fresh]),
+            "nodes": nodes, "links": table, "groups": _groups_out(self.model.groups),
+            "config": self.top.get("config", {}), "extra": self.top.get("extra", {}),
+            "version": self.top.get("version", 0.4),
+        }
+        if "definitions" in self.top:
+            values["definitions"] = self.patcher.definitions(self.top["definitions"])
+        keys = [k for k in as_list(self.meta.get("keys")) if isinstance(k, str)] or list(_TOP_ORDER)
+        out: dict[str, Any] = {}
+        for key in [*keys, *_TOP_ORDER, *self.top]:
+            if key not in out and (key in values or key in self.top):
+                out[key] = values[key] if key in values else self.top[key]
+        return out
+
+
+def _merge(raw: dict[str, Any], fields: dict[str, Any], loaded: bool) -> dict[str, Any]:
+    """``fields`` laid out in the raw node's key order (new keys in the usual order); keys of
+    ``raw`` the model does not hold are kept."""
+    out: dict[str, Any] = {}
+    modeled = {"id", "type", "pos", "size", "title", "inputs", "outputs", "widgets_values"}
+    order = list(raw) if loaded else [*_NODE_ORDER, *raw]
+    for key in order:
+        if key in fields:
+            out[key] = fields[key]
+        elif key in raw and key not in modeled:
+            out[key] = raw[key]
+    for key in _NODE_ORDER:
+        if key in fields and key not in out:
+            out[key] = fields[key]
     return out
+
+
+def _num(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x
+
+
+def _pair(value: tuple[float, float], raw: Any) -> Any:
+    """``[x, y]`` in the form the file had: a list, or ComfyUI's ``{"0": x, "1": y, ...}``."""
+    if isinstance(raw, dict) and "0" in raw and "1" in raw:
+        if _close(raw["0"], value[0]) and _close(raw["1"], value[1]):
+            return raw
+        return {**raw, "0": _num(value[0]), "1": _num(value[1])}
+    if isinstance(raw, list) and len(raw) == 2 and _close(raw[0], value[0]) and _close(raw[1], value[1]):
+        return raw
+    return [_num(value[0]), _num(value[1])]
+
+
+def _close(raw: Any, value: float) -> bool:
+    return isinstance(raw, (int, float)) and not isinstance(raw, bool) and float(raw) == value
 
 
 def _groups_out(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -76,258 +307,3 @@ def _groups_out(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
             group["id"] = next(fresh)
         out.append(group)
     return out
-
-
-def _readable_link(raw: Any) -> bool:
-    """Whether a kept link table entry would load again (garbage in a native file's extra is dropped)."""
-    from ...errors import FormatError
-    from .comfy_ui import _link
-
-    if not isinstance(raw, (list, dict)) or (isinstance(raw, list) and len(raw) < 5):
-        return False
-    try:
-        _link(raw, "links")
-    except FormatError:
-        return False
-    return True
-
-
-def _is_note(kept: Any) -> bool:
-    """A kept frontend-only note that is still writable (read back by ``from_comfy_ui``)."""
-    if not isinstance(kept, dict) or not isinstance(kept.get("index"), int):
-        return False
-    node = kept.get("node")
-    if not isinstance(node, dict) or node.get("type") not in ("Note", "MarkdownNote"):
-        return False
-    return _as_int(node.get("id")) > 0 and _as_int(node.get("id")) == node.get("id")
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
-def _slots(value: Any) -> list[dict[str, Any]] | None:
-    """A kept input/output slot list, or None when there is none or it is malformed."""
-    if isinstance(value, list) and all(isinstance(s, dict) for s in value):
-        return [dict(s) for s in value]
-    return None
-
-
-def _kept(node: NodeData) -> dict[str, Any]:
-    return _dict(node.extra.get(KEY))
-
-
-def _as_int(value: Any) -> int:
-    """An id-like int, else 0 (garbage, bools and ids the format cannot hold count as absent)."""
-    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < MAX_ID
-    return value if ok else 0
-
-
-def _link_sort_key(link: Any) -> int:
-    if isinstance(link, dict):
-        return _as_int(link.get("id"))
-    return _as_int(link[0]) if isinstance(link, list) and link else 0
-
-
-def _int_ids(model: GraphModel, reserved: list[Any]) -> dict[str, int]:
-    """Integer ids for the nodes (and dangling link sources): numeric ids are kept."""
-    wanted = list(model.nodes) + [e.src for e in model.edges() if e.src not in model.nodes]
-    ids: dict[str, int] = {}
-    taken = {r for r in reserved if isinstance(r, int)}
-    for nid in wanted:
-        if nid not in ids and nid.isdigit() and str(int(nid)) == nid and 0 < int(nid) < MAX_ID and int(nid) not in taken:
-            ids[nid] = int(nid)
-            taken.add(ids[nid])
-    counter = max(taken, default=0)
-    for nid in wanted:
-        if nid not in ids:
-            counter += 1
-            ids[nid] = counter
-    return ids
-
-
-def _link_ids(model: GraphModel, orphans: list[Any], top: dict[str, Any]) -> dict[Edge, int]:
-    """A link id per edge: the one it was loaded with if still free, else a fresh one."""
-    taken = {_link_sort_key(o) for o in orphans}
-    lids: dict[Edge, int] = {}
-    fresh: list[Edge] = []
-    for node in model.nodes.values():
-        kept = _dict(_kept(node).get("link_ids"))
-        for input_name, edges in model.inputs_of(node.id).items():
-            lid = _kept_link_id(kept.get(input_name), edges[0])
-            if lid is not None and lid not in taken:
-                lids[edges[0]] = lid
-                taken.add(lid)
-            else:
-                fresh.append(edges[0])  # a UI input holds one link: extra edges (VE-109) are dropped
-    counter = max([_as_int(top.get("last_link_id")), *taken], default=0)
-    for edge in fresh:
-        counter += 1
-        lids[edge] = counter
-    return lids
-
-
-def _kept_link_id(kept: Any, edge: Edge) -> int | None:
-    """The loaded link id of an input (``[id, src, src_slot]``), if that link still feeds it."""
-    if isinstance(kept, list) and len(kept) == 3 and kept[1:] == [edge.src, edge.src_output]:
-        return _as_int(kept[0]) or None
-    return None
-
-
-def _order(model: GraphModel) -> dict[str, int]:
-    from ..topology import topo_order
-
-    try:
-        return {nid: i for i, nid in enumerate(topo_order(model))}
-    except ValidationError:  # a cycle: any order will do for the editor
-        return {nid: i for i, nid in enumerate(model.nodes)}
-
-
-def _num(x: float) -> float | int:
-    return int(x) if float(x).is_integer() else x
-
-
-def _pair(value: tuple[float, float], form: str | None) -> Any:
-    a, b = _num(value[0]), _num(value[1])
-    return {"0": a, "1": b} if form == "object" else [a, b]
-
-
-def _node(
-    model: GraphModel, node: NodeData, ids: dict[str, int], lids: dict[Edge, int], lookup: Lookup,
-    order: dict[str, int],
-) -> tuple[dict[str, Any], dict[str, int]]:
-    kept = _kept(node)
-    raw = dict(_dict(kept.get("raw")))
-    spec = lookup(node.type)
-    inputs, slot_of = _inputs(model, node, raw, spec, lids)
-    entry: dict[str, Any] = {"id": ids[node.id], "type": node.type, "pos": _pair(node.pos, kept.get("pos_form"))}
-    if node.size is not None:
-        entry["size"] = _pair(node.size, kept.get("size_form"))
-    entry["flags"] = raw.pop("flags", {})  # kept values are written back as they came
-    entry["order"] = raw.pop("order", order.get(node.id, 0))
-    entry["mode"] = raw.pop("mode", 0)
-    if inputs or "inputs" in raw or not kept:
-        entry["inputs"] = inputs
-    raw.pop("inputs", None)
-    outputs = _outputs(model, node, raw.pop("outputs", None), spec, lids)
-    if outputs is not None:
-        entry["outputs"] = outputs
-    if node.title is not None:
-        entry["title"] = node.title
-    entry["properties"] = raw.pop("properties", {"Node name for S&R": node.type})
-    widgets = _widgets(model, node, kept, spec)
-    if widgets or not kept.get("no_widgets_values"):
-        entry["widgets_values"] = widgets
-    # kept keys never override what the model says (a native file's extra may hold anything)
-    entry.update((k, v) for k, v in raw.items() if k not in entry and k not in _MODELED)
-    return entry, slot_of
-
-
-def _slot_name(slot: dict[str, Any]) -> str:
-    widget = slot.get("widget")
-    if isinstance(widget, dict) and isinstance(widget.get("name"), str):
-        return widget["name"]
-    return str(slot.get("name", ""))
-
-
-def _inputs(
-    model: GraphModel, node: NodeData, raw: dict[str, Any], spec: Any, lids: dict[Edge, int]
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    linked = model.inputs_of(node.id)
-    kept_slots = _slots(raw.get("inputs"))
-    if kept_slots is not None:
-        slots = kept_slots
-    else:
-        slots = [{"name": p.name, "type": p.type, "link": None} for p in (spec.inputs if spec else ())
-                 if not getattr(p, "widget", False)]
-    names = [_slot_name(s) for s in slots]
-    for name in linked:
-        if name not in names:
-            port = spec.input(name) if spec is not None else None
-            slot: dict[str, Any] = {"name": name, "type": getattr(port, "type", "*"), "link": None}
-            if getattr(port, "widget", False):
-                slot["widget"] = {"name": name}
-            slots.append(slot)
-            names.append(name)
-    for slot, name in zip(slots, names):
-        edges = linked.get(name)
-        slot["link"] = lids.get(edges[0]) if edges else None
-    return slots, {name: i for i, name in enumerate(names)}
-
-
-def _outputs(
-    model: GraphModel, node: NodeData, raw: Any, spec: Any, lids: dict[Edge, int]
-) -> list[dict[str, Any]] | None:
-    kept_slots = _slots(raw)
-    if kept_slots is None and spec is None:
-        return None
-    if kept_slots is not None:
-        slots = kept_slots
-    else:
-        slots = [{"name": o.name, "type": o.type, "links": [], "slot_index": i} for i, o in enumerate(spec.outputs)]
-    by_slot: dict[int, list[int]] = {}
-    for e in model.outputs_of(node.id):
-        if e in lids:
-            by_slot.setdefault(e.src_output, []).append(lids[e])
-    for i, slot in enumerate(slots):
-        found = sorted(by_slot.get(i, []))
-        slot["links"] = found or (None if slot.get("links") is None and kept_slots is not None else [])
-    return slots
-
-
-def _widgets(model: GraphModel, node: NodeData, kept: dict[str, Any], spec: Any) -> Any:
-    if isinstance(kept.get("widgets_values"), (list, dict)):  # unknown type at load: written back as it came
-        return kept["widgets_values"]
-    if spec is None:
-        return list(node.params.values())
-    ports = [p for p in spec.inputs if getattr(p, "widget", False)]
-    stale = _dict(kept.get("linked_widgets"))
-    if isinstance(kept.get("widgets_dict"), dict):
-        out = dict(kept["widgets_dict"])
-        out.update((p.name, _widget_value(p, node, stale)) for p in ports)
-        return out
-    values: list[Any] = []
-    control = _dict(kept.get("control"))
-    for p in ports:
-        values.append(_widget_value(p, node, stale))
-        if getattr(p, "control_after_generate", False):
-            values.append(control.get(p.name, DEFAULT_CONTROL))
-    return values + _list(kept.get("widgets_tail"))
-
-
-def _widget_value(port: Any, node: NodeData, stale: dict[str, Any]) -> Any:
-    if port.name in node.params:
-        return node.params[port.name]
-    if port.name in stale:
-        return stale[port.name]
-    return port.default if getattr(port, "has_default", False) else None
-
-
-def _links_out(
-    model: GraphModel, ids: dict[str, int], lids: dict[Edge, int], slots: dict[str, dict[str, int]],
-    lookup: Lookup, as_objects: bool,
-) -> list[Any]:
-    out: list[Any] = []
-    for edge, lid in lids.items():
-        row = [lid, ids[edge.src], edge.src_output, ids[edge.dst], slots[edge.dst][edge.dst_input],
-               _link_type(model, edge, lookup)]
-        out.append(dict(zip(("id", "origin_id", "origin_slot", "target_id", "target_slot", "type"), row))
-                   if as_objects else row)
-    return out
-
-
-def _link_type(model: GraphModel, edge: Edge, lookup: Lookup) -> Any:
-    src = model.nodes.get(edge.src)
-    if src is None:
-        return "*"
-    raw_outputs = _slots(_dict(_kept(src).get("raw")).get("outputs"))
-    if raw_outputs is not None and 0 <= edge.src_output < len(raw_outputs):
-        return raw_outputs[edge.src_output].get("type", "*")
-    spec = lookup(src.type)
-    if spec is not None and 0 <= edge.src_output < len(spec.outputs):
-        return spec.outputs[edge.src_output].type
-    return "*"

@@ -14,18 +14,23 @@ The format holds no layout, so positions are not written; keys other than ``clas
 ``inputs`` and ``_meta`` are kept in ``NodeData.extra["comfy_api"]`` and written back, and a
 missing ``_meta`` stays missing, so API -> graph -> API is lossless.
 
-ComfyUI's frontend writes its upload button as an input (``"upload": "image"`` on LoadImage);
-the backend ignores it. It is kept in the extra and written back, not made a param, unless
-the node's spec (given ``lookup``) really has an input of that name.
+ComfyUI's frontend writes its upload button as an input (``"upload": "image"`` on LoadImage,
+``"choose file to upload"`` in older versions); the backend ignores inputs a node does not
+declare. They are kept in the extra and written back, not made params (so they validate),
+unless the node's spec (given ``lookup``) really has an input of that name. A list value the
+frontend wrapped as ``{"__value__": [...]}`` is read as the list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from ..model import GraphModel
+from ..model import Edge, GraphModel, NodeData
 from ..modes import resolve, skipped
+from ..queue import QueueView
+from ..textsub import PRIMITIVE
 from ._common import fail, name, obj, opt_title
 
 __all__ = ["from_comfy_api", "is_link", "to_comfy_api"]
@@ -33,7 +38,10 @@ __all__ = ["from_comfy_api", "is_link", "to_comfy_api"]
 _EXTRA = "comfy_api"
 _NO_META = "_no_meta"
 _FRONTEND = "_frontend_inputs"
-_FRONTEND_INPUTS = ("upload",)  # widgets of ComfyUI's frontend only (the upload button)
+_BARE = "_bare_lists"
+#: Widgets of ComfyUI's frontend only (the upload button, named differently over the years);
+#: the backend ignores inputs its node does not declare.
+_FRONTEND_INPUTS = ("upload", "choose file to upload")
 
 
 def is_link(value: Any, node_ids: Any) -> bool:
@@ -62,6 +70,7 @@ def from_comfy_api(d: Any, lookup: Callable[[str], Any] | None = None) -> GraphM
             fail(f"{path}.class_type", "missing", "every node needs a class_type")
         params: dict[str, Any] = {}
         frontend: dict[str, Any] = {}
+        bare: list[str] = []
         ntype = name(raw["class_type"], f"{path}.class_type")
         for input_name, value in obj(raw.get("inputs", {}), f"{path}.inputs").items():
             name(input_name, f"{path}.inputs")
@@ -69,12 +78,18 @@ def from_comfy_api(d: Any, lookup: Callable[[str], Any] | None = None) -> GraphM
                 links.append((str(value[0]), value[1], nid, input_name))
             elif input_name in _FRONTEND_INPUTS and isinstance(value, str) and not _has_input(lookup, ntype, input_name):
                 frontend[input_name] = value
+            elif isinstance(value, dict) and list(value) == ["__value__"] and isinstance(value["__value__"], list):
+                params[input_name] = value["__value__"]  # how the frontend sends list values
             else:
+                if isinstance(value, list):
+                    bare.append(input_name)
                 params[input_name] = value
         title = _title(raw, path)  # checks _meta is an object before _extra reads it
         extra = _extra(raw)
         if frontend:
             extra.setdefault(_EXTRA, {})[_FRONTEND] = frontend
+        if bare:
+            extra.setdefault(_EXTRA, {})[_BARE] = bare
         model.add_node(ntype, params, id=nid, title=title, extra=extra)
     for src, index, dst, input_name in links:
         model.connect(src, index, dst, input_name, replace=False)
@@ -102,46 +117,34 @@ def _extra(raw: dict[str, Any]) -> dict[str, Any]:
     return {_EXTRA: kept} if kept else {}
 
 
-def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None) -> dict[str, Any]:
-    """The model as an API-format prompt.
+def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None, *,
+                 now: datetime | None = None) -> dict[str, Any]:
+    """The model as an API-format prompt, as ComfyUI's frontend (``graphToPrompt``) makes it.
 
     With ``lookup`` (``REGISTRY.lookup``), inputs are written in the spec's order, required
     widget inputs without a value get their default (ComfyUI rejects prompts missing them),
     and a node without a title gets its type's display name in ``_meta``.
 
-    As ComfyUI's frontend does, muted and bypassed nodes are left out; a link from a bypassed
-    node is rewired to what it passes through (``graph/modes.py``; the types come from
-    ``lookup``), and an input left with nothing (fed by a muted node, or by a bypass with
-    nothing to pass) is left out.
+    As the frontend does: muted and bypassed nodes are left out, a link from a bypassed node
+    is rewired to what it passes through (``graph/modes.py``) and an input left with nothing
+    is left out; PrimitiveNodes are left out and their value written into the inputs they
+    feed; text substitution runs (``graph/queue.py``, ``now`` is the clock); a list value is
+    sent as ``{"__value__": [...]}`` (the backend unwraps it) unless it came bare from an API
+    file. A node of an unknown type read from a UI file sends the values the file names
+    (``widgets_values_named``), if it has them.
     """
+    view = QueueView(model, lookup if lookup is not None else _no_spec, now)
     out: dict[str, Any] = {}
     off = skipped(model) if model.modes else set()
-    find = lookup if lookup is not None else _no_spec
     for node in model.nodes.values():
-        if node.id in off:
+        if node.id in off or node.type == PRIMITIVE:
             continue
         spec = lookup(node.type) if lookup is not None else None
-        linked = model.inputs_of(node.id)
-        inputs: dict[str, Any] = {}
-        for port_name in _input_order(spec, node.params, linked):
-            edges = linked.get(port_name)
-            if edges:
-                source = (edges[0].src, edges[0].src_output)
-                if source[0] in off:
-                    found = resolve(model, find, *source)
-                    if found is None or found[0] in off:
-                        continue  # ComfyUI sends no value for this input either
-                    source = found
-                inputs[port_name] = [source[0], source[1]]
-            elif port_name in node.params:
-                inputs[port_name] = node.params[port_name]
-            else:
-                port = spec.input(port_name) if spec is not None else None
-                if port is not None and port.required and getattr(port, "has_default", False):
-                    inputs[port_name] = port.default
+        inputs = _inputs(model, view, node, spec, off)
         entry: dict[str, Any] = {"inputs": inputs, "class_type": node.type}
-        kept = dict(node.extra.get(_EXTRA, {}))
+        kept = dict(node.extra.get(_EXTRA) or {}) if isinstance(node.extra.get(_EXTRA), dict) else {}
         frontend = kept.pop(_FRONTEND, None)
+        kept.pop(_BARE, None)
         if isinstance(frontend, dict):
             inputs.update((k, v) for k, v in frontend.items() if k not in inputs)
         if not kept.pop(_NO_META, False):
@@ -150,6 +153,58 @@ def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None) 
         entry.update(kept)
         out[node.id] = entry
     return out
+
+
+def _inputs(model: GraphModel, view: QueueView, node: NodeData, spec: Any, off: set[str]) -> dict[str, Any]:
+    linked = model.inputs_of(node.id)
+    kept = node.extra.get(_EXTRA)
+    bare = kept.get(_BARE, ()) if isinstance(kept, dict) else ()
+    params = node.params if node.params or spec is not None else _unknown_widgets(node)
+    inputs: dict[str, Any] = {}
+    for port_name in _input_order(spec, params, linked):
+        edges = linked.get(port_name)
+        if edges:
+            source = _source(model, view, edges[0], off)
+            if source is None:
+                continue  # ComfyUI sends no value for this input either
+            if source[0] == "value":
+                inputs[port_name] = _wrap(view.value(node, port_name, source[1]), port_name, bare)
+            else:
+                inputs[port_name] = [source[1], source[2]]
+        elif port_name in params:
+            inputs[port_name] = _wrap(view.value(node, port_name, params[port_name]), port_name, bare)
+        else:
+            port = spec.input(port_name) if spec is not None else None
+            if port is not None and port.required and getattr(port, "has_default", False):
+                inputs[port_name] = _wrap(view.value(node, port_name, port.default), port_name, bare)
+    return inputs
+
+
+def _source(model: GraphModel, view: QueueView, edge: Edge, off: set[str]) -> tuple[Any, ...] | None:
+    """("value", v) from a PrimitiveNode, ("link", node, output), or None for nothing."""
+    primitive = view.primitive(edge.src)
+    if primitive is not None:
+        return ("value", view.primitive_value(primitive))
+    if edge.src not in off:
+        return ("link", edge.src, edge.src_output)
+    source = resolve(model, view.lookup, edge.src, edge.src_output)
+    if source is None or source[0] in off or view.primitive(source[0]) is not None:
+        return None
+    return ("link", source[0], source[1])
+
+
+def _wrap(value: Any, name: str, bare: Any) -> Any:
+    return {"__value__": value} if isinstance(value, list) and name not in bare else value
+
+
+def _unknown_widgets(node: NodeData) -> dict[str, Any]:
+    """What a UI file says the widgets of an unknown node are, by name (newer files only)."""
+    kept = node.extra.get("comfy_ui")
+    raw = kept.get("raw") if isinstance(kept, dict) else None
+    named = raw.get("widgets_values_named") if isinstance(raw, dict) else None
+    if not isinstance(named, dict):
+        return {}
+    return {k: v for k, v in named.items() if isinstance(k, str) and k != "control_after_generate"}
 
 
 def _no_spec(type_name: str) -> None:

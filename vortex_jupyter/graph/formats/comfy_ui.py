@@ -11,238 +11,304 @@
                 "widgets_values": [156680208700286, "randomize", 20, 8, "euler", "normal", 1]}],
      "links": [[1, 4, 0, 3, 0, "MODEL"], ...],        # [id, src, src_slot, dst, dst_slot, type]
      "groups": [{"title": ..., "bounding": [x, y, w, h], "color": ..., "font_size": 24}],
-     "config": {}, "extra": {"ds": {...}}, "version": 0.4}
+     "definitions": {"subgraphs": [...]}, "config": {}, "extra": {"ds": {...}}, "version": 0.4}
 
-Reading (this module):
-- ``widgets_values`` are positional. They map onto the spec's widget inputs in order, as
-  ComfyUI's frontend does; after a port with ``control_after_generate`` (seeds) comes one extra
-  UI value ("fixed", "increment", "decrement", "randomize") which is kept in the node's extra,
-  not in params. Values beyond the known widgets (e.g. LoadImage's upload button) are kept too.
-- A widget input that is linked ("converted to input") keeps its stale widget value in extra;
-  the link is what counts, so ``params`` never holds a value that the link overrides.
-- Unknown node types keep their raw ``widgets_values`` (validation reports VE-101).
-- Frontend-only nodes: "Reroute" chains are collapsed into direct links; "Note" and
-  "MarkdownNote" are kept raw in ``model.extra`` and written back at their place.
-- Everything else the format holds (flags, order, mode, properties, colors, raw input/output
-  slot lists, link ids, top-level config/extra/version, links no input uses) goes into
-  ``NodeData.extra["comfy_ui"]`` / ``model.extra["comfy_ui"]``, so UI -> graph -> UI is lossless
-  (reroutes aside). Writing lives in ``_ui_write``.
-- Muted (mode 2) and bypassed (mode 4) nodes keep their mode in the raw node data (written
-  back unchanged); ``GraphModel.modes`` indexes it, and the engine skips them as ComfyUI does
-  (bypassed ones pass their inputs through; see ``graph/modes.py``).
+Reading (this module) gives the flat graph ComfyUI's frontend executes:
+
+- ``widgets_values`` map onto the spec's widget inputs in order (``_ui_common.layout``: seed
+  control values, legacy booleans); a linked widget input ("converted to input") keeps its
+  stale value in the file only, so ``params`` never hold a value a link overrides. KSampler's
+  pre-2023 ``sample_`` sampler names lose that prefix, as the frontend's loader does.
+- Unknown node types keep their ``widgets_values`` in the file data (validation: VE-101).
+- Frontend-only nodes: Reroutes are passed through (direct edges) but kept, with their links,
+  for writing; Notes/MarkdownNotes are kept as they are; a PrimitiveNode becomes a node of
+  type ``PrimitiveNode`` with param ``value`` linked to the widgets it feeds (the API export
+  folds it into them as ``graphToPrompt`` does). Its mode never stops it: the frontend applies
+  a primitive's value whatever its mode.
+- Subgraphs are expanded (``subgraphs``), legacy group nodes too (``groupnodes``).
+- Muted (mode 2) and bypassed (mode 4) nodes keep their mode (``GraphModel.modes``).
+- Everything else is kept for an exact round trip: each node's raw data in
+  ``NodeData.extra["comfy_ui"]["raw"]``, the top level, the link table and the node order in
+  ``model.extra["comfy_ui"]``. Writing lives in ``_ui_write``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from ..model import GraphModel
 from ._common import fail, integer, lst, name, node_id, obj, opt_title, pair
-from ._ui_write import CONTROL_VALUES, KEY, to_comfy_ui
+from ._ui_common import (
+    FRONTEND_NOTES,
+    KEY,
+    PRIMITIVE,
+    REROUTE,
+    Lookup,
+    link_table,
+    parse_link,
+    slot_name,
+)
+from ._ui_widgets import map_widgets
+from ._ui_write import to_comfy_ui
+from .groupnodes import GroupExpander
+from .subgraphs import MAX_EXPANDED, Instance, Level, definitions, instance_slots, output_link
 
-__all__ = ["CONTROL_VALUES", "FRONTEND_NOTES", "from_comfy_ui", "to_comfy_ui"]
+__all__ = ["FRONTEND_NOTES", "from_comfy_ui", "to_comfy_ui"]
 
-FRONTEND_NOTES = ("Note", "MarkdownNote")
-REROUTE = "Reroute"
-_MODELED = ("id", "type", "pos", "size", "title", "widgets_values")
-_LINK_KEYS = ("id", "origin_id", "origin_slot", "target_id", "target_slot", "type")
-
-Lookup = Callable[[str], Any]
-Link = tuple[int, str, int, str, int, Any]  # id, src, src_slot, dst, dst_slot, type
+_SKIP_MODES = (2, 4)
+Source = tuple[str, int]
 
 
 def from_comfy_ui(d: Any, lookup: Lookup) -> GraphModel:
     """Read a UI-format workflow. Raises ``FormatError`` naming the bad field."""
-    d = obj(d, "(top level)")
-    raw_nodes = lst(d.get("nodes", []), "nodes")
-    links, links_form = _links(d.get("links", []))
-    model = GraphModel()
-    meta: dict[str, Any] = {"top": {k: v for k, v in d.items() if k not in ("nodes", "links", "groups")}}
-    if links_form != "list":
-        meta["links_form"] = links_form
-    notes: list[dict[str, Any]] = []
-    reroutes: dict[str, dict[str, Any]] = {}
-    seen: set[str] = set()
-    for i, raw in enumerate(raw_nodes):
-        path = f"nodes[{i}]"
-        raw = obj(raw, path)
-        nid = node_id(raw.get("id"), f"{path}.id")
-        ntype = name(raw.get("type"), f"{path}.type")
-        if nid in seen:
-            fail(f"{path}.id", f"node id {nid} is used twice", "give every node its own id")
-        seen.add(nid)
-        for key in ("inputs", "outputs"):
-            for j, slot in enumerate(lst(raw.get(key) or [], f"{path}.{key}")):
-                obj(slot, f"{path}.{key}[{j}]")
+    return _Reader(obj(d, "(top level)"), lookup).read()
+
+
+class _Reader:
+    def __init__(self, d: dict[str, Any], lookup: Lookup) -> None:
+        self.d = d
+        self.lookup = lookup
+        self.model = GraphModel()
+        self.defs = definitions(d)
+        self.groups = GroupExpander(d, lookup)
+        self.levels: list[Level] = []
+        self.instances: dict[str, Instance] = {}
+        self.copies: list[tuple[str, str, str, str]] = []  # fan-out of an inner promoted widget
+
+    def read(self) -> GraphModel:
+        links, form = link_table(self.d.get("links", []), "links")
+        raw_nodes = lst(self.d.get("nodes", []), "nodes")
+        top = Level("", "", {}, links)
+        order = self._add_level(top, raw_nodes, [])
+        used = self._connect_all()
+        for node in self.model.nodes.values():
+            map_widgets(self.model, node, self.lookup)
+        self._copy_fanout()
+        meta: dict[str, Any] = {
+            "keys": list(self.d), "top": {k: v for k, v in self.d.items() if k not in ("nodes", "links", "groups")},
+            "links": list(links.values()), "order": order,
+            "unused_links": sorted(set(links) - used.get("", set())),
+            "instances": {k: self._instance_record(i) for k, i in self.instances.items()},
+            "expanded": self._expanded(),
+        }
+        if form != "list":
+            meta["links_form"] = form
+        self.model.extra[KEY] = meta
+        for i, group in enumerate(lst(self.d.get("groups", []), "groups")):
+            self.model.groups.append(dict(obj(group, f"groups[{i}]")))
+        return self.model
+
+    def _instance_record(self, inst: Instance) -> dict[str, Any]:
+        record: dict[str, Any] = {"def": inst.definition.id, "container": inst.container, "local": inst.local}
+        if inst.container is None:  # where each output comes from, to write links out of it back
+            record["outputs"] = [self._output_source(inst, k) for k in range(len(inst.definition.outputs))]
+        return record
+
+    def _output_source(self, inst: Instance, slot: int) -> list[Any] | None:
+        lid = output_link(inst.definition, slot)
+        found = self.resolve(inst.inner, lid) if lid is not None else None
+        return [found[1], found[2]] if found is not None and found[0] == "edge" else None
+
+    def _expanded(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for mid, node in self.model.nodes.items():
+            sub = node.extra[KEY].get("sub")
+            if sub is not None:
+                out.setdefault(sub["top"], []).append(mid)
+        return out
+
+    # ---- nodes -------------------------------------------------------------------------------
+    def _add_level(self, level: Level, raw_nodes: list[Any], stack: list[str]) -> list[Any]:
+        """Classify and add the nodes of one graph; returns the top-level order entries."""
+        self.levels.append(level)
+        order: list[Any] = []
+        for i, raw in enumerate(raw_nodes):
+            path = f"{level.where}nodes[{i}]"
+            raw = _checked_node(raw, path)
+            nid = node_id(raw.get("id"), f"{path}.id")
+            if nid in level.nodes and level.prefix == "":
+                fail(f"{path}.id", f"node id {nid} is used twice", "give every node its own id")
+            level.nodes[nid] = raw
+            level.paths[nid] = path
+            kind = self._kind(raw, level)
+            level.kinds[nid] = kind
+            if kind == "model":
+                self._add_model_node(level, nid, raw, path, stack)
+                order.append({"node": level.model_id(nid)})
+            elif kind == "instance":
+                self._expand(level, nid, raw, stack)
+                order.append({"raw": raw, "kind": kind, "id": level.model_id(nid)})
+            elif kind == "group":
+                self.groups.expand(self, level, nid, raw)
+                order.append({"raw": raw, "kind": kind, "id": level.model_id(nid)})
+            else:
+                order.append({"raw": raw, "kind": kind})
+        return order
+
+    def _kind(self, raw: dict[str, Any], level: Level) -> str:
+        ntype = raw["type"]
         if ntype in FRONTEND_NOTES:
-            notes.append({"index": i, "node": raw})
-        elif ntype == REROUTE:
-            reroutes[nid] = raw
-        else:
-            _add_node(model, raw, nid, ntype, path)
-    used = _connect(model, raw_nodes, links, reroutes, lookup)
-    meta["orphan_links"] = [link_raw for lid, link_raw in links.items() if lid not in used]
-    meta["notes"] = notes
-    model.extra[KEY] = meta
-    for i, group in enumerate(lst(d.get("groups", []), "groups")):
-        model.groups.append(dict(obj(group, f"groups[{i}]")))
-    for node in model.nodes.values():
-        _map_widgets(model, node.id, lookup)
-    return model
+            return "note"
+        if ntype == REROUTE:
+            return "reroute"
+        if ntype in self.defs:
+            # ComfyUI runs nothing inside a muted/bypassed instance, but only at the top level
+            return "model" if level.prefix == "" and raw.get("mode") in _SKIP_MODES else "instance"
+        if self.groups.is_group(ntype):
+            return "group"
+        return "model"
 
+    def _add_model_node(self, level: Level, nid: str, raw: dict[str, Any], path: str, stack: list[str]) -> None:
+        if len(self.model.nodes) >= MAX_EXPANDED:
+            fail(path, f"the workflow expands to more than {MAX_EXPANDED} nodes", "flatten its subgraphs")
+        extra: dict[str, Any] = {"raw": raw}
+        if level.instance is not None:
+            extra["sub"] = {"def": level.instance.definition.id, "local": nid, "top": level.prefix.split(":")[0]}
+        size = raw.get("size")
+        mid = level.model_id(nid)
+        self.model.add_node(
+            raw["type"], id=mid, pos=pair(raw.get("pos", (0, 0)), f"{path}.pos"),
+            size=None if size is None else pair(size, f"{path}.size"),
+            title=opt_title(raw.get("title"), f"{path}.title"), extra={KEY: extra},
+        )
+        if raw["type"] == PRIMITIVE:
+            self.model.modes.pop(mid, None)  # see the module docstring: a primitive always applies
 
-def _links(value: Any) -> tuple[dict[int, Any], str]:
-    """The link table by id (raw entries), and its form: "list" (``[id, ...]``) or "object"."""
-    table: dict[int, Any] = {}
-    form = "list"
-    for i, raw in enumerate(lst(value, "links")):
-        path = f"links[{i}]"
-        if isinstance(raw, dict):
-            form = "object"
-            lid = integer(raw.get("id"), f"{path}.id")
-        elif isinstance(raw, list) and len(raw) >= 5:
-            lid = integer(raw[0], f"{path}[0]")
-        else:
-            fail(path, f"expected [id, src, src_slot, dst, dst_slot, type], got {raw!r}"[:200])
-        if lid in table:
-            fail(path, f"link id {lid} is used twice")
-        table[lid] = raw
-    return table, form
+    def _expand(self, level: Level, nid: str, raw: dict[str, Any], stack: list[str]) -> None:
+        definition = self.defs[raw["type"]]
+        if definition.id in stack:
+            chain = " -> ".join([*stack, definition.id])
+            fail(f"{level.where}nodes", f"subgraph {definition.id!r} contains itself ({chain})",
+                 "remove the instance that nests a subgraph inside itself")
+        key = level.model_id(nid)
+        inner = Level(key + ":", definition.where + ".", {}, definition.links)
+        container = level.instance.definition.id if level.instance is not None else None
+        inst = Instance(key, raw, definition, level, inner, container, nid, instance_slots(raw))
+        inner.instance = inst
+        level.children[nid] = inst
+        self.instances[key] = inst
+        self._add_level(inner, list(definition.raw.get("nodes") or []), [*stack, definition.id])
 
+    # ---- links -------------------------------------------------------------------------------
+    def _connect_all(self) -> dict[str, set[int]]:
+        used: dict[str, set[int]] = {}
+        for level in self.levels:
+            for nid, kind in level.kinds.items():
+                if kind == "model":
+                    self._connect_node(level, nid, used)
+        return used
 
-def _link(raw: Any, path: str) -> Link:
-    if isinstance(raw, dict):
-        values = [raw.get(k) for k in _LINK_KEYS]
-        names = [f"{path}.{k}" for k in _LINK_KEYS]
-    else:
-        values = [*raw[:5], raw[5] if len(raw) > 5 else None]
-        names = [f"{path}[{i}]" for i in range(6)]
-    return (integer(values[0], names[0]), node_id(values[1], names[1]), integer(values[2], names[2], hi=1 << 31),
-            node_id(values[3], names[3]), integer(values[4], names[4], hi=1 << 31), values[5])
-
-
-def _add_node(model: GraphModel, raw: dict[str, Any], nid: str, ntype: str, path: str) -> None:
-    size = raw.get("size")
-    kept = {k: v for k, v in raw.items() if k not in _MODELED}
-    extra: dict[str, Any] = {"raw": kept}
-    if isinstance(size, dict):
-        extra["size_form"] = "object"
-    if isinstance(raw.get("pos"), dict):
-        extra["pos_form"] = "object"
-    if "widgets_values" in raw:
-        values = raw["widgets_values"]
-        if not isinstance(values, (list, dict)):
-            fail(f"{path}.widgets_values", f"expected a list, got {values!r}"[:200])
-        extra["widgets_values"] = values  # replaced by the mapping when the spec is known
-    else:
-        extra["no_widgets_values"] = True
-    model.add_node(
-        ntype,
-        id=nid,
-        pos=pair(raw.get("pos", (0, 0)), f"{path}.pos"),
-        size=None if size is None else pair(size, f"{path}.size"),
-        title=opt_title(raw.get("title"), f"{path}.title"),
-        extra={KEY: extra},
-    )
-
-
-def _input_name(slot: dict[str, Any], path: str) -> str:
-    widget = slot.get("widget")
-    if isinstance(widget, dict) and isinstance(widget.get("name"), str):
-        return name(widget["name"], f"{path}.widget.name")
-    return name(slot.get("name"), f"{path}.name", empty=True)
-
-
-def _connect(
-    model: GraphModel, raw_nodes: list[Any], links: dict[int, Any], reroutes: dict[str, dict[str, Any]],
-    lookup: Lookup,
-) -> set[int]:
-    """Edges from the node input slots (the link table gives each link's source). Returns the
-    link ids used, so unused ones can be kept for a lossless round trip."""
-    used: set[int] = set()
-    for i, raw in enumerate(raw_nodes):
-        nid = str(raw["id"])
-        if nid not in model.nodes:
-            continue  # notes and reroutes have no edges of their own
+    def _connect_node(self, level: Level, nid: str, used: dict[str, set[int]]) -> None:
+        raw = level.nodes[nid]
+        mid = level.model_id(nid)
         link_ids: dict[str, list[Any]] = {}
         for j, slot in enumerate(raw.get("inputs") or []):
-            path = f"nodes[{i}].inputs[{j}]"
             lid = slot.get("link")
             if lid is None:
                 continue
+            path = f"{level.paths[nid]}.inputs[{j}]"
             lid = integer(lid, f"{path}.link")
-            if lid not in links:
+            if lid not in level.links:
                 fail(f"{path}.link", f"link {lid} is not in \"links\"", "remove the link id or add the link")
-            input_name = _input_name(slot, path)
-            used.add(lid)
-            src = _resolve(lid, links, reroutes, used)
-            if src is not None:
-                # the id is reused on writing only while the same source feeds this input
-                link_ids[input_name] = [lid, src[0], src[1]]
-                model.connect(src[0], src[1], nid, input_name, replace=False)
+            used.setdefault(level.prefix, set()).add(lid)
+            input_name = slot_name(slot)
+            found = self.resolve(level, lid)
+            if found is None:  # linked to nothing in the end: kept, to be written back as it was
+                link_ids[input_name] = [lid, None, None]
+                continue
+            if found[0] == "edge":
+                link_ids[input_name] = [lid, found[1], found[2]]
+                self.model.connect(found[1], found[2], mid, input_name, replace=False)
+            else:
+                self._promoted(mid, input_name, found)
         if link_ids:
-            model.nodes[nid].extra[KEY]["link_ids"] = link_ids
-    return used
+            self.model.nodes[mid].extra[KEY]["link_ids"] = link_ids
+
+    def _promoted(self, mid: str, input_name: str, found: tuple[Any, ...]) -> None:
+        """An input fed by an instance's promoted widget (see ``subgraphs``)."""
+        kept = self.model.nodes[mid].extra[KEY].setdefault("promoted", {})
+        if found[0] == "value":
+            kept[input_name] = found[2]  # [instance key, index]: written back there
+            self.model.nodes[mid].params[input_name] = found[1]
+        elif (found[1], found[2]) != (mid, input_name):
+            kept[input_name] = None  # a copy of the first target's value: not written back
+            self.copies.append((mid, input_name, found[1], found[2]))
+
+    def _copy_fanout(self) -> None:
+        for mid, input_name, src, src_input in self.copies:
+            params = self.model.nodes[src].params if src in self.model.nodes else {}
+            if src_input in params:
+                self.model.nodes[mid].params[input_name] = params[src_input]
+
+    def resolve(self, level: Level, lid: int) -> tuple[Any, ...] | None:
+        """Where link ``lid`` of ``level`` really comes from: ``("edge", node, output)``,
+        ``("value", v, [instance, index])`` (a promoted widget), ``("param", node, input)``
+        (the value of another inner widget), or None (nothing feeds it)."""
+        seen: set[tuple[str, int]] = set()
+        while (level.prefix, lid) not in seen:
+            seen.add((level.prefix, lid))
+            _, src, slot, _, _, _ = parse_link(level.links[lid], f"{level.where}links[id={lid}]")
+            step = self._step(level, src, slot)
+            if step is None or step[0] != "follow":
+                return step
+            level, lid = step[1], step[2]
+        return None  # a loop of reroutes / subgraph boundaries feeds nothing
+
+    def _step(self, level: Level, src: str, slot: int) -> tuple[Any, ...] | None:
+        inst = level.instance
+        if inst is not None and src == inst.definition.io_in:
+            return self._from_instance_input(inst, slot)
+        kind = level.kinds.get(src)
+        if kind == "reroute":
+            inputs = level.nodes[src].get("inputs") or []
+            upstream = inputs[0].get("link") if inputs else None
+            ok = isinstance(upstream, int) and upstream in level.links
+            return ("follow", level, upstream) if ok else None
+        if kind == "instance":
+            child = level.children[src]
+            inner_lid = output_link(child.definition, slot)
+            return ("follow", child.inner, inner_lid) if inner_lid is not None else None
+        if kind == "group":
+            return self.groups.output_source(self, level, src, slot)
+        return ("edge", level.model_id(src), slot)  # a model node, or a missing one (VE-107)
+
+    def _from_instance_input(self, inst: Instance, index: int) -> tuple[Any, ...] | None:
+        slot = inst.input_slot(index)
+        lid = slot.get("link") if slot is not None else None
+        if isinstance(lid, int) and lid in inst.outer.links:
+            return ("follow", inst.outer, lid)
+        return _promoted_source(inst, index)
 
 
-def _resolve(lid: int, links: dict[int, Any], reroutes: dict[str, dict[str, Any]], used: set[int]) -> tuple[str, int] | None:
-    """The real source of a link, following Reroute nodes back (iteratively; loops end it)."""
-    seen: set[str] = set()
-    while True:
-        _, src, src_slot, _, _, _ = _link(links[lid], f"links[id={lid}]")
-        if src not in reroutes:
-            return src, src_slot
-        if src in seen:
-            return None
-        seen.add(src)
-        inputs = reroutes[src].get("inputs") or []
-        upstream = inputs[0].get("link") if inputs else None  # slots were checked to be objects
-        if not isinstance(upstream, int) or upstream not in links:
-            return None  # a reroute fed by nothing: the input ends up unconnected
-        used.add(upstream)
-        lid = upstream
+def _promoted_source(inst: Instance, index: int) -> tuple[Any, ...] | None:
+    from .subgraphs import first_widget_target, promoted_values
+
+    port = inst.definition.inputs[index] if 0 <= index < len(inst.definition.inputs) else {}
+    target = first_widget_target(inst.definition, port)
+    if target is None:
+        return None  # no widget: the input is left out, as the frontend does
+    positions = promoted_values(inst)
+    name_ = str(port.get("name"))
+    if positions is not None and name_ in positions:
+        values = inst.raw["widgets_values"]
+        return ("value", values[positions[name_]], [inst.key, positions[name_]])
+    kind = inst.inner.kinds.get(target[0])
+    if kind == "instance":  # the first target is a nested instance: its own promoted widget
+        child = inst.inner.children[target[0]]
+        names = [str(p.get("name")) for p in child.definition.inputs]
+        return _promoted_source(child, names.index(target[1])) if target[1] in names else None
+    return ("param", inst.inner.model_id(target[0]), target[1])
 
 
-def _map_widgets(model: GraphModel, nid: str, lookup: Lookup) -> None:
-    """Spread ``widgets_values`` over the spec's widget inputs (see the module docstring)."""
-    node = model.nodes[nid]
-    extra = node.extra[KEY]
-    spec = lookup(node.type)
-    values = extra.get("widgets_values")
-    if spec is None or values is None:
-        return
-    del extra["widgets_values"]
-    linked = model.inputs_of(nid)
-    ports = [p for p in spec.inputs if getattr(p, "widget", False)]
-    got: dict[str, Any] = {}
-    if isinstance(values, dict):  # some custom nodes save widgets by name
-        got = {p.name: values[p.name] for p in ports if p.name in values}
-        extra["widgets_dict"] = {k: v for k, v in values.items() if k not in got}
-    else:
-        got = _positional(ports, values, extra)
-    for port_name, value in got.items():
-        if port_name in linked:
-            extra.setdefault("linked_widgets", {})[port_name] = value
-        else:
-            node.params[port_name] = value
+def _checked_node(raw: Any, path: str) -> dict[str, Any]:
+    raw = obj(raw, path)
+    node_id(raw.get("id"), f"{path}.id")
+    name(raw.get("type"), f"{path}.type")
+    for key in ("inputs", "outputs"):
+        for j, slot in enumerate(lst(raw.get(key) or [], f"{path}.{key}")):
+            obj(slot, f"{path}.{key}[{j}]")
+    if "widgets_values" in raw and not isinstance(raw["widgets_values"], (list, dict)):
+        fail(f"{path}.widgets_values", f"expected a list, got {raw['widgets_values']!r}"[:200])
+    return raw
 
 
-def _positional(ports: list[Any], values: list[Any], extra: dict[str, Any]) -> dict[str, Any]:
-    got: dict[str, Any] = {}
-    i = 0
-    for port in ports:
-        if i >= len(values):
-            break
-        got[port.name] = values[i]
-        i += 1
-        if getattr(port, "control_after_generate", False) and i < len(values) and _is_control(values[i]):
-            extra.setdefault("control", {})[port.name] = values[i]
-            i += 1
-    if i < len(values):
-        extra["widgets_tail"] = values[i:]
-    return got
-
-
-def _is_control(value: Any) -> bool:
-    return isinstance(value, str) and value in CONTROL_VALUES
