@@ -288,11 +288,18 @@ def test_cliploader_types_other_than_stable_diffusion_need_issue_11() -> None:
         load_clip(models.TINY_SPLIT_NAMES["clip"], "wan")
 
 
+@pytest.mark.parametrize(("name", "says"), [("pixel_space", "pixel-space"), ("taesd", "TAESD")])
+def test_comfyuis_virtual_vae_names_say_what_they_are(name: str, says: str) -> None:
+    verdict = VAELoader.VALIDATE_INPUTS(name)
+    assert isinstance(verdict, str) and says in verdict and "does not load yet" in verdict
+
+
 def test_missing_and_corrupt_split_files_are_clear_validation_problems(models_dir: Path) -> None:
     verdict = VAELoader.VALIDATE_INPUTS("nope.safetensors")
     assert isinstance(verdict, str) and "vae_name 'nope.safetensors' not found" in verdict
     assert str(models_dir / "vae") in verdict and "'vortex-tiny-vae.safetensors'" in verdict
     good = models.tiny_split_files()["vae"].read_bytes()
+    (models_dir / "vae").mkdir(exist_ok=True)
     (models_dir / "vae" / "torn.safetensors").write_bytes(good[:100])
     verdict = VAELoader.VALIDATE_INPUTS("torn.safetensors")
     assert isinstance(verdict, str) and "not a valid safetensors" in verdict

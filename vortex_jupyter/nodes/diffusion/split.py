@@ -36,6 +36,10 @@ PARTS: dict[str, tuple[str, str, str, Any]] = {
     "vae": ("vae", "vae_name", "VAE", families.inspect_vae),
 }
 _CONFIG_KEY = {"unet": "unet", "clip": "text_encoder", "vae": "vae"}
+#: Names ComfyUI's VAELoader offers that are not files of the vae folders.
+_COMFY_VAES = {"pixel_space": "ComfyUI's pass-through VAE for pixel-space models (issue 11's families)",
+               **{n: "ComfyUI's tiny approximate VAE (TAESD, built from vae_approx/ files)"
+                  for n in ("taesd", "taesdxl", "taesd3", "taef1", "taef2", "taeqi2_1")}}
 _HEADERS: dict[tuple[str, int, int], tuple[families.Shapes, dict[str, str]]] = {}
 
 
@@ -57,6 +61,9 @@ def split_path(part: str, name: object) -> Path:
     seed = _builtin(part, name)
     if seed is not None:
         return models.tiny_split_files(seed=seed)[part]
+    if part == "vae" and name in _COMFY_VAES:
+        raise ModelError(f"vae_name {name!r} is {_COMFY_VAES[name]}, which vortex-jupyter does not load yet",
+                         hint="pick a VAE file from the vae folders (an SD1 VAE)")
     return folders.find(kind, name, field, builtin=models.TINY_SPLIT_NAMES[part])
 
 
