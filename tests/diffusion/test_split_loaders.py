@@ -342,3 +342,26 @@ def test_copy_of_the_tiny_checkpoint_still_resolves_from_the_models_root(models_
     from vortex_jupyter.nodes.diffusion.loaders import resolve
 
     assert resolve("root-level.safetensors") == ("file", models_dir / "root-level.safetensors")
+
+
+@pytest.mark.parametrize("part", ["unet", "vae"])
+def test_sd15_sized_ldm_names_are_the_ones_diffusers_own_converter_reads(part: str) -> None:
+    """Real SD1.5 files (no metadata) go through the same names: diffusers' converter, fed our ldm
+    names at SD1.5's shapes (meta tensors), must give back every diffusers key and shape."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders import single_file_utils as sfu
+
+    cfg = models.sd15_configs()[part]
+    with torch.device("meta"):
+        module = (UNet2DConditionModel if part == "unet" else AutoencoderKL).from_config(cfg)
+    state = module.state_dict()
+    if part == "unet":
+        ckpt = {ldm.UNET_PREFIX + n: state[k] for k, n in ldm.unet_names(state, cfg).items()}
+        back = sfu.convert_ldm_unet_checkpoint(ckpt, dict(module.config))
+    else:
+        ckpt = ldm.vae_to_ldm(state, cfg)
+        back = sfu.convert_ldm_vae_checkpoint(ckpt, dict(module.config))
+    assert {k: tuple(v.shape) for k, v in back.items()} == {k: tuple(v.shape) for k, v in state.items()}
+    ours, unused = ldm.from_ldm(_part(ckpt, ldm.UNET_PREFIX if part == "unet" else ldm.VAE_PREFIX),
+                                ldm.unet_names(state, cfg) if part == "unet" else ldm.vae_names(state, cfg))
+    assert not unused and {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in state.items()}
