@@ -150,12 +150,18 @@ def test_image_nodes_reject_non_images_with_the_input_name(registry):
 
 
 @pytest.mark.parametrize("method", ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"])
-def test_image_scale_resizes_with_each_method_and_keeps_values_in_range(registry, method):
+def test_image_scale_resizes_with_each_method_like_comfyuis_common_upscale(registry, method):
+    from vortex_jupyter.nodes.builtin.resample import upscale
+
     (out,) = run(registry, "ImageScale", image=gradient(), upscale_method=method, width=16, height=12,
                  crop="disabled")
     assert out.shape == (1, 12, 16, 3) and out.dtype == np.float32
-    assert out.min() >= 0.0 and out.max() <= 1.0
+    assert np.array_equal(out, upscale(gradient(), 16, 12, method))  # ImageScaleBy's resize, to the pixel
     assert out[0, 0, 0, 0] < 0.1 and out[0, 0, -1, 0] > 0.9  # the gradient survives
+    if method == "bicubic":  # no clamping, as in ComfyUI: a sharp edge overshoots
+        edge = np.zeros((1, 4, 4, 3), np.float32)
+        edge[:, :, 2:] = 1.0
+        assert upscale(edge, 12, 4, "bicubic").max() > 1.0
 
 
 def test_image_scale_zero_keeps_aspect_and_center_crop_cuts_the_sides(registry):
@@ -291,3 +297,16 @@ def test_parallel_saves_with_one_prefix_never_overwrite_each_other(registry, roo
         t.join()
     assert sorted(names) == [f"p_{i:05}_.png" for i in range(1, 7)]
     assert all((roots["output"] / n).stat().st_size > 0 for n in names)
+
+
+def test_save_image_fills_in_comfyuis_size_and_time_variables_in_the_prefix(registry, roots):
+    import time as _time
+
+    before = _time.localtime()
+    result = run(registry, "SaveImage", images=gradient(h=6, w=8), filename_prefix="%year%-%month%/img_%width%x%height%")
+    saved = result.ui["images"][0]
+    assert saved["filename"].startswith("img_8x6_")
+    assert saved["subfolder"] in (f"{before.tm_year}-{before.tm_mon:02}", f"{_time.localtime().tm_year}-"
+                                  f"{_time.localtime().tm_mon:02}")
+    with pytest.raises(PathError, match=r"'\.\.' components"):
+        run(registry, "SaveImage", images=gradient(), filename_prefix="%year%/../../escape")

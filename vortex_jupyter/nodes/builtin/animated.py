@@ -86,7 +86,8 @@ class _AnimatedSave:
         pixels = [to_uint8(image) for image in as_images(images)]
         frames = [Image.fromarray(p) for p in pixels]
         data = self.encode(frames, int(1000.0 / fps), prompt, extra_pnginfo, options)
-        target, subfolder = save_target(output_root(), filename_prefix)
+        size = (frames[0].width, frames[0].height)
+        target, subfolder = save_target(output_root(), filename_prefix, size=size)
         path, fh = claim(target.parent, target.name, self.suffix)
         try:
             with fh:

@@ -32,6 +32,7 @@ from PIL.PngImagePlugin import PngInfo
 from ...errors import PathError
 from .. import context
 from ..paths import input_root, output_root, safe_join, temp_root
+from .resample import METHODS, upscale
 
 MAX_RESOLUTION = 16384
 _RACY_NS = 2_000_000_000
@@ -183,13 +184,32 @@ def claim(folder: Path, base: str, suffix: str = ".png") -> tuple[Path, Any]:
             counter += 1  # another save claimed it between our scan and open
 
 
-def save_target(root: Path, filename_prefix: str, append: str = "") -> tuple[Path, str]:
+def expand_prefix(prefix: str, width: int = 0, height: int = 0) -> str:
+    """ComfyUI's save-time variables in a filename prefix: ``%width%``, ``%height%`` (of the
+    first image) and ``%year%``, ``%month%``, ``%day%``, ``%hour%``, ``%minute%``, ``%second%``
+    (local time, zero-padded). Anything else (``%date:...%``, ``%Node.widget%``) is the
+    frontend's, applied when the graph is queued (``graph.textsub``)."""
+    if "%" not in prefix:
+        return prefix
+    now = time.localtime()
+    values = {"width": width, "height": height, "year": now.tm_year, "month": f"{now.tm_mon:02}",
+              "day": f"{now.tm_mday:02}", "hour": f"{now.tm_hour:02}", "minute": f"{now.tm_min:02}",
+              "second": f"{now.tm_sec:02}"}
+    for name, value in values.items():
+        prefix = prefix.replace(f"%{name}%", str(value))
+    return prefix
+
+
+def save_target(root: Path, filename_prefix: str, append: str = "", size: tuple[int, int] = (0, 0)
+                ) -> tuple[Path, str]:
     """``(folder / base name, subfolder)`` of a save prefix under ``root``; the folder exists after.
 
-    ``append`` is added to the name (PreviewImage's random ``_temp_xxxxx``); ``subfolder`` is
-    what ComfyUI's "ui" results carry ("" at the root). Raises ``PathError`` for prefixes that
-    leave the root or have no file name part.
+    ``append`` is added to the name (PreviewImage's random ``_temp_xxxxx``); ``size`` is the
+    first image's (width, height) for ``%width%``/``%height%``; ``subfolder`` is what ComfyUI's
+    "ui" results carry ("" at the root). Raises ``PathError`` for prefixes that leave the root
+    or have no file name part (checked after the variables are filled in).
     """
+    filename_prefix = expand_prefix(filename_prefix, *size)
     target = safe_join(root, filename_prefix + append)
     if filename_prefix.endswith("/") or target == root.resolve():
         raise PathError(f"filename_prefix {filename_prefix!r} has no file name part",
@@ -227,7 +247,8 @@ class SaveImage:
     def save_images(self, images: Any, filename_prefix: str = "vortex", prompt: Any = None,
                     extra_pnginfo: Any = None) -> dict[str, Any]:
         batch = as_images(images)
-        target, subfolder = save_target(self.root(), filename_prefix, self.prefix_append)
+        size = (int(batch.shape[2]), int(batch.shape[1]))
+        target, subfolder = save_target(self.root(), filename_prefix, self.prefix_append, size)
         results = []
         for image in batch:
             pixels = to_uint8(image)
@@ -262,40 +283,8 @@ class PreviewImage(SaveImage):
         return temp_root()
 
 
-_RESAMPLE = {
-    "nearest-exact": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "area": Image.Resampling.BOX,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-
-def _center_crop(image: np.ndarray, width: int, height: int) -> np.ndarray:
-    """Crop ``[B, H, W, C]`` to the aspect ratio of ``width``x``height`` (ComfyUI's arithmetic)."""
-    old_h, old_w = image.shape[1:3]
-    old_aspect, new_aspect = old_w / old_h, width / height
-    x = y = 0
-    if old_aspect > new_aspect:
-        x = round((old_w - old_w * (new_aspect / old_aspect)) / 2)
-    elif old_aspect < new_aspect:
-        y = round((old_h - old_h * (old_aspect / new_aspect)) / 2)
-    return image[:, y:old_h - y, x:old_w - x, :]
-
-
-def resize(image: np.ndarray, width: int, height: int, method: str) -> np.ndarray:
-    """Resize ``[B, H, W, C]`` float32 per channel in float precision (Pillow mode "F")."""
-    resample = _RESAMPLE[method]
-    out = np.empty((image.shape[0], height, width, image.shape[3]), dtype=np.float32)
-    for b in range(image.shape[0]):
-        for c in range(image.shape[3]):
-            plane = Image.fromarray(np.ascontiguousarray(image[b, :, :, c]))
-            out[b, :, :, c] = np.asarray(plane.resize((width, height), resample))
-    return np.clip(out, 0.0, 1.0)  # bicubic/lanczos overshoot
-
-
 class ImageScale:
-    upscale_methods = list(_RESAMPLE)
+    upscale_methods = list(METHODS)
     crop_methods = ["disabled", "center"]
     CATEGORY = "image/upscaling"
     RETURN_TYPES = ("IMAGE",)
@@ -316,11 +305,8 @@ class ImageScale:
         old_h, old_w = batch.shape[1:3]
         width = width or max(1, round(old_w * height / old_h))
         height = height or max(1, round(old_h * width / old_w))
-        if upscale_method not in _RESAMPLE:
-            raise ValueError(f"ImageScale: upscale_method {upscale_method!r} is not one of {list(_RESAMPLE)}")
-        if crop == "center":
-            batch = _center_crop(batch, width, height)
-        return (resize(batch, width, height, upscale_method),)
+        # ComfyUI's common_upscale: torch's interpolate modes (no clamping: bicubic may overshoot)
+        return (upscale(batch, width, height, upscale_method, crop),)
 
 
 class ImageInvert:
