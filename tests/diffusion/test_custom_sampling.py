@@ -138,3 +138,19 @@ def test_sigma_edits_follow_comfyui(tiny_handles: Any) -> None:
     assert sig.ManualSigmas().get_sigmas("14.6, 7.1;3 .5,0")[0].tolist() == pytest.approx([14.6, 7.1, 3, 0.5, 0])
     value = sig.SamplingPercentToSigma().get_sigma(tiny_handles[0], 0.0, True)[0]
     assert value == pytest.approx(14.6146, rel=1e-4)
+
+
+@pytest.mark.parametrize(("plain", "cfg_pp"), [
+    ("euler", "euler_cfg_pp"), ("dpmpp_2m", "dpmpp_2m_cfg_pp"), ("res_multistep", "res_multistep_cfg_pp"),
+    ("gradient_estimation", "gradient_estimation_cfg_pp"), ("euler_ancestral", "euler_ancestral_cfg_pp"),
+    ("dpmpp_2s_ancestral", "dpmpp_2s_ancestral_cfg_pp"), ("res_multistep_ancestral", "res_multistep_ancestral_cfg_pp"),
+])
+def test_cfg_pp_samplers_reduce_to_their_plain_version_when_both_prompts_agree(tiny_handles: Any, conds: Any,
+                                                                           plain: str, cfg_pp: str) -> None:
+    # CFG++ steps along the unconditional prediction: with positive == negative that is the guided one
+    same = (conds[0], conds[0])
+    a = ksampler(tiny_handles, same, plain, "karras", empty(), steps=6, cfg=5.0)
+    b = ksampler(tiny_handles, same, cfg_pp, "karras", empty(), steps=6, cfg=5.0)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    c = ksampler(tiny_handles, conds, cfg_pp, "karras", empty(), steps=6, cfg=5.0)
+    assert not torch.allclose(b, c, atol=1e-2)  # with different prompts the guidance matters

@@ -224,7 +224,7 @@ def solve(name: str, steps: int, x: torch.Tensor, scheduler: str = "karras") -> 
 
 
 ODE_ORDER = {"euler": 1, "heun": 2, "dpm_2": 2, "dpmpp_2m": 2, "lms": 2, "ipndm": 2, "ipndm_v": 2, "deis": 2,
-             "uni_pc": 2, "uni_pc_bh2": 2, "heunpp2": 2, "ddim": 1}
+             "uni_pc": 2, "uni_pc_bh2": 2, "heunpp2": 2, "ddim": 1, "res_multistep": 2, "gradient_estimation": 1}
 
 
 @pytest.mark.parametrize("name", sorted(ODE_ORDER))
@@ -250,7 +250,7 @@ def test_deterministic_solvers_land_near_the_exact_clean_sample(name: str) -> No
 
 
 STOCHASTIC = ["euler_ancestral", "dpm_2_ancestral", "dpmpp_2s_ancestral", "dpmpp_sde", "dpmpp_2m_sde",
-              "dpmpp_3m_sde", "ddpm"]
+              "dpmpp_3m_sde", "ddpm", "er_sde", "seeds_2", "res_multistep_ancestral"]
 
 
 @pytest.mark.parametrize("name", STOCHASTIC)
@@ -317,4 +317,4 @@ def test_option_samplers_pass_their_options_and_refuse_unknown_solver_names() ->
     torch.testing.assert_close(run(Sampler("euler_ancestral", {"eta": 0.0})), run(Sampler("euler")))
     assert not torch.equal(run(Sampler("dpmpp_2m_sde", {"solver_type": "heun"})), run(Sampler("dpmpp_2m_sde")))
     with pytest.raises(ValueError, match="not implemented"):
-        Sampler("res_multistep")
+        Sampler("sa_solver")

@@ -1,7 +1,7 @@
 """ComfyUI's sampler and scheduler names, and which solver runs each (torch-free).
 
-KSampler's ``sampler_name`` picks a solver (``solvers``, ``solvers_sde``, ``dpm_solver``,
-``unipc``: our own implementations of the published methods, run the way ComfyUI runs them,
+KSampler's ``sampler_name`` picks a solver (``solvers``, ``solvers_sde``, ``solvers_extra``,
+``dpm_solver``, ``unipc``: our own implementations of the published methods, run the way ComfyUI runs them,
 on sigma lists) and ``scheduler`` picks the sigmas (``schedules``). Every solver takes every
 schedule, and any SIGMAS a graph computes (SamplerCustom). Names map as in ComfyUI:
 ``ddim`` is Euler (with fresh inpainting noise), ``*_gpu`` variants draw their Brownian noise
@@ -58,6 +58,16 @@ SOLVERS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "dpmpp_3m_sde_gpu": ("solvers_sde", "dpmpp_3m_sde", _GPU),
     "ddpm": ("solvers_sde", "ddpm", {}),
     "lcm": ("solvers_sde", "lcm", {}),
+    "dpmpp_2s_ancestral_cfg_pp": ("solvers_extra", "dpmpp_2s_ancestral_cfg_pp", {}),
+    "dpmpp_2m_cfg_pp": ("solvers_extra", "dpmpp_2m_cfg_pp", {}),
+    "res_multistep": ("solvers_extra", "res_multistep", {}),
+    "res_multistep_cfg_pp": ("solvers_extra", "res_multistep_cfg_pp", {}),
+    "res_multistep_ancestral": ("solvers_extra", "res_multistep_ancestral", {}),
+    "res_multistep_ancestral_cfg_pp": ("solvers_extra", "res_multistep_ancestral_cfg_pp", {}),
+    "gradient_estimation": ("solvers_extra", "gradient_estimation", {}),
+    "gradient_estimation_cfg_pp": ("solvers_extra", "gradient_estimation_cfg_pp", {}),
+    "er_sde": ("solvers_extra", "er_sde", {}),
+    "seeds_2": ("solvers_extra", "seeds_2", {}),
     "ipndm": ("solvers", "ipndm", {}),
     "ipndm_v": ("solvers", "ipndm_v", {}),
     "deis": ("solvers", "deis", {}),
