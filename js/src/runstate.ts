@@ -1,5 +1,6 @@
 /**
- * Run state shown on the canvas: per-node state, progress, error message and images.
+ * Run state shown on the canvas: per-node state, progress, error message, the node's last
+ * progress text (a note such as "embedding 'x' not found", kept after it finishes) and images.
  *
  * Fed by kernel `{"t":"event"}` messages (engine events) and `{"t":"image"}` binary
  * messages. Never in the Y doc: each view keeps its own copy, reset at every run start.
@@ -14,6 +15,7 @@ export class RunState {
   readonly states = new Map<string, NodeState>();
   readonly progress = new Map<string, number>();
   readonly errors = new Map<string, string>();
+  readonly notes = new Map<string, string>();
   readonly images = new Map<string, CanvasImageSource & { width: number; height: number }>();
   finals: FinalImage[] = [];
   running = false;
@@ -38,6 +40,7 @@ export class RunState {
       case "node_progress": {
         const total = typeof ev.total === "number" && ev.total > 0 ? ev.total : 1;
         this.progress.set(node, Math.max(0, Math.min(1, (ev.value ?? 0) / total)));
+        if (typeof ev.text === "string" && ev.text) this.notes.set(node, ev.text);
         return true;
       }
       case "node_cached": this.states.set(node, "cached"); return true;
@@ -64,6 +67,7 @@ export class RunState {
     this.states.clear(); // not reset(): the last run's output images stay listed
     this.progress.clear();
     this.errors.clear();
+    this.notes.clear();
     const byNode = new Map<string, string[]>();
     for (const p of problems) {
       if (!p.node) continue;
@@ -82,6 +86,7 @@ export class RunState {
     this.states.clear();
     this.progress.clear();
     this.errors.clear();
+    this.notes.clear();
     for (const f of this.finals) URL.revokeObjectURL(f.url);
     this.finals = [];
   }

@@ -6,7 +6,7 @@ import { GraphDoc } from "../src/docmodel";
 import { Editor } from "../src/edit/editor";
 import type { Host } from "../src/edit/host";
 import { handleKey } from "../src/edit/keys";
-import { BYPASS_TINT, MUTED_ALPHA } from "../src/render/draw";
+import { BYPASS_TINT, MUTED_ALPHA, NOTE_COLOR } from "../src/render/draw";
 import { Renderer } from "../src/render/renderer";
 import { RunState } from "../src/runstate";
 import { Scene } from "../src/scene";
@@ -174,5 +174,22 @@ describe("how modes look", () => {
     v.g.setModes(["a", "b"], 0);
     v.r.draw();
     expect(v.canvas.paints.some((p) => p.alpha !== 1 || p.style === BYPASS_TINT)).toBe(false);
+  });
+});
+
+describe("node notes", () => {
+  it("a node's progress text shows as a banner under it, a failure's banner wins", () => {
+    const relay = new Relay();
+    const v = threeNodes(relay);
+    v.r.run.apply({ kind: "node_progress", run_id: "r", node: "b", value: 0, total: 1, text: "embedding 'ghost' not found" });
+    v.r.draw();
+    const b = v.scene.nodes.get("b")!;
+    const banner = v.canvas.paints.filter((p) => p.op === "fillRect" && p.style === NOTE_COLOR);
+    expect(banner.length).toBe(1);
+    expect(banner[0].args.slice(0, 3)).toEqual([b.x, b.y + b.h, b.w]);
+    v.canvas.paints.length = 0;
+    v.r.run.apply({ kind: "node_failed", run_id: "r", node: "b", code: "VE-500", message: "boom" });
+    v.r.draw();
+    expect(v.canvas.paints.some((p) => p.style === NOTE_COLOR)).toBe(false);
   });
 });

@@ -32,6 +32,17 @@ describe("run state from engine events", () => {
     expect(s.errors.size).toBe(0);
   });
 
+  it("keeps a node's last progress text as its note until the next run", () => {
+    const s = new RunState();
+    s.apply(ev("run_started", { planned: ["e"] }));
+    s.apply(ev("node_progress", { node: "e", value: 0, total: 1, text: "embedding 'ghost' not found, skipped" }));
+    s.apply(ev("node_progress", { node: "e", value: 1, total: 1 }));
+    s.apply(ev("node_finished", { node: "e" }));
+    expect(s.notes.get("e")).toBe("embedding 'ghost' not found, skipped");
+    s.apply(ev("run_started", { planned: ["e"] }));
+    expect(s.notes.size).toBe(0);
+  });
+
   it("ignores unknown events and clamps progress", () => {
     const s = new RunState();
     expect(s.apply(ev("something_new"))).toBe(false);

@@ -263,14 +263,19 @@ function drawNodeExtras(d: DrawCtx, n: NodeView): void {
     ctx.drawImage(img, n.x + 4 + (boxW - w) / 2, top + (boxH - h) / 2, w, h);
   }
   const err = d.run.errors.get(n.id);
-  if (err) drawError(ctx, n, err);
+  const note = d.run.notes.get(n.id);
+  if (err) drawError(ctx, n, nodeErrorText(err));
+  else if (note) drawError(ctx, n, note, NOTE_COLOR);
 }
 
-/** The failure banner under a node: wrapped (up to 3 lines) so the cause stays readable. */
-function drawError(ctx: CanvasRenderingContext2D, n: NodeView, err: string): void {
+/** Banner color of a node's note (its last progress text, e.g. a missing embedding). */
+export const NOTE_COLOR = "#8a6a1c";
+
+/** The banner under a node (a failure, or a note): wrapped (up to 3 lines) so it stays readable. */
+function drawError(ctx: CanvasRenderingContext2D, n: NodeView, text: string, color = "#b8383b"): void {
   ctx.font = "11px sans-serif";
-  const lines = wrapText(nodeErrorText(err), n.w - 8, (t) => ctx.measureText(t).width, ERROR_LINES);
-  ctx.fillStyle = "#b8383b";
+  const lines = wrapText(text, n.w - 8, (t) => ctx.measureText(t).width, ERROR_LINES);
+  ctx.fillStyle = color;
   ctx.fillRect(n.x, n.y + n.h, n.w, lines.length * ERROR_LINE_H + 5);
   ctx.fillStyle = "#fff";
   lines.forEach((line, i) => ctx.fillText(line, n.x + 4, n.y + n.h + 13 + i * ERROR_LINE_H));

@@ -54,7 +54,7 @@ export class NodeList {
       }
       const [x, y] = graphToScreen(view, n.x, n.y);
       const state = this.r.run.state(n.id);
-      const err = this.r.run.errors.get(n.id);
+      const err = this.r.run.errors.get(n.id) ?? this.r.run.notes.get(n.id);
       li.dataset.nodeType = n.type;
       li.dataset.state = state;
       li.dataset.mode = modeName(n.mode);
