@@ -114,7 +114,7 @@ def test_cancel_stops_the_sampler_between_steps(io_dirs: Any) -> None:
 
 def test_a_sampler_we_do_not_implement_is_a_ve116_validation_problem(io_dirs: Any) -> None:
     g = vx.load(EXAMPLES / "txt2img.json")
-    g.nodes["3"].params["sampler_name"] = "res_multistep"  # a ComfyUI name we do not run yet
+    g.nodes["3"].params["sampler_name"] = "sa_solver"  # a ComfyUI name we do not run yet
     problems = g.problems()
     assert [(p.code, p.node, p.port) for p in problems] == [("VE-116", "3", "sampler_name")]
     assert "dpmpp_2m" in problems[0].message and "uni_pc" in problems[0].message
