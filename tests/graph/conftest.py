@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from vortex_jupyter.graph.model import GraphModel
+from vortex_jupyter.nodes.builtin.frontend import primitive_node
 from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec, PortSpec
 
 DATA = Path(__file__).parent / "data"
@@ -74,6 +75,7 @@ SPECS: dict[str, NodeSpec] = {
         _spec("Passthrough", [PortSpec("value", "*")], [("value", "*")]),
         _spec("BadCheck", [PortSpec("n", "INT", default=1)], [("INT", "INT")],
               check=lambda params: 1 / 0),  # a buggy check must become a problem, not a crash
+        primitive_node.spec,  # type: ignore[attr-defined]  # the frontend's PrimitiveNode, as registered
     )
 }
 

@@ -47,6 +47,8 @@ from typing import Any
 from ..errors import ExecutionError, Problem, RunCancelledError, UpstreamFailedError, VortexError
 from ..graph.model import GraphModel
 from ..graph.modes import skipped
+from ..graph.queue import QueueView
+from ..graph.textsub import SUBSTITUTED
 from .cache import OutputCache, cache_for
 from .events import (
     Event,
@@ -358,6 +360,14 @@ class _TaskMaker:
         #: True while the caller knows every source of the next tasks is in ``planned_keys``.
         self.sources_planned = False
         self._hidden: _Hidden | None = None
+        self._queue: QueueView | None = None
+
+    def _queue_view(self) -> QueueView:
+        """Queue-time text substitution (``%date:...%``, ``%Node.widget%``) as ComfyUI's frontend
+        applies it, one clock per run; made only when a planned node has such a param."""
+        if self._queue is None:
+            self._queue = QueueView(self.engine.model, self.engine.lookup)
+        return self._queue
 
     def __call__(self, n: str, key: str) -> Task:
         info = self.infos.get(n) or self.engine.keys.info(n)
@@ -367,6 +377,8 @@ class _TaskMaker:
         if links and not self.sources_planned:
             self._pin_cached(links)
         params = info.args
+        if spec.type in SUBSTITUTED:  # a save node's prefix, a PrimitiveNode: see graph/queue.py
+            params = self._queue_view().params(n, params)
         if spec.hidden:
             if self._hidden is None:
                 self._hidden = _Hidden(self.engine.model, self.engine.lookup)

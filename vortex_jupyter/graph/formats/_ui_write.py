@@ -20,7 +20,7 @@ from typing import Any
 from ...errors import ValidationError
 from ..model import Edge, GraphModel, NodeData
 from ._common import GROUP_BOX, group_box
-from ._ui_common import KEY, MAX_ID, Lookup, as_dict, as_id, as_list, slot_name, slots
+from ._ui_common import KEY, MAX_ID, PRIMITIVE, Lookup, as_dict, as_id, as_list, slot_name, slots
 from ._ui_links import LinkPlanner, Origin, is_reroute, output_links
 from ._ui_subgraph_write import DefinitionPatcher, intact, output_slot, top_of
 from ._ui_widgets import MISSING, widgets_out
@@ -133,9 +133,9 @@ class _Writer:
         spec = self.lookup(node.type)
         linked = self.model.inputs_of(mid)
         found = slots(raw.get("inputs"))
-        if found is None:
-            found = [{"name": p.name, "type": p.type, "link": None} for p in (spec.inputs if spec else ())
-                     if not getattr(p, "widget", False)]
+        if found is None:  # a file node without "inputs" gets slots only for what is linked now
+            ports = spec.inputs if spec is not None and "type" not in raw and node.type != PRIMITIVE else ()
+            found = [{"name": p.name, "type": p.type, "link": None} for p in ports if not getattr(p, "widget", False)]
         names = [slot_name(s) for s in found]
         for name in linked:
             if name not in names:

@@ -88,7 +88,8 @@ class _Reader:
             "keys": list(self.d), "top": {k: v for k, v in self.d.items() if k not in ("nodes", "links", "groups")},
             "links": list(links.values()), "order": order,
             "unused_links": sorted(set(links) - used.get("", set())),
-            "instances": {k: self._instance_record(i) for k, i in self.instances.items()},
+            "instances": {**{k: self._instance_record(i) for k, i in self.instances.items()},
+                          **{k: self._group_record(k) for k in self.groups.expanded}},
             "expanded": self._expanded(),
         }
         if form != "list":
@@ -103,6 +104,14 @@ class _Reader:
         if inst.container is None:  # where each output comes from, to write links out of it back
             record["outputs"] = [self._output_source(inst, k) for k in range(len(inst.definition.outputs))]
         return record
+
+    def _group_record(self, key: str) -> dict[str, Any]:
+        gdef, _, level = self.groups.expanded[key]
+        outputs = []
+        for k in range(len(gdef.outputs)):
+            found = self.groups.output_source(self, level, key, k)
+            outputs.append([found[1], found[2]] if found is not None else None)
+        return {"group": gdef.name, "container": None, "local": key, "outputs": outputs}
 
     def _output_source(self, inst: Instance, slot: int) -> list[Any] | None:
         lid = output_link(inst.definition, slot)
@@ -154,14 +163,17 @@ class _Reader:
         if ntype in self.defs:
             # ComfyUI runs nothing inside a muted/bypassed instance, but only at the top level
             return "model" if level.prefix == "" and raw.get("mode") in _SKIP_MODES else "instance"
-        if self.groups.is_group(ntype):
-            return "group"
+        if level.prefix == "" and self.groups.is_group(ntype) and raw.get("mode") not in _SKIP_MODES:
+            return "group"  # the frontend refuses group nodes inside subgraphs
         return "model"
 
     def _add_model_node(self, level: Level, nid: str, raw: dict[str, Any], path: str, stack: list[str]) -> None:
         if len(self.model.nodes) >= MAX_EXPANDED:
             fail(path, f"the workflow expands to more than {MAX_EXPANDED} nodes", "flatten its subgraphs")
         extra: dict[str, Any] = {"raw": raw}
+        note = self.groups.missing_note(raw["type"])
+        if note is not None:
+            extra["unexpanded"] = note
         if level.instance is not None:
             extra["sub"] = {"def": level.instance.definition.id, "local": nid, "top": level.prefix.split(":")[0]}
         size = raw.get("size")
@@ -196,6 +208,10 @@ class _Reader:
             for nid, kind in level.kinds.items():
                 if kind == "model":
                     self._connect_node(level, nid, used)
+                elif kind == "group":
+                    used.setdefault(level.prefix, set()).update(
+                        s["link"] for s in level.nodes[nid].get("inputs") or () if isinstance(s.get("link"), int))
+        self.groups.connect(self)
         return used
 
     def _connect_node(self, level: Level, nid: str, used: dict[str, set[int]]) -> None:
