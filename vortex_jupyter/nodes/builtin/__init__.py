@@ -21,9 +21,9 @@ of the same name wins).
 
 from __future__ import annotations
 
-from . import animated, filters, image, image_ops, masks, math, primitives, strings, utility
+from . import animated, filters, frontend, image, image_ops, masks, math, primitives, strings, utility
 
-FUNCTION_NODES = [*primitives.NODES, *math.NODES, *strings.NODES]
+FUNCTION_NODES = [*primitives.NODES, *math.NODES, *strings.NODES, *frontend.NODES]  # frontend: PrimitiveNode
 _CLASS_MODULES = (image, image_ops, filters, masks, animated, utility)
 NODE_CLASS_MAPPINGS = {name: cls for m in _CLASS_MODULES for name, cls in m.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v for m in _CLASS_MODULES for k, v in m.NODE_DISPLAY_NAME_MAPPINGS.items()}
