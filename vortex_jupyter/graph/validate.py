@@ -39,9 +39,9 @@ from typing import Any
 
 from ..errors import Problem, ValidationError
 from . import modes, topology
-from .comfy_core import CORE_NODE_TYPES
 from .model import Edge, GraphModel, NodeData
 from .ports import compatible
+from .unknown import describe_unknown
 
 __all__ = ["MAX_INT", "MAX_STRING", "check", "describe", "describe_unknown", "validate", "validate_ordered"]
 
@@ -210,24 +210,6 @@ def _unknown_type(node: NodeData, types: _TypeNames) -> Problem:
     close = difflib.get_close_matches(node.type, types.names(), n=3, cutoff=0.6)
     hint = f"did you mean {_or_list(close)}?" if close else "install or register the node type, or remove the node"
     return Problem("VE-101", node.id, None, f"unknown node type {node.type!r}: {describe_unknown(node)}", hint)
-
-
-def describe_unknown(node: NodeData) -> str:
-    """What a node type we lack is, from what its UI file says of it (``properties.cnr_id`` /
-    ``aux_id`` / ``ver``, as ComfyUI writes them) or, without that, ComfyUI's core node list."""
-    kept = node.extra.get("comfy_ui")
-    kept = kept if isinstance(kept, dict) else {}
-    if isinstance(kept.get("unexpanded"), str):
-        return str(kept["unexpanded"])
-    raw = kept.get("raw")
-    props = raw.get("properties") if isinstance(raw, dict) else None
-    props = props if isinstance(props, dict) else {}
-    pack, ver = props.get("cnr_id") or props.get("aux_id"), props.get("ver")
-    if pack == "comfy-core" or (not pack and node.type in CORE_NODE_TYPES):
-        return "a ComfyUI core node we do not implement yet"
-    if isinstance(pack, str) and pack:
-        return f"a custom node from pack {pack!r}" + (f" (version {ver})" if isinstance(ver, str) and ver else "")
-    return "a custom node from an unknown pack"
 
 
 # ---- edges ---------------------------------------------------------------------------------

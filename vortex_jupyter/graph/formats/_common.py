@@ -8,9 +8,11 @@ NaN or a 10 MB string in a widget shows up as a problem on the right node and po
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 from ...errors import FormatError
@@ -138,3 +140,23 @@ def group_box(group: dict[str, Any]) -> list[float]:
     raw = group.get("bounding")
     bounding = raw if isinstance(raw, (list, tuple)) and len(raw) == 4 else (0, 0, 0, 0)
     return [float(group.get(key, b) or 0) for key, b in zip(GROUP_BOX, bounding, strict=True)]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """No cyclic GC while reading or writing a big workflow: it allocates many small dicts that
+    form no garbage cycles, yet each young collection would walk them all (~20% of a 10k-node
+    load). On exit what was made is promoted to the oldest generation (``gc.freeze();
+    gc.unfreeze()``, O(1)), as the engine's planning does: otherwise the next young collections
+    walk it all again (measured: +200 ms after a 10k-node load). Skipped when someone else froze
+    objects (unfreeze would thaw theirs)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            if gc.get_freeze_count() == 0:
+                gc.freeze()
+                gc.unfreeze()
+            gc.enable()

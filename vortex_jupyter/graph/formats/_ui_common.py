@@ -61,8 +61,22 @@ def link_table(value: Any, path: str) -> tuple[dict[int, Any], str]:
     return table, form
 
 
+_MAX_SLOT = 1 << 31
+
+
 def parse_link(raw: Any, path: str) -> Link:
     """One link table entry, checked; node ids may be negative (a subgraph's IO nodes)."""
+    if type(raw) is list and len(raw) >= 5:  # the common forms, checked in one go
+        lid, src, src_slot, dst, dst_slot = raw[:5]
+    elif type(raw) is dict:
+        lid, src, src_slot, dst, dst_slot = (raw.get(k) for k in LINK_KEYS[:5])
+    else:
+        lid = src = src_slot = dst = dst_slot = None
+    if (type(lid) is int and type(src) is int and type(src_slot) is int and type(dst) is int
+            and type(dst_slot) is int and 0 <= lid <= MAX_ID and -MAX_ID <= src <= MAX_ID
+            and -MAX_ID <= dst <= MAX_ID and 0 <= src_slot <= _MAX_SLOT and 0 <= dst_slot <= _MAX_SLOT):
+        kind = raw.get("type") if type(raw) is dict else (raw[5] if len(raw) > 5 else None)
+        return lid, str(src), src_slot, str(dst), dst_slot, kind
     if isinstance(raw, dict):
         values = [raw.get(k) for k in LINK_KEYS]
         names = [f"{path}.{k}" for k in LINK_KEYS]
@@ -73,17 +87,17 @@ def parse_link(raw: Any, path: str) -> Link:
             node_id(values[3], names[3]), integer(values[4], names[4], hi=1 << 31), values[5])
 
 
-def readable_link(raw: Any) -> bool:
-    """Whether a kept link entry would load again (garbage in a native file's extra is dropped)."""
+def readable_link(raw: Any) -> Link | None:
+    """A kept link entry, parsed, if it would load again (garbage in a native file's extra is
+    dropped)."""
     from ...errors import FormatError
 
     if not isinstance(raw, (list, dict)) or (isinstance(raw, list) and len(raw) < 5):
-        return False
+        return None
     try:
-        parse_link(raw, "links")
+        return parse_link(raw, "links")
     except FormatError:
-        return False
-    return True
+        return None
 
 
 def slot_name(slot: dict[str, Any]) -> str:

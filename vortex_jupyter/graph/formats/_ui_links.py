@@ -35,9 +35,12 @@ class LinkPlanner:
         self.model, self.lookup, self.ids, self.origin = model, lookup, ids, origin
         self.as_objects = meta.get("links_form") == "object"
         self.original: dict[int, Any] = {}
+        self.parsed: dict[int, Any] = {}  # lid -> parse_link of its original row, parsed once
         for raw in as_list(meta.get("links")):
-            if readable_link(raw):
-                self.original.setdefault(parse_link(raw, "links")[0], raw)
+            link = readable_link(raw)
+            if link is not None and link[0] not in self.original:
+                self.original[link[0]] = raw
+                self.parsed[link[0]] = link
         self.unused = [lid for lid in as_list(meta.get("unused_links")) if isinstance(lid, int)]
         self.rows: dict[int, Any] = {}
         self.fresh: list[int] = []
@@ -58,7 +61,7 @@ class LinkPlanner:
         lid = kept[0] if top_level and kept[1:] == [edge.src, edge.src_output] else None
         if isinstance(lid, int) and lid in self.original and lid not in self.rows:
             raw = self.original[lid]
-            link = parse_link(raw, "links")
+            link = self.parsed[lid]
             ok = (link[3], link[4]) == (str(dst[0]), dst[1]) and self._chain_origin(lid) == src
             self.rows[lid] = raw if ok else self._row(lid, src, dst, link[5])
             return lid
@@ -72,7 +75,7 @@ class LinkPlanner:
         seen: set[int] = set()
         while isinstance(lid, int) and lid in self.original and lid not in seen:
             seen.add(lid)
-            _, src, slot, _, _, _ = parse_link(self.original[lid], "links")
+            _, src, slot, _, _, _ = self.parsed[lid]
             number = _int(src)
             reroute = self.reroutes.get(number) if number is not None else None
             if reroute is None:
@@ -86,7 +89,7 @@ class LinkPlanner:
         """A raw node's input link, kept while its source is written."""
         if not isinstance(lid, int) or lid not in self.original or lid in self.rows:
             return None
-        _, src, _, _, _, _ = parse_link(self.original[lid], "links")
+        _, src, _, _, _, _ = self.parsed[lid]
         if _int(src) not in self.written:
             return None
         self.rows[lid] = self.original[lid]
@@ -108,7 +111,8 @@ class LinkPlanner:
         out: dict[Origin, list[int]] = {}
         unused = set(self.unused)
         for lid in [lid for lid in self.original if lid in self.rows and lid not in unused] + self.fresh:
-            _, src, slot, _, _, _ = parse_link(self.rows[lid], "links")
+            row = self.rows[lid]
+            _, src, slot, _, _, _ = self.parsed[lid] if row is self.original.get(lid) else parse_link(row, "links")
             number = _int(src)
             if number is not None:
                 out.setdefault((number, slot), []).append(lid)
@@ -147,7 +151,8 @@ def output_links(raw: Any, found: list[int], known: Any) -> Any:
 
 
 def _int(text: str) -> int | None:
-    digits = text[1:] if text.startswith("-") else text
+    """A node id of the file as an int ("12", "-10"), or None for string ids ("37:8")."""
+    digits = text[1:] if text[:1] == "-" else text
     return int(text) if digits.isdigit() and digits.isascii() else None
 
 

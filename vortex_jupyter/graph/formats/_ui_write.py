@@ -19,7 +19,7 @@ from typing import Any
 
 from ...errors import ValidationError
 from ..model import Edge, GraphModel, NodeData
-from ._common import GROUP_BOX, group_box
+from ._common import GROUP_BOX, gc_paused, group_box
 from ._ui_common import KEY, MAX_ID, PRIMITIVE, Lookup, as_dict, as_id, as_list, slot_name, slots
 from ._ui_links import LinkPlanner, Origin, is_reroute, output_links
 from ._ui_subgraph_write import DefinitionPatcher, intact, output_slot, top_of
@@ -35,7 +35,8 @@ Entry = tuple[str, Any]  # ("model", model id) or ("raw", (raw node, kind, insta
 
 def to_comfy_ui(model: GraphModel, lookup: Lookup) -> dict[str, Any]:
     """The model as a UI-format workflow (a dict ready for ``json.dumps``)."""
-    return _Writer(model, lookup).write()
+    with gc_paused():
+        return _Writer(model, lookup).write()
 
 
 class _Writer:
@@ -46,6 +47,7 @@ class _Writer:
         kept = {str(as_dict(e).get("id")) for e in as_list(self.meta.get("order"))
                 if as_dict(e).get("kind") in ("instance", "group")}
         self.keep = intact(model, self.meta, kept)
+        self.tops = {mid: top_of(node) for mid, node in model.nodes.items()}
         self.raw_ids: dict[str, int] = {}
         self._topo: dict[str, int] | None = None
         self.entries = self._entries()
@@ -79,7 +81,7 @@ class _Writer:
         for entry in as_list(self.meta.get("order")):
             entry = as_dict(entry)
             mid, raw, kind = entry.get("node"), entry.get("raw"), entry.get("kind")
-            if isinstance(mid, str) and mid in self.model.nodes and top_of(self.model.nodes[mid]) is None:
+            if isinstance(mid, str) and mid in self.model.nodes and self.tops[mid] is None:
                 out.append(("model", mid))
                 done.add(mid)
             elif isinstance(raw, dict) and kind in _RAW_KINDS and as_id(raw.get("id")):
@@ -88,11 +90,11 @@ class _Writer:
                     out.append(("raw", (raw, kind, key)))
                     self.raw_ids[key] = as_id(raw.get("id"))
                 else:  # a flattened instance: its nodes take its place
-                    flat = [m for m, n in self.model.nodes.items() if top_of(n) == key and m not in done]
+                    flat = [m for m, top in self.tops.items() if top == key and m not in done]
                     out += [("model", m) for m in flat]
                     done.update(flat)
-        for mid, node in self.model.nodes.items():
-            if mid not in done and top_of(node) not in self.keep:
+        for mid, top in self.tops.items():
+            if mid not in done and top not in self.keep:
                 out.append(("model", mid))  # new nodes, and those of flattened instances
         return out
 
@@ -115,8 +117,7 @@ class _Writer:
 
     def _origin(self, edge: Edge) -> Origin | None:
         """Where a link from ``edge``'s source starts in the file."""
-        src = self.model.nodes.get(edge.src)
-        top = top_of(src) if src is not None else None
+        top = self.tops.get(edge.src)
         if top is not None and top in self.keep:
             slot = output_slot(self.meta, top, edge)
             return None if slot is None or top not in self.raw_ids else (self.raw_ids[top], slot)
@@ -149,7 +150,7 @@ class _Writer:
 
     def _plan_inputs(self, mid: str, found: list[dict[str, Any]]) -> list[dict[str, Any]]:
         linked = self.model.inputs_of(mid)
-        top_level = top_of(self.model.nodes[mid]) is None
+        top_level = self.tops[mid] is None
         unresolved = as_dict(as_dict(self.model.nodes[mid].extra.get(KEY)).get("link_ids"))
         for i, slot in enumerate(found):
             edges = linked.get(slot_name(slot))
@@ -182,7 +183,7 @@ class _Writer:
             fields["title"] = node.title
         if not loaded:
             fields["properties"] = {"Node name for S&R": node.type}
-        values = widgets_out(self.model, node, spec, flat=top_of(node) is not None)
+        values = widgets_out(self.model, node, spec, flat=self.tops[mid] is not None)
         if values is not MISSING:
             fields["widgets_values"] = values if values != raw.get("widgets_values") else raw["widgets_values"]
         return _merge(raw, fields, loaded)

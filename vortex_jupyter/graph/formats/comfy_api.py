@@ -153,10 +153,10 @@ def to_comfy_api(model: GraphModel, lookup: Callable[[str], Any] | None = None, 
         entry.update(kept)
         out[node.id] = entry
     for nid, entry in out.items():  # as graphToPrompt: inputs linked to nodes not sent are dropped
-        for name in model.inputs_of(nid):
-            value = entry["inputs"].get(name)
+        for input_name in model.inputs_of(nid):
+            value = entry["inputs"].get(input_name)
             if type(value) is list and value[0] not in out:
-                del entry["inputs"][name]
+                del entry["inputs"][input_name]
     return out
 
 

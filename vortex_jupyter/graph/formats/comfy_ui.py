@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import GraphModel
-from ._common import fail, integer, lst, name, node_id, obj, opt_title, pair
+from ._common import fail, gc_paused, integer, lst, name, node_id, obj, opt_title, pair
 from ._ui_common import (
     FRONTEND_NOTES,
     KEY,
@@ -61,7 +61,8 @@ Source = tuple[str, int]
 
 def from_comfy_ui(d: Any, lookup: Lookup) -> GraphModel:
     """Read a UI-format workflow. Raises ``FormatError`` naming the bad field."""
-    return _Reader(obj(d, "(top level)"), lookup).read()
+    with gc_paused():
+        return _Reader(obj(d, "(top level)"), lookup).read()
 
 
 class _Reader:
@@ -263,7 +264,10 @@ class _Reader:
         seen: set[tuple[str, int]] = set()
         while (level.prefix, lid) not in seen:
             seen.add((level.prefix, lid))
-            _, src, slot, _, _, _ = parse_link(level.links[lid], f"{level.where}links[id={lid}]")
+            link = level.parsed.get(lid)
+            if link is None:
+                link = level.parsed[lid] = parse_link(level.links[lid], f"{level.where}links[id={lid}]")
+            _, src, slot, _, _, _ = link
             step = self._step(level, src, slot)
             if step is None or step[0] != "follow":
                 return step

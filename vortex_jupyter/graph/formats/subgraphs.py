@@ -52,6 +52,8 @@ class Definition:
     outputs: list[dict[str, Any]]
     io_in: str
     io_out: str
+    #: input name -> (inner node, input) of its first widget target, or None (made on first use)
+    targets: dict[str, tuple[str, str] | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Level:
     instance: Instance | None = None
     kinds: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)  # local id -> JSON path of the node
+    parsed: dict[int, Any] = field(default_factory=dict)  # link id -> its parse_link, made once
     children: dict[str, Instance] = field(default_factory=dict)
 
     def model_id(self, local: str) -> str:
@@ -161,6 +164,13 @@ def widget_inputs(definition: Definition) -> list[str]:
 
 def first_widget_target(definition: Definition, port: dict[str, Any]) -> tuple[str, str] | None:
     """(inner node local id, input name) of the first widget slot a definition input feeds."""
+    key = str(port.get("name"))
+    if key not in definition.targets:
+        definition.targets[key] = _first_widget_target(definition, port)
+    return definition.targets[key]
+
+
+def _first_widget_target(definition: Definition, port: dict[str, Any]) -> tuple[str, str] | None:
     for lid in port.get("linkIds") or ():
         raw = definition.links.get(lid) if isinstance(lid, int) else None
         if raw is None:

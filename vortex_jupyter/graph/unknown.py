@@ -1,0 +1,30 @@
+"""What a node type we lack is, told from what its file says of it: a ComfyUI core node we do not
+implement yet, a custom node from a named pack (UI files record ``properties.cnr_id`` /
+``aux_id`` / ``ver`` per node, as ComfyUI writes them), or one from an unknown pack. API files
+carry no such marks; ComfyUI's core node names (``comfy_core``) decide there. Readers may
+leave a sentence of their own in ``extra["comfy_ui"]["unexpanded"]`` (a group node whose inner
+types are missing).
+"""
+
+from __future__ import annotations
+
+from .comfy_core import CORE_NODE_TYPES
+from .model import NodeData
+
+
+def describe_unknown(node: NodeData) -> str:
+    """What a node type we lack is, from what its UI file says of it (``properties.cnr_id`` /
+    ``aux_id`` / ``ver``, as ComfyUI writes them) or, without that, ComfyUI's core node list."""
+    kept = node.extra.get("comfy_ui")
+    kept = kept if isinstance(kept, dict) else {}
+    if isinstance(kept.get("unexpanded"), str):
+        return str(kept["unexpanded"])
+    raw = kept.get("raw")
+    props = raw.get("properties") if isinstance(raw, dict) else None
+    props = props if isinstance(props, dict) else {}
+    pack, ver = props.get("cnr_id") or props.get("aux_id"), props.get("ver")
+    if pack == "comfy-core" or (not pack and node.type in CORE_NODE_TYPES):
+        return "a ComfyUI core node we do not implement yet"
+    if isinstance(pack, str) and pack:
+        return f"a custom node from pack {pack!r}" + (f" (version {ver})" if isinstance(ver, str) and ver else "")
+    return "a custom node from an unknown pack"
