@@ -242,3 +242,14 @@ def test_unknown_nodes_keep_their_values_through_both_exports_and_say_what_they_
     messages = {p.node: p.message for p in validate(m, lookup)}
     assert messages["1"].endswith("a custom node from an unknown pack")
     assert messages["2"].endswith("a ComfyUI core node we do not implement yet")
+
+
+def test_a_primitive_value_is_judged_by_each_widget_it_feeds() -> None:
+    wf = load_json("primitive_workflow.json")
+    wf["nodes"][0]["widgets_values"][0] = -5  # KSampler seeds start at 0
+    problems = [p for p in validate(from_comfy_ui(copy.deepcopy(wf), lookup), lookup) if p.code == "VE-105"]
+    assert sorted((p.node, p.port) for p in problems) == [("5", "value"), ("5", "value")]
+    assert {"of node '1'" in p.message or "of node '2'" in p.message for p in problems} == {True}
+    wf["nodes"][0]["widgets_values"][0] = "many"
+    codes = {p.code for p in validate(from_comfy_ui(wf, lookup), lookup) if p.node == "5"}
+    assert codes == {"VE-104"}

@@ -52,6 +52,8 @@ MAX_INT = (1 << 63) - 1
 MIN_INT = -(1 << 63)
 #: ... unless the port declares a larger max: ComfyUI's seeds go up to 2**64 - 1.
 MAX_UINT = (1 << 64) - 1
+#: The frontend's PrimitiveNode (``nodes/builtin/frontend.py``): its value is checked per target.
+PRIMITIVE = "PrimitiveNode"
 #: Choice lists are cut to this many entries in messages.
 CHOICES_SHOWN = 8
 
@@ -229,7 +231,7 @@ def _check_edges(
             src = nodes.get(e.src)
             if src is not None and e.src != e.dst:
                 shape = (src.type, e.src_output, node.type, name)
-                if shape in links_ok:
+                if shape in links_ok and src.type != PRIMITIVE:  # a primitive's value matters too
                     degree += 1
                     continue
                 port = info.ports.get(name) if info is not None else None
@@ -291,6 +293,17 @@ def _check_edge(model: GraphModel, e: Edge, port: _Port | None, infos: _Infos, o
                            f"input {e.dst_input!r} expects {port.type} but is linked to output {e.src_output} "
                            f"of node {e.src!r} ({src.type}), which gives {src_type}",
                            f"link an output of type {port.type} instead"))
+    elif port is not None and port.widget and src.type == PRIMITIVE and "value" in src.params:
+        _check_primitive(e, port, src, out)
+
+
+def _check_primitive(e: Edge, port: _Port, src: NodeData, out: list[Problem]) -> None:
+    """A PrimitiveNode's value lands in the widgets it feeds (``formats/comfy_ui``): judge it as
+    each widget would, on the primitive (where it is edited), naming the widget."""
+    problem = _value_problem(e.src, port, src.params["value"])
+    if problem is not None:
+        out.append(Problem(problem.code, e.src, "value", f"{problem.message} (it feeds input {e.dst_input!r} "
+                           f"of node {e.dst!r})", problem.hint))
 
 
 # ---- params and required inputs ------------------------------------------------------------
