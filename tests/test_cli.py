@@ -110,7 +110,7 @@ def _bad_inputs() -> dict[str, tuple[str, str]]:
         "malformed json": ('{"schema_version": 1, "nodes": [', "VE-200"),
         "unknown field": (json.dumps(native([], bogus=1)), "VE-200"),
         "NaN": ('{"schema_version": 1, "nodes": [{"id": "a", "type": "PrimitiveFloat", '
-                '"params": {"value": NaN}}], "edges": []}', "VE-200"),
+                '"params": {"value": NaN}}], "edges": []}', "VE-106"),  # loads, reported on a.value
         "infinity via overflow": ('{"schema_version": 1, "nodes": [{"id": "a", "type": "PrimitiveFloat", '
                                   '"params": {"value": 1e999}}], "edges": []}', "VE-"),
         "huge int literal": ('{"schema_version": 1, "nodes": [{"id": "a", "type": "PrimitiveInt", '
