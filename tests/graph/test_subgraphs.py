@@ -164,3 +164,22 @@ def test_group_node_with_a_type_we_lack_stays_one_node_and_says_why() -> None:
     assert sorted(m.nodes) == ["5", "9"]
     problem = next(p for p in validate(m, lookup) if p.code == "VE-101")
     assert problem.node == "5" and "MysteryAdd" in problem.message
+
+
+def test_mode_title_and_position_edits_of_inner_nodes_go_to_the_definition() -> None:
+    _, m = load("subgraph_workflow.json")
+    m.set_mode("10:1", 4)
+    m.set_layout("10:1", title="Inner add", pos=(5, 6))
+    out = to_comfy_ui(m, lookup)
+    inner = out["definitions"]["subgraphs"][0]["nodes"][0]
+    assert (inner["mode"], inner["title"], inner["pos"]) == (4, "Inner add", [5, 6])
+    again = from_comfy_ui(out, lookup)
+    assert again.modes["11:1"] == 4 and again.nodes["11:1"].title == "Inner add"  # shared, as in ComfyUI
+    assert to_comfy_api(again, lookup)["10:20:2"] == add(["1", 0], ["1", 0])  # bypassed: a passes through
+
+
+def test_an_enabled_placeholder_of_a_muted_instance_says_to_read_the_file_again() -> None:
+    _, m = load("subgraph_workflow.json")
+    m.set_mode("12", 0)
+    problem = next(p for p in validate(m, lookup) if p.node == "12")
+    assert problem.code == "VE-101" and "'Double'" in problem.message and "read the file again" in problem.message

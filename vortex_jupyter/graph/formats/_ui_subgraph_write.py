@@ -92,7 +92,11 @@ class DefinitionPatcher:
 
     def __init__(self, model: GraphModel, lookup: Lookup, meta: dict[str, Any], keep: set[str]) -> None:
         self.model, self.lookup, self.meta, self.keep = model, lookup, meta, keep
-        self.inner: dict[tuple[str, str], Any] = {}  # (definition, local id) -> widgets_values
+        defs = as_dict(as_dict(meta.get("top")).get("definitions"))
+        self.originals = {(str(as_dict(sub).get("id")), str(as_dict(n).get("id"))): n
+                          for sub in as_list(defs.get("subgraphs")) for n in as_list(as_dict(sub).get("nodes"))
+                          if isinstance(n, dict)}
+        self.inner: dict[tuple[str, str], dict[str, Any]] = {}  # (definition, local id) -> changed fields
         self.promoted: dict[tuple[str, int], Any] = {}  # (instance key, index) -> value
 
     def collect(self) -> None:
@@ -106,9 +110,12 @@ class DefinitionPatcher:
             if "def" not in sub or where in self.inner:
                 continue  # a group node's inner node, or a later instance of the definition
             raw = as_dict(as_dict(node.extra.get(KEY)).get("raw"))
+            changed = _changed_fields(node, as_dict(self.originals.get(where)))
             values = widgets_out(self.model, node, self.lookup(node.type))
             if values is not MISSING and values is not raw.get("widgets_values"):
-                self.inner[where] = values
+                changed["widgets_values"] = values
+            if changed:
+                self.inner[where] = changed
 
     def _collect_promoted(self, node: NodeData) -> None:
         for name, place in as_dict(as_dict(node.extra.get(KEY)).get("promoted")).items():
@@ -129,7 +136,7 @@ class DefinitionPatcher:
         return out
 
     def definitions(self, original: Any) -> Any:
-        changes: dict[tuple[str, str], Any] = dict(self.inner)
+        changes: dict[tuple[str, str], dict[str, Any]] = dict(self.inner)
         nested: dict[tuple[str, str], list[str]] = {}
         for key, record in as_dict(self.meta.get("instances")).items():
             if ":" in key and key.split(":")[0] in self.keep:
@@ -144,16 +151,34 @@ class DefinitionPatcher:
                 if not isinstance(node, dict):
                     continue
                 where = (str(as_dict(sub).get("id")), str(node.get("id")))
-                new = changes.get(where, MISSING)
-                for key in nested.get(where, ()) if new is MISSING else ():
+                new = dict(changes.get(where, {}))
+                for key in nested.get(where, ()) if not new else ():
                     candidate = self.instance_values(key, node)
                     if candidate is not node.get("widgets_values"):
-                        new = candidate
+                        new["widgets_values"] = candidate
                         break
-                if new is not MISSING:
-                    node["widgets_values"] = new
+                if new:
+                    node.update(new)
                     changed = True
         return out if changed else original
+
+
+def _changed_fields(node: NodeData, raw: dict[str, Any]) -> dict[str, Any]:
+    """Title, mode and position edits of an inner node against its definition's ``raw``."""
+    from ._ui_write import _pair
+
+    if not raw:
+        return {}
+    out: dict[str, Any] = {}
+    mode = as_dict(as_dict(node.extra.get(KEY)).get("raw")).get("mode", 0)
+    if mode != raw.get("mode", 0):
+        out["mode"] = mode
+    if node.title != raw.get("title") and not (node.title is None and "title" not in raw):
+        out["title"] = node.title
+    for key, value in (("pos", node.pos), ("size", node.size)):
+        if value is not None and key in raw and _pair(value, raw[key]) is not raw[key]:
+            out[key] = _pair(value, raw[key])
+    return out
 
 
 def _same(a: Any, b: Any) -> bool:

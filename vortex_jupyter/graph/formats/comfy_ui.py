@@ -173,6 +173,10 @@ class _Reader:
             fail(path, f"the workflow expands to more than {MAX_EXPANDED} nodes", "flatten its subgraphs")
         extra: dict[str, Any] = {"raw": raw}
         note = self.groups.missing_note(raw["type"])
+        if raw["type"] in self.defs:  # a muted/bypassed top-level instance, kept whole
+            note = (f"an instance of subgraph {self.defs[raw['type']].raw.get('name', raw['type'])!r} that was "
+                    "muted or bypassed when the file was read, so its contents were not expanded; "
+                    "read the file again after enabling it")
         if note is not None:
             extra["unexpanded"] = note
         if level.instance is not None:
