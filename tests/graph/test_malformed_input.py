@@ -177,10 +177,12 @@ def _replace(doc: Any, path: tuple[Any, ...], new: Any) -> Any:
     return doc
 
 
-FILES = {name: load_json(name) for name in ("default_workflow.json", "rich_workflow.json", "default_prompt.json")}
+FILES = {name: load_json(name) for name in ("default_workflow.json", "rich_workflow.json", "default_prompt.json",
+                                           "subgraph_workflow.json", "groupnode_workflow.json",
+                                           "primitive_workflow.json")}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(sorted(FILES)), st.data(), json_values)
 def test_fuzzed_comfy_files_load_or_raise_format_error(name: str, data: st.DataObject, new: Any) -> None:
     doc = FILES[name]

@@ -46,7 +46,6 @@ from ._ui_common import (
     Lookup,
     link_table,
     parse_link,
-    slot_name,
 )
 from ._ui_widgets import map_widgets
 from ._ui_write import to_comfy_ui
@@ -232,7 +231,7 @@ class _Reader:
             if lid not in level.links:
                 fail(f"{path}.link", f"link {lid} is not in \"links\"", "remove the link id or add the link")
             used.setdefault(level.prefix, set()).add(lid)
-            input_name = slot_name(slot)
+            input_name = _linked_name(slot, path)
             found = self.resolve(level, lid)
             if found is None:  # linked to nothing in the end: kept, to be written back as it was
                 link_ids[input_name] = [lid, None, None]
@@ -322,6 +321,14 @@ def _promoted_source(inst: Instance, index: int) -> tuple[Any, ...] | None:
         names = [str(p.get("name")) for p in child.definition.inputs]
         return _promoted_source(child, names.index(target[1])) if target[1] in names else None
     return ("param", inst.inner.model_id(target[0]), target[1])
+
+
+def _linked_name(slot: dict[str, Any], path: str) -> str:
+    """The input name of a linked slot: its widget's name (a converted widget), else its name."""
+    widget = slot.get("widget")
+    if isinstance(widget, dict) and "name" in widget:
+        return name(widget["name"], f"{path}.widget.name")
+    return name(slot.get("name"), f"{path}.name")
 
 
 def _checked_node(raw: Any, path: str) -> dict[str, Any]:

@@ -48,11 +48,11 @@ class GroupDef:
         self.links_to: dict[tuple[int, int], tuple[int, int]] = {}
         self.links_from: set[tuple[int, int]] = set()
         for link in as_list(raw.get("links")):
-            if isinstance(link, list) and len(link) >= 4 and all(isinstance(x, int) for x in link[:4]):
+            if isinstance(link, list) and len(link) >= 4 and all(_index(x) for x in link[:4]):
                 self.links_to[(link[2], link[3])] = (link[0], link[1])
                 self.links_from.add((link[0], link[1]))
         self.external = {(e[0], e[1]) for e in as_list(raw.get("external"))
-                         if isinstance(e, list) and len(e) >= 2 and all(isinstance(x, int) for x in e[:2])}
+                         if isinstance(e, list) and len(e) >= 2 and all(_index(x) for x in e[:2])}
         self.missing = sorted({str(n.get("type")) for n in self.nodes
                                if n.get("type") not in _VIRTUAL and lookup(str(n.get("type"))) is None})
         self.widgets: list[tuple[int, str] | None] = []  # per group widget: (inner index, input) or a control
@@ -171,7 +171,8 @@ class GroupExpander:
     @staticmethod
     def _input_name(gdef: GroupDef, i: int, j: int) -> str | None:
         slots = as_list(gdef.nodes[i].get("inputs")) if 0 <= i < len(gdef.nodes) else []
-        return slot_name(slots[j]) if 0 <= j < len(slots) and isinstance(slots[j], dict) else None
+        found = slot_name(slots[j]) if 0 <= j < len(slots) and isinstance(slots[j], dict) else ""
+        return found or None
 
     def _inner_source(self, key: str, gdef: GroupDef, src: int, slot: int) -> tuple[str, int] | None:
         seen: set[int] = set()
@@ -194,6 +195,11 @@ class GroupExpander:
         i, inner_slot = gdef.outputs[slot]
         found = self._inner_source(level.model_id(nid), gdef, i, inner_slot)
         return None if found is None else ("edge", found[0], found[1])
+
+
+def _index(x: Any) -> bool:
+    """A node index or slot of a group definition's link (an int a file may hold)."""
+    return type(x) is int and 0 <= x < 1 << 31
 
 
 def _title(node: dict[str, Any]) -> str | None:

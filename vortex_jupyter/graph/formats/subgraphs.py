@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._common import fail, lst, name, node_id, obj
-from ._ui_common import link_table, parse_link, slot_name
+from ._ui_common import as_list, link_table, parse_link, slot_name
 
 #: Most nodes a workflow may expand to (nested instances multiply).
 MAX_EXPANDED = 500_000
@@ -146,7 +146,7 @@ def output_link(definition: Definition, slot: int) -> int | None:
     """The inner link feeding the definition's output ``slot`` (the first that exists)."""
     if not 0 <= slot < len(definition.outputs):
         return None
-    for lid in definition.outputs[slot].get("linkIds") or ():
+    for lid in as_list(definition.outputs[slot].get("linkIds")):
         if isinstance(lid, int) and lid in definition.links:
             return lid
     return None
@@ -171,7 +171,7 @@ def first_widget_target(definition: Definition, port: dict[str, Any]) -> tuple[s
 
 
 def _first_widget_target(definition: Definition, port: dict[str, Any]) -> tuple[str, str] | None:
-    for lid in port.get("linkIds") or ():
+    for lid in as_list(port.get("linkIds")):
         raw = definition.links.get(lid) if isinstance(lid, int) else None
         if raw is None:
             continue
