@@ -196,6 +196,12 @@ class _TypeNames:
     def __init__(self, lookup: Lookup, known: Iterable[str] | None) -> None:
         self._lookup, self._known = lookup, known
         self._names: list[str] | None = None
+        self._close: dict[str, list[str]] = {}  # difflib is slow: once per unknown type
+
+    def close(self, type_name: str) -> list[str]:
+        if type_name not in self._close:
+            self._close[type_name] = difflib.get_close_matches(type_name, self.names(), n=3, cutoff=0.6)
+        return self._close[type_name]
 
     def names(self) -> list[str]:
         if self._names is None:
@@ -209,7 +215,7 @@ class _TypeNames:
 
 
 def _unknown_type(node: NodeData, types: _TypeNames) -> Problem:
-    close = difflib.get_close_matches(node.type, types.names(), n=3, cutoff=0.6)
+    close = types.close(node.type)
     hint = f"did you mean {_or_list(close)}?" if close else "install or register the node type, or remove the node"
     return Problem("VE-101", node.id, None, f"unknown node type {node.type!r}: {describe_unknown(node)}", hint)
 
