@@ -201,3 +201,9 @@ def torch_threads():
     import torch
 
     return (torch.get_num_threads(),)
+
+
+def env_value(name):
+    import os
+
+    return (os.environ.get(name, "<unset>"),)

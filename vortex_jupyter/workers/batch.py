@@ -232,6 +232,7 @@ class _Batch:
     def _run_segment(self, w: WorkerProcess, segment: Iterator[tuple[Task, list[Any]]]) -> None:
         bid = self.pool.next_batch_id()
         with w.reading():  # this batch reads the worker's reports, not the monitor
+            w.sync_env()  # settings changed in the kernel since the worker started (or last batch)
             tasks, sent = self._send(w, bid, segment)
             if tasks:
                 self._follow_or_cancel(w, bid, tasks, sent)

@@ -202,6 +202,22 @@ class Execute(Message):
     last: bool
 
 
+#: The settings a worker reads from its environment while nodes run: the kernel forwards their
+#: current values (``SetEnv``) before a batch whenever they changed since the worker last heard,
+#: so ``os.environ["VORTEX_OUTPUT_DIR"] = ...`` in a notebook reaches workers started earlier.
+FORWARDED_ENV = ("VORTEX_INPUT_DIR", "VORTEX_OUTPUT_DIR", "VORTEX_TEMP_DIR", "VORTEX_MODELS_DIR",
+                 "VORTEX_EXTRA_MODEL_PATHS", "VORTEX_ALLOW_DOWNLOADS", "VORTEX_PREVIEW_INTERVAL")
+
+
+@_message
+@dataclass(frozen=True, slots=True)
+class SetEnv(Message):
+    """The kernel's values of ``FORWARDED_ENV`` (``""``: unset); other names are refused."""
+
+    tag: ClassVar[str] = "env"
+    values: dict
+
+
 @_message
 @dataclass(frozen=True, slots=True)
 class Cancel(Message):

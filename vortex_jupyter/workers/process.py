@@ -78,6 +78,7 @@ class WorkerProcess:
         self._sleepers = 0
         self._pumpers: set[int] = set()
         self._req = itertools.count(1)
+        self._env_sent: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"<worker {self.uid} pid={self.pid} {self.device}{' dead' if self.dead.is_set() else ''}>"
@@ -105,6 +106,14 @@ class WorkerProcess:
         if self._status is None:
             return -1, -1
         return int(self._status[0]), int(self._status[1])
+
+    def sync_env(self) -> bool:
+        """Tell the worker the kernel's ``FORWARDED_ENV`` values if they changed since last time."""
+        now = {name: os.environ.get(name, "") for name in p.FORWARDED_ENV}
+        if now == self._env_sent:
+            return True
+        self._env_sent = now
+        return self.send(p.SetEnv(now))
 
     def send(self, msg: p.Message, default: Any = None) -> bool:
         if self.chan is None or self.dead.is_set():

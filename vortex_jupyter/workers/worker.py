@@ -60,6 +60,18 @@ class WorkerConfig:
         return cls(**d)
 
 
+def _apply_env(values: dict[Any, Any]) -> None:
+    """Take the kernel's settings (``protocol.FORWARDED_ENV`` only; ``""`` unsets one)."""
+    for name, value in values.items():
+        if name not in p.FORWARDED_ENV or not isinstance(value, str):
+            raise ProtocolError(f"SetEnv may not set {name!r}; only {', '.join(p.FORWARDED_ENV)}")
+    for name, value in values.items():
+        if value:
+            os.environ[name] = value
+        else:
+            os.environ.pop(name, None)
+
+
 def _redirect_output(log_path: str) -> None:
     """Point fds 1/2 at the log (O_APPEND: truncating it later is safe)."""
     sys.stdout.flush()
@@ -187,6 +199,8 @@ class Worker:
             feed.put((msg.tasks, msg.last))
             if msg.last:
                 del self.feeds[msg.batch]
+        elif isinstance(msg, p.SetEnv):
+            _apply_env(msg.values)
         elif isinstance(msg, p.Shutdown):
             self.queue.put(None)
         else:
