@@ -1,0 +1,149 @@
+"""Every official template whose node types we all implement runs on the tiny model.
+
+Test data rule (the only changes made to a template before running it):
+
+- model files become the built-in tiny model's: ``ckpt_name`` -> ``vortex-tiny``,
+  ``unet_name`` / ``clip_name`` / ``vae_name`` -> ``vortex-tiny-{unet,clip,vae}.safetensors``,
+  ``lora_name`` -> a LoRA made for the tiny model here, and CLIPLoader's ``type`` (which names
+  the model family of the file) -> ``stable_diffusion``;
+- sizes shrink: ``width`` / ``height`` pairs keep their aspect with the longer side at most
+  64 px (multiples of 8, at least 16), ``batch_size`` at most 2, ``megapixels`` the smallest
+  the node accepts;
+- every image a LoadImage-style node names is generated (a 64x64 RGBA test picture) in a
+  temporary input folder under that name.
+
+Nothing else changes: prompts, seeds, steps, samplers, schedulers, links and the rest run as
+the template says, on a real worker pool (one torch thread per worker: the templates' 20-40
+steps then take a second or two each, and a second busy core cannot stall torch's thread
+team), and every output node must produce its files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+pytest.importorskip("comfyui_workflow_templates_json")
+
+import vortex_jupyter as vx
+
+from .corpus import survey, templates_dir
+
+TINY = {"ckpt_name": "vortex-tiny", "unet_name": "vortex-tiny-unet.safetensors",
+        "clip_name": "vortex-tiny-clip.safetensors", "vae_name": "vortex-tiny-vae.safetensors"}
+IMAGE_PARAMS = ("image",)
+LORA = "tiny-test-lora.safetensors"
+
+
+def known_templates() -> list[str]:
+    return sorted(t.name for t in survey().templates if t.known)
+
+
+@pytest.fixture(scope="module")
+def executor() -> Iterator[Any]:
+    from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+    from vortex_jupyter.workers.supervisor import PoolConfig
+
+    pool = WorkerPool(PoolConfig(threads=1))
+    yield WorkerExecutor(pool)
+    pool.close()
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    import os
+
+    from vortex_jupyter.nodes.diffusion import models
+
+    root = Path(os.environ.get("VORTEX_MODELS_DIR") or tmp_path_factory.mktemp("models"))
+    os.environ["VORTEX_MODELS_DIR"] = str(root)
+    models.tiny()
+    models.tiny_split_files()
+    _write_lora(root / "loras" / LORA)
+    return {"models": root, "input": tmp_path_factory.mktemp("input"), "output": tmp_path_factory.mktemp("output")}
+
+
+def _write_lora(path: Path) -> None:
+    """A rank-1 LoRA on the tiny UNet's first attention projection (diffusers/peft layout)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with load_checkpoint("vortex-tiny")[0].unet.use() as unet:
+        name = next(n for n, m in unet.named_modules() if n.endswith("attn1.to_q"))
+        weight = dict(unet.named_modules())[name].weight
+    gen = torch.Generator().manual_seed(0)
+    down = torch.randn(1, weight.shape[1], generator=gen) * 0.01
+    up = torch.randn(weight.shape[0], 1, generator=gen) * 0.01
+    save_file({f"unet.{name}.lora_A.weight": down, f"unet.{name}.lora_B.weight": up}, str(path))
+
+
+def _shrink(params: dict[str, Any], spec: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    w, h = params.get("width"), params.get("height")
+    if isinstance(w, int) and isinstance(h, int) and max(w, h) > 64:
+        scale = 64 / max(w, h)
+        out["width"], out["height"] = (max(16, round(v * scale / 8) * 8) for v in (w, h))
+    elif isinstance(w, int) and w > 64:
+        out["width"] = 64
+    elif isinstance(h, int) and h > 64:
+        out["height"] = 64
+    if isinstance(params.get("batch_size"), int) and params["batch_size"] > 2:
+        out["batch_size"] = 2
+    port = spec.input("megapixels") if spec is not None else None
+    if port is not None and isinstance(params.get("megapixels"), float | int):
+        out["megapixels"] = max(float(port.min or 0.004), 0.004)
+    return out
+
+
+def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
+    """Apply the test data rule (module docstring) to ``graph`` in place."""
+    from PIL import Image
+
+    for node in graph.nodes.values():
+        params = node.params
+        for name, tiny in TINY.items():
+            if isinstance(params.get(name), str):
+                params[name] = tiny
+        if isinstance(params.get("lora_name"), str):
+            params["lora_name"] = LORA
+        if node.type == "CLIPLoader":
+            params["type"] = "stable_diffusion"
+        spec = vx.registry.lookup(node.type)
+        for name, value in _shrink(dict(params), spec).items():
+            params[name] = value
+        if spec is not None and node.type.startswith("LoadImage") and isinstance(params.get("image"), str):
+            pixels = np.random.default_rng(len(params["image"])).integers(0, 256, (64, 64, 4), dtype=np.uint8)
+            target = input_dir / params["image"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels, "RGBA").save(target)
+
+
+@pytest.mark.parametrize("name", known_templates())
+def test_each_fully_known_template_runs_on_the_tiny_model(name: str, folders: dict[str, Path], executor: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VORTEX_INPUT_DIR", str(folders["input"]))
+    out = folders["output"] / name.removesuffix(".json")
+    monkeypatch.setenv("VORTEX_OUTPUT_DIR", str(out))
+    graph = vx.load(json.loads((templates_dir() / name).read_text(encoding="utf-8")))
+    tiny_copy(graph, folders["input"])
+    assert [str(p) for p in graph.problems()] == []
+    run = graph.run(executor=executor)
+    assert run.status == "ok", run.errors
+    savers = [n for n in graph.nodes.values() if n.type.startswith("Save") and n.id not in graph.model.modes]
+    if savers:
+        saved = [p for p in out.rglob("*") if p.is_file()]
+        assert saved, f"{name}: no file written by {[n.id for n in savers]}"
+    assert run.stats["failed"] == 0 and run.stats["ran"] > 0
+
+
+def test_the_rule_runs_a_real_number_of_templates() -> None:
+    # the corpus grows with new node types; fewer than this means something stopped being known
+    assert len(known_templates()) >= 8
