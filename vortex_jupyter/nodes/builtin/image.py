@@ -168,15 +168,15 @@ def _png_info(prompt: Any, extra_pnginfo: Any) -> PngInfo:
     return info
 
 
-def claim(folder: Path, base: str, suffix: str = ".png", sep: str = "_") -> tuple[Path, Any]:
-    """Create the next free ``<base>_NNNNN<sep><suffix>`` exclusively; returns its path and open
-    file. ``sep=""`` gives the newer savers' ``<base>_NNNNN.txt`` (SaveText, SaveImageAdvanced)."""
+def claim(folder: Path, base: str, suffix: str = ".png", sep: str = "_", start: int = 1) -> tuple[Path, Any]:
+    """Create the next free ``<base>_NNNNN<sep><suffix>`` (counter at least ``start``) exclusively;
+    returns its path and open file. ``sep=""`` gives the newer savers' ``<base>_NNNNN.txt``."""
     pattern = re.compile(rf"^{re.escape(base)}_(\d+){re.escape(sep)}{re.escape(suffix)}$")
     try:
         taken = [int(m.group(1)) for e in os.scandir(folder) if (m := pattern.match(e.name))]
     except OSError:
         taken = []
-    counter = max(taken, default=0) + 1
+    counter = max(max(taken, default=0) + 1, start)
     while True:
         path = folder / f"{base}_{counter:05}{sep}{suffix}"
         try:

@@ -14,7 +14,8 @@ PNG files, as ComfyUI writes them:
 - the ``prompt`` and each ``extra_pnginfo`` key (``workflow``) as JSON in ``tEXt`` chunks right
   after the header, so the file loads back as a graph in ComfyUI or in vortex;
 - names ``<prefix>_00001.png`` (no trailing underscore, unlike SaveImage), ``%batch_num%`` in
-  the prefix replaced by the image's index, ``%width%``/``%height%``/``%year%``... filled in;
+  the prefix replaced by the image's index (the counter goes on across the batch, as ComfyUI's:
+  ``x_0_00001.png``, ``x_1_00002.png``), ``%width%``/``%height%``/``%year%``... filled in;
   under the output folder, never outside it, never overwriting (exclusive create).
 
 The node passes its images on (output ``images``) and shows each one on the node and in the cell.
@@ -149,10 +150,12 @@ class SaveImageAdvanced:
         except PathError as exc:
             raise ValueError(f"SaveImageAdvanced: {exc.message} (fix: {exc.hint})") from None
         text = _metadata(prompt, extra_pnginfo)
-        results = []
+        results, counter = [], 1
         for index, image in enumerate(batch):
             pixels = quantize(image, bit_depth)
-            path, fh = claim(target.parent, target.name.replace("%batch_num%", str(index)), ".png", sep="")
+            # ComfyUI counts on across the batch (name_0_00001, name_1_00002 with %batch_num%)
+            path, fh = claim(target.parent, target.name.replace("%batch_num%", str(index)), ".png", "", counter)
+            counter = int(path.name[-9:-4]) + 1
             try:
                 with fh:
                     fh.write(encode_png(pixels, text))
