@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 import vortex_jupyter as vx
-from vortex_jupyter.graph.formats import load_any, to_comfy_api
+from vortex_jupyter.graph.formats import _ui_common, load_any, to_comfy_api
 from vortex_jupyter.graph.validate import validate
 from vortex_jupyter.nodes.registry import REGISTRY, NodeRegistry
 
@@ -144,9 +144,18 @@ def _nodes(data: dict) -> list[tuple[str, dict]]:
     return out
 
 
-#: A DynamicCombo's widgets follow the chosen option (module docstring of nodes/builtin/dynamic.py);
-#: our static widget order matches ResizeImageMaskNode's "scale dimensions" only.
-LAYOUT_LIMIT = "ResizeImageMaskNode"
+#: Whether the UI reader places DynamicCombo settings after their combo (``shown_when``; proposed
+#: for graph/formats). Without it our static widget order fits ResizeImageMaskNode's "scale
+#: dimensions" only (module docstring of nodes/builtin/dynamic.py).
+DYNAMIC_LAYOUT = hasattr(_ui_common, "ui_order")
+
+
+def _beyond_reach(raw: dict, named: dict) -> bool:
+    if raw["type"] != "ResizeImageMaskNode":
+        return False
+    if named.get("resize_type") == "scale total pixels" and "resize_type.multiple" not in named:
+        return True  # saved before ComfyUI added "multiple": positions no longer fit any layout
+    return not DYNAMIC_LAYOUT and named.get("resize_type") != "scale dimensions"
 
 
 def test_template_widgets_land_on_comfyuis_input_names_for_the_new_nodes():
@@ -163,7 +172,7 @@ def test_template_widgets_land_on_comfyuis_input_names_for_the_new_nodes():
             if raw.get("type") not in COMFY or not isinstance(named, dict) or list(named.values()) != raw.get(
                     "widgets_values"):
                 continue
-            if raw["type"] == LAYOUT_LIMIT and named.get("resize_type") != "scale dimensions":
+            if _beyond_reach(raw, named):
                 limited += 1
                 continue
             model = model or load_any(data, REGISTRY.lookup)
@@ -175,7 +184,7 @@ def test_template_widgets_land_on_comfyuis_input_names_for_the_new_nodes():
                 if key not in linked:
                     assert node.params.get(key, "<missing>") == value, f"{path.name} {nid} {key}"
                     checked += 1
-    assert checked > 300 and limited < 40  # real evidence; the known limit stays small
+    assert checked > 600 and limited == (1 if DYNAMIC_LAYOUT else 12)  # real evidence, limits counted
 
 
 def test_a_template_of_stitched_images_loads_validates_and_exports_comfyuis_api(tmp_path, monkeypatch):
@@ -289,3 +298,36 @@ def test_a_graph_of_these_nodes_runs_on_worker_processes(worker_executor):  # no
         pixels = np.asarray(img)
         assert img.size == (72, 20) and tuple(pixels[10, 5]) == (255, 0, 0) and tuple(pixels[10, 60]) == (0, 0, 255)
         assert json.loads(img.text["prompt"])[width.id]["class_type"] == "ComfyMathExpression"
+
+
+# ----------------------------------------------------------------------------- DynamicCombo settings
+
+
+def test_dynamic_combo_settings_say_which_options_show_them():
+    resize = {p.name: p.shown_when for p in REGISTRY.lookup("ResizeImageMaskNode").inputs}
+    assert resize["resize_type.width"] == ("resize_type", ("scale dimensions", "scale width"))
+    assert resize["resize_type.multiple"] == ("resize_type", ("scale total pixels", "scale to multiple"))
+    assert resize["scale_method"] is None and resize["resize_type"] is None
+    save = {p.name: p.shown_when for p in REGISTRY.lookup("SaveImageAdvanced").inputs}
+    assert save["format.save_mode.fps"] == ("format.save_mode", ("animated",))  # nested: avif's save mode
+    entry = REGISTRY.to_object_info()["SaveImageAdvanced"]["input"]["optional"]["format.crf"][1]
+    assert entry["shown_when"] == ["format", ["avif"]]
+
+
+def test_a_malformed_shown_when_is_a_definition_error_with_a_fix():
+    from vortex_jupyter.errors import NodeDefinitionError
+
+    class Bad:
+        RETURN_TYPES = ()
+        FUNCTION = "run"
+
+        @classmethod
+        def INPUT_TYPES(cls):
+            return {"required": {"mode.size": ("INT", {"shown_when": "mode"})}}
+
+        def run(self, **kwargs):
+            return ()
+
+    with pytest.raises(NodeDefinitionError) as caught:
+        NodeRegistry(builtins=False).register_comfy_class("Bad", Bad)
+    assert "shown_when='mode'" in str(caught.value) and "[combo input name" in str(caught.value)

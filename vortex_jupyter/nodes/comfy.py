@@ -18,6 +18,8 @@ A ComfyUI node is a class with ``INPUT_TYPES()`` (a classmethod returning ``{"re
   ComfyUI, linked values are not passed). A NaN result means "always run", as ComfyUI
   custom nodes use it: the fingerprint then returns a fresh token so the key never repeats.
 - ``VALIDATE_INPUTS`` becomes ``spec.check`` (``True`` is fine; a string is the problem).
+- ``{"shown_when": ["combo", ["option", ...]]}`` (a vortex key) marks a setting of a ComfyUI
+  DynamicCombo, named ``combo.setting`` as in ComfyUI's API prompts (``PortSpec.shown_when``).
 
 State: ``spec.fn`` is a ``ComfyCall`` that instantiates the class once, lazily, in whatever
 process runs it, and calls ``FUNCTION``; ``{"ui": ..., "result": (...)}`` becomes a
@@ -121,7 +123,19 @@ def _input_port(cls_name: str, port: str, decl: Any, required: bool) -> PortSpec
         # ComfyUI's image_upload adds an "upload" widget whose value follows this one in UI
         # workflows' widgets_values; the display hint tells formats and the canvas.
         display="image_upload" if opts.get("image_upload") else opts.get("display"), tooltip=str(opts.get("tooltip") or ""),
+        shown_when=_shown_when(cls_name, port, opts.get("shown_when")),
     )
+
+
+def _shown_when(cls_name: str, port: str, value: Any) -> tuple[str, tuple[Any, ...]] | None:
+    """``{"shown_when": ["combo", ["option", ...]]}``: a DynamicCombo setting (vortex's key)."""
+    if value is None:
+        return None
+    if (not isinstance(value, list | tuple) or len(value) != 2 or not isinstance(value[0], str)
+            or not isinstance(value[1], list | tuple)):
+        raise _fail(cls_name, f"input {port!r} has shown_when={value!r}",
+                    "give shown_when as [combo input name, [the options that show this input]]")
+    return value[0], tuple(value[1])
 
 
 def _call_input_types(name: str, cls: type) -> dict[str, Any]:

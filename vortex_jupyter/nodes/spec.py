@@ -55,6 +55,10 @@ class PortSpec:
     control_after_generate: bool = False
     display: str | None = None  # "slider", "number", "toggle", "seed", ... (a canvas hint)
     tooltip: str = ""
+    #: A setting of a ComfyUI DynamicCombo: ``(combo input, values)``. It exists (is shown, sent,
+    #: and placed right after the combo's widget in UI files) only while the combo holds one of
+    #: ``values``. ``None`` for ordinary inputs.
+    shown_when: tuple[str, tuple[Any, ...]] | None = None
 
     @property
     def widget(self) -> bool:
@@ -80,6 +84,8 @@ class PortSpec:
             out["forceInput"] = True
         if self.control_after_generate:
             out["control_after_generate"] = True
+        if self.shown_when is not None:
+            out["shown_when"] = [self.shown_when[0], list(self.shown_when[1])]
         out["widget"] = self.widget
         return out
 

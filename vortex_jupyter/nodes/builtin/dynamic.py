@@ -14,12 +14,14 @@ those names. We declare exactly those flat names as ordinary optional inputs, so
 UI files (whose input slots carry the same names) and ``g.add(..., **{"values.a": x})`` all
 line up with no special casing elsewhere; the node reassembles the group with ``collect``.
 
-Known limit (a graph/formats matter): a UI file stores a DynamicCombo's widgets positionally,
-and which widgets follow the combo depends on the chosen option. Our spec lists every option's
-widgets once, in one order consistent with every option, so a file loads right when the
-chosen option's widgets are a prefix of that order (all of Save Image (Advanced)'s options;
-"scale dimensions" of Resize Image/Mask). ``OPTIONS`` on the node class records which widgets
-each option shows, for a layout that follows the chosen option.
+Each DynamicCombo setting carries ``shown_when = (combo, options)`` (``PortSpec.shown_when``):
+which options show it. Known limit (a graph/formats matter): a UI file stores a DynamicCombo's
+widgets positionally, the chosen option's settings right after the combo, so which widget a
+position holds depends on the chosen option. Until the UI reader places ``shown_when`` inputs
+after their combo, our spec's static order is what it reads: every option's settings once, in
+an order that fits all of Save Image (Advanced)'s options and Resize Image/Mask's "scale
+dimensions" (the most used); its other options load their values onto the wrong inputs
+(validation then reports the mismatch).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["autogrow", "collect", "letters", "numbered", "option_inputs"]
+__all__ = ["autogrow", "collect", "letters", "numbered", "option_inputs", "shown_when"]
 
 
 def letters(count: int = 26) -> list[str]:
@@ -61,10 +63,18 @@ def collect(given: Mapping[str, Any], group: str, names: Iterable[str]) -> list[
 
 def option_inputs(group: str, options: Mapping[str, Iterable[tuple[str, tuple[Any, ...]]]]) -> dict[str, Any]:
     """The flat inputs ``group.name`` of a DynamicCombo's options (each name once, first
-    declaration wins, in the order they first appear), all optional: only the chosen option's
-    inputs are sent by ComfyUI's frontend."""
-    out: dict[str, Any] = {}
-    for inputs in options.values():
+    declaration wins, in the order they first appear), each with ``shown_when`` naming the
+    options that show it. Declare them optional: only the chosen option's are sent."""
+    declared: dict[str, tuple[Any, ...]] = {}
+    shown: dict[str, list[str]] = {}
+    for key, inputs in options.items():
         for name, declaration in inputs:
-            out.setdefault(f"{group}.{name}", declaration)
-    return out
+            declared.setdefault(f"{group}.{name}", declaration)
+            shown.setdefault(f"{group}.{name}", []).append(key)
+    return {name: shown_when(declaration, group, shown[name]) for name, declaration in declared.items()}
+
+
+def shown_when(declaration: tuple[Any, ...], combo: str, options: Iterable[str]) -> tuple[Any, ...]:
+    """``declaration`` marked as a setting the DynamicCombo ``combo`` shows for ``options``."""
+    settings = dict(declaration[1]) if len(declaration) > 1 else {}
+    return (declaration[0], {**settings, "shown_when": [combo, list(options)]})

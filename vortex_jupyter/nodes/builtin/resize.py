@@ -123,13 +123,12 @@ class ResizeImageMaskNode:
     RETURN_NAMES = ("resized",)
     FUNCTION = "execute"
     DESCRIPTION = "Resize an image or mask using various scaling methods."
-    OPTIONS = {key: tuple(f"resize_type.{name}" for name, _ in inputs) for key, inputs in OPTIONS.items()}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
-        # Widget order: UI files hold [resize_type, <the chosen option's settings>, scale_method].
-        # One static order can match only one option: "scale dimensions" (the most used), so
-        # scale_method follows its three settings (see ``dynamic`` for the limit).
+        # UI files hold [resize_type, <the chosen option's settings>, scale_method]. Read in
+        # declaration order, that fits "scale dimensions" (the most used) only, so scale_method
+        # follows its three settings; shown_when places the rest (see ``dynamic``).
         settings = list(option_inputs("resize_type", OPTIONS).items())
         method = ("scale_method", (list(METHODS), {"default": "area"}))
         return {"required": {"input": ("IMAGE,MASK",), "resize_type": (list(OPTIONS),)},

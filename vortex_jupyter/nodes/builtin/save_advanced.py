@@ -34,6 +34,7 @@ from ...errors import PathError
 from .. import context
 from ..paths import output_root
 from .arrays import as_image
+from .dynamic import shown_when
 from .image import claim, preview_rgb, save_target
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "encode_png"]
@@ -106,10 +107,6 @@ class SaveImageAdvanced:
     FUNCTION = "execute"
     OUTPUT_NODE = True
     DESCRIPTION = "Saves the input images to your output directory (PNG, 8 or 16 bits, with the workflow)."
-    #: The settings each format shows after the ``format`` widget (the frontend's order).
-    OPTIONS = {"png": ("format.bit_depth", "format.input_color_space"),
-               "exr": ("format.bit_depth", "format.input_color_space"),
-               "avif": ("format.bit_depth", "format.input_color_space", "format.crf", "format.save_mode")}
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -118,14 +115,17 @@ class SaveImageAdvanced:
                 "images": ("IMAGE", {"tooltip": "The images to save."}),
                 "filename_prefix": ("STRING", {"default": "ComfyUI", "tooltip": "May include subfolders: a/b/name"}),
                 "format": (list(FORMATS), {"tooltip": "The file format in which to save the image."}),
-                "format.bit_depth": (_union("bit_depth"), {"default": "8-bit"}),
-                "format.input_color_space": (_union("input_color_space"), {"default": "sRGB"}),
+                "format.bit_depth": shown_when((_union("bit_depth"), {"default": "8-bit"}), "format", FORMATS),
+                "format.input_color_space": shown_when((_union("input_color_space"), {"default": "sRGB"}),
+                                                       "format", FORMATS),
             },
             "optional": {  # avif's settings (refused at validation, kept so files load unchanged)
-                "format.crf": ("INT", {"default": 18, "min": 1, "max": 63}),
-                "format.save_mode": (["still images", "animated"],),
-                "format.save_mode.fps": ("FLOAT", {"default": 6.0, "min": 0.01, "max": 1000.0, "step": 0.01}),
-                "format.save_mode.loop_count": ("INT", {"default": 0, "min": 0, "max": 1000}),
+                "format.crf": shown_when(("INT", {"default": 18, "min": 1, "max": 63}), "format", ["avif"]),
+                "format.save_mode": shown_when((["still images", "animated"],), "format", ["avif"]),
+                "format.save_mode.fps": shown_when(("FLOAT", {"default": 6.0, "min": 0.01, "max": 1000.0,
+                                                              "step": 0.01}), "format.save_mode", ["animated"]),
+                "format.save_mode.loop_count": shown_when(("INT", {"default": 0, "min": 0, "max": 1000}),
+                                                          "format.save_mode", ["animated"]),
             },
             "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
         }
