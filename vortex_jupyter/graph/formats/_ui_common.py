@@ -8,12 +8,13 @@ that widget existed have no control value, so one is consumed only when the next
 like one: a control string, or a boolean -- legacy files store ``true`` for "randomize" and
 ``false`` for "fixed" (the frontend's ``loadGraphData`` maps them so for KSampler,
 KSamplerAdvanced and PrimitiveNode). Values beyond the known widgets form the tail (e.g.
-LoadImage's upload button).
+LoadImage's upload button). A DynamicCombo's settings (ports with ``shown_when``) sit right
+after the combo, those of the chosen option only (``ui_order``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,10 +123,36 @@ class Layout:
     tail: int = 0
 
 
+def ui_order(ports: Sequence[Any], value_of: Callable[[str], Any]) -> Iterator[Any]:
+    """``ports`` in the order ComfyUI's frontend lays out their widgets: a DynamicCombo setting
+    (a port with ``shown_when = (combo, options)``) comes right after its combo's widget, and
+    only while ``value_of(combo)`` is one of ``options``; nested combos recurse. Lazy, so a
+    reader can look the combo's value up at the position it just assigned."""
+    settings: dict[str, list[Any]] = {}
+    for port in ports:
+        cond = getattr(port, "shown_when", None)
+        if cond:
+            settings.setdefault(cond[0], []).append(port)
+    if not settings:
+        yield from ports
+        return
+    stack = [p for p in reversed(ports) if not getattr(p, "shown_when", None)]
+    while stack:  # depth first, iteratively: a combo, then its shown settings, then the rest
+        port = stack.pop()
+        yield port
+        shown = [s for s in settings.get(port.name, ()) if value_of(port.name) in s.shown_when[1]]
+        stack.extend(reversed(shown))
+
+
 def layout(ports: Sequence[Any], values: Sequence[Any]) -> Layout:
     out = Layout()
     i = 0
-    for port in ports:
+
+    def value_of(name: str) -> Any:
+        j = out.index.get(name)
+        return values[j] if j is not None else None
+
+    for port in ui_order(ports, value_of):
         if i >= len(values):
             break
         out.index[port.name] = i

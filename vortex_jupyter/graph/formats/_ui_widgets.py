@@ -12,7 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..model import GraphModel, NodeData
-from ._ui_common import DEFAULT_CONTROL, KEY, PRIMITIVE, Lookup, as_dict, as_list, layout, widget_ports
+from ._ui_common import (
+    DEFAULT_CONTROL,
+    KEY,
+    PRIMITIVE,
+    Lookup,
+    as_dict,
+    as_list,
+    layout,
+    ui_order,
+    widget_ports,
+)
 
 #: Node types whose pre-2023 sampler names ("sample_euler") the frontend's loader strips.
 _LEGACY_SAMPLERS = ("KSampler", "KSamplerAdvanced")
@@ -110,11 +120,12 @@ def _patched(node: NodeData, spec: Any, values: list[Any], fixed: set[str]) -> l
     old = loaded(node.type, spec, values)
     where = layout(widget_ports(spec), values).index
     out: list[Any] | None = None
+    combos = {p.shown_when[0] for p in widget_ports(spec) if getattr(p, "shown_when", None)}
     for port in widget_ports(spec):
         want = node.params.get(port.name, _MISSING)
         if port.name in fixed or want is _MISSING or _same(want, old.get(port.name, _MISSING)):
             continue
-        if port.name not in where:
+        if port.name not in where or port.name in combos:  # a new choice shows other widgets
             return None
         out = list(values) if out is None else out
         out[where[port.name]] = want
@@ -126,8 +137,9 @@ def rebuild(node: NodeData, spec: Any, values: list[Any], fixed: set[str]) -> li
     ports = widget_ports(spec)
     lay = layout(ports, values)
     stale = {name: values[i] for name, i in lay.index.items()}
+    by_name = {p.name: p for p in ports}
     out: list[Any] = []
-    for port in ports:
+    for port in ui_order(ports, lambda name: _value(by_name[name], node, stale)):
         value = _value(port, node, stale)
         out.append(stale.get(port.name, value) if port.name in fixed and port.name in stale else value)
         if getattr(port, "control_after_generate", False):

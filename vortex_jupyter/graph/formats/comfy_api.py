@@ -167,6 +167,8 @@ def _inputs(model: GraphModel, view: QueueView, node: NodeData, spec: Any, off: 
     params = node.params if node.params or spec is not None else _unknown_widgets(node)
     inputs: dict[str, Any] = {}
     for port_name in _input_order(spec, params, linked):
+        if _hidden_setting(spec, port_name, params):
+            continue  # a DynamicCombo setting of another option: the frontend sends none
         edges = linked.get(port_name)
         if edges:
             source = _source(model, view, edges[0], off)
@@ -180,9 +182,21 @@ def _inputs(model: GraphModel, view: QueueView, node: NodeData, spec: Any, off: 
             inputs[port_name] = _wrap(view.value(node, port_name, params[port_name]), port_name, bare)
         else:
             port = spec.input(port_name) if spec is not None else None
-            if port is not None and port.required and getattr(port, "has_default", False):
+            shown = getattr(port, "shown_when", None) is not None and getattr(port, "widget", False)
+            if port is not None and (port.required or shown) and getattr(port, "has_default", False):
                 inputs[port_name] = _wrap(view.value(node, port_name, port.default), port_name, bare)
     return inputs
+
+
+def _hidden_setting(spec: Any, name: str, params: dict[str, Any]) -> bool:
+    """Whether ``name`` is a DynamicCombo setting (``shown_when``) its combo does not show now."""
+    port = spec.input(name) if spec is not None else None
+    cond = getattr(port, "shown_when", None)
+    if not cond:
+        return False
+    combo = spec.input(cond[0])
+    value = params.get(cond[0], getattr(combo, "default", None))
+    return value not in cond[1] or _hidden_setting(spec, cond[0], params)
 
 
 def _source(model: GraphModel, view: QueueView, edge: Edge, off: set[str]) -> tuple[Any, ...] | None:
