@@ -35,7 +35,7 @@ def test_run_prints_a_timings_table_with_outputs_and_exits_zero(tmp_path):
 
 
 def test_set_overrides_params_parsing_json_values():
-    proc = vortex("run", str(MATH), "--executor", "inline", "--set", "plus.b=1000", "--set", "text.template=x{a}")
+    proc = vortex("run", str(MATH), "--executor", "inline", "--set", "plus.b=1000", "--set", "text.f_string=x{a}")
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split()[-1] for line in proc.stdout.splitlines()[1:]}
     assert rows["plus"] == "1042" and rows["text"] == "'x1042'"
@@ -212,11 +212,11 @@ def test_bad_timeouts_and_cache_bounds_are_refused_by_name_before_running(args, 
 
 def test_a_malformed_api_link_is_a_validation_problem_not_a_crash(tmp_path):
     prompt = {"1": {"class_type": "PrimitiveInt", "inputs": {"value": 3}},
-              "2": {"class_type": "StringFormat", "inputs": {"template": "{a}", "a": ["1"]}},
+              "2": {"class_type": "StringFormat", "inputs": {"f_string": "{a}", "values.a": ["1"]}},
               "3": {"class_type": "ImageInvert", "inputs": {"image": ["1"]}}}
     path = tmp_path / "prompt.json"
     path.write_text(json.dumps(prompt))
     proc = vortex("validate", str(path))
     assert proc.returncode == 1
     assert "VE-104 3.image" in proc.stdout and "malformed link" in proc.stdout
-    assert "2.a" not in proc.stdout  # a '*' input may take any value, lists included
+    assert "2.values.a" not in proc.stdout  # a '*' input may take any value, lists included

@@ -92,20 +92,31 @@ def test_conversions_between_int_and_float(registry):
 def test_string_concatenate_replace_and_length(registry):
     assert run(registry, "StringConcatenate", string_a="a", string_b="b", delimiter=", ") == ("a, b",)
     assert run(registry, "StringReplace", string="a-b-c", find="-", replace="+") == ("a+b+c",)
-    assert run(registry, "StringReplace", string="abc", find="", replace="x") == ("abc",)
+    assert run(registry, "StringReplace", string="abc", find="", replace="x") == ("xaxbxcx",)  # str.replace
     assert run(registry, "StringLength", string="héllo") == (5,)
 
 
+def fmt(registry, template, **values):
+    """StringFormat with ComfyUI's inputs: f_string and values.a, values.b, ..."""
+    return run(registry, "StringFormat", f_string=template, **{f"values.{k}": v for k, v in values.items()})
+
+
 def test_string_format_fills_positional_indexed_and_named_placeholders(registry):
-    out = run(registry, "StringFormat", template="{} {1} {a} {b:.2f} {a!r} {{x}}", a="cat", b=2)
-    assert out == ("cat 2 cat 2.00 'cat' {x}",)
+    out = fmt(registry, "{} {1} {a} {b:.2f} {a!r} {{x}} {z}", a="cat", b=2, z=26)
+    assert out == ("cat 2 cat 2.00 'cat' {x} 26",)
+
+
+def test_string_format_has_comfyuis_inputs(registry):
+    spec = registry.get("StringFormat")
+    assert [p.name for p in spec.inputs][:3] == ["f_string", "values.a", "values.b"]
+    assert spec.input("values.z") is not None and spec.category == "text"
 
 
 @pytest.mark.parametrize("template, fragment", [
     ("{a.__class__}", "not an input"),
     ("{a[0]}", "not an input"),
-    ("{e}", "not an input"),
-    ("{} {} {} {} {}", "placeholder #4 has no input"),
+    ("{ab}", "not an input"),
+    ("{26}", "placeholder #26 has no input"),
     ("{a:>99999999}", "nested or too large"),
     ("{a:{b}}", "nested or too large"),
     ("{a:.2f}", "cannot format"),
@@ -113,17 +124,17 @@ def test_string_format_fills_positional_indexed_and_named_placeholders(registry)
 ])
 def test_string_format_rejects_unsafe_or_broken_templates(registry, template, fragment):
     with pytest.raises(ValueError, match=fragment):
-        run(registry, "StringFormat", template=template, a="x", b=1, c=2, d=3)
+        fmt(registry, template, a="x", b=1, c=2, d=3)
 
 
 def test_string_format_says_which_placeholder_lacks_a_value(registry):
     with pytest.raises(ValueError, match=r"\{c\} uses input 'c', which has no value.*connect or set"):
-        run(registry, "StringFormat", template="{a} {c}", a="x")
+        fmt(registry, "{a} {c}", a="x")
 
 
 def test_string_format_caps_the_size_of_its_result(registry):
     with pytest.raises(ValueError, match="longer than"):
-        run(registry, "StringFormat", template="{a:>9000}" * 200, a="x")
+        fmt(registry, "{a:>9000}" * 200, a="x")
 
 
 # ----------------------------------------------------------------------------- images

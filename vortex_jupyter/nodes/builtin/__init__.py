@@ -49,7 +49,7 @@ from . import (
 )
 
 FUNCTION_NODES = [*primitives.NODES, *math.NODES, *strings.NODES, *frontend.NODES]  # frontend: PrimitiveNode
-_CLASS_MODULES = (image, image_ops, filters, masks, animated, utility,
+_CLASS_MODULES = (strings, image, image_ops, filters, masks, animated, utility,
                   values, text_nodes, previews, save_advanced, resize, canny, combine)
 NODE_CLASS_MAPPINGS = {name: cls for m in _CLASS_MODULES for name, cls in m.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS = {k: v for m in _CLASS_MODULES for k, v in m.NODE_DISPLAY_NAME_MAPPINGS.items()}

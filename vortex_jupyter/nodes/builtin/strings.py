@@ -1,9 +1,10 @@
-"""String nodes: concatenate, replace, length, and a safe ``StringFormat``.
+"""String nodes: concatenate, replace, length, and a safe ``StringFormat`` (ComfyUI's names).
 
-``StringFormat`` fills ``{}`` / ``{0}`` / ``{a}`` placeholders of a template from the inputs
-``a``..``d`` (any type, wired or given). It is NOT ``str.format``: field names must be exactly
-an input name or index (no ``{a.__class__}`` or ``{a[0]}`` attribute/item access, which would
-let a hostile graph read internals), nested specs are rejected, and widths/precisions and the
+``StringFormat`` (ComfyUI's: a ``f_string`` widget and growing inputs ``values.a``,
+``values.b``, ...) fills ``{a}``-style placeholders (also ``{}`` / ``{0}``, taken in input
+order) from the connected values. It is NOT ``str.format``: field names must be exactly an
+input name or index (no ``{a.__class__}`` or ``{a[0]}`` attribute/item access, which would let
+a hostile graph read internals), nested specs are rejected, and widths/precisions and the
 result are capped so a template cannot allocate gigabytes.
 """
 
@@ -13,10 +14,11 @@ import re
 import string
 from typing import Annotated, Any
 
-from ..decorator import Multiline, Port, node
+from ..decorator import Multiline, node
+from .dynamic import autogrow, letters
 
-CATEGORY = "utils/string"
-_SLOTS = ("a", "b", "c", "d")
+CATEGORY = "text"  # ComfyUI's category of its string nodes
+_SLOTS = tuple(letters())
 _MAX_NUMBER_IN_SPEC = 10_000
 _MAX_RESULT = 1_000_000
 
@@ -30,8 +32,12 @@ def string_concatenate(string_a: Annotated[str, Multiline()] = "", string_b: Ann
 
 @node(name="StringReplace", category=CATEGORY, register=False)
 def string_replace(string: Annotated[str, Multiline()] = "", find: str = "", replace: str = "") -> str:
-    """Every occurrence of ``find`` replaced by ``replace`` (an empty ``find`` changes nothing)."""
-    return string.replace(find, replace) if find else string
+    """Every occurrence of ``find`` replaced by ``replace`` (Python's ``str.replace``, as in
+    ComfyUI: an empty ``find`` puts ``replace`` between every two characters)."""
+    if not find and len(replace) * (len(string) + 1) > _MAX_RESULT:
+        raise ValueError(f"StringReplace: an empty 'find' would put {len(replace)} characters between every "
+                         f"two of {len(string)} (fix: set 'find')")
+    return string.replace(find, replace)
 
 
 @node(name="StringLength", category=CATEGORY, register=False)
@@ -53,15 +59,15 @@ def _field_key(template: str, field: str, auto: list[int]) -> str:
         return field
     else:
         raise _format_error(template, f"placeholder {{{field}}} is not an input",
-                            "use {}, {0}..{3} or {a}..{d}; attribute and item access are not allowed")
+                            "use {a}..{z} (or {} / {0}, in input order); attribute and item access are not allowed")
     if index >= len(_SLOTS):
         raise _format_error(template, f"placeholder #{index} has no input (there are {len(_SLOTS)})",
-                            "use at most four placeholders")
+                            f"use at most {len(_SLOTS)} placeholders")
     return _SLOTS[index]
 
 
 def safe_format(template: str, values: dict[str, Any]) -> str:
-    """Fill ``template``'s placeholders from ``values`` (keys ``a``..``d``) without ``str.format``."""
+    """Fill ``template``'s placeholders from ``values`` (keys ``a``..``z``) without ``str.format``."""
     parts: list[str] = []
     auto = [0]
     try:
@@ -94,14 +100,24 @@ def safe_format(template: str, values: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-_AnyIn = Annotated[Any, Port("*")]
+class StringFormat:
+    """ComfyUI's StringFormat: ``f_string`` filled from the inputs ``values.a``, ``values.b``, ..."""
+
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING",)
+    FUNCTION = "execute"
+    DESCRIPTION = "Fill {a}, {b}, ... in f_string from the inputs a, b, ... (format specs like {a:.2f} work)."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {"required": {"f_string": ("STRING", {"default": "{a}", "multiline": True})},
+                "optional": autogrow("values", _SLOTS, ("*", {}))}
+
+    def execute(self, f_string: str, **values: Any) -> tuple[str]:
+        given = {key.removeprefix("values."): v for key, v in values.items() if v is not ...}
+        return (safe_format(f_string, given),)
 
 
-@node(name="StringFormat", category=CATEGORY, register=False)
-def string_format(template: Annotated[str, Multiline()] = "{}", a: _AnyIn = None, b: _AnyIn = None,
-                  c: _AnyIn = None, d: _AnyIn = None) -> str:
-    """The template with ``{}``, ``{0}`` or ``{a}`` placeholders filled from inputs a..d."""
-    return safe_format(template, {"a": a, "b": b, "c": c, "d": d})
-
-
-NODES = [string_concatenate, string_replace, string_length, string_format]
+NODES = [string_concatenate, string_replace, string_length]
+NODE_CLASS_MAPPINGS: dict[str, type] = {"StringFormat": StringFormat}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {"StringFormat": "Format String"}
