@@ -160,8 +160,13 @@ def dpmpp_2m(run: Run, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
 _AB = {2: (3, -1, 0, 0, 2), 3: (23, -16, 5, 0, 12), 4: (55, -59, 37, -9, 24)}  # Adams-Bashforth
 
 
-def ipndm(run: Run, x: torch.Tensor, sigmas: torch.Tensor, max_order: int = 4) -> torch.Tensor:
-    """Improved PNDM: Adams-Bashforth with fixed coefficients on the last derivatives."""
+Mix = Callable[[int, int, torch.Tensor, list[torch.Tensor], torch.Tensor], torch.Tensor]
+
+
+def _adams(run: Run, x: torch.Tensor, sigmas: torch.Tensor, max_order: int, mix: Mix) -> torch.Tensor:
+    """The iPNDM loop: Euler first, then ``x += mix(i, order, d, history, sigma' - sigma)``, a
+    step along a mix of the last derivatives; the final step to sigma 0 lands on the denoised
+    estimate. (``mix`` multiplies by the step itself, in ComfyUI's order of operations.)"""
     history: list[torch.Tensor] = []
     for i in range(len(sigmas) - 1):
         cur, nxt = sigmas[i], sigmas[i + 1]
@@ -174,12 +179,21 @@ def ipndm(run: Run, x: torch.Tensor, sigmas: torch.Tensor, max_order: int = 4) -
         elif order == 1:
             x_next = x + (nxt - cur) * d
         else:
-            c0, c1, c2, c3, div = _AB[order]
-            past = [history[-1], history[-2] if order > 2 else d, history[-3] if order > 3 else d]
-            x_next = x + (nxt - cur) * (c0 * d + c1 * past[0] + c2 * past[1] + c3 * past[2]) / div
+            x_next = x + mix(i, order, d, history, nxt - cur)
         history = [*history, d][-(max_order - 1):]
         x = x_next
     return x
+
+
+def ipndm(run: Run, x: torch.Tensor, sigmas: torch.Tensor, max_order: int = 4) -> torch.Tensor:
+    """Improved PNDM: Adams-Bashforth with fixed coefficients on the last derivatives."""
+
+    def mix(i: int, order: int, d: torch.Tensor, history: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        c0, c1, c2, c3, div = _AB[order]
+        past = [history[-1], history[-2] if order > 2 else d, history[-3] if order > 3 else d]
+        return h * (c0 * d + c1 * past[0] + c2 * past[1] + c3 * past[2]) / div
+
+    return _adams(run, x, sigmas, max_order, mix)
 
 
 def _ipndm_v_coefficients(order: int, h: list[Any]) -> list[Any]:
@@ -201,25 +215,13 @@ def _ipndm_v_coefficients(order: int, h: list[Any]) -> list[Any]:
 
 def ipndm_v(run: Run, x: torch.Tensor, sigmas: torch.Tensor, max_order: int = 4) -> torch.Tensor:
     """iPNDM with variable step sizes (coefficients from the actual sigma spacing)."""
-    history: list[torch.Tensor] = []
-    for i in range(len(sigmas) - 1):
-        cur, nxt = sigmas[i], sigmas[i + 1]
-        denoised = run.denoise(x, cur)
-        run.step(i, x, denoised)
-        d = (x - denoised) / cur
-        order = min(max_order, i + 1)
-        if nxt == 0:
-            x_next = denoised
-        elif order == 1:
-            x_next = x + (nxt - cur) * d
-        else:
-            widths = [nxt - cur] + [sigmas[i - k] - sigmas[i - k - 1] for k in range(order - 1)]
-            coeffs = _ipndm_v_coefficients(order, widths + [None] * (4 - len(widths)))
-            total = coeffs[0] * d + sum(c * history[-1 - k] for k, c in enumerate(coeffs[1:]))
-            x_next = x + (nxt - cur) * total
-        history = [*history, d][-(max_order - 1):]
-        x = x_next
-    return x
+
+    def mix(i: int, order: int, d: torch.Tensor, history: list[torch.Tensor], h: torch.Tensor) -> torch.Tensor:
+        widths = [h] + [sigmas[i - k] - sigmas[i - k - 1] for k in range(order - 1)]
+        coeffs = _ipndm_v_coefficients(order, widths + [None] * (4 - len(widths)))
+        return h * (coeffs[0] * d + sum(c * history[-1 - k] for k, c in enumerate(coeffs[1:])))
+
+    return _adams(run, x, sigmas, max_order, mix)
 
 
 def _deis_coefficients(sigmas: torch.Tensor, max_order: int, n: int = 10000) -> list[list[torch.Tensor]]:

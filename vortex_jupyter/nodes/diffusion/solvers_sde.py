@@ -158,79 +158,73 @@ def dpmpp_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
     return x
 
 
+#: The multistep correction of a DPM++ SDE step: ``(x, denoised, past denoised estimates
+#: [newest first], past step sizes [newest first], h, h_eta, alpha_t) -> x``.
+Correction = Callable[[torch.Tensor, torch.Tensor, list[Any], list[Any], Any, Any, Any], torch.Tensor]
+
+
+def _multistep_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float, s_noise: float, gpu: bool,
+                   correct: Correction) -> torch.Tensor:
+    """DPM-Solver++ SDE in log-SNR: a first-order exponential step, ``correct``'s higher-order
+    term from the last estimates, then Brownian noise; the step to sigma 0 lands on denoised."""
+    if len(sigmas) <= 1:
+        return x
+    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)
+    olds: list[Any] = [None, None]
+    hs: list[Any] = [None, None]
+    h: Any = None
+    for i in range(len(sigmas) - 1):
+        sigma, nxt = sigmas[i], sigmas[i + 1]
+        denoised = run.denoise(x, sigma)
+        run.step(i, x, denoised)
+        if nxt == 0:
+            x = denoised
+        else:
+            lam_s, lam_t = sigma.log().neg(), nxt.log().neg()
+            h = lam_t - lam_s
+            h_eta = h * (eta + 1)
+            alpha_t = nxt * lam_t.exp()
+            x = nxt / sigma * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
+            x = correct(x, denoised, olds, hs, h, h_eta, alpha_t)
+            if eta > 0 and s_noise > 0:
+                x = x + noise(sigma, nxt) * nxt * (-2 * h * eta).expm1().neg().sqrt() * s_noise
+        olds, hs = [denoised, olds[0]], [h, hs[0]]  # h keeps its last value across a final step
+    return x
+
+
 def dpmpp_2m_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0,
                  solver_type: str = "midpoint", gpu: bool = False) -> torch.Tensor:
     if solver_type not in ("heun", "midpoint"):
         raise ValueError(f"solver_type must be 'heun' or 'midpoint', not {solver_type!r}")
-    if len(sigmas) <= 1:
-        return x
-    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)
-    old: Any = None
-    h: Any = None
-    h_last: Any = None
-    for i in range(len(sigmas) - 1):
-        sigma, nxt = sigmas[i], sigmas[i + 1]
-        denoised = run.denoise(x, sigma)
-        run.step(i, x, denoised)
-        if nxt == 0:
-            x = denoised
-        else:
-            lam_s, lam_t = sigma.log().neg(), nxt.log().neg()
-            h = lam_t - lam_s
-            h_eta = h * (eta + 1)
-            alpha_t = nxt * lam_t.exp()
-            x = nxt / sigma * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
-            if old is not None:
-                r = h_last / h
-                if solver_type == "heun":
-                    x = x + alpha_t * ((-h_eta).expm1().neg() / (-h_eta) + 1) * (1 / r) * (denoised - old)
-                else:
-                    x = x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / r) * (denoised - old)
-            if eta > 0 and s_noise > 0:
-                x = x + noise(sigma, nxt) * nxt * (-2 * h * eta).expm1().neg().sqrt() * s_noise
-        old, h_last = denoised, h
-    return x
+
+    def correct(x: Any, denoised: Any, olds: list[Any], hs: list[Any], h: Any, h_eta: Any, alpha_t: Any) -> Any:
+        if olds[0] is None:
+            return x
+        r = hs[0] / h
+        if solver_type == "heun":
+            return x + alpha_t * ((-h_eta).expm1().neg() / (-h_eta) + 1) * (1 / r) * (denoised - olds[0])
+        return x + 0.5 * alpha_t * (-h_eta).expm1().neg() * (1 / r) * (denoised - olds[0])
+
+    return _multistep_sde(run, x, sigmas, eta, s_noise, gpu, correct)
 
 
 def dpmpp_3m_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0,
                  gpu: bool = False) -> torch.Tensor:
-    if len(sigmas) <= 1:
+    def correct(x: Any, denoised: Any, olds: list[Any], hs: list[Any], h: Any, h_eta: Any, alpha_t: Any) -> Any:
+        phi_2 = h_eta.neg().expm1() / h_eta + 1
+        if hs[1] is not None:
+            r0, r1 = hs[0] / h, hs[1] / h
+            d1_0 = (denoised - olds[0]) / r0
+            d1_1 = (olds[0] - olds[1]) / r1
+            d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
+            d2 = (d1_0 - d1_1) / (r0 + r1)
+            phi_3 = phi_2 / h_eta - 0.5
+            return x + (alpha_t * phi_2) * d1 - (alpha_t * phi_3) * d2
+        if hs[0] is not None:
+            return x + (alpha_t * phi_2) * ((denoised - olds[0]) / (hs[0] / h))
         return x
-    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)
-    d1_prev: Any = None
-    d2_prev: Any = None
-    h: Any = None
-    h1: Any = None
-    h2: Any = None
-    for i in range(len(sigmas) - 1):
-        sigma, nxt = sigmas[i], sigmas[i + 1]
-        denoised = run.denoise(x, sigma)
-        run.step(i, x, denoised)
-        if nxt == 0:
-            x = denoised
-        else:
-            lam_s, lam_t = sigma.log().neg(), nxt.log().neg()
-            h = lam_t - lam_s
-            h_eta = h * (eta + 1)
-            alpha_t = nxt * lam_t.exp()
-            x = nxt / sigma * (-h * eta).exp() * x + alpha_t * (-h_eta).expm1().neg() * denoised
-            if h2 is not None:
-                r0, r1 = h1 / h, h2 / h
-                d1_0 = (denoised - d1_prev) / r0
-                d1_1 = (d1_prev - d2_prev) / r1
-                d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
-                d2 = (d1_0 - d1_1) / (r0 + r1)
-                phi_2 = h_eta.neg().expm1() / h_eta + 1
-                phi_3 = phi_2 / h_eta - 0.5
-                x = x + (alpha_t * phi_2) * d1 - (alpha_t * phi_3) * d2
-            elif h1 is not None:
-                phi_2 = h_eta.neg().expm1() / h_eta + 1
-                x = x + (alpha_t * phi_2) * ((denoised - d1_prev) / (h1 / h))
-            if eta > 0 and s_noise > 0:
-                x = x + noise(sigma, nxt) * nxt * (-2 * h * eta).expm1().neg().sqrt() * s_noise
-        d1_prev, d2_prev = denoised, d1_prev
-        h1, h2 = h, h1
-    return x
+
+    return _multistep_sde(run, x, sigmas, eta, s_noise, gpu, correct)
 
 
 def _ddpm_step(x: torch.Tensor, sigma: torch.Tensor, sigma_prev: torch.Tensor, eps: torch.Tensor,
