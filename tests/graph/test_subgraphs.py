@@ -11,6 +11,7 @@ node (5, ``workflow>Pair``: PrimitiveInt -> Add) feeding Add 9.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 from typing import Any
 
@@ -169,7 +170,8 @@ def test_group_node_with_a_type_we_lack_stays_one_node_and_says_why() -> None:
 def test_mode_title_and_position_edits_of_inner_nodes_go_to_the_definition() -> None:
     _, m = load("subgraph_workflow.json")
     m.set_mode("10:1", 4)
-    m.set_layout("10:1", title="Inner add", pos=(5, 6))
+    dx, dy = m.nodes["10:1"].extra["comfy_ui"]["sub"]["offset"]  # where the reader laid it out
+    m.set_layout("10:1", title="Inner add", pos=(5 + dx, 6 + dy))
     out = to_comfy_ui(m, lookup)
     inner = out["definitions"]["subgraphs"][0]["nodes"][0]
     assert (inner["mode"], inner["title"], inner["pos"]) == (4, "Inner add", [5, 6])
@@ -183,3 +185,26 @@ def test_an_enabled_placeholder_of_a_muted_instance_says_to_read_the_file_again(
     m.set_mode("12", 0)
     problem = next(p for p in validate(m, lookup) if p.node == "12")
     assert problem.code == "VE-101" and "'Double'" in problem.message and "read the file again" in problem.message
+
+
+def test_expanded_subgraphs_are_laid_out_below_the_top_graph_without_overlaps() -> None:
+    raw, m = load("subgraph_workflow.json")
+
+    def box(nid: str) -> tuple[float, float, float, float]:
+        n = m.nodes[nid]
+        w, h = n.size or (0.0, 0.0)
+        return n.pos[0], n.pos[1], n.pos[0] + w, n.pos[1] + h
+
+    top = [nid for nid in m.nodes if ":" not in nid]
+    inner = [nid for nid in m.nodes if ":" in nid]
+    assert inner and top
+    bottom = max(box(nid)[3] for nid in top)
+    assert all(box(nid)[1] > bottom for nid in inner)  # the canvas shows them under the graph
+    bands: dict[str, list[float]] = {}
+    for nid in inner:
+        key = nid.rsplit(":", 1)[0]
+        lo, hi = bands.get(key, [float("inf"), -float("inf")])
+        bands[key] = [min(lo, box(nid)[1]), max(hi, box(nid)[3])]
+    spans = sorted(bands.values())
+    assert all(a[1] < b[0] for a, b in itertools.pairwise(spans))  # one band per instance, no overlap
+    assert json.dumps(to_comfy_ui(m, lookup)) == json.dumps(raw)  # and the file still round-trips

@@ -175,10 +175,27 @@ def _changed_fields(node: NodeData, raw: dict[str, Any]) -> dict[str, Any]:
         out["mode"] = mode
     if node.title != raw.get("title") and not (node.title is None and "title" not in raw):
         out["title"] = node.title
-    for key, value in (("pos", node.pos), ("size", node.size)):
+    for key, value in (("pos", _definition_pos(node, raw.get("pos"))), ("size", node.size)):
         if value is not None and key in raw and _pair(value, raw[key]) is not raw[key]:
             out[key] = _pair(value, raw[key])
     return out
+
+
+def _definition_pos(node: NodeData, raw_pos: Any) -> tuple[float, float]:
+    """The node's position in its definition's own coordinates. The reader drew it at
+    ``raw + offset`` (a band below the top graph): unmoved, that is the raw position exactly
+    (recomputed the reader's way, since ``(x + dx) - dx`` need not be ``x`` in floats)."""
+    from ...errors import FormatError
+    from ._common import pair
+
+    offset = as_list(as_dict(as_dict(node.extra.get(KEY)).get("sub")).get("offset")) or [0, 0]
+    try:
+        x, y = pair(raw_pos, "pos")
+    except FormatError:  # a definition without a usable pos: the model's is all there is
+        return node.pos[0] - offset[0], node.pos[1] - offset[1]
+    if (x + offset[0], y + offset[1]) == node.pos:
+        return x, y
+    return node.pos[0] - offset[0], node.pos[1] - offset[1]
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -50,7 +50,7 @@ from ._ui_common import (
 from ._ui_widgets import map_widgets
 from ._ui_write import to_comfy_ui
 from .groupnodes import GroupExpander
-from .subgraphs import MAX_EXPANDED, Instance, Level, definitions, instance_slots, output_link
+from .subgraphs import MAX_EXPANDED, Instance, Level, definitions, extent, instance_slots, output_link
 
 __all__ = ["FRONTEND_NOTES", "from_comfy_ui", "to_comfy_ui"]
 
@@ -62,6 +62,10 @@ def from_comfy_ui(d: Any, lookup: Lookup) -> GraphModel:
     """Read a UI-format workflow. Raises ``FormatError`` naming the bad field."""
     with gc_paused():
         return _Reader(obj(d, "(top level)"), lookup).read()
+
+
+#: Vertical gap between the top graph and each expanded subgraph's band on the canvas.
+_BAND_GAP = 120.0
 
 
 class _Reader:
@@ -78,6 +82,8 @@ class _Reader:
     def read(self) -> GraphModel:
         links, form = link_table(self.d.get("links", []), "links")
         raw_nodes = lst(self.d.get("nodes", []), "nodes")
+        #: where the next expanded subgraph's contents go: a band below the top graph
+        self.band_y = extent(raw_nodes)[3] + _BAND_GAP
         top = Level("", "", {}, links)
         order = self._add_level(top, raw_nodes, [])
         used = self._connect_all()
@@ -180,10 +186,13 @@ class _Reader:
             extra["unexpanded"] = note
         if level.instance is not None:
             extra["sub"] = {"def": level.instance.definition.id, "local": nid, "top": level.prefix.split(":")[0]}
+            if level.offset != (0.0, 0.0):
+                extra["sub"]["offset"] = list(level.offset)
         size = raw.get("size")
         mid = level.model_id(nid)
+        x, y = pair(raw.get("pos", (0, 0)), f"{path}.pos")
         self.model.add_node(
-            raw["type"], id=mid, pos=pair(raw.get("pos", (0, 0)), f"{path}.pos"),
+            raw["type"], id=mid, pos=(x + level.offset[0], y + level.offset[1]),
             size=None if size is None else pair(size, f"{path}.size"),
             title=opt_title(raw.get("title"), f"{path}.title"), extra={KEY: extra},
         )
@@ -197,13 +206,22 @@ class _Reader:
             fail(f"{level.where}nodes", f"subgraph {definition.id!r} contains itself ({chain})",
                  "remove the instance that nests a subgraph inside itself")
         key = level.model_id(nid)
-        inner = Level(key + ":", definition.where + ".", {}, definition.links)
+        inner = Level(key + ":", definition.where + ".", {}, definition.links, offset=self._band(level, raw, definition))
         container = level.instance.definition.id if level.instance is not None else None
         inst = Instance(key, raw, definition, level, inner, container, nid, instance_slots(raw))
         inner.instance = inst
         level.children[nid] = inst
         self.instances[key] = inst
         self._add_level(inner, list(definition.raw.get("nodes") or []), [*stack, definition.id])
+
+    def _band(self, level: Level, raw: dict[str, Any], definition: Any) -> tuple[float, float]:
+        """Where an instance's contents go on the canvas: below everything laid out so far, from
+        the top-level instance's x, so expanded subgraphs never cover the top graph or each other."""
+        instance_x = extent([raw])[0] + level.offset[0]  # where the instance node itself is drawn
+        lo_x, lo_y, _, hi_y = extent(definition.raw.get("nodes"))
+        offset = (instance_x - lo_x, self.band_y - lo_y)
+        self.band_y += (hi_y - lo_y) + _BAND_GAP
+        return offset
 
     # ---- links -------------------------------------------------------------------------------
     def _connect_all(self) -> dict[str, set[int]]:

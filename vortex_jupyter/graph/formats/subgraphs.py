@@ -31,6 +31,7 @@ and local id (``NodeData.extra["comfy_ui"]["sub"]``), and ``model.extra["comfy_u
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,9 @@ class Level:
     paths: dict[str, str] = field(default_factory=dict)  # local id -> JSON path of the node
     parsed: dict[int, Any] = field(default_factory=dict)  # link id -> its parse_link, made once
     children: dict[str, Instance] = field(default_factory=dict)
+    #: Added to the positions of this level's nodes: an instance's contents are laid out in a
+    #: free band below the top graph (see ``comfy_ui``), not over it; the writer subtracts it.
+    offset: tuple[float, float] = (0.0, 0.0)
 
     def model_id(self, local: str) -> str:
         return self.prefix + local
@@ -198,4 +202,27 @@ def promoted_values(inst: Instance) -> dict[str, int] | None:
         # widgets_values[i] belongs to proxyWidgets[i]; "-1" marks a promoted definition input
         return {str(p[1]): i for i, p in enumerate(proxies)
                 if isinstance(p, list) and len(p) == 2 and str(p[0]) == "-1" and p[1] in names}
+    return None
+
+
+def extent(raw_nodes: Any) -> tuple[float, float, float, float]:
+    """(min x, min y, max x, max y) of a graph's nodes (``pos`` + ``size``; malformed ones skipped)."""
+    boxes = []
+    for raw in raw_nodes if isinstance(raw_nodes, list) else ():
+        if not isinstance(raw, dict):
+            continue
+        pos, size = _xy(raw.get("pos")), _xy(raw.get("size")) or (0.0, 0.0)
+        if pos is not None:
+            boxes.append((pos[0], pos[1], pos[0] + size[0], pos[1] + size[1]))
+    if not boxes:
+        return (0.0, 0.0, 0.0, 0.0)
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _xy(value: Any) -> tuple[float, float] | None:
+    if isinstance(value, dict):
+        value = [value.get("0"), value.get("1")]
+    if isinstance(value, (list, tuple)) and len(value) >= 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value[:2]):
+        return float(value[0]), float(value[1])
     return None
