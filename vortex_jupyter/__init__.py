@@ -59,7 +59,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Node": ("vortex_jupyter._api", "Node"),
     "Run": ("vortex_jupyter._api", "Run"),
     "load": ("vortex_jupyter._api", "load"),
-    "node": ("vortex_jupyter.nodes.decorator", "node"),
+    "node": ("vortex_jupyter.nodes.registry", "node"),
     "Range": ("vortex_jupyter.nodes.decorator", "Range"),
     "Choices": ("vortex_jupyter.nodes.decorator", "Choices"),
     "Multiline": ("vortex_jupyter.nodes.decorator", "Multiline"),
@@ -72,8 +72,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
 if TYPE_CHECKING:
     from . import _api
     from .canvas.widget import Canvas
-    from .nodes.decorator import Choices, Multiline, Port, Range, node
+    from .nodes.decorator import Choices, Multiline, Port, Range
     from .nodes.registry import REGISTRY as registry
+    from .nodes.registry import node
 
     Graph = _api.Graph
     Node = _api.Node

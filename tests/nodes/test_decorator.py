@@ -269,9 +269,10 @@ def test_node_registers_returns_the_function_unchanged_and_replaces_on_redefinit
 
 
 def test_bare_decorator_registers_in_the_global_registry():
+    import vortex_jupyter as vx
     from vortex_jupyter.nodes.registry import REGISTRY
 
-    @node
+    @vx.node
     def vortex_test_bare_node(a: int) -> int:
         return a
 
@@ -279,6 +280,14 @@ def test_bare_decorator_registers_in_the_global_registry():
         assert REGISTRY.get("vortex_test_bare_node") is vortex_test_bare_node.spec
     finally:
         REGISTRY.unregister("vortex_test_bare_node")
+
+
+def test_the_plain_decorator_asks_for_a_registry_instead_of_importing_the_global_one():
+    with pytest.raises(NodeDefinitionError, match="no registry") as info:
+        @node
+        def vortex_test_unregistered(a: int) -> int:
+            return a
+    assert "vx.node" in (info.value.hint or "")
 
 
 def test_always_run_fingerprint_timeout_and_output_node_flags_reach_the_spec():

@@ -402,9 +402,11 @@ def node(fn: Callable[..., Any] | None = None, *, name: str | None = None, categ
          check: Callable[..., Any] | None = None, register: bool = True, registry: Any = None) -> Any:
     """Declare a node type from a typed function; returns the function with a ``.spec``.
 
-    Usable bare (``@node``) or with options (``@node(category="math")``). ``register=False``
-    only builds the spec; ``registry`` picks a registry other than the global ``REGISTRY``.
-    A name registered before is replaced (re-running a notebook cell updates the node).
+    Usable bare (``@node``) or with options (``@node(category="math")``). The spec goes into
+    ``registry`` (``vx.node``, i.e. ``registry.node``, passes the global ``REGISTRY``: this
+    module never imports the registry, which imports the built-in nodes that use it);
+    ``register=False`` only builds the spec. A name registered before is replaced
+    (re-running a notebook cell updates the node).
     """
     options = dict(name=name, category=category, outputs=outputs, output_node=output_node,
                    always_run=always_run, fingerprint=fingerprint, timeout=timeout, version=version,
@@ -414,10 +416,10 @@ def node(fn: Callable[..., Any] | None = None, *, name: str | None = None, categ
         spec = build_spec(func, **options)  # type: ignore[arg-type]
         if register:
             if registry is None:
-                from .registry import REGISTRY as target  # the registry imports builtins that use us
-            else:
-                target = registry
-            target.register(spec, replace=True)
+                raise NodeDefinitionError(f"@node {func.__name__!r}: no registry to register it in",
+                                          hint="use vx.node (the global registry), pass registry=..., "
+                                               "or register=False to only build the spec")
+            registry.register(spec, replace=True)
         func.spec = spec  # type: ignore[attr-defined]
         return func
 

@@ -33,10 +33,11 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from ..errors import NodeDefinitionError, UnknownNodeTypeError
+from . import decorator
 from .comfy import spec_from_comfy_class
 from .spec import NodeSpec
 
-__all__ = ["REGISTRY", "NodeRegistry"]
+__all__ = ["REGISTRY", "NodeRegistry", "node"]
 
 _DIFFUSION_MODULE = "vortex_jupyter.nodes.diffusion.nodes"
 
@@ -256,3 +257,10 @@ def _object_info(spec: NodeSpec) -> dict[str, Any]:
 
 #: The process-global registry (``vx.registry``).
 REGISTRY = NodeRegistry()
+
+
+def node(fn: Any = None, /, **options: Any) -> Any:
+    """``@vx.node``: ``decorator.node`` registering into the global ``REGISTRY`` (or the
+    ``registry=`` given). Defined here so that the decorator module needs no registry."""
+    options.setdefault("registry", REGISTRY)
+    return decorator.node(fn, **options)
