@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from .engine.events import Event
 from .engine.executor import CancelToken, Executor
 from .engine.executors import get_executor
+from .engine.executors import register as register_executor
 from .engine.run import Engine
 from .engine.state import Run, RunState
 from .errors import FormatError, Problem, ValidationError, VortexError
@@ -45,6 +46,16 @@ def _registry() -> Any:
     from .nodes.registry import REGISTRY
 
     return REGISTRY
+
+
+def _worker_executor() -> Executor:
+    """The worker pool's executor, made on first use (the engine does not import workers)."""
+    from .workers.pool import WorkerExecutor, shared_pool
+
+    return WorkerExecutor(shared_pool())
+
+
+register_executor("workers", _worker_executor)
 
 
 _MODE_NAMES = {0: "always", 1: "on event", 2: "muted", 3: "on trigger", 4: "bypassed"}

@@ -59,3 +59,24 @@ def test_size_of_counts_array_bytes_and_containers():
     assert ex.size_of(np.zeros(1000, dtype=np.float32)) == 4000
     assert ex.size_of({"samples": np.zeros(10, dtype=np.uint8)}) >= 10
     assert ex.size_of(3) > 0 and ex.size_of("abc") > 3
+
+
+def test_the_engine_does_not_import_workers_the_front_door_injects_them():
+    import subprocess
+    import sys
+
+    code = ("import sys; from vortex_jupyter.engine import executors as e; "
+            "print(e.default_executor_name(), any(m.startswith('vortex_jupyter.workers') for m in sys.modules)); "
+            "import vortex_jupyter as vx; vx.Graph; print(e.default_executor_name())")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "VORTEX_EXECUTOR"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["inline", "False", "workers"]
+
+
+def test_registered_executors_are_built_once_on_first_use(monkeypatch):
+    made = []
+    monkeypatch.setattr(executors, "_factories", dict(executors._factories))
+    monkeypatch.setattr(executors, "_singletons", {})
+    executors.register("Counting", lambda: made.append(1) or InProcessExecutor())
+    assert get_executor("counting") is get_executor("COUNTING") and made == [1]

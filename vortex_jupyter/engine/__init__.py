@@ -10,7 +10,7 @@ Modules, in the order a run uses them:
 - ``run``       ``Engine.run``: tasks, one batch to the executor, events to listeners;
 - ``state``     ``RunState``/``Run``: what a run did; outputs fetched lazily;
 - ``executor``  the Executor seam (contract); ``inprocess``: ``InProcessExecutor``;
-  ``executors``: ``get_executor("inline" | "workers" | None)``;
+  ``executors``: ``get_executor("inline" | "workers" | None)``, ``register`` (the front door adds "workers");
 - ``events``    the events a run streams (contract); ``testing``: key-stability helpers.
 
 Everything here is torch-free and cheap to import.

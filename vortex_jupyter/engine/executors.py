@@ -1,35 +1,39 @@
-"""Choosing an executor by name: ``"inline"`` (this process) or ``"workers"`` (the worker pool).
+"""Choosing an executor by name: ``"inline"`` (this process) or any name registered by the
+front door (``"workers"``: the worker pool, registered by ``vortex_jupyter._api``).
 
-The default is ``"workers"`` once ``vortex_jupyter.workers.pool`` imports, ``"inline"``
-otherwise; the environment variable ``VORTEX_EXECUTOR`` overrides the default. Executors are
-process-wide singletons per name, because the output cache is kept per executor: running the
-same graph twice with ``"inline"`` must hit the same cache.
+The engine does not know how workers run (the dependency points the other way: ``workers``
+builds on ``engine``); whoever assembles the product injects them with ``register``. The
+default is ``"workers"`` once registered, ``"inline"`` otherwise; the environment variable
+``VORTEX_EXECUTOR`` overrides it. Executors are process-wide singletons per name, because the
+output cache is kept per executor: running the same graph twice with ``"inline"`` must hit
+the same cache.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import threading
-from typing import Any
+from collections.abc import Callable
 
 from ..errors import VortexError
 from .executor import Executor
 from .inprocess import InProcessExecutor
 
-__all__ = ["default_executor_name", "get_executor"]
+__all__ = ["default_executor_name", "get_executor", "register"]
 
-_NAMES = ("inline", "workers")
+_factories: dict[str, Callable[[], Executor]] = {"inline": InProcessExecutor}
 _singletons: dict[str, Executor] = {}
 _lock = threading.Lock()
 
 
+def register(name: str, factory: Callable[[], Executor]) -> None:
+    """Make ``get_executor(name)`` build its singleton with ``factory`` (on first use)."""
+    with _lock:
+        _factories[name.strip().lower()] = factory
+
+
 def _workers_available() -> bool:
-    try:
-        importlib.import_module("vortex_jupyter.workers.pool")
-    except ImportError:
-        return False
-    return True
+    return "workers" in _factories
 
 
 def default_executor_name() -> str:
@@ -37,14 +41,6 @@ def default_executor_name() -> str:
     if env:
         return env
     return "workers" if _workers_available() else "inline"
-
-
-def _make_workers() -> Executor:
-    pool_mod = importlib.import_module("vortex_jupyter.workers.pool")
-    factory = getattr(pool_mod, "shared_executor", None)
-    if factory is not None:
-        return factory()  # type: ignore[no-any-return]
-    return pool_mod.WorkerExecutor(pool_mod.shared_pool())  # type: ignore[no-any-return]
 
 
 def get_executor(name_or_obj: str | Executor | None = None) -> Executor:
@@ -57,15 +53,16 @@ def get_executor(name_or_obj: str | Executor | None = None) -> Executor:
             )
         return name_or_obj
     name = (name_or_obj or default_executor_name()).strip().lower()
-    if name not in _NAMES:
-        raise VortexError(f"unknown executor {name!r}", hint='use "inline" or "workers"')
     with _lock:
+        factory = _factories.get(name)
+        if factory is None:
+            known = ", ".join(repr(n) for n in sorted(_factories))
+            raise VortexError(f"unknown executor {name!r}", hint=f"use one of {known}")
         ex = _singletons.get(name)
         if ex is None:
-            ex = InProcessExecutor() if name == "inline" else _make_workers()
-            _singletons[name] = ex
+            ex = _singletons[name] = factory()
         return ex
 
 
-def executor_name(executor: Any) -> str:
+def executor_name(executor: object) -> str:
     return str(getattr(executor, "name", type(executor).__name__))
