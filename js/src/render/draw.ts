@@ -1,5 +1,6 @@
 /**
- * Canvas2D drawing of groups, edges and nodes at three levels of detail.
+ * Canvas2D drawing of groups, edges and nodes at three levels of detail. The renderer paints
+ * node bodies first, then edges over them, then (LOD 2) the sockets (`drawSockets`).
  *
  * Cost policy: at LOD 0 (zoomed out, possibly 10,000 nodes on screen) nodes are plain
  * rectangles batched into one path per fill color and edges one path of straight lines, so
@@ -204,19 +205,18 @@ export function drawNodeFrame(d: DrawCtx, n: NodeView): void {
   }
 }
 
+/** LOD 2 without the sockets: the renderer draws those after the wires (`drawSockets`). */
 export function drawNodeFull(d: DrawCtx, n: NodeView): void {
   drawNodeFrame(d, n);
   const { ctx } = d;
   ctx.font = "12px sans-serif";
   for (const p of n.inputs) {
-    dot(ctx, n.x + p.x, n.y + p.y, typeColor(p.type));
     if (!p.widget) {
       ctx.fillStyle = "#cfd3dc";
       ctx.fillText(p.name, n.x + 10, n.y + p.y + 4);
     }
   }
   for (const o of n.outputs) {
-    dot(ctx, n.x + o.x, n.y + o.y, typeColor(o.type));
     ctx.fillStyle = "#cfd3dc";
     const w = ctx.measureText(o.name).width;
     ctx.fillText(o.name, n.x + n.w - 10 - w, n.y + o.y + 4);
@@ -224,6 +224,15 @@ export function drawNodeFull(d: DrawCtx, n: NodeView): void {
   for (const p of n.inputs) if (p.widget) drawWidgetRow(ctx, n, p.name, p.y, d.linked(n.id, p.name), p.spec?.default);
   drawNodeExtras(d, n);
   drawGrip(ctx, n.x + n.w, n.y + n.h, "#8a909c");
+}
+
+/** A node's socket dots (LOD 2), over the wires that end in them; faded with a muted node. */
+export function drawSockets(d: DrawCtx, n: NodeView): void {
+  const { ctx } = d;
+  if (n.mode === MODE_MUTED) ctx.globalAlpha = MUTED_ALPHA;
+  for (const p of n.inputs) dot(ctx, n.x + p.x, n.y + p.y, typeColor(p.type));
+  for (const o of n.outputs) dot(ctx, n.x + o.x, n.y + o.y, typeColor(o.type));
+  ctx.globalAlpha = 1;
 }
 
 /** The resize grip whose bottom-right corner is (x, y). */

@@ -4,10 +4,14 @@
  * `invalidate()` schedules one requestAnimationFrame; many invalidations in a frame cost
  * one draw. The backing store follows devicePixelRatio; all drawing is in graph units under
  * a single transform, so culling is one grid query for the visible rectangle.
+ *
+ * Paint order: groups, node bodies, wires, then (LOD 2) sockets, then the overlay. Wires are
+ * drawn over the nodes so a wire that passes behind a node stays visible; the sockets they
+ * end in are drawn last so the wire ends under its dot.
  */
 import type { RunState } from "../runstate";
 import type { Scene } from "../scene";
-import { drawBoxes, drawEdges, drawGroups, drawNode, typeColor, type DrawCtx } from "./draw";
+import { drawBoxes, drawEdges, drawGroups, drawNode, drawSockets, typeColor, type DrawCtx } from "./draw";
 import type { NodeView } from "./layout";
 import type { Rect } from "./spatial";
 import { lodFor, visibleRect, type Viewport } from "./view";
@@ -111,13 +115,16 @@ export class Renderer {
     };
     drawGroups(d, scene.groups, vis);
     const dev = { k: dpr * view.zoom, tx: dpr * view.panX, ty: dpr * view.panY };
-    drawEdges(d, scene.edgeGeometry(), vis, dev);
     this.visible = scene.grid.query(vis);
+    // Wires go over node bodies (one passing behind a node was invisible), sockets over wires.
     if (lod === 0) {
       drawBoxes(d, this.visible, dev);
+      drawEdges(d, scene.edgeGeometry(), vis, dev);
     } else {
       this.visible.sort((a, b) => scene.zOf(a) - scene.zOf(b));
       for (const n of this.visible) drawNode(d, n);
+      drawEdges(d, scene.edgeGeometry(), vis, dev);
+      if (lod === 2) for (const n of this.visible) drawSockets(d, n);
     }
     this.drawOverlay(d);
     if (this.emptyHint && scene.nodes.size === 0 && scene.groups.size === 0) this.drawEmptyHint(dpr);
