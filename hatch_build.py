@@ -1,13 +1,24 @@
-"""Hatch build hook: build the canvas JS bundle when it is missing.
+"""The JS build behind the wheel: vortex-jupyter's policy around hatch-jupyter-builder.
 
-Wired in ``pyproject.toml`` as ``[tool.hatch.build.hooks.custom]`` (hatch's default path is
-this file). ``pip install .`` / ``pip install -e .`` / ``python -m build`` from a clone then
-produce ``vortex_jupyter/static/widget.js`` with ``npm --prefix js ci && npm --prefix js run
-build``; the wheel ships it (``artifacts`` in pyproject).
+Wired in ``pyproject.toml`` as ``[tool.hatch.build.hooks.jupyter-builder]`` with
+``build-function = "hatch_build.build_js"``, which calls ``hatch_jupyter_builder.npm_builder``
+(``npm install`` + ``npm run build`` in ``js/``) when it has to. That one npm build makes both
+browser assets the wheel ships:
 
-Policy: never fail a Python install because of the JS side. Without node/npm, or when the
-npm build fails, the hook warns and the widget shows how to build the bundle instead.
-``VORTEX_SKIP_JS=1`` skips the hook; ``VORTEX_BUILD_JS=1`` rebuilds an existing bundle.
+- ``vortex_jupyter/static/widget.js`` (+ ``widget.css``): the canvas's anywidget bundle;
+- ``vortex_jupyter/labextension/``: the prebuilt JupyterLab 4 extension, which the wheel's
+  shared-data installs to ``share/jupyter/labextensions/vortex-jupyter``.
+
+Policy (the user never needs npm; a broken wheel is never produced):
+
+- Assets already built (a clone after ``npm --prefix js run build``, or an sdist, which
+  carries them): no npm, nothing rebuilt (``skip-if-exists``, and the same check here for
+  editable installs). ``VORTEX_BUILD_JS=1`` rebuilds them in an editable install.
+- ``VORTEX_SKIP_JS=1``: npm is never called (``scripts/test.sh`` installs first, builds after).
+- Editable install: a JS problem (no npm, a failing build) is only a warning
+  (``optional-editable-build``); the canvas then shows how to build the bundle.
+- Wheel or sdist: the assets are required (``ensured-targets``); without them the build fails
+  with a message that says how to fix it: a wheel without the extension is broken.
 """
 
 from __future__ import annotations
@@ -15,47 +26,57 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import warnings
 from pathlib import Path
-from typing import Any
+from typing import NoReturn
 
-from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+from hatch_jupyter_builder.utils import npm_builder
 
-BUNDLE = Path("vortex_jupyter") / "static" / "widget.js"
+ROOT = Path(__file__).resolve().parent
+ASSETS = (
+    Path("vortex_jupyter") / "static" / "widget.js",
+    Path("vortex_jupyter") / "labextension" / "package.json",
+)
+FIX = (
+    "Fix: install Node.js >= 20.19 with npm, then run `npm --prefix js ci && npm --prefix js run build` "
+    "in the source tree and build again (or build from the sdist, which carries the built assets)."
+)
 
 
-def _warn(message: str) -> None:
-    warnings.warn(f"vortex-jupyter: {message}", stacklevel=2)
-    print(f"WARNING vortex-jupyter: {message}")  # pip shows build output only with -v
+class JSBuildError(RuntimeError):
+    """The browser assets are missing and could not be built."""
 
 
-def build_bundle(root: Path, force: bool = False) -> bool:
-    """Build the JS bundle under ``root`` if needed; returns True when it exists afterwards."""
-    bundle = root / BUNDLE
-    if bundle.is_file() and not force:
-        return True
+def missing_assets(root: Path = ROOT) -> list[str]:
+    return [str(asset) for asset in ASSETS if not (root / asset).is_file()]
+
+
+def _fail(message: str) -> NoReturn:
+    # optional-editable-build turns this into a warning for `pip install -e`; pip shows a build's
+    # output only with -v or on failure, hence the print as well
+    print(f"vortex-jupyter: {message}")
+    raise JSBuildError(f"vortex-jupyter: {message}")
+
+
+def build_js(target_name: str, version: str, path: str = "js", build_cmd: str = "build",
+             root: Path = ROOT) -> None:
+    """hatch-jupyter-builder build function (``version`` is "standard" or "editable")."""
+    missing = missing_assets(root)
+    if os.environ.get("VORTEX_SKIP_JS") == "1":
+        if missing and version == "standard":
+            _fail(f"VORTEX_SKIP_JS=1 is set and {', '.join(missing)} are missing: this {target_name} "
+                  f"would ship without the canvas bundle and the JupyterLab extension. {FIX}")
+        return
+    if not missing and not (version == "editable" and os.environ.get("VORTEX_BUILD_JS") == "1"):
+        return
     npm = shutil.which("npm")
-    if npm is None or not (root / "js" / "package.json").is_file():
-        _warn(f"{BUNDLE} is missing and npm (or js/package.json) is not available; the canvas "
-              "will show a build hint. Fix: install node >= 18, then run "
-              "`npm --prefix js ci && npm --prefix js run build`.")
-        return False
-    for args in (["--prefix", "js", "ci"], ["--prefix", "js", "run", "build"]):
-        try:
-            subprocess.run([npm, *args], cwd=root, check=True, timeout=600)
-        except (OSError, subprocess.SubprocessError) as exc:
-            _warn(f"`npm {' '.join(args)}` failed ({exc}); the canvas bundle was not built.")
-            return False
-    if not bundle.is_file():
-        _warn(f"the npm build finished but {BUNDLE} is missing; check js/build.mjs.")
-        return False
-    return True
-
-
-class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
-    PLUGIN_NAME = "custom"
-
-    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
-        if os.environ.get("VORTEX_SKIP_JS") == "1":
-            return
-        build_bundle(Path(self.root), force=os.environ.get("VORTEX_BUILD_JS") == "1")
+    if npm is None or not (root / path / "package.json").is_file():
+        _fail(f"{', '.join(missing) or 'the browser assets'} must be built with npm, but npm (or "
+              f"{path}/package.json) is not available here. {FIX}")
+    try:
+        npm_builder(target_name, version, path=str(root / path), build_cmd=build_cmd, npm=[npm])
+    except (OSError, ValueError, subprocess.CalledProcessError) as exc:
+        _fail(f"the JS build (`npm install && npm run {build_cmd}` in {path}/) failed: {exc}. {FIX}")
+    still_missing = missing_assets(root)
+    if still_missing:
+        _fail(f"`npm run {build_cmd}` finished but {', '.join(still_missing)} are missing: check "
+              f"{path}/build.mjs and the `jupyterlab.outputDir` of {path}/package.json.")

@@ -96,3 +96,12 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives, for ``jupyter labextension develop``.
+
+    The wheel installs the same folder to ``share/jupyter/labextensions/vortex-jupyter``
+    (pyproject.toml's shared-data); ``npm --prefix js run build`` makes it.
+    """
+    return [{"src": "labextension", "dest": "vortex-jupyter"}]
