@@ -26,7 +26,7 @@ import { Palette } from "./ui/palette";
 import { Toasts } from "./ui/toast";
 import { Toolbar } from "./ui/toolbar";
 import { commandItems, runCommand } from "./commands";
-import { specItems } from "./ui/search";
+import { nodeItems, specItems } from "./ui/search";
 import { exposeTestHook } from "./testhook";
 import { Presence } from "./presence";
 
@@ -82,7 +82,8 @@ export class CanvasApp implements Host {
     this.stage.append(this.canvas);
     this.list = new NodeList(this.stage, this.r);
     this.overlays = new Overlays(this.stage, () => this.root.focus({ preventScroll: true }), this.scene);
-    this.palette = new Palette(this.stage, () => this.root.focus({ preventScroll: true }));
+    this.palette = new Palette(this.stage, (refocus) => { if (refocus) this.root.focus({ preventScroll: true }); },
+      (e) => this.paletteKey(e));
     this.toasts = new Toasts(this.stage);
     this.outputs = new OutputImages(this.root, this.run);
     el.appendChild(this.root);
@@ -170,16 +171,33 @@ export class CanvasApp implements Host {
     this.scene.touch();
   }
 
+  /** The add-node palette at (sx, sy) (CSS px in the canvas); the node goes to a free spot there. */
   openAddPalette(sx: number, sy: number): void {
     const [gx, gy] = screenToGraph(this.r.view, sx, sy);
-    this.palette.show("Add node…", specItems(this.scene.allSpecs()), [sx, sy], (it) => {
-      const id = this.editor.addNode(it.id, gx, gy);
-      this.setSelection([id]);
-    });
+    this.palette.show("Add node…", specItems(this.scene.allSpecs()), [sx, sy],
+      (it) => this.addNodeAt(it.id, gx, gy), { noun: "node" });
   }
 
+  /** Commands and node types; a node type picked here goes to a free spot at the view centre. */
   openCommandPalette(): void {
-    this.palette.show("Command…", commandItems(), [this.r.width / 2 - 150, 40], (it) => runCommand(this, it.id));
+    const items = [...commandItems(), ...nodeItems(this.scene.allSpecs())];
+    this.palette.show("Command or node…", items, [this.r.width / 2 - 150, 40], (it) => {
+      if (it.kind !== "node") { runCommand(this, it.id); return; }
+      const [gx, gy] = screenToGraph(this.r.view, this.r.width / 2, this.r.height / 2);
+      this.addNodeAt(it.id, gx, gy);
+    }, { noun: "command or node" });
+  }
+
+  private addNodeAt(type: string, gx: number, gy: number): void {
+    this.setSelection([this.editor.addNode(type, gx, gy)]);
+  }
+
+  /** Ctrl/Cmd+K (or Ctrl+Shift+P) typed in an open palette opens the command palette in its place. */
+  private paletteKey(e: KeyboardEvent): boolean {
+    const k = e.key.toLowerCase();
+    if (!(k === "k" || (e.shiftKey && k === "p"))) return false;
+    this.openCommandPalette();
+    return true;
   }
 
   openWidget(node: NodeView, name: string): void {

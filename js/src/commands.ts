@@ -1,11 +1,12 @@
 /**
  * The command palette's commands (Ctrl/Cmd+K or Ctrl+Shift+P): each has an id, a label,
- * a group and an action on the view.
+ * a group and an action on the view. The palette also lists the node types
+ * (`ui/search.ts` `nodeItems`); picking one adds it at the view centre.
  */
 import type { CanvasApp } from "./app";
 import { toggleMode } from "./edit/keys";
 import { MODE_BYPASSED, MODE_MUTED } from "./protocol";
-import type { PaletteItem } from "./ui/search";
+import { COMMAND_BOOST, type PaletteItem } from "./ui/search";
 
 interface Command { id: string; label: string; group: string; detail?: string; run(app: CanvasApp): void }
 
@@ -42,7 +43,9 @@ function renameGroup(a: CanvasApp): void {
 }
 
 export function commandItems(): PaletteItem[] {
-  return COMMANDS.map((c) => ({ id: c.id, label: c.label, group: c.group, detail: c.detail }));
+  return COMMANDS.map((c) => ({
+    id: c.id, label: c.label, group: c.group, detail: c.detail, kind: "command" as const, boost: COMMAND_BOOST,
+  }));
 }
 
 export function runCommand(app: CanvasApp, id: string): void {

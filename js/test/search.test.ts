@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { grouped, search, specItems } from "../src/ui/search";
+import { NODE_GROUP, grouped, nodeItems, search, specItems } from "../src/ui/search";
 import { commandItems } from "../src/commands";
 import { SPECS } from "./helpers/fixtures";
 
@@ -31,5 +31,36 @@ describe("palette search", () => {
     const ids = search(commandItems(), "").map((c) => c.id);
     expect(ids).toEqual(expect.arrayContaining(["run", "cancel", "undo", "redo", "fit", "group", "delete"]));
     expect(search(commandItems(), "fit")[0].id).toBe("fit");
+  });
+});
+
+describe("the command palette's search (commands and node types)", () => {
+  const items = [...commandItems(), ...nodeItems(SPECS)];
+
+  it("lists node types too, after the commands when the query is empty", () => {
+    const all = search(items, "");
+    const kinds = all.map((i) => i.kind);
+    expect(kinds).toContain("node");
+    expect(kinds.indexOf("node")).toBe(commandItems().length); // every command, then the nodes
+    expect(all.filter((i) => i.kind === "node").map((i) => i.id).sort()).toEqual(["Blur", "KSampler", "Loader"]);
+  });
+
+  it("finds a node type by name, type id or category, under an 'add node' group", () => {
+    expect(search(items, "ksampler")[0]).toMatchObject({ id: "KSampler", kind: "node", group: NODE_GROUP });
+    expect(search(items, "sampling").map((i) => i.id)).toContain("KSampler");
+  });
+
+  it("ranks a better match first, whichever kind it is; a command first on equal matches", () => {
+    expect(search(items, "blur")[0].id).toBe("Blur"); // a node's name prefix beats commands
+    expect(search(items, "undo")[0].id).toBe("undo");
+    const tie = [
+      { id: "Fit", label: "Fit", group: NODE_GROUP, kind: "node" as const },
+      ...commandItems().filter((c) => c.id === "fit").map((c) => ({ ...c, label: "Fit" })),
+    ];
+    expect(search(tie, "fit").map((i) => i.kind)).toEqual(["command", "node"]);
+  });
+
+  it("matches nothing for a query nothing has", () => {
+    expect(search(items, "zzzqq")).toEqual([]);
   });
 });

@@ -5,12 +5,17 @@
  *
  * Gestures that write once on release (resize, group move) call `stopCapturing` before and
  * after their transaction, so each is exactly one undo step.
+ *
+ * A node added from the palette, or a pasted block, lands on the free spot nearest to where
+ * it was asked for (`render/place.ts`), never on top of another node.
  */
 import * as Y from "yjs";
 import { GraphDoc, makeNodeMap, type NodeData } from "../docmodel";
 import { MODE_ALWAYS, edgeKey, newNodeId, type EdgeValue, type NodeSpecJson } from "../protocol";
 import { whyIncompatible } from "../ports";
 import type { Scene } from "../scene";
+import { PREVIEW_H, layoutNode, type NodeView } from "../render/layout";
+import { freeSpot } from "../render/place";
 import { boundsOf } from "../render/view";
 import { contains, type Rect } from "../render/spatial";
 import { instantiate, parse, serialize } from "./clipboard";
@@ -46,10 +51,28 @@ export class Editor {
     return out;
   }
 
+  /** Adds a node of `type` on the free spot nearest to (x, y); returns its id. */
   addNode(type: string, x: number, y: number): string {
     const spec = this.scene.spec(type);
+    const node: NodeData = { id: newNodeId(), type, x, y, params: Editor.defaults(spec) };
+    const { w, h } = this.boxOf(node);
+    [node.x, node.y] = this.spotFor(w, h, x, y);
     this.undo.stopCapturing();
-    return this.g.addNode({ id: newNodeId(), type, x, y, params: Editor.defaults(spec) });
+    return this.g.addNode(node);
+  }
+
+  /** The room a node takes on the canvas: its drawn size, plus the preview an output node grows. */
+  boxOf(n: NodeData): { w: number; h: number } {
+    const v = layoutNode(n, this.scene.spec(n.type), false, n.params);
+    return { w: v.w, h: v.h + this.previewRoom(v) };
+  }
+
+  /** Height an output node will still grow when a run gives it a preview (0 once it has room). */
+  readonly previewRoom = (n: NodeView): number =>
+    n.spec?.output_node && n.h < n.minH + PREVIEW_H && !this.scene.withPreview.has(n.id) ? PREVIEW_H : 0;
+
+  private spotFor(w: number, h: number, x: number, y: number): [number, number] {
+    return freeSpot(this.scene.grid, this.scene.nodes.values(), w, h, x, y, this.previewRoom);
   }
 
   /** Null when output `index` of `src` may feed input `input` of `dst`, else the reason. */
@@ -101,11 +124,12 @@ export class Editor {
     return serialize(nodes, [...this.scene.edges.values()]);
   }
 
-  /** Pastes clipboard text with its top-left at (x, y); returns the new ids. */
+  /** Pastes clipboard text with its top-left at the free spot nearest (x, y); returns the new ids. */
   paste(text: string | null, x: number, y: number): string[] {
     const data = parse(text);
     if (!data || !data.nodes.length) return [];
-    const fresh = instantiate(data, x, y);
+    const b = boundsOf(data.nodes.map((n) => ({ x: n.x, y: n.y, ...this.boxOf(n) }))) as Rect;
+    const fresh = instantiate(data, ...this.spotFor(b.w, b.h, x, y));
     this.undo.stopCapturing();
     this.g.transact(() => {
       for (const n of fresh.nodes) this.g.nodes.set(n.id, makeNodeMap(n));

@@ -1,9 +1,11 @@
 /**
- * Just enough of `document` for the accessible node list (`src/ui/a11y.ts`) and the title
- * editors (`src/ui/overlays.ts`): vitest runs in node, without a DOM. Install with
- * `vi.stubGlobal("document", fakeDocument())`; `fire` dispatches an event to a fake element's
- * listeners.
+ * Just enough of `document` for the accessible node list (`src/ui/a11y.ts`), the title
+ * editors (`src/ui/overlays.ts`) and the palette (`src/ui/palette.ts`): vitest runs in node,
+ * without a DOM. Install with `vi.stubGlobal("document", fakeDocument())`; `fire` dispatches an
+ * event to a fake element's listeners; `focus()` makes an element `document.activeElement`.
  */
+let active: FakeElement | null = null;
+
 export class FakeElement {
   children: FakeElement[] = [];
   parent: FakeElement | null = null;
@@ -14,6 +16,13 @@ export class FakeElement {
   value = "";
   readonly style: Record<string, string> = {};
   focused = false;
+  hidden = false;
+  placeholder = "";
+  /** Layout sizes (px), 0 unless a test sets them. */
+  offsetWidth = 0;
+  offsetHeight = 0;
+  clientWidth = 0;
+  clientHeight = 0;
   private listeners = new Map<string, Array<(e: unknown) => void>>();
 
   constructor(readonly tagName: string) {}
@@ -26,6 +35,10 @@ export class FakeElement {
     child.parent = this;
     this.children.push(child);
     return child;
+  }
+
+  append(...children: FakeElement[]): void {
+    for (const c of children) this.appendChild(c);
   }
 
   replaceChildren(...children: FakeElement[]): void {
@@ -44,11 +57,17 @@ export class FakeElement {
     for (const fn of this.listeners.get(type) ?? []) fn(e);
   }
 
-  focus(): void { this.focused = true; }
+  focus(): void { this.focused = true; active = this; }
   select(): void {}
 
   contains(other: unknown): boolean {
     return other === this || this.children.some((c) => c.contains(other));
+  }
+
+  /** Descendants with the class of a `.class` selector, in document order. */
+  querySelectorAll(selector: string): FakeElement[] {
+    const cls = selector.replace(/^\./, "");
+    return this.children.flatMap((c) => [...(c.className.split(" ").includes(cls) ? [c] : []), ...c.querySelectorAll(selector)]);
   }
 
   /** The first descendant with this class. */
@@ -67,6 +86,7 @@ export class FakeElement {
   }
 }
 
-export function fakeDocument(): { createElement(tag: string): FakeElement } {
-  return { createElement: (tag) => new FakeElement(tag.toUpperCase()) };
+export function fakeDocument(): { createElement(tag: string): FakeElement; readonly activeElement: FakeElement | null } {
+  active = null;
+  return { createElement: (tag) => new FakeElement(tag.toUpperCase()), get activeElement() { return active; } };
 }
