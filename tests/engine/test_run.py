@@ -367,3 +367,46 @@ def test_sys_exit_in_a_node_is_a_node_failure_and_keyboard_interrupt_cancels_the
     assert state2.status == "cancelled"
     assert state2.errors["n0"].code == "VE-504" and "interrupted" in state2.errors["n0"].message
     assert state2.errors["n1"].code in ("VE-504", "VE-505")
+
+
+class _Interrupt:
+    """A listener that raises KeyboardInterrupt at the first ``node_started``: Jupyter's interrupt
+    arriving while the run waits between nodes (or on a worker), outside any node's code."""
+
+    def __init__(self) -> None:
+        self.fired = False
+
+    def __call__(self, event) -> None:
+        if event.kind == "node_started" and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_still_ends_with_run_finished_then_re_raises():
+    m = _chain(["add", "add", "add"])
+    eng, ex, cache = _engine(m, math_specs())
+    seen: list = []
+    state = None
+    with pytest.raises(KeyboardInterrupt):
+        state = eng.run(ex, cache=cache, listeners=[seen.append, _Interrupt()])
+    assert state is None
+    assert [e.kind for e in seen][-1] == "run_finished"  # a canvas re-enables its Run button
+    finished = seen[-1]
+    assert finished.status == "cancelled"
+    assert {e.node for e in seen if e.kind == "node_failed"} == {"n0", "n1", "n2"}
+    again = eng.run(ex, cache=cache, listeners=[seen.append])  # and the next run runs
+    assert again.status == "ok" and again.stats["ran"] == 3
+
+
+def test_an_executor_that_raises_still_ends_the_run_with_run_finished():
+    class Broken(InProcessExecutor):
+        def execute(self, batch, callbacks, cancel):
+            raise RuntimeError("pool is gone")
+
+    m = _chain(["add"])
+    ex = Broken()
+    eng = Engine(m, math_specs().lookup, no_problems)
+    seen: list = []
+    with pytest.raises(RuntimeError, match="pool is gone"):
+        eng.run(ex, cache=OutputCache(ex), listeners=[seen.append])
+    assert (seen[-1].kind, seen[-1].status) == ("run_finished", "failed")

@@ -22,7 +22,9 @@ keys, plan and tasks in one walk of that order (``_plan_in_one_pass``; warm runs
 GC is paused while planning and planning's objects are then promoted (``_planning_gc``).
 
 A failing node fails only its descendants (the executor reports them as VE-505); everything
-else finishes and stays cached. Events may be dispatched from an executor's thread; a
+else finishes and stays cached. A run that announced ``RunStarted`` always ends with
+``RunFinished``, also when it is interrupted (``KeyboardInterrupt``: status "cancelled", the
+interrupt re-raised) or the executor raises (status "failed", the error re-raised). Events may be dispatched from an executor's thread; a
 listener that raises is logged and ignored. Runs of one graph are serialised by a lock that is
 held while planning (not while executing), so canvas edits during a run only wait for the
 planning step.
@@ -175,13 +177,28 @@ class Engine:
         try:
             if tasks:
                 executor.execute(tasks, callbacks, cancel)
+        except BaseException as exc:
+            # Jupyter's interrupt (KeyboardInterrupt while a worker runs a node, or between two
+            # inline nodes) or an executor failure: the run still ends with RunFinished, or the
+            # canvas, which saw RunStarted, kept its Run button disabled for good.
+            if not isinstance(exc, Exception):
+                cancel.cancel()
+            self._close(state, plan, tasks, cancel, emit, t0)
+            raise
         finally:
             cache.unpin(held)
-        self._finish(state, plan, tasks, cancel, emit)
-        state.elapsed = time.perf_counter() - t0
-        emit(RunFinished(state.run_id, state.status, dict(state.stats), state.elapsed))
-        state.mark_done()
+        self._close(state, plan, tasks, cancel, emit, t0)
         return state
+
+    def _close(self, state: RunState, plan: Plan, tasks: list[Task], cancel: CancelToken,
+               emit: Callable[[Event], None], t0: float) -> None:
+        """Account for every node, then ``RunFinished``; the run is done even if a listener raises."""
+        try:
+            self._finish(state, plan, tasks, cancel, emit)
+            state.elapsed = time.perf_counter() - t0
+            emit(RunFinished(state.run_id, state.status, dict(state.stats), state.elapsed))
+        finally:
+            state.mark_done()
 
     # ---- planning ------------------------------------------------------------------------
     def _prepare(
