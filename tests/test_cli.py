@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,21 +24,46 @@ def native(nodes: list[dict], edges: list[dict] | None = None, **extra) -> dict:
     return {"schema_version": 1, "nodes": nodes, "edges": edges or [], **extra}
 
 
+def outputs_by_id(stdout: str) -> dict[str, str]:
+    """The timings table's last column by node id (rows name nodes "Title (#id)" / "Type #id")."""
+    rows = {}
+    for line in stdout.splitlines()[1:]:
+        found = re.search(r"#([^\s)]+)", line)
+        if found:
+            rows[found.group(1)] = line.split()[-1]
+    return rows
+
+
 def test_run_prints_a_timings_table_with_outputs_and_exits_zero(tmp_path):
     proc = vortex("run", str(MATH), "--executor", "inline", "-o", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:4] == ["node", "type", "status", "ms"]
-    row = next(line for line in lines if line.startswith("plus "))
+    row = next(line for line in lines if line.startswith("+ 100 (#plus) "))
     assert row.split()[-1] == "142"
     assert "ok: ran 7, cached 0, failed 0" in proc.stderr
     assert "7/7" in proc.stderr  # the progress bar reached the end
 
 
+def test_progress_table_and_failures_name_nodes_by_title_or_type_and_id(tmp_path):
+    proc = vortex("run", str(MATH), "--executor", "inline")
+    assert proc.returncode == 0, proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert any(line.endswith(" a * b (#product) ok") for line in progress), progress  # titled
+    assert any(line.endswith(" IntToFloat #half ok") for line in progress), progress  # untitled
+    names = [line.split("  ")[0] for line in proc.stdout.splitlines()[1:]]
+    assert "+ 100 (#plus)" in names and "StringLength #length" in names, names
+    graph = native([{"id": "d", "type": "IntDivide", "params": {"a": 1, "b": 0}}])
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(graph))
+    proc = vortex("run", str(path), "--executor", "inline")
+    assert "IntDivide #d: [VE-" in proc.stderr and "IntDivide #d FAILED VE-" in proc.stderr
+
+
 def test_set_overrides_params_parsing_json_values():
     proc = vortex("run", str(MATH), "--executor", "inline", "--set", "plus.b=1000", "--set", "text.f_string=x{a}")
     assert proc.returncode == 0, proc.stderr
-    rows = {line.split()[0]: line.split()[-1] for line in proc.stdout.splitlines()[1:]}
+    rows = outputs_by_id(proc.stdout)
     assert rows["plus"] == "1042" and rows["text"] == "'x1042'"
 
 
@@ -185,7 +211,7 @@ def test_a_failing_node_exits_one_and_names_the_node(tmp_path):
 def test_run_with_the_default_executor_uses_real_workers_and_gives_the_same_table():
     proc = vortex("run", str(MATH))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = {line.split()[0]: line.split()[-1] for line in proc.stdout.splitlines()[1:]}
+    rows = outputs_by_id(proc.stdout)
     assert rows["plus"] == "142" and rows["length"] == "25"
 
 

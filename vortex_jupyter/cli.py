@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -189,7 +189,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     graph = _load(args.file)
     _apply_sets(graph, args.sets)
     graph.validate()
-    progress = None if args.quiet else Progress(len(graph.model), sys.stderr)
+    progress = None if args.quiet else Progress(len(graph.model), sys.stderr, lambda n: node_label(graph, n))
     if progress is not None:
         graph.on_event(progress)
     t0 = time.perf_counter()
@@ -198,25 +198,38 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress.close()
     if not args.quiet:
         print_table(graph, run, sys.stdout)
-    print_images(run, sys.stdout)
+    print_images(graph, run, sys.stdout)
     stats = run.stats
     print(f"{run.status}: ran {stats['ran']}, cached {stats['cached']}, failed {stats['failed']} "
           f"in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
     if run.errors:
-        print_failures(run, sys.stderr, tracebacks=args.traceback)
+        print_failures(graph, run, sys.stderr, tracebacks=args.traceback)
         return EXIT_FAILED
     return EXIT_OK
 
 
 # ---- reporting --------------------------------------------------------------------------
-class Progress:
-    """A one-line progress bar on a terminal (a line per finished node when not a tty)."""
+def node_label(graph: Any, node_id: str) -> str:
+    """How the CLI names a node, as ComfyUI does ("KSampler #3"): ``Title (#id)`` when the node
+    has a title, else ``Type #id``."""
+    node = graph.model.nodes.get(node_id)
+    if node is None:
+        return f"#{node_id}"
+    return f"{node.title} (#{node_id})" if node.title else f"{node.type} #{node_id}"
 
-    def __init__(self, total: int, out: TextIO) -> None:
+
+class Progress:
+    """A one-line progress bar on a terminal (a line per finished node when not a tty).
+
+    ``name(node_id)`` is how a node is shown (``node_label``); the id itself without it.
+    """
+
+    def __init__(self, total: int, out: TextIO, name: Callable[[str], str] = str) -> None:
         self.out = out
         self.total = total
         self.done = 0
         self.tty = out.isatty()
+        self.name = name
         self._last = 0.0
 
     def __call__(self, event: Any) -> None:
@@ -227,9 +240,9 @@ class Progress:
         elif kind in ("node_finished", "node_failed"):
             self.done += 1
             mark = "ok" if kind == "node_finished" else f"FAILED {event.code}"
-            self._draw(f"{event.node} {mark}", force=not self.tty)
+            self._draw(f"{self.name(event.node)} {mark}", force=not self.tty)
         elif kind == "node_progress" and event.total:
-            self._draw(f"{event.node} {event.value:g}/{event.total:g}")
+            self._draw(f"{self.name(event.node)} {event.value:g}/{event.total:g}")
 
     def _draw(self, text: str, force: bool = False) -> None:
         now = time.monotonic()
@@ -278,7 +291,7 @@ def print_table(graph: Any, run: Any, out: TextIO, limit: int = 200) -> None:
             except Exception as exc:  # an output that cannot be fetched is shown, not fatal
                 shown = f"<{type(exc).__name__}>"
         ms = run.timings.get(node)
-        rows.append((node, ntype, status, "" if ms is None else f"{ms * 1e3:.1f}", shown))
+        rows.append((node_label(graph, node), ntype, status, "" if ms is None else f"{ms * 1e3:.1f}", shown))
     head = ("node", "type", "status", "ms", "outputs")
     widths = [max(len(r[i]) for r in [head, *rows]) for i in range(4)]
     print("  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  outputs", file=out)
@@ -286,7 +299,7 @@ def print_table(graph: Any, run: Any, out: TextIO, limit: int = 200) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4], file=out)
 
 
-def print_images(run: Any, out: TextIO) -> None:
+def print_images(graph: Any, run: Any, out: TextIO) -> None:
     """Where the images that output nodes wrote are (from their ``ui`` data)."""
     from .nodes.paths import output_root
 
@@ -295,13 +308,13 @@ def print_images(run: Any, out: TextIO) -> None:
             if img.get("type", "output") != "output":
                 continue
             path = output_root() / img.get("subfolder", "") / img["filename"]
-            print(f"wrote {path} (node {node})", file=out)
+            print(f"wrote {path} ({node_label(graph, node)})", file=out)
 
 
-def print_failures(run: Any, out: TextIO, *, tracebacks: bool = False) -> None:
+def print_failures(graph: Any, run: Any, out: TextIO, *, tracebacks: bool = False) -> None:
     for node, err in run.errors.items():
         first = err.message.splitlines()[0] if err.message else ""
-        print(f"  {node}: [{err.code}] {first}", file=out)
+        print(f"  {node_label(graph, node)}: [{err.code}] {first}", file=out)
         if tracebacks and err.traceback:
             print("    " + err.traceback.rstrip().replace("\n", "\n    "), file=out)
 
