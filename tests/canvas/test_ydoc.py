@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pycrdt import Doc, Map
 
 from vortex_jupyter.canvas.sync import Relay
@@ -56,15 +58,18 @@ def test_groups_travel_both_ways(model: GraphModel) -> None:
     binding = GraphDoc(model, lookup=lookup)
     model.groups.append({"title": "inputs", "bounding": [0, 0, 400, 300], "color": "#335"})
     model.touch_meta()
-    assert binding.groups.to_py() == {"g0": {"title": "inputs", "x": 0.0, "y": 0.0, "w": 400.0, "h": 300.0,
-                                             "color": "#335"}}
+    doc_groups = binding.groups.to_py()
+    kept = json.loads(doc_groups["g0"].pop("keep"))
+    assert doc_groups == {"g0": {"title": "inputs", "x": 0.0, "y": 0.0, "w": 400.0, "h": 300.0, "color": "#335"}}
+    assert kept == model.groups[0]  # the group as the model holds it (exact file round trips)
     view = Replica(Relay(binding), "A")
     view.connect()
     seen: list[Change] = []
     model.add_listener(seen.append)
     view.doc.get("groups", type=Map)["gx"] = {"title": "more", "x": 1, "y": 2, "w": 3, "h": 4}
     assert [(c.kind, c.origin) for c in seen] == [("meta", "canvas")]
-    assert {g["id"]: g["title"] for g in model.groups} == {"g0": "inputs", "gx": "more"}
+    # a group from the file keeps its shape (no id added); one drawn on the canvas gets its id
+    assert [(g.get("id"), g["title"]) for g in model.groups] == [(None, "inputs"), ("gx", "more")]
 
 
 def test_a_node_retyped_in_a_view_is_replaced_in_the_model(model: GraphModel, views: tuple[Replica, Replica]) -> None:

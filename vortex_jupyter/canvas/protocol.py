@@ -28,7 +28,11 @@ ROOT_NODES = "nodes"
 ROOT_EDGES = "edges"
 ROOT_GROUPS = "groups"
 ROOT_META = "meta"
-ROOTS = (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_META)
+#: a document's file data (``docio``): format, kept data, order; never edited by views
+ROOT_FILE = "file"
+ROOTS = (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_FILE)
+#: roots a doc may also have: jupyter_ydoc's document state (path, dirty, hash) under RTC
+FOREIGN_ROOTS = ("state",)
 
 #: Integers beyond this travel as decimal strings (JS numbers are IEEE doubles).
 MAX_SAFE_INT = 2**53 - 1
@@ -86,6 +90,13 @@ class StateMsg(TypedDict):
     running: bool
 
 
+class SpecsMsg(TypedDict):
+    """The node specs (``/object_info`` shape) for views that have no widget trait for them."""
+
+    t: Literal["specs"]
+    specs: dict[str, Any]
+
+
 def edge_key(dst: str, dst_input: str) -> str:
     """Key of an edge in the ``edges`` root: one edge per input by construction."""
     return f"{dst}:{dst_input}"
@@ -104,6 +115,10 @@ def error_msg(message: str, code: str = "VE-600", problems: list[dict[str, Any]]
 
 def state_msg(running: bool) -> StateMsg:
     return {"t": "state", "running": running}
+
+
+def specs_msg(specs: dict[str, Any]) -> SpecsMsg:
+    return {"t": "specs", "specs": specs}
 
 
 def event_msg(event: dict[str, Any], replay: bool = False) -> EventMsg:

@@ -9,10 +9,15 @@ tells the binding (``ydoc.py``) which nodes, params and edges to reconcile into 
 Schema::
 
     nodes:  Map<id, Map{type: str, title?: str, x, y: num, w?, h?: num, mode?: 0..4,
-                        params: Map<name, scalar>}>
+                        params: Map<name, scalar>, keep?: JSON text}>
     edges:  Map<"dst:input", {src: str, src_output: int, dst: str, dst_input: str}>
-    groups: Map<id, {title: str, x, y, w, h: num, color?: str}>
+    groups: Map<id, {title: str, x, y, w, h: num, color?: str, keep?: JSON text}>
     meta:   Map<str, JSON>
+    file:   Map<"info" | "keep" | "order", JSON text>      (documents only; ``docio``)
+
+``keep`` and ``file`` carry what a document file holds beyond what the canvas edits
+(``docio.py``); views never write them. A document's doc also has jupyter_ydoc's ``state``
+root under real-time collaboration (``FOREIGN_ROOTS``), which is not ours to check.
 
 ``mode`` is the node's ComfyUI mode (``graph/modes.py``): an integer 0..4, absent meaning 0
 (always); 2 is muted, 4 bypassed. Yjs has one number type, so an integral float counts.
@@ -27,7 +32,16 @@ from typing import Any
 
 from pycrdt import Map
 
-from .protocol import ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, ROOTS, edge_key
+from .protocol import (
+    FOREIGN_ROOTS,
+    ROOT_EDGES,
+    ROOT_FILE,
+    ROOT_GROUPS,
+    ROOT_META,
+    ROOT_NODES,
+    ROOTS,
+    edge_key,
+)
 
 MAX_ID = 256  # characters in a node id, param name or edge key
 MAX_STRING = 1 << 20  # characters in one string param (a long prompt is ~ kilobytes)
@@ -36,7 +50,10 @@ MAX_NODES = 100_000
 MAX_PARAMS = 1_000
 MAX_OUTPUT_INDEX = 1_000
 MAX_META_JSON = 1 << 16
-NODE_FIELDS = {"type", "title", "x", "y", "w", "h", "mode", "params"}
+MAX_KEEP = 1 << 20  # characters of a node's or group's kept file data
+MAX_FILE_TEXT = 64 << 20  # characters of one value of the ``file`` root
+NODE_FIELDS = {"type", "title", "x", "y", "w", "h", "mode", "params", "keep"}
+FILE_KEYS = {"info", "keep", "order"}
 NODE_MODES = range(5)  # ComfyUI: 0 always, 1 on event, 2 never (muted), 3 on trigger, 4 bypass
 
 
@@ -54,9 +71,11 @@ class Touched:
     edges: set[str] = field(default_factory=set)
     groups: bool = False
     meta: bool = False
+    file: bool = False
 
     def empty(self) -> bool:
-        return not (self.nodes or self.fields or self.params or self.edges or self.groups or self.meta)
+        return not (self.nodes or self.fields or self.params or self.edges or self.groups or self.meta
+                    or self.file)
 
     def add_events(self, root: str, events: list[Any]) -> None:
         """Fold a root's ``observe_deep`` events into this set."""
@@ -69,6 +88,8 @@ class Touched:
                 self.groups = True
             elif root == ROOT_META:
                 self.meta = True
+            elif root == ROOT_FILE:
+                self.file = True
             elif not path:
                 self.nodes |= keys
             elif len(path) == 1:
@@ -84,7 +105,7 @@ class Touched:
 
 def check(doc: Any, touched: Touched) -> None:
     """Raise ``SchemaViolation`` if a touched part of ``doc`` breaks the schema."""
-    extra = set(doc.keys()) - set(ROOTS)
+    extra = set(doc.keys()) - set(ROOTS) - set(FOREIGN_ROOTS)
     if extra:
         raise SchemaViolation(f"unknown root type(s) {sorted(extra)!r}; the doc has only {list(ROOTS)}")
     nodes = doc.get(ROOT_NODES, type=Map)
@@ -102,6 +123,8 @@ def check(doc: Any, touched: Touched) -> None:
             check_group(gid, group)
     if touched.meta:
         _check_meta(doc.get(ROOT_META, type=Map))
+    if touched.file:
+        check_file(doc.get(ROOT_FILE, type=Map))
 
 
 def check_node(node_id: str, node: Any) -> None:
@@ -123,6 +146,8 @@ def check_node(node_id: str, node: Any) -> None:
             _check_num(fields[key], f"{where}.{key}")
     if "mode" in fields:
         check_mode(fields["mode"], f"{where}.mode")
+    if "keep" in fields:
+        _check_str(fields["keep"], f"{where}.keep", MAX_KEEP)
     params = fields.get("params")
     if not isinstance(params, Map):
         raise SchemaViolation(f"{where}.params must be a Y.Map, got {type(params).__name__}")
@@ -165,6 +190,15 @@ def check_group(gid: str, group: Any) -> None:
         _check_num(group.get(key), f"{where}.{key}")
     if group.get("color") is not None:
         _check_str(group["color"], f"{where}.color", 64)
+    if group.get("keep") is not None:
+        _check_str(group["keep"], f"{where}.keep", MAX_KEEP)
+
+
+def check_file(file: Map) -> None:
+    for key, value in file.items():
+        if key not in FILE_KEYS:
+            raise SchemaViolation(f"file has unknown key {key[:40]!r}; it has only {sorted(FILE_KEYS)}")
+        _check_str(value, f"file.{key}", MAX_FILE_TEXT)
 
 
 def _check_meta(meta: Map) -> None:

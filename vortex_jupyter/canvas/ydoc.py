@@ -10,6 +10,9 @@ State: one ``GraphDoc`` per graph (shared by all its canvas views) owns the kern
   ``origin="canvas"``, so the engine invalidates exactly the affected cache keys.
 - Node modes (muted / bypassed) ride as the node field ``mode``, present only when not 0;
   a view's change becomes ``model.set_mode`` (a bypass changes what consumers receive).
+- A node's format data and rich params ride in its ``keep`` field, the graph's extra data in
+  the ``file`` root (``docio``), when the doc is a document's (``info`` given) or the model
+  has any: a document's kernel replica reads them back, so the kernel writes the same file.
 
 A lock serialises doc access: the model may be mutated from any thread (a run thread, a
 comm handler), and a pycrdt Doc allows one transaction at a time.
@@ -23,6 +26,7 @@ comm handler), and a pycrdt Doc allows one transaction at a time.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -31,11 +35,12 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from ..graph.formats._common import GROUP_BOX, group_box
+from ..graph.formats.document import DocumentInfo
 from ..graph.model import Change, Edge, GraphModel, NodeData
-from . import values
-from .protocol import CANVAS_ORIGIN, ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES, edge_key
-from .schema import NODE_MODES, Touched
+from . import docio, values
+from .docio import doc_mode, edge_from_value, edge_value
+from .protocol import CANVAS_ORIGIN, ROOT_EDGES, ROOT_FILE, ROOT_GROUPS, ROOT_META, ROOT_NODES, edge_key
+from .schema import SchemaViolation, Touched, check_edge, check_group, check_node
 
 KERNEL_ORIGIN = "kernel"
 log = logging.getLogger(__name__)
@@ -54,20 +59,26 @@ def default_lookup() -> Callable[[str], Any] | None:
 class GraphDoc:
     """The authoritative Y doc of one graph, kept equal to its ``GraphModel``."""
 
-    def __init__(self, model: GraphModel, lookup: Callable[[str], Any] | str | None = "registry") -> None:
+    def __init__(self, model: GraphModel, lookup: Callable[[str], Any] | str | None = "registry", *,
+                 info: DocumentInfo | None = None, mirror: bool = True) -> None:
+        """``info``: the doc is a document's (its file data is kept in the doc too);
+        ``mirror=False``: start with an empty doc that a peer fills (a document's room)."""
         self.model = model
         self.lookup: Callable[[str], Any] | None = default_lookup() if isinstance(lookup, str) else lookup
+        self.info = info
         self.doc: Doc = Doc()
         self.nodes = self.doc.get(ROOT_NODES, type=Map)
         self.edges = self.doc.get(ROOT_EDGES, type=Map)
         self.groups = self.doc.get(ROOT_GROUPS, type=Map)
         self.meta = self.doc.get(ROOT_META, type=Map)
+        self.file = self.doc.get(ROOT_FILE, type=Map)
         self.lock = threading.RLock()
         #: bumped by every kernel-side write; the relay's scratch replica is stale when it moves
         self.generation = 0
         self._listeners: list[UpdateListener] = []
         self._sender: object = None
-        self._mirror_all()
+        if mirror:
+            self._mirror_all()
         self._sub = self.doc.observe(self._on_doc_update)
         model.add_listener(self._on_change)
 
@@ -106,12 +117,7 @@ class GraphDoc:
     # ---- model -> doc --------------------------------------------------------------------
     def _mirror_all(self) -> None:
         with self.batch():
-            for node in self.model.nodes.values():
-                self.nodes[node.id] = _node_map(node, _doc_mode(self.model, node.id))
-            for edge in self.model.edges():
-                self.edges[edge_key(edge.dst, edge.dst_input)] = _edge_value(edge)
-            self._write_groups()
-            self.meta["schema"] = 1
+            docio.write_model(self.doc, self.model, self.info, origin=KERNEL_ORIGIN)
 
     def _on_change(self, change: Change) -> None:
         if change.origin == CANVAS_ORIGIN:
@@ -122,8 +128,9 @@ class GraphDoc:
     def _write_change(self, c: Change) -> None:
         if c.kind == "meta":
             self._write_groups()
+            self._write_file()
         elif c.kind == "edge_added":
-            self.edges[edge_key(c.detail.dst, c.detail.dst_input)] = _edge_value(c.detail)
+            self.edges[edge_key(c.detail.dst, c.detail.dst_input)] = edge_value(c.detail)
         elif c.kind == "edge_removed":
             self._drop_edge(c.detail)
         elif c.node is not None:
@@ -131,7 +138,7 @@ class GraphDoc:
 
     def _write_node_change(self, kind: str, node_id: str, detail: Any) -> None:
         if kind == "node_added":
-            self.nodes[node_id] = _node_map(self.model.nodes[node_id], _doc_mode(self.model, node_id))
+            self.nodes[node_id] = docio.node_map(self.model.nodes[node_id], doc_mode(self.model, node_id))
         elif node_id not in self.nodes:
             return  # a change to a node the doc never saw: nothing to mirror
         elif kind == "node_removed":
@@ -152,15 +159,33 @@ class GraphDoc:
                 del params[name]
         else:
             params[name] = value
+        self._write_keep(node_id)
+
+    def _write_keep(self, node_id: str) -> None:
+        """The node's ``keep`` field: its format data and rich (list/dict) params."""
+        ymap, keep = self.nodes[node_id], docio.node_keep(self.model.nodes[node_id])
+        if keep is None:
+            if "keep" in ymap:
+                del ymap["keep"]
+        elif ymap.get("keep") != keep:
+            ymap["keep"] = keep
+
+    def _write_file(self) -> None:
+        """A document's graph-level data (``model.extra``) into the ``file`` root."""
+        if self.info is None and not len(self.file):
+            return  # not a document: nothing reads the graph-level data
+        text = json.dumps(self.model.extra, ensure_ascii=False, allow_nan=False, default=str)
+        if self.file.get("keep") != text:
+            self.file["keep"] = text
 
     def _drop_edge(self, edge: Edge) -> None:
         key = edge_key(edge.dst, edge.dst_input)
         current = self.edges.get(key)
         # a broken graph may hold two edges into one input: drop only the one mirrored
-        if current is not None and _edge_from_value(current) == edge:
+        if current is not None and edge_from_value(current) == edge:
             remaining = self.model.inputs_of(edge.dst).get(edge.dst_input, [])
             if remaining:
-                self.edges[key] = _edge_value(remaining[-1])
+                self.edges[key] = edge_value(remaining[-1])
             else:
                 del self.edges[key]
 
@@ -175,16 +200,18 @@ class GraphDoc:
                 ymap["title"] = node.title
             elif "title" in ymap:
                 del ymap["title"]
+        elif what == "extra":
+            self._write_keep(node_id)
 
     def _write_mode(self, node_id: str) -> None:
-        ymap, mode = self.nodes[node_id], _doc_mode(self.model, node_id)
+        ymap, mode = self.nodes[node_id], doc_mode(self.model, node_id)
         if mode:
             ymap["mode"] = mode
         elif "mode" in ymap:
             del ymap["mode"]
 
     def _write_groups(self) -> None:
-        wanted = {gid: value for gid, value in (_group_value(i, g) for i, g in enumerate(self.model.groups))}
+        wanted = dict(docio.group_value(i, g) for i, g in enumerate(self.model.groups))
         for gid in [k for k in self.groups if k not in wanted]:
             del self.groups[gid]
         for gid, value in wanted.items():
@@ -192,6 +219,26 @@ class GraphDoc:
                 self.groups[gid] = value
 
     # ---- doc -> model --------------------------------------------------------------------
+    def apply_untrusted(self, update: bytes, sender: object) -> None:
+        """Apply an update that was not vetted and cannot be refused (a document's room
+        already holds it): reconcile what it touched, treating parts that break the schema
+        as absent, so the model never holds them."""
+        with self.lock:
+            touched, failures = Touched(), list[BaseException]()
+            roots = {name: self.doc.get(name, type=Map) for name in (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_FILE)}
+            subs = {name: root.observe_deep(_collect(touched, name, failures)) for name, root in roots.items()}
+            self._sender = sender
+            try:
+                self.doc.apply_update(update)
+            finally:
+                self._sender = None
+                for name, sub in subs.items():
+                    roots[name].unobserve(sub)
+            if failures:
+                log.warning("reading a room update failed (%r); re-reading the whole graph", failures[0])
+                touched = docio_everything(self.doc)
+            Reconciler(self, checked=False).run(touched)
+
     def apply_remote(self, update: bytes, touched: Touched, sender: object) -> None:
         """Apply a validated update from ``sender`` and reconcile what it touched."""
         with self.lock:
@@ -203,32 +250,67 @@ class GraphDoc:
             Reconciler(self).run(touched)
 
 
-class Reconciler:
-    """Bring the model in line with the doc for the parts an update touched."""
+def _collect(touched: Touched, root: str, failures: list[BaseException]) -> Callable[[Any], None]:
+    def on_events(events: Any) -> None:
+        try:
+            touched.add_events(root, list(events))
+        except BaseException as exc:  # reported after apply_update returns
+            failures.append(exc)
 
-    def __init__(self, gd: GraphDoc) -> None:
-        self.gd, self.model = gd, gd.model
+    return on_events
+
+
+def docio_everything(doc: Doc) -> Touched:
+    """Everything in ``doc`` as touched (a full reconciliation)."""
+    from .repair import everything
+
+    touched = everything(doc)
+    touched.file = True
+    return touched
+
+
+class Reconciler:
+    """Bring the model in line with the doc for the parts an update touched.
+
+    ``checked``: the relay verified the update against the schema first. A document's room
+    replica cannot refuse what the room already holds, so there (``checked=False``) every
+    touched part is checked here and a part that breaks the schema counts as absent.
+    """
+
+    def __init__(self, gd: GraphDoc, checked: bool = True) -> None:
+        self.gd, self.model, self.checked = gd, gd.model, checked
         self.removed: set[str] = set()
+        self.dangling: list[str] = []
 
     def run(self, t: Touched) -> None:
         for node_id in sorted(t.nodes):
             self._sync_node(node_id, full=True)
         for node_id, names in t.fields.items():
             if node_id not in t.nodes:
-                self._sync_node(node_id, full=bool(names & {"type", "params"}))
+                self._sync_node(node_id, full=bool(names & {"type", "params", "keep"}))
         for node_id, names in t.params.items():
-            if node_id not in t.nodes and node_id in self.model.nodes and node_id in self.gd.nodes:
+            if node_id not in t.nodes and node_id in self.model.nodes and self._doc_node(node_id) is not None:
                 self._sync_params(node_id, names)
         for key in sorted(t.edges):
             self._sync_edge(key)
         if t.groups:
             self._sync_groups()
+        if t.file:
+            self._sync_file()
         if t.nodes or t.edges:  # a drag touches only fields: skip the O(edges) scan
             self._drop_orphan_edges()
 
     def _doc_node(self, node_id: str) -> dict[str, Any] | None:
         ymap = self.gd.nodes.get(node_id)
-        return ymap.to_py() if isinstance(ymap, Map) else None
+        if not isinstance(ymap, Map):
+            return None
+        if not self.checked:
+            try:
+                check_node(node_id, ymap)
+            except SchemaViolation as exc:
+                log.warning("ignoring a node that breaks the schema: %s", exc)
+                return None
+        return ymap.to_py()  # type: ignore[no-any-return]
 
     def _sync_node(self, node_id: str, full: bool) -> None:
         doc_node, model = self._doc_node(node_id), self.model
@@ -245,33 +327,38 @@ class Reconciler:
             model.remove_node(node_id, origin=CANVAS_ORIGIN)
             current = None
         if current is None:
-            params = values.params_from_doc(self.gd.lookup, doc_node["type"], doc_node.get("params", {}))
-            model.add_node(doc_node["type"], params, id=node_id, origin=CANVAS_ORIGIN, **_layout(doc_node))
-            self._sync_mode(node_id, doc_node)
+            docio.add_node_from_doc(model, node_id, doc_node, self.gd.lookup, origin=CANVAS_ORIGIN)
             for key in relink:
                 self._sync_edge(key)
             return
         if full:
-            names = set(doc_node.get("params", {})) | {
-                k for k, v in current.params.items() if values.to_doc(v) is not values.NOT_MIRRORED
+            extra, rich = docio.read_keep(doc_node.get("keep"))
+            if "keep" in doc_node or current.extra:
+                model.set_extra(node_id, extra, origin=CANVAS_ORIGIN)
+            names = set(doc_node.get("params", {})) | set(rich) | {
+                k for k, v in current.params.items()
+                if values.to_doc(v) is not values.NOT_MIRRORED or isinstance(v, (list, dict))
             }
-            self._sync_params(node_id, names)
+            self._sync_params(node_id, names, rich)
         self._sync_layout(current, doc_node)
         self._sync_mode(node_id, doc_node)
 
-    def _sync_params(self, node_id: str, names: set[str]) -> None:
+    def _sync_params(self, node_id: str, names: set[str], rich: dict[str, Any] | None = None) -> None:
         node = self.model.nodes[node_id]
         doc_params = self.gd.nodes[node_id]["params"]
+        if rich is None:
+            rich = docio.read_keep(self.gd.nodes[node_id].get("keep"))[1]
         for name in sorted(names):
             if name in doc_params:
-                ptype = values.port_type(self.gd.lookup, node.type, name)
-                value = values.from_doc(doc_params[name], ptype)
+                value = docio.params_from_doc(self.gd.lookup, node.type, {name: doc_params[name]})[name]
                 self.model.set_param(node_id, name, value, origin=CANVAS_ORIGIN)
+            elif name in rich:
+                self.model.set_param(node_id, name, rich[name], origin=CANVAS_ORIGIN)
             elif name in node.params:
                 self.model.delete_param(node_id, name, origin=CANVAS_ORIGIN)
 
     def _sync_layout(self, node: NodeData, doc_node: dict[str, Any]) -> None:
-        lay = _layout(doc_node)
+        lay = docio.layout_of(doc_node)
         kwargs: dict[str, Any] = {}
         if lay["pos"] != node.pos:
             kwargs["pos"] = lay["pos"]
@@ -284,19 +371,28 @@ class Reconciler:
 
     def _sync_mode(self, node_id: str, doc_node: dict[str, Any]) -> None:
         mode = int(doc_node.get("mode") or 0)  # validated: an integral number 0..4
-        if mode != _doc_mode(self.model, node_id):
+        if mode != doc_mode(self.model, node_id):
             self.model.set_mode(node_id, mode, origin=CANVAS_ORIGIN)
 
     def _sync_edge(self, key: str) -> None:
         value = self.gd.edges.get(key)
+        if value is not None and not self.checked:
+            try:
+                check_edge(key, value)
+            except SchemaViolation as exc:
+                log.warning("ignoring an edge that breaks the schema: %s", exc)
+                value = None
         if value is None:
             dst, dst_input = self._split_key(key)
             if dst is not None:
                 self.model.disconnect(dst, dst_input, origin=CANVAS_ORIGIN)
             return
-        edge = _edge_from_value(value)
+        edge = edge_from_value(value)
         if edge.dst not in self.model.nodes:
             return  # removed below as an orphan
+        if edge.src not in self.model.nodes:
+            self.dangling.append(key)  # removed below
+            return
         if self.model.inputs_of(edge.dst).get(edge.dst_input, []) != [edge]:
             self.model.connect(edge.src, edge.src_output, edge.dst, edge.dst_input, origin=CANVAS_ORIGIN)
 
@@ -309,8 +405,9 @@ class Reconciler:
 
     def _sync_groups(self) -> None:
         """The doc's groups into ``model.groups`` in ComfyUI's shape (``bounding``), keeping
-        what the doc does not carry (font size, flags, an int id) from the group it edits."""
-        before = {_group_id(i, g): g for i, g in enumerate(self.model.groups)}
+        what the doc does not carry (font size, flags, an int id, key order) from the group's
+        ``keep``, else from the group it edits."""
+        before = {docio.group_id(i, g): g for i, g in enumerate(self.model.groups)}
         doc = dict(self.gd.groups.items())
         groups = []
         # the model's order first (ComfyUI draws groups in list order), then new ones by id
@@ -318,76 +415,39 @@ class Reconciler:
             value = doc[gid]
             if not isinstance(value, dict):
                 continue
-            prev = before.get(gid, {})
-            group = {k: v for k, v in prev.items() if k not in GROUP_BOX and k != "color"}
-            group["id"] = prev.get("id", gid)
-            group["title"] = value.get("title", "")
-            group["bounding"] = [value.get(k, 0.0) for k in GROUP_BOX]
-            if value.get("color"):
-                group["color"] = value["color"]
-            groups.append(group)
+            if not self.checked:
+                try:
+                    check_group(gid, value)
+                except SchemaViolation as exc:
+                    log.warning("ignoring a group that breaks the schema: %s", exc)
+                    continue
+            groups.append(docio.group_from_value(gid, value, before.get(gid)))
         if groups != self.model.groups:
             self.model.groups = groups
             self.model.touch_meta(origin=CANVAS_ORIGIN)
 
+    def _sync_file(self) -> None:
+        """A document's graph-level data (``file``) into ``model.extra``."""
+        self.gd.info = docio.read_info(self.gd.doc) or self.gd.info
+        extra = docio.read_file_keep(self.gd.doc)
+        if extra is not None and extra != self.model.extra:
+            self.model.extra = extra
+            self.model.touch_meta(origin=CANVAS_ORIGIN)
+
     def _drop_orphan_edges(self) -> None:
-        """Edges whose destination left the model cannot live in it: drop them from the doc too."""
-        orphans = [k for k, v in self.gd.edges.items() if isinstance(v, dict) and v.get("dst") not in self.model.nodes]
+        """Edges whose destination left the model, or whose source left it now or was missing
+        when the edge came in (an edge drawn concurrently with the deletion of its source),
+        cannot live in it: drop them from the doc too."""
+        nodes = self.model.nodes
+        orphans = [k for k, v in self.gd.edges.items() if isinstance(v, dict) and v.get("dst") not in nodes]
         orphans += [k for k, v in self.gd.edges.items() if isinstance(v, dict) and v.get("src") in self.removed]
+        orphans += [k for k in self.dangling if isinstance(v := self.gd.edges.get(k), dict) and v.get("src") not in nodes]
         if orphans:
             with self.gd.batch():
                 for key in set(orphans):
-                    del self.gd.edges[key]
+                    if key in self.gd.edges:
+                        del self.gd.edges[key]
             for key in set(orphans):
                 dst, dst_input = self._split_key(key)
                 if dst is not None:
                     self.model.disconnect(dst, dst_input, origin=CANVAS_ORIGIN)
-
-
-# ---- conversions -------------------------------------------------------------------------
-def _node_map(node: NodeData, mode: int = 0) -> Map:
-    fields: dict[str, Any] = {"type": node.type, "x": node.pos[0], "y": node.pos[1]}
-    if node.size is not None:
-        fields["w"], fields["h"] = node.size
-    if node.title:
-        fields["title"] = node.title
-    if mode:
-        fields["mode"] = mode
-    fields["params"] = Map(values.params_to_doc(node.params))
-    return Map(fields)
-
-
-def _doc_mode(model: GraphModel, node_id: str) -> int:
-    """The mode the doc shows: a mode the schema does not know (a corrupt file's) reads as 0
-    there, so the doc stays valid and a view's unrelated edit does not reset it."""
-    mode = model.mode(node_id)
-    return mode if mode in NODE_MODES else 0
-
-
-def _layout(doc_node: dict[str, Any]) -> dict[str, Any]:
-    w, h = doc_node.get("w"), doc_node.get("h")
-    return {
-        "pos": (float(doc_node.get("x", 0.0)), float(doc_node.get("y", 0.0))),
-        "size": (float(w), float(h)) if w is not None and h is not None else None,
-        "title": doc_node.get("title"),
-    }
-
-
-def _edge_value(edge: Edge) -> dict[str, Any]:
-    return {"src": edge.src, "src_output": edge.src_output, "dst": edge.dst, "dst_input": edge.dst_input}
-
-
-def _edge_from_value(value: dict[str, Any]) -> Edge:
-    return Edge(str(value["src"]), int(value["src_output"]), str(value["dst"]), str(value["dst_input"]))
-
-
-def _group_id(index: int, group: dict[str, Any]) -> str:
-    return str(group.get("id", f"g{index}"))
-
-
-def _group_value(index: int, group: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    value: dict[str, Any] = {"title": str(group.get("title", ""))}
-    value.update(zip(GROUP_BOX, group_box(group), strict=True))
-    if group.get("color"):
-        value["color"] = str(group["color"])
-    return _group_id(index, group), value

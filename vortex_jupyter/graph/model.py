@@ -211,6 +211,22 @@ class GraphModel:
             node.title = title or None
             self._emit(Change("layout", node_id, "title", origin))
 
+    def set_extra(self, node_id: str, extra: dict[str, Any], *, origin: str | None = None) -> None:
+        """Replace the node's format data (``NodeData.extra``). The mode stays what it is
+        (``set_mode`` changes it) and is written into the new data where the UI format keeps it."""
+        node = self._require(node_id)
+        if node.extra == extra:
+            return
+        node.extra = dict(extra)
+        mode = self.modes.get(node_id, 0)
+        if _mode_in(node.extra) != mode and (mode or MODE_KEY in node.extra):
+            kept = node.extra.get(MODE_KEY)
+            kept = dict(kept) if isinstance(kept, dict) else {}
+            raw = kept.get("raw")
+            kept["raw"] = {**(raw if isinstance(raw, dict) else {}), "mode": mode}
+            node.extra[MODE_KEY] = kept
+        self._emit(Change("layout", node_id, "extra", origin))
+
     def mode(self, node_id: str) -> int:
         """The node's ComfyUI mode: 0 always (the default), 2 muted, 4 bypassed."""
         return self.modes.get(node_id, 0)
