@@ -61,7 +61,7 @@ def test_python_edits_and_runs_reach_the_view() -> None:
     g.nodes[c].params["b"] = 7
     assert view.nodes[c]["params"]["b"] == 7
     events: list[str] = []
-    session_for(g).relay.views["A"] = lambda msg, bufs: events.append(msg.get("event", {}).get("kind", msg["t"]))
+    session_for(g).attach("E", lambda msg, bufs: events.append(msg.get("event", {}).get("kind", msg["t"])), y=False)
     g.run(executor="inline")
     assert events[0] == "state" and "run_started" in events and events[-2:] == ["run_finished", "state"]
     assert events.count("node_finished") + events.count("node_cached") == 3  # the cache is process-wide

@@ -17,7 +17,9 @@ Policy:
 
 from __future__ import annotations
 
+import logging
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from ..engine.events import NodeCached, NodeFinished
@@ -28,6 +30,7 @@ from .protocol import CANVAS_ORIGIN
 from .sync import Relay, Send
 from .ydoc import GraphDoc, default_lookup
 
+log = logging.getLogger(__name__)
 _ATTR = "_vx_canvas_session"
 HISTORY_MAX = 50_000  # events kept for late views (a few per node; bounded for huge graphs)
 _FALLBACK: dict[int, CanvasSession] = {}  # graphs that refuse new attributes (__slots__)
@@ -43,12 +46,23 @@ def session_for(graph: Any) -> CanvasSession:
         session = getattr(graph, _ATTR, None) or _FALLBACK.get(id(graph))
         if isinstance(session, CanvasSession) and session.graph is graph:
             return session
-        session = CanvasSession(graph)
+        session = CanvasSession(graph, getattr(graph, "_vx_doc", None))
         try:
             setattr(graph, _ATTR, session)
         except AttributeError:
             _FALLBACK[id(graph)] = session
         return session
+
+
+def _specs() -> dict[str, Any]:
+    """The node specs for a view's palette (``/object_info`` shape)."""
+    try:
+        from ..nodes.registry import REGISTRY
+
+        return dict(REGISTRY.to_json())
+    except Exception:  # a broken node package must not take the editor down with it
+        log.exception("node registry failed; the canvas palette will be empty")
+        return {}
 
 
 def refusal(exc: BaseException) -> protocol.ErrorMsg:
@@ -67,23 +81,40 @@ def refusal(exc: BaseException) -> protocol.ErrorMsg:
     return protocol.error_msg(text, code=code, problems=[p.to_dict() for p in problems[:500]])
 
 
+@dataclass
+class View:
+    """One open view of a graph: how to reach it and what it takes."""
+
+    send: Send
+    #: syncs its own replica of the doc over this channel (a document's panel under
+    #: real-time collaboration gets the graph from its room instead)
+    y: bool = True
+    #: wants the node specs as a message (an anywidget view has them as a widget trait)
+    specs: bool = False
+
+
 class CanvasSession:
     """The doc binding, relay and run control shared by every view of one graph."""
 
-    def __init__(self, graph: Any) -> None:
+    def __init__(self, graph: Any, doc: GraphDoc | None = None) -> None:
+        """``doc``: an existing binding of the graph's model to use (a document's); by
+        default one is made."""
         self.graph = graph
         self.model: GraphModel = graph if isinstance(graph, GraphModel) else graph.model
         # Graphs built in Python or loaded from API-format JSON have no positions: lay them
         # out before the doc is made, so no view ever opens on a pile of nodes at (0, 0).
         self._lookup = default_lookup()
         layout.layout_unplaced(self.model, self._lookup)
-        self.doc = GraphDoc(self.model)
+        self.doc = doc if doc is not None else GraphDoc(self.model)
+        self.views: dict[str, View] = {}
+        #: JS errors and log lines the views forwarded (tests assert there are no errors)
+        self.js_log: list[dict[str, Any]] = []
+        self.js_errors: list[str] = []
         self._extents = layout.Extents(self.model, self._lookup)
         self.model.add_listener(self._place_added)
-        # echo=True: one widget model may be shown by several browser pages; they share the
-        # comm, so an update from one page must come back on it to reach the others (yjs
-        # ignores updates it already has).
-        self.relay = Relay(self.doc, echo=True)
+        # views that share one channel (an anywidget comm shown by several pages) ask for
+        # echo when they attach; yjs ignores updates it already has
+        self.relay = Relay(self.doc)
         self.run: Any = None
         self.running = False
         self.images: dict[str, tuple[str, bool, bytes]] = {}  # node -> (mime, final, data)
@@ -103,18 +134,64 @@ class CanvasSession:
                                  daemon=True).start()
 
     # ---- views ---------------------------------------------------------------------------
-    def attach(self, view_id: str, send: Send) -> None:
-        self.relay.add_view(view_id, send)
+    def attach(self, view_id: str, send: Send, *, y: bool = True, echo: bool | None = None,
+               specs: bool = False) -> None:
+        """A view joins: ``y`` it syncs a replica over ``send`` (``echo``: see ``Relay``),
+        ``specs`` it gets the node specs as a message."""
+        self.views[view_id] = View(send, y, specs)
+        if y:
+            self.relay.add_view(view_id, send, echo)
 
     def detach(self, view_id: str) -> None:
+        self.views.pop(view_id, None)
         self.relay.remove_view(view_id)
 
     def hello(self, view_id: str) -> None:
         """Sync a (re)connecting view, then give it the run state and the latest images."""
-        self.relay.hello(view_id)
-        send = self.relay.views[view_id]
-        send(dict(protocol.state_msg(self.running)), [])
-        self._replay(send)
+        view = self.views[view_id]
+        if view.specs:
+            view.send(dict(protocol.specs_msg(_specs())), [])
+        if view.y:
+            self.relay.hello(view_id)
+        view.send(dict(protocol.state_msg(self.running)), [])
+        self._replay(view.send)
+
+    def receive(self, view_id: str, content: Any, buffers: list[Any]) -> None:
+        """One message from a view (``protocol.py``); a bad one is answered with an error,
+        never raised into the kernel."""
+        view = self.views.get(view_id)
+        if view is None:
+            return
+        try:
+            self._receive(view_id, view, content, buffers)
+        except Exception as exc:  # never let a view's message break the kernel
+            log.exception("canvas message failed")
+            view.send(dict(protocol.error_msg(f"{type(exc).__name__}: {exc}", code="VE-000")), [])
+
+    def _receive(self, view_id: str, view: View, content: Any, buffers: list[Any]) -> None:
+        kind = content.get("t") if isinstance(content, dict) else None
+        if kind == "y":
+            if not view.y:
+                view.send(dict(protocol.error_msg("this view syncs the graph elsewhere; y messages are not taken")), [])
+            elif not buffers:
+                view.send(dict(protocol.error_msg('a {"t": "y"} message needs one binary buffer')), [])
+            else:
+                self.relay.receive(view_id, bytes(buffers[0]))
+        elif kind == "hello":
+            self.hello(view_id)
+        elif kind == "run":
+            outputs = content.get("outputs")
+            self.start([str(o) for o in outputs] if isinstance(outputs, list) else None, view.send)
+        elif kind == "cancel":
+            self.cancel()
+        elif kind == "log":
+            entry = {"level": str(content.get("level", "info")), "message": str(content.get("message", ""))[:10_000]}
+            self.js_log.append(entry)
+            if entry["level"] == "error":
+                self.js_errors.append(entry["message"])
+                log.warning("canvas view error: %s", entry["message"])
+        else:
+            view.send(dict(protocol.error_msg(f"unknown canvas message type {kind!r}")), [])
 
     def _replay(self, send: Send) -> None:
         """The latest run's node states and failure messages, then its images (a replayed
@@ -125,8 +202,11 @@ class CanvasSession:
             send(dict(protocol.image_msg(node, final, mime)), [data])
 
     def broadcast(self, msg: Any, buffers: list[bytes] | None = None) -> None:
-        for send in list(self.relay.views.values()):
-            send(dict(msg), list(buffers or []))
+        for view in list(self.views.values()):
+            try:
+                view.send(dict(msg), list(buffers or []))
+            except Exception:  # a closed channel must not stop the others
+                log.exception("sending to a canvas view failed")
 
     # ---- runs ----------------------------------------------------------------------------
     def start(self, outputs: list[str] | None, reply: Send) -> None:

@@ -69,6 +69,9 @@ class Reader:
         self.pos += n
         return out
 
+    def string(self) -> str:
+        return self.bytes().decode("utf-8")
+
 
 class Relay:
     """Routes y frames between a ``GraphDoc`` and the views of its graph."""
@@ -79,6 +82,7 @@ class Relay:
         #: also send accepted frames back to their sender (for a comm shared by several pages)
         self.echo = echo
         self.views: dict[str, Send] = {}
+        self._echo: set[str] = set()
         self._awareness: dict[str, tuple[bytes, dict[int, int]]] = {}
         self._shadow: Doc | None = None
         self._shadow_gen = -1
@@ -86,11 +90,18 @@ class Relay:
         gd.subscribe(self._broadcast)
 
     # ---- views ---------------------------------------------------------------------------
-    def add_view(self, view_id: str, send: Send) -> None:
+    def add_view(self, view_id: str, send: Send, echo: bool | None = None) -> None:
+        """``echo``: also send this view its own accepted frames (a comm several pages share);
+        ``None`` takes the relay's default."""
         self.views[view_id] = send
+        if self.echo if echo is None else echo:
+            self._echo.add(view_id)
+        else:
+            self._echo.discard(view_id)
 
     def remove_view(self, view_id: str) -> None:
         self.views.pop(view_id, None)
+        self._echo.discard(view_id)
         _frame, clocks = self._awareness.pop(view_id, (b"", {}))
         if clocks:  # tell the others this view's cursors are gone (state null, clock + 1)
             self._relay(view_id, _awareness_removal(clocks))
@@ -199,7 +210,7 @@ class Relay:
 
     def _relay(self, sender: object, frame: bytes) -> None:
         for view_id in list(self.views):
-            if self.echo or view_id != sender:
+            if view_id != sender or view_id in self._echo:
                 self._send(view_id, y_msg(), [frame])
 
     def _send(self, view_id: str, msg: Any, buffers: list[bytes] | None = None) -> None:
