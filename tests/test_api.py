@@ -269,16 +269,20 @@ def test_repr_mimebundle_is_the_canvas_widget_with_a_text_repr():
     g.add("add", a=1)
     bundle = g._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle
+    # the JupyterLab extension's output, naming the graph's canvas session
+    assert bundle["application/vnd.vortex.canvas.v1+json"]["graph"] == g._vx_canvas_session.public_id
     assert "1 nodes" in bundle["text/plain"]
     assert g.canvas() is g.canvas()  # one widget per graph, shared by every view
 
 
-def test_repr_mimebundle_falls_back_to_text_without_a_canvas(monkeypatch):
+def test_repr_mimebundle_without_widget_support_keeps_the_extension_output_and_text(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "vortex_jupyter.canvas.widget", None)  # import fails
     g = vx.Graph()
     g.add("add", a=1)
+    assert sorted(g._repr_mimebundle_()) == ["application/vnd.vortex.canvas.v1+json", "text/plain"]
+    monkeypatch.setitem(sys.modules, "vortex_jupyter.lab.views", None)
     assert g._repr_mimebundle_() == {"text/plain": repr(g)}
 
 

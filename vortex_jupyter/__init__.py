@@ -50,6 +50,7 @@ __all__ = [
     "load",
     "models",
     "node",
+    "open",
     "registry",
 ]
 
@@ -59,6 +60,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Node": ("vortex_jupyter._api", "Node"),
     "Run": ("vortex_jupyter._api", "Run"),
     "load": ("vortex_jupyter._api", "load"),
+    "open": ("vortex_jupyter._api", "open"),
     "node": ("vortex_jupyter.nodes.registry", "node"),
     "Range": ("vortex_jupyter.nodes.decorator", "Range"),
     "Choices": ("vortex_jupyter.nodes.decorator", "Choices"),
@@ -80,6 +82,7 @@ if TYPE_CHECKING:
     Node = _api.Node
     Run = _api.Run
     load = _api.load
+    open = _api.open
 
 
 def __getattr__(name: str) -> Any:

@@ -235,6 +235,11 @@ def _some(ids: Iterable[str], n: int = 10) -> str:
 class Graph:
     """A node graph you edit from Python (and on the canvas) and run incrementally."""
 
+    #: the Y doc binding to use for its canvas (a workflow document's), else one is made
+    _vx_doc: Any = None
+    #: the workflow document this graph is (``vx.open``), if any
+    _vx_document: Any = None
+
     def __init__(self, model: GraphModel | None = None) -> None:
         self.model = model if model is not None else GraphModel()
         self._engine: Engine | None = None
@@ -382,8 +387,19 @@ class Graph:
 
         return to_comfy_ui(self.model, _registry().lookup)
 
-    def save(self, path: str | Path, format: str = "native") -> Path:
-        """Write the graph as JSON: ``format`` is "native", "comfy_api" or "comfy_ui"."""
+    def save(self, path: str | Path | None = None, format: str = "native") -> Path:
+        """Write the graph as JSON: ``format`` is "native", "comfy_api" or "comfy_ui".
+
+        A graph opened with ``vx.open(path)`` saves to its file without a ``path``, in the
+        file's own format (through the Jupyter server or the file's open panels when there
+        are any)."""
+        if path is None:
+            doc = self._vx_document
+            if doc is None:
+                raise VortexError("save() needs a path: this graph was not opened from a file",
+                                  hint="g.save('flow.vortex.json'), or open one with vx.open(path)")
+            doc.save()
+            return Path(doc.key)
         writers = {"native": self.to_json, "comfy_api": self.to_comfy_api, "comfy_ui": self.to_comfy_ui}
         if format not in writers:
             raise ValueError(f"unknown format {format!r}; use one of {', '.join(writers)}")
@@ -401,17 +417,23 @@ class Graph:
         return self._canvas
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        """The canvas: JupyterLab's vortex extension renders ``MIME`` (for every user of a
+        shared notebook: its renderer is safe); other frontends show the anywidget view."""
+        data: dict[str, Any] = {}
         try:
             widget = self.canvas()
-        except Exception:  # no canvas (import error, no widget support): a text repr
-            return {"text/plain": repr(self)}
-        bundle = getattr(widget, "_repr_mimebundle_", None)
-        if bundle is None:
-            return {"text/plain": repr(self)}
-        out = bundle(include=include, exclude=exclude)
-        data = out[0] if isinstance(out, tuple) else out
+            bundle = widget._repr_mimebundle_(include=include, exclude=exclude)
+            data = dict(bundle[0] if isinstance(bundle, tuple) else bundle)
+        except Exception:  # no widget support: the extension's output or text still shows
+            pass
+        try:
+            from .lab.views import MIME, mime_data
+
+            data[MIME] = mime_data(self)
+        except Exception:
+            pass
         data["text/plain"] = repr(self)
-        return data  # type: ignore[no-any-return]
+        return data
 
     def __repr__(self) -> str:
         n_edges = sum(1 for _ in self.model.edges())
@@ -446,6 +468,16 @@ def _unknown_input(spec: NodeSpec, node: str | None, name: str, value: Any) -> P
     where = f"node {node!r} ({spec.type})" if node is not None else f"a new {spec.type} node"
     return Problem("VE-112", node, name, f"{where} has no input {name!r} (given {value!r:.60})",
                    f"{hint}inputs of {spec.type}: {', '.join(names) or 'none'}")
+
+
+def open(path: str | os.PathLike[str], *, timeout: float = 15.0) -> Graph:
+    """The graph of a workflow file (``*.vortex.json``, a ComfyUI workflow, a PNG), shared
+    with every open canvas of that file: under JupyterLab with real-time collaboration the
+    graph joins the file's room (edits go both ways live; the server saves the file);
+    otherwise ``g.save()`` writes it back. Opening a file twice in a kernel gives one graph."""
+    from .lab.document import open_document
+
+    return open_document(path, timeout=timeout)  # type: ignore[no-any-return]
 
 
 def load(source: str | Path | Mapping[str, Any] | bytes) -> Graph:
