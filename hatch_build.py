@@ -7,7 +7,7 @@ browser assets the wheel ships:
 
 - ``vortex_jupyter/static/widget.js`` (+ ``widget.css``): the canvas's anywidget bundle;
 - ``vortex_jupyter/labextension/``: the prebuilt JupyterLab 4 extension, which the wheel's
-  shared-data installs to ``share/jupyter/labextensions/vortex-jupyter``.
+  shared-data installs (with ``install.json``) to ``share/jupyter/labextensions/vortex-jupyter``.
 
 Policy (the user never needs npm; a broken wheel is never produced):
 
@@ -19,6 +19,13 @@ Policy (the user never needs npm; a broken wheel is never produced):
   (``optional-editable-build``); the canvas then shows how to build the bundle.
 - Wheel or sdist: the assets are required (``ensured-targets``); without them the build fails
   with a message that says how to fix it: a wheel without the extension is broken.
+
+The shared-data (``[tool.hatch.build.hooks.custom.wheel-shared-data]``) goes into standard wheels
+only, by ``WheelSharedDataHook``. A dev install links the build folder into JupyterLab with
+``jupyter labextension develop --overwrite .`` instead. Had the editable wheel listed the
+extension's files too, the next ``pip install -e .`` would uninstall them through that symlink:
+pip (23.2) resolves it and removes ``vortex_jupyter/labextension`` itself, then fails writing
+through the dangling link.
 """
 
 from __future__ import annotations
@@ -27,9 +34,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from hatch_jupyter_builder.utils import npm_builder
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
 ROOT = Path(__file__).resolve().parent
 ASSETS = (
@@ -80,3 +88,27 @@ def build_js(target_name: str, version: str, path: str = "js", build_cmd: str = 
     if still_missing:
         _fail(f"`npm run {build_cmd}` finished but {', '.join(still_missing)} are missing: check "
               f"{path}/build.mjs and the `jupyterlab.outputDir` of {path}/package.json.")
+
+
+class WheelSharedDataHook(BuildHookInterface):  # type: ignore[type-arg]
+    """``[tool.hatch.build.hooks.custom]``: adds ``wheel-shared-data`` to standard wheels only."""
+
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name == "wheel" and version == "standard":
+            build_data["shared_data"].update(shared_data(Path(self.root), self.config.get("wheel-shared-data", {})))
+
+
+def shared_data(root: Path, mapping: dict[str, str]) -> dict[str, str]:
+    """``mapping`` less the files a mapped folder already holds at the same target.
+
+    (``pip install .`` over a develop link writes install.json into the build folder; hatchling
+    refuses a second file at one wheel path.)
+    """
+    folders = {src: dst for src, dst in mapping.items() if (root / src).is_dir()}
+
+    def shadowed(dst: str) -> bool:
+        return any(dst.startswith(f"{d}/") and (root / s / dst[len(d) + 1:]).exists() for s, d in folders.items())
+
+    return {src: dst for src, dst in mapping.items() if src in folders or not shadowed(dst)}

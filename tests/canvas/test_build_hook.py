@@ -149,3 +149,20 @@ def test_vortex_build_js_rebuilds_existing_assets_in_an_editable_install(tmp_pat
     proc = build(project, "editable", [fake_npm(tmp_path)], VORTEX_BUILD_JS="1")
     assert proc.returncode == 0, proc.stderr
     assert npm_calls(tmp_path) == ["install", "run build"]
+
+
+def test_an_editable_wheel_leaves_the_extension_to_labextension_develop(tmp_path: Path) -> None:
+    # pip would uninstall listed files through the develop symlink, removing the build folder
+    project = make_project(tmp_path, with_assets=True)
+    proc = build(project, "editable", [fake_npm(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    assert not [n for n in wheel_names(project) if ".data/" in n]
+
+
+def test_an_install_json_pip_wrote_into_the_build_folder_ships_once(tmp_path: Path) -> None:
+    # `pip install .` over a `jupyter labextension develop` link writes it there
+    project = make_project(tmp_path, with_assets=True)
+    shutil.copy(project / "install.json", project / "vortex_jupyter/labextension/install.json")
+    proc = build(project, "wheel", [fake_npm(tmp_path)])
+    assert proc.returncode == 0, proc.stderr
+    assert wheel_names(project).count(SHARED + "install.json") == 1
