@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the test suite needs, builds the canvas bundle, then runs every test:
+# Installs everything the test suite needs, builds the canvas bundle and the JupyterLab extension
+# (linked into this Python's JupyterLab), then runs every test:
 # the JS unit tests (vitest) and the Python suite (pytest, browser end-to-end tests included).
 # Usage: bash scripts/test.sh [pytest args...]
 set -euo pipefail
@@ -13,11 +14,13 @@ fi
 
 echo "== installing Python packages (torch 2.13.0 CPU first: a bare torch would pull a CUDA build)"
 python -m pip install -q torch==2.13.0
-VORTEX_SKIP_JS=1 python -m pip install -q -e ".[test]"  # the bundle is built just below
+VORTEX_SKIP_JS=1 python -m pip install -q -e ".[test]"  # the JS is built just below
 
-echo "== building the canvas bundle"
+echo "== building the canvas bundle and the JupyterLab extension"
 npm --prefix js ci --no-audit --no-fund --loglevel=error
 npm --prefix js run build
+# JupyterLab loads prebuilt extensions from share/jupyter/labextensions: link this checkout's build
+python -m jupyter labextension develop --overwrite .
 
 echo "== JS unit tests (vitest)"
 npm --prefix js test
