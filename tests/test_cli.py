@@ -119,6 +119,35 @@ def test_validate_lists_every_problem_with_codes(tmp_path):
     assert all(p["message"] for p in problems)
 
 
+def test_validate_takes_an_input_dir_and_reports_a_missing_input_image_as_ve_117(tmp_path):
+    from PIL import Image
+
+    graph = native([{"id": "load", "type": "LoadImage", "params": {"image": "red.png"}},
+                    {"id": "inv", "type": "ImageInvert", "params": {}}],
+                   [{"src": "load", "src_output": 0, "dst": "inv", "dst_input": "image"}])
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(graph))
+    empty, images = tmp_path / "empty", tmp_path / "images"
+    empty.mkdir()
+    images.mkdir()
+    Image.new("RGB", (4, 4), (255, 0, 0)).save(images / "red.png")
+    env = {"VORTEX_INPUT_DIR": str(empty)}
+    proc = vortex("validate", str(path), "--json", env=env)
+    assert proc.returncode == 1
+    [problem] = json.loads(proc.stdout)["problems"]
+    assert (problem["code"], problem["node"], problem["port"]) == ("VE-117", "load", "image")
+    assert "'red.png' not found" in problem["message"] and "-i DIR" in problem["hint"]
+    proc = vortex("validate", str(path), env=env)
+    assert proc.returncode == 1 and "VE-117 load.image" in proc.stdout and "fix:" in proc.stdout
+    for flag in ("-i", "--input-dir"):  # exactly as `vortex run` takes it
+        proc = vortex("validate", str(path), flag, str(images), env=env)
+        assert proc.returncode == 0 and "ok (2 nodes, 1 edges)" in proc.stdout, proc.stdout + proc.stderr
+    proc = vortex("validate", str(path), "-i", str(tmp_path / "missing"))
+    assert proc.returncode == 2 and "VE-700" in proc.stderr and "Traceback" not in proc.stderr
+    proc = vortex("validate", str(path), "-i", str(tmp_path / "missing"), "--json")
+    assert proc.returncode == 2 and json.loads(proc.stdout)["problems"][0]["code"] == "VE-700"
+
+
 def test_nodes_lists_types_as_text_and_json():
     proc = vortex("nodes")
     assert proc.returncode == 0 and "IntAdd(" in proc.stdout

@@ -1,14 +1,15 @@
 """The ``vortex`` command: run, validate and list nodes from a shell.
 
     vortex run FILE [-o DIR] [-i DIR] [--set NODE.PARAM=VALUE ...] [--executor inline|workers]
-    vortex validate FILE [--json]
+    vortex validate FILE [-i DIR] [--json]
     vortex nodes [--json]
 
 Policy: bad input (unreadable or malformed files, invalid graphs, bad ``--set``) prints one
 line per problem with its VE code and exits 2, never with a traceback; a run where nodes fail
 prints one line per failed node and exits 1 (``--traceback`` adds the node tracebacks).
 Images that SaveImage writes go to ``-o DIR`` (it sets ``VORTEX_OUTPUT_DIR``); LoadImage reads
-from ``-i DIR`` (``VORTEX_INPUT_DIR``).
+from ``-i DIR`` (``VORTEX_INPUT_DIR``), for ``run`` and ``validate`` alike (validation checks that
+the images LoadImage names are there: a missing one is VE-117).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a graph file (native, ComfyUI API/UI JSON, or a PNG)")
     run.add_argument("file")
     run.add_argument("-o", "--output-dir", help="where SaveImage writes images (default ./output)")
-    run.add_argument("-i", "--input-dir", help="where LoadImage finds images (default ./input)")
+    _input_dir_arg(run)
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a param (VALUE is JSON when it parses, else a string)")
     run.add_argument("--executor", choices=["inline", "workers"], default=None)
@@ -43,10 +44,26 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or timings table")
     val = sub.add_parser("validate", help="list every problem of a graph file")
     val.add_argument("file")
+    _input_dir_arg(val)
     val.add_argument("--json", action="store_true", help="machine-readable output")
     nodes = sub.add_parser("nodes", help="list the registered node types")
     nodes.add_argument("--json", action="store_true", help="the full listing as JSON")
     return p
+
+
+def _input_dir_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input-dir", help="where LoadImage finds images (default ./input)")
+
+
+def _use_input_dir(args: argparse.Namespace) -> None:
+    """``-i DIR``: LoadImage (and validation) read images there (``VORTEX_INPUT_DIR``)."""
+    if not args.input_dir:
+        return
+    in_dir = Path(args.input_dir).resolve()
+    if not in_dir.is_dir():
+        raise PathError(f"--input-dir {args.input_dir!r} is not a folder",
+                        hint="pass the folder that holds the images LoadImage should read")
+    os.environ["VORTEX_INPUT_DIR"] = str(in_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -96,9 +113,10 @@ def _load(path: str) -> Any:
 # ---- validate / nodes -------------------------------------------------------------------
 def _cmd_validate(args: argparse.Namespace) -> int:
     try:
+        _use_input_dir(args)
         graph = _load(args.file)
         problems = graph.problems()
-    except FormatError as exc:
+    except (FormatError, PathError) as exc:
         if not args.json:
             raise
         problem = Problem(exc.code, None, None, exc.message, exc.hint or "")
@@ -180,12 +198,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir = Path(args.output_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)
         os.environ["VORTEX_OUTPUT_DIR"] = str(out_dir)
-    if args.input_dir:
-        in_dir = Path(args.input_dir).resolve()
-        if not in_dir.is_dir():
-            raise PathError(f"--input-dir {args.input_dir!r} is not a folder",
-                            hint="pass the folder that holds the images LoadImage should read")
-        os.environ["VORTEX_INPUT_DIR"] = str(in_dir)
+    _use_input_dir(args)
     graph = _load(args.file)
     _apply_sets(graph, args.sets)
     graph.validate()

@@ -17,9 +17,15 @@ The tree::
      ├── ProtocolError (VE-600)          a malformed frame on a kernel<->worker or canvas channel
      ├── PathError (VE-700)              a file path escapes its root or is otherwise unsafe
      └── ModelError (VE-800)             a checkpoint is missing, corrupt or unsafe
+          └── ModelNotFoundError (VE-800)  the model file is in no models folder
 
 Validation problems carry their own codes (``PROBLEM_CODES``). Every message names the
-node, port or field, the offending value, and what to do about it.
+node, port or field, the offending value, and what to do about it. A node's own check
+(``NodeSpec.check``, ComfyUI's ``VALIDATE_INPUTS``) reports VE-116; one that answers with a
+``MissingFile`` (an input image or a model file that is not there) reports VE-117.
+
+>>> str(MissingFile("image 'a.png' not found", "copy it into the input folder"))
+"image 'a.png' not found"
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ __all__ = [
     "ExecutionError",
     "FormatError",
     "HashError",
+    "MissingFile",
     "ModelError",
+    "ModelNotFoundError",
     "NodeDefinitionError",
     "NodeOutOfMemoryError",
     "NodeTimeoutError",
@@ -65,7 +73,22 @@ PROBLEM_CODES: dict[str, str] = {
     "VE-114": "value too large (string length or integer size)",
     "VE-115": "input fed by a muted node, or by a bypassed node with nothing to pass through",
     "VE-116": "unsupported combination of settings",
+    "VE-117": "a file the node reads is missing (an input image, a model file)",
 }
+
+
+class MissingFile(str):
+    """A node check's answer for a file that is not there: a ``str``, as ComfyUI's
+    ``VALIDATE_INPUTS`` answers, that validation reports as VE-117 with ``hint`` as the fix
+    (any other answer is VE-116, an unsupported setting)."""
+
+    code = "VE-117"
+    hint: str
+
+    def __new__(cls, message: str, hint: str = "") -> MissingFile:
+        text = super().__new__(cls, message)
+        text.hint = hint
+        return text
 
 
 class VortexError(Exception):
@@ -215,6 +238,10 @@ class ModelError(VortexError):
     """A model or checkpoint is missing, corrupt, or in an unsafe format."""
 
     code = "VE-800"
+
+
+class ModelNotFoundError(ModelError):
+    """A model file named by a loader is in none of the model folders (validation: VE-117)."""
 
 
 #: Every exception class by code, for re-raising errors that crossed a process boundary.

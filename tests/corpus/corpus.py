@@ -16,8 +16,8 @@ What is counted:
   and number kinds included).
 - *fully known*: every node type of the expanded graph has a spec in the registry.
 - *API validates*: the API export of a fully known template, read back, has no problem but
-  VE-116 -- a node's own check of its settings: model files this machine does not have, or a
-  sampler a node reports it does not implement yet (listed, not hidden).
+  a node's own check of its settings: VE-117, model files (and input images) this machine does
+  not have, or VE-116, a sampler a node reports it does not implement yet (listed, not hidden).
 - *widget checks*: where a file also names its widget values (``widgets_values_named``, written
   by newer tools) consistently with the list, every value must land on the input of that name.
 """
@@ -40,7 +40,7 @@ from vortex_jupyter.graph.validate import validate
 Lookup = Callable[[str], Any]
 _CATALOGUE = re.compile(r"^(index(\.[A-Za-z-]+)?|index\.schema|index_logo|fuse_options)\.json$")
 #: Problems of a node's own settings checks, allowed in "API validates" (module docstring).
-ALLOWED = ("VE-116",)
+ALLOWED = ("VE-116", "VE-117")
 
 
 def templates_dir() -> Path:

@@ -83,7 +83,8 @@ def test_missing_checkpoint_and_lora_files_are_validation_problems_before_anythi
     lora = g.add("LoraLoader", model=ckpt.out(0), clip=ckpt.out(1), lora_name="nope.safetensors")
     problems = {(p.node, p.port): p for p in g.problems()}
     assert set(problems) == {(ckpt.id, "ckpt_name"), (lora.id, "lora_name")}
-    assert all(p.code == "VE-116" for p in problems.values())
+    assert all(p.code == "VE-117" for p in problems.values())  # a missing file, as a missing input image
+    assert all("VORTEX_MODELS_DIR" in p.hint for p in problems.values())
     text = problems[ckpt.id, "ckpt_name"].message
     assert "'missing.safetensors' not found" in text and "'present.safetensors'" in text and "vortex-tiny" in text
     assert str(models_dir / "loras") in problems[lora.id, "lora_name"].message

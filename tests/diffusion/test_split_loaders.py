@@ -20,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import vortex_jupyter as vx
-from vortex_jupyter.errors import ModelError
+from vortex_jupyter.errors import MissingFile, ModelError
 from vortex_jupyter.nodes.diffusion import ldm, models
 from vortex_jupyter.nodes.diffusion.loader_nodes import (
     CLIPLoader,
@@ -296,13 +296,15 @@ def test_comfyuis_virtual_vae_names_say_what_they_are(name: str, says: str) -> N
 
 def test_missing_and_corrupt_split_files_are_clear_validation_problems(models_dir: Path) -> None:
     verdict = VAELoader.VALIDATE_INPUTS("nope.safetensors")
-    assert isinstance(verdict, str) and "vae_name 'nope.safetensors' not found" in verdict
+    assert isinstance(verdict, MissingFile) and "vae_name 'nope.safetensors' not found" in verdict
     assert str(models_dir / "vae") in verdict and "'vortex-tiny-vae.safetensors'" in verdict
+    assert verdict.code == "VE-117" and "VORTEX_MODELS_DIR" in verdict.hint
     good = models.tiny_split_files()["vae"].read_bytes()
     (models_dir / "vae").mkdir(exist_ok=True)
     (models_dir / "vae" / "torn.safetensors").write_bytes(good[:100])
     verdict = VAELoader.VALIDATE_INPUTS("torn.safetensors")
     assert isinstance(verdict, str) and "not a valid safetensors" in verdict
+    assert not isinstance(verdict, MissingFile)  # there but unreadable: VE-116, not a missing file
 
 
 class _Evil:

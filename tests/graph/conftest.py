@@ -32,6 +32,16 @@ def _sampler_check(params: dict[str, Any]) -> list[tuple[str, str, str]]:
     return []
 
 
+def _file_check(params: dict[str, Any]) -> list[tuple[str, ...]]:
+    """A loader's check: a missing file (VE-117, its code as a 4th item); anything else as VE-116."""
+    name = params.get("file")
+    if name == "gone.png":
+        return [("file", "file 'gone.png' not found in the input folder", "put it there", "VE-117")]
+    if name == "odd.png":
+        return [("file", "file 'odd.png' cannot be read", "use another", "VE-999")]  # not a check code
+    return []
+
+
 def _spec(type_: str, inputs: list[PortSpec], outputs: list[tuple[str, str]], **kw: Any) -> NodeSpec:
     return NodeSpec(type_, tuple(inputs), tuple(OutputSpec(n, t) for n, t in outputs), **kw)
 
@@ -73,6 +83,7 @@ SPECS: dict[str, NodeSpec] = {
                         PortSpec("enabled", "BOOLEAN", default=True),
                         PortSpec("label", "STRING", default="", required=False)], [("FLOAT", "FLOAT")]),
         _spec("Passthrough", [PortSpec("value", "*")], [("value", "*")]),
+        _spec("LoadFile", [PortSpec("file", "STRING", default="a.png")], [("IMAGE", "IMAGE")], check=_file_check),
         _spec("BadCheck", [PortSpec("n", "INT", default=1)], [("INT", "INT")],
               check=lambda params: 1 / 0),  # a buggy check must become a problem, not a crash
         primitive_node.spec,  # type: ignore[attr-defined]  # the frontend's PrimitiveNode, as registered

@@ -243,6 +243,18 @@ def test_VE_116_a_crashing_check_becomes_a_problem() -> None:
     assert p.node == "b" and "ZeroDivisionError" in p.message
 
 
+def test_VE_117_a_missing_file_from_the_spec_check_and_only_check_codes_pass() -> None:
+    g = GraphModel()
+    g.add_node("LoadFile", {"file": "gone.png"}, id="f")
+    p = only(validate(g, lookup), "VE-117")
+    assert (p.node, p.port) == ("f", "file") and "'gone.png' not found" in p.message and p.hint == "put it there"
+    g.set_param("f", "file", "odd.png")
+    assert only(validate(g, lookup), "VE-116").port == "file"  # a check cannot invent codes
+    g.set_mode("f", 2)
+    g.set_param("f", "file", "gone.png")
+    assert validate(g, lookup) == []  # a muted node's missing file is moot
+
+
 def _add_chain(modes: dict[str, int]) -> GraphModel:
     """p (PrimitiveInt) -> b (Add) -> c (Add), with ``modes`` set."""
     g = GraphModel()

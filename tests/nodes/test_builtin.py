@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vortex_jupyter.errors import PathError
+from vortex_jupyter.errors import PROBLEM_CODES, PathError
 from vortex_jupyter.nodes import context
+from vortex_jupyter.nodes.builtin.image import missing_image
 from vortex_jupyter.nodes.registry import NodeRegistry
 from vortex_jupyter.nodes.spec import NodeResult
 
@@ -222,15 +223,34 @@ def test_load_image_fingerprint_changes_when_the_file_changes(registry, roots):
 
 def test_load_image_validation_and_run_reject_missing_files_and_traversal(registry, roots):
     spec = registry.get("LoadImage")
-    [(port, message, _hint)] = spec.check({"image": "nope.png"})
-    assert port == "image" and "'nope.png' not found" in message
-    assert str(roots["input"]) in message and "VORTEX_INPUT_DIR" in message and "-i DIR" in message
+    [(port, message, hint, code)] = spec.check({"image": "nope.png"})
+    assert (port, code) == ("image", "VE-117") and "'nope.png' not found" in message
+    assert str(roots["input"]) in message and "VORTEX_INPUT_DIR" in hint and "-i DIR" in hint
     [(_, traversal, _)] = spec.check({"image": "../secret.png"})
     assert "'..' components" in traversal
     with pytest.raises(PathError):
         spec.fn(image="../secret.png")
     with pytest.raises(FileNotFoundError, match="copy the image into the input folder"):
         spec.fn(image="nope.png")
+
+
+def test_a_missing_input_image_is_its_own_problem_code_saying_what_the_folder_holds(registry, roots):
+    from vortex_jupyter.graph.model import GraphModel
+    from vortex_jupyter.graph.validate import validate
+
+    Image.new("RGB", (2, 2), "red").save(roots["input"] / "there.png")
+    m = GraphModel()
+    m.add_node("LoadImage", {"image": "gone.png"}, id="load")
+    m.add_node("LoadImageMask", {"image": "gone.png", "channel": "alpha"}, id="mask")
+    m.add_node("LoadImage", {"image": "there.png"}, id="fine")
+    problems = validate(m, registry.lookup)
+    assert [(p.code, p.node, p.port) for p in problems] == [("VE-117", "load", "image"), ("VE-117", "mask", "image")]
+    assert "'there.png'" in problems[0].message and "-i DIR" in problems[0].hint
+    assert "VE-117" in PROBLEM_CODES and "VE-116" in PROBLEM_CODES  # VE-116 stays "unsupported settings"
+    empty = roots["input"] / "empty"
+    empty.mkdir()
+    assert "holds no images" in str(missing_image("x.png", empty))
+    assert "does not exist" in str(missing_image("x.png", roots["input"] / "nowhere"))
 
 
 def test_save_image_writes_numbered_pngs_with_prompt_and_workflow_chunks(registry, roots, recorder):

@@ -56,6 +56,8 @@ MAX_UINT = (1 << 64) - 1
 PRIMITIVE = "PrimitiveNode"
 #: Choice lists are cut to this many entries in messages.
 CHOICES_SHOWN = 8
+#: Codes a node's own check may give a problem (anything else is VE-116, unsupported settings).
+_CHECK_CODES = ("VE-116", "VE-117")
 
 Lookup = Callable[[str], Any]
 
@@ -347,8 +349,9 @@ def _custom_check(node: NodeData, info: _Info, linked: dict[str, list[Edge]], ou
                            "fix the node's check function"))
         return
     for item in found:
-        port, message, hint = (*tuple(item), "", "", "")[:3]
-        out.append(Problem("VE-116", node.id, port or None, str(message), str(hint)))
+        port, message, hint, code = (*tuple(item), "", "", "", "")[:4]
+        code = code if code in _CHECK_CODES else "VE-116"  # VE-117: a file the node reads is missing
+        out.append(Problem(code, node.id, port or None, str(message), str(hint)))
 
 
 def _has_default(port: Any) -> bool:

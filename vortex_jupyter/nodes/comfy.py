@@ -36,7 +36,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import NodeDefinitionError
+from ..errors import MissingFile, NodeDefinitionError
 from .decorator import SEED_NAMES, code_hash, importable_source, to_result
 from .spec import MISSING, NodeResult, NodeSpec, OutputSpec, PortSpec
 
@@ -242,7 +242,8 @@ class ComfyFingerprint:
 
 
 class ComfyCheck:
-    """``spec.check`` from ``VALIDATE_INPUTS``: ``True`` passes, a string is the problem."""
+    """``spec.check`` from ``VALIDATE_INPUTS``: ``True`` passes, a string is the problem (VE-116;
+    an ``errors.MissingFile`` is a missing file, VE-117, with its own fix)."""
 
     def __init__(self, cls: type, name: str, defaults: dict[str, Any], port: str,
                  inputs: tuple[str, ...] = ()) -> None:
@@ -251,7 +252,7 @@ class ComfyCheck:
         #: generic validation (the class accepts more than it lists, e.g. any checkpoint file).
         self.inputs = inputs
 
-    def __call__(self, params: dict[str, Any]) -> list[tuple[str, str, str]]:
+    def __call__(self, params: dict[str, Any]) -> list[tuple[str, ...]]:
         func = self.cls.VALIDATE_INPUTS  # type: ignore[attr-defined]
         try:
             verdict = func(**_filtered(func, {**self.defaults, **params}))
@@ -259,6 +260,8 @@ class ComfyCheck:
             verdict = f"VALIDATE_INPUTS raised {type(exc).__name__}: {exc}"
         if verdict is True:
             return []
+        if isinstance(verdict, MissingFile):
+            return [(self.port, str(verdict), verdict.hint, verdict.code)]
         message = verdict if isinstance(verdict, str) else f"{self.name} rejected these inputs"
         return [(self.port, message, f"change {self.port or 'the inputs'} to a value {self.name} accepts")]
 

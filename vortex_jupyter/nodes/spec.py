@@ -136,9 +136,10 @@ class NodeSpec:
     hidden: tuple[str, ...] = ()
     #: Extra validation of a node's params beyond ranges/choices (e.g. an unsupported
     #: sampler/scheduler pair): ``check(params) -> [(port, message, hint), ...]``, reported
-    #: by validation as VE-116. A ``check`` with an ``inputs`` attribute (names) validates those
+    #: by validation as VE-116; a 4th item "VE-117" reports a file the node reads as missing
+    #: (``errors.MissingFile``). A ``check`` with an ``inputs`` attribute (names) validates those
     #: inputs itself: generic validation then skips their choice lists (ComfyUI semantics).
-    check: Callable[[dict[str, Any]], list[tuple[str, str, str]]] | None = None
+    check: Callable[[dict[str, Any]], list[tuple[str, ...]]] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inputs_by_name", {p.name: p for p in self.inputs})

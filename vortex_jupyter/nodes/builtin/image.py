@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
 
-from ...errors import PathError
+from ...errors import MissingFile, PathError
 from .. import context
 from ..paths import input_root, output_root, safe_join, temp_root
 from .resample import METHODS, upscale
@@ -82,6 +82,19 @@ def file_fingerprint(path: Path) -> str:
     return f"{stat.st_mtime_ns}:{stat.st_size}:{digest.hexdigest()}"
 
 
+def missing_image(image: str, root: Path) -> MissingFile:
+    """The validation answer for an input image that is not there (VE-117), saying what is."""
+    if not root.is_dir():
+        there = "which does not exist"
+    else:
+        names = list_input_images(root)
+        there = f"which holds {', '.join(repr(n) for n in names[:8])}{' ...' if len(names) > 8 else ''}" \
+            if names else "which holds no images"
+    return MissingFile(f"image file {image!r} not found in the input folder {str(root)!r}, {there}",
+                       "put the image there, or point the input folder at it (VORTEX_INPUT_DIR, "
+                       "or -i DIR with vortex run / vortex validate)")
+
+
 class LoadImage:
     """Loads an image from the input folder; MASK is 1 - alpha (zeros without alpha)."""
 
@@ -123,8 +136,7 @@ class LoadImage:
         except PathError as exc:
             return exc.message
         if not path.is_file():
-            return (f"image file {image!r} not found in the input folder {str(root)!r}; put it there, "
-                    "or point the input folder at it (VORTEX_INPUT_DIR, or vortex run -i DIR)")
+            return missing_image(image, root)
         return True
 
     def load_image(self, image: str) -> tuple[np.ndarray, np.ndarray]:

@@ -28,7 +28,8 @@ Policy (ComfyUI's ``folder_paths.py`` and ``utils/extra_config.py``, matched on 
   backslash, no NUL; see ``nodes.paths``) and then looked up in each folder in order; the first
   existing file wins. Symlinks inside a model folder are followed wherever they point, as in
   ComfyUI: the folder's contents are the user's own, only the *name* comes from a graph.
-  A missing file is a ``ModelError`` (VE-800) naming every folder searched and the fix.
+  A missing file is a ``ModelNotFoundError`` (a ``ModelError``, VE-800; validation reports it as
+  VE-117, a missing file) naming every folder searched and the fix.
 
 State: listings are cached per kind and re-read when a folder's (or subfolder's) mtime
 changes, as ComfyUI does; parsed yaml files are cached by (mtime, size).
@@ -45,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...errors import ModelError, PathError
+from ...errors import ModelError, ModelNotFoundError, PathError
 from ..paths import _check_name
 from .models import models_root
 
@@ -308,12 +309,13 @@ def find(kind: str, name: object, field: str, *, allow_folders: bool = False, bu
     raise missing(kind, checked, field, searched, builtin)
 
 
-def missing(kind: str, name: str, field: str, searched: list[Path], builtin: str | None = None) -> ModelError:
+def missing(kind: str, name: str, field: str, searched: list[Path], builtin: str | None = None
+            ) -> ModelNotFoundError:
     kind = canonical(kind)
     where = ", ".join(str(f) for f in searched) or "(no folders)"
     first = searched[0] if searched else models_root() / kind
     available = ([builtin] if builtin else []) + [n for n in list_names(kind) if n != builtin]
-    return ModelError(f"{field} {name!r} not found; searched {where}; available: {listed(available)}",
+    return ModelNotFoundError(f"{field} {name!r} not found; searched {where}; available: {listed(available)}",
                       hint=f"put the file in {first} (VORTEX_MODELS_DIR), or add your ComfyUI folders "
                            f"in {YAML_NAME}")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...errors import ModelError
+from ...errors import MissingFile, ModelError, ModelNotFoundError
 
 MAX_RESOLUTION = 16384
 SEED_MAX = 0xFFFF_FFFF_FFFF_FFFF
@@ -19,9 +19,13 @@ class Heavy:
 
 
 def verdict(check: Any, name: str) -> bool | str:
-    """VALIDATE_INPUTS' answer from a torch-free check that raises ModelError."""
+    """VALIDATE_INPUTS' answer from a torch-free check that raises ModelError: a model file in
+    no models folder is a ``MissingFile`` (VE-117, like a missing input image), anything else
+    (a file of a family we lack, an unsafe name) a plain string (VE-116)."""
     try:
         check(name)
+    except ModelNotFoundError as exc:
+        return MissingFile(exc.message, exc.hint or "")
     except ModelError as exc:
         return f"{exc.message}; {exc.hint}" if exc.hint else exc.message
     return True
