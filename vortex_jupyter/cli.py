@@ -215,6 +215,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     stats = run.stats
     print(f"{run.status}: ran {stats['ran']}, cached {stats['cached']}, failed {stats['failed']} "
           f"in {time.perf_counter() - t0:.2f} s", file=sys.stderr)
+    if run.note is not None:  # why nodes ran again (e.g. another executor holds their outputs)
+        print(f"note: {run.note.message} ({run.note.hint})", file=sys.stderr)
     if run.errors:
         print_failures(graph, run, sys.stderr, tracebacks=args.traceback)
         return EXIT_FAILED

@@ -138,6 +138,8 @@ export class CanvasApp implements Host {
       if (this.run.apply(m.event)) this.scene.touch();
       // The message names the node; a replayed (old) failure shows on its node, not as a toast.
       if (m.event.kind === "node_failed" && !m.replay) this.toast(`${m.event.code ?? "VE-500"}: ${m.event.message ?? "failed"}`);
+      // why nodes run again, e.g. "re-running 5 nodes: cached outputs belong to the workers executor"
+      if (m.event.kind === "run_note" && !m.replay && m.event.message) this.toast(m.event.message, "info");
       if (m.event.kind === "run_finished") this.toolbar.setStatus(`run ${m.event.status ?? "done"}`);
     } else if (m.t === "image" && buffers.length) {
       this.outputs.receive(m.node, m.final, m.mime, toBytes(buffers[0]))

@@ -35,7 +35,11 @@ export interface EngineEvent {
   planned?: string[];
   cached?: string[];
   status?: string;
-  stats?: Record<string, number>;
+  /** `run_finished`: ran / cached / failed counts, and `reason` (a `run_note`'s message) when there was one. */
+  stats?: Record<string, number | string>;
+  /** `run_note`: why the run does what it does (`message`), its cause (`reason`) and what to do (`hint`). */
+  reason?: string;
+  hint?: string;
   [key: string]: unknown;
 }
 /** `replay`: an earlier run's event sent to a view that opened later (shown, not toasted). */

@@ -178,3 +178,12 @@ def test_run_starts_on_one_click_after_an_interrupted_run_and_palette_and_key_ac
         assert time.monotonic() < deadline, kernel(nb, "c.session.run.status")
         nb.page.wait_for_timeout(200)
     assert kernel(nb, "c.js_errors") == []
+
+
+def test_a_run_on_another_executor_says_on_the_canvas_why_it_reruns(ui: LabPage) -> None:
+    nb = ui
+    nb.kexec("g.nodes['add1'].params['a'] = 777\n_vx_w = g.run()")  # the worker pool (the default)
+    why = nb.kexec("print(g.run(executor='inline').stats['reason'])").strip()
+    assert why.startswith("re-running ") and why.endswith("cached outputs belong to the workers executor")
+    toast = nb.page.wait_for_selector(f".vx-root .vx-toast-info >> text={why}", timeout=10_000)
+    assert toast.is_visible()

@@ -84,17 +84,30 @@ class NodeFailed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class RunNote(Event):
+    """Something about the whole run the user should be told (the canvas shows it as an info
+    toast, the CLI and ``Run``'s repr print it), e.g. why nodes ran again although an earlier
+    run computed them: ``reason`` names the cause ("executor"), ``hint`` what to do."""
+
+    kind: ClassVar[str] = "run_note"
+    message: str = ""
+    reason: str = ""
+    hint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RunFinished(Event):
     kind: ClassVar[str] = "run_finished"
     status: str = "ok"  # "ok" | "failed" | "cancelled"
-    stats: dict[str, int] = field(default_factory=dict)
+    #: "ran", "cached", "failed" counts, and "reason" (a ``RunNote``'s message) when the run had one
+    stats: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, NodeQueued, NodeStarted, NodeProgress, NodePreview, NodeFinished,
-                NodeCached, NodeFailed, RunFinished)
+                NodeCached, NodeFailed, RunNote, RunFinished)
 }
 
 

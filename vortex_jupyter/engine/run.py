@@ -29,6 +29,11 @@ listener that raises is logged and ignored. Runs of one graph are serialised by 
 held while planning (not while executing), so canvas edits during a run only wait for the
 planning step.
 
+Switching executors (``g.run()`` on the worker pool, then ``g.run(executor="inline")``) re-runs
+what the other one holds: outputs are cached per executor (``cache.py``) as references only it
+can read. Such a run says why: a ``RunNote`` right after ``RunStarted`` ("re-running N nodes:
+cached outputs belong to the workers executor") and ``stats["reason"]`` (see ``_switch_note``).
+
 Example: ``a -> b`` with a cached: ``RunStarted(planned=("b",), cached=("a",))``,
 ``NodeCached(a)``, ``NodeQueued(b)``, ``NodeStarted(b)``, ``NodeFinished(b)``, ``RunFinished``.
 """
@@ -59,9 +64,11 @@ from .events import (
     NodePreview,
     NodeQueued,
     RunFinished,
+    RunNote,
     RunStarted,
 )
 from .executor import BatchCallbacks, CancelToken, Executor, Task, Wiring
+from .executors import executor_name
 from .keys import KeyIndex, Link, Lookup
 from .plan import Plan, Planner, make_plan
 from .state import RunState
@@ -104,6 +111,8 @@ class Engine:
         self.keys = KeyIndex(model, lookup, self.lock)
         self.planner = Planner(model)
         self.memo = ValidationMemo(model, validator, self.lock)
+        #: The executor and cache of this graph's last run (see ``_switch_note``).
+        self._last: tuple[Executor, OutputCache] | None = None
 
     def close(self) -> None:
         self.keys.close()
@@ -171,6 +180,8 @@ class Engine:
         t0 = time.perf_counter()
         with self.lock, _planning_gc(len(self.model.nodes) - len(self.keys.keys) >= _PROMOTE_AT):
             plan, tasks, held = self._prepare(state, cache, out_list, node_timeout)
+            state.note = self._switch_note(state, plan, executor)
+            self._last = (executor, cache)
         emit = _dispatcher(state, listeners)
         self._announce(state, plan, emit, bool(listeners))
         callbacks = BatchCallbacks(emit, state.on_result, cache.drop, detail=bool(listeners))
@@ -262,14 +273,37 @@ class Engine:
                 tasks.append(make(n, k))
         return plan, tasks
 
+    def _switch_note(self, state: RunState, plan: Plan, executor: Executor) -> RunNote | None:
+        """Why a run on another executor than this graph's last one recomputes nodes: outputs
+        stay with the executor that computed them (in this process, or in a worker), so the
+        cache is one per executor and holds references only that executor can read. Moving
+        them across (fetching a worker's tensors into the kernel, shipping the kernel's values
+        and loaded models into a worker) would cost about what recomputing costs, so they are
+        recomputed, and the run says so. None when nothing planned is held by the last one."""
+        last = self._last
+        if last is None or last[0] is executor or not plan.planned:
+            return None
+        held, keys, spec = last[1].index, state.node_keys, self.keys.spec
+        n = sum(1 for node in plan.planned
+                if keys[node] in held and not getattr(spec(node), "always_run", False))
+        if not n:
+            return None
+        old = executor_name(last[0])
+        return RunNote(state.run_id, f"re-running {n} node{'s' if n != 1 else ''}: cached outputs belong to the "
+                       f"{old} executor", "executor",
+                       f"outputs stay with the executor that computed them; run with executor={old!r} to reuse them")
+
     # ---- events --------------------------------------------------------------------------
     @staticmethod
     def _announce(state: RunState, plan: Plan, emit: Callable[[Event], None], detail: bool) -> None:
-        """``RunStarted``, then per cached node ``NodeCached`` (with listeners only) and its
-        stored final previews (always, like a node that ran: the canvas and ``run.images``
-        show output images of cached nodes too), then ``NodeQueued`` per planned node."""
+        """``RunStarted``, the run's ``RunNote`` if it has one, then per cached node
+        ``NodeCached`` (with listeners only) and its stored final previews (always, like a node
+        that ran: the canvas and ``run.images`` show output images of cached nodes too), then
+        ``NodeQueued`` per planned node."""
         run_id = state.run_id
         emit(RunStarted(run_id, tuple(plan.planned), tuple(plan.cached)))
+        if state.note is not None:
+            emit(state.note)
         node_keys = state.node_keys
         state.cache.touch(map(node_keys.__getitem__, plan.cached))
         previewed = state.cache.previewed

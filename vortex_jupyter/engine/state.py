@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ERROR_CLASSES, ExecutionError
 from .cache import OutputCache, Preview
-from .events import Event, NodeFailed
+from .events import Event, NodeFailed, RunNote
 from .executor import CancelToken, Executor, Task
 
 if TYPE_CHECKING:
@@ -61,6 +61,8 @@ class RunState:
         self.cached: list[str] = []
         self.elapsed = 0.0
         self.error: BaseException | None = None  # set when the run itself raised
+        #: Why this run recomputed nodes an earlier run had computed, if it did (see Engine.run).
+        self.note: RunNote | None = None
         self._tasks: Sequence[Task] = ()
         self._types: dict[str, str] | None = None
         self._done = threading.Event()
@@ -92,8 +94,13 @@ class RunState:
         return self._done.wait(timeout)
 
     @property
-    def stats(self) -> dict[str, int]:
-        return {"ran": len(self.finished), "cached": len(self.cached) + self.shared_ok, "failed": len(self.errors)}
+    def stats(self) -> dict[str, Any]:
+        """Counts of nodes ran / cached / failed, and the ``reason`` nodes ran again, if any."""
+        out: dict[str, Any] = {"ran": len(self.finished), "cached": len(self.cached) + self.shared_ok,
+                               "failed": len(self.errors)}
+        if self.note is not None:
+            out["reason"] = self.note.message
+        return out
 
     # ---- callbacks -----------------------------------------------------------------------
     def on_result(self, task: Task, refs: tuple[Any, ...]) -> None:
@@ -194,8 +201,15 @@ class Run:
     elapsed = property(lambda self: self._state.elapsed)
 
     @property
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
+        """``{"ran", "cached", "failed"}`` counts, plus ``"reason"`` when nodes ran again for a
+        reason worth knowing (e.g. their cached outputs belong to another executor)."""
         return self._state.stats
+
+    @property
+    def note(self) -> RunNote | None:
+        """Why this run recomputed what an earlier run had computed (message, reason, hint), if it did."""
+        return self._state.note
 
     @property
     def errors(self) -> dict[str, ExecutionError]:
@@ -248,6 +262,9 @@ class Run:
         s = self.stats
         text = (f"<Run {self.run_id} {self.status}: ran {s['ran']}, cached {s['cached']}, "
                 f"failed {s['failed']} in {self._state.elapsed * 1e3:.1f} ms>")
+        note = self._state.note
+        if note is not None:
+            text += f"\n  note: {note.message} ({note.hint})"
         for node, err in list(self.errors.items())[:3]:
             text += f"\n  {node}: [{err.code}] {err.message.splitlines()[0]}"
         return text
