@@ -1,5 +1,5 @@
 /**
- * A stand-in for the kernel side of the canvas protocol (CANVAS.md), for running the real
+ * A stand-in for the kernel side of the canvas protocol (docs/canvas-protocol.md), for running the real
  * widget bundle outside Jupyter: an authoritative Y.Doc, a relay to every attached view, and
  * fake anywidget models (get/on/off/send). Replies are synchronous, like a local comm.
  */

@@ -1,5 +1,5 @@
 /**
- * Reading and writing the graph in the Y doc, following the schema of CANVAS.md.
+ * Reading and writing the graph in the Y doc, following the schema of docs/canvas-protocol.md.
  *
  * Every write goes through `GraphDoc` so that it runs in one transaction with the view's
  * origin: the sync provider forwards those to the kernel, and the view's UndoManager
@@ -24,7 +24,7 @@ export interface NodeData {
   params: Record<string, unknown>;
 }
 
-/** Params written by the browser: integers beyond 2^53-1 become decimal strings (CANVAS.md). */
+/** Params written by the browser: integers beyond 2^53-1 become decimal strings (docs/canvas-protocol.md). */
 export function paramToDoc(v: unknown): unknown {
   if (typeof v === "bigint") return Number.isSafeInteger(Number(v)) ? Number(v) : v.toString();
   return v;

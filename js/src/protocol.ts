@@ -2,7 +2,7 @@
  * Wire protocol between the canvas view (this bundle) and the kernel.
  *
  * Twin of `vortex_jupyter/canvas/protocol.py`; the contract is written down in
- * `.team/CANVAS.md`. Change both files together. Messages ride anywidget custom
+ * `docs/canvas-protocol.md`. Change both files together. Messages ride anywidget custom
  * messages: JSON content with a `"t"` type tag, binary payloads in `buffers[0]`.
  */
 
@@ -69,7 +69,7 @@ export interface WidgetModel {
   send(content: ToKernel, callbacks?: unknown, buffers?: WireBuffer[]): void;
 }
 
-// ---- Y doc schema (CANVAS.md) ---------------------------------------------
+// ---- Y doc schema (docs/canvas-protocol.md) --------------------------------
 export const ROOT_NODES = "nodes";
 export const ROOT_EDGES = "edges";
 export const ROOT_GROUPS = "groups";
@@ -102,7 +102,7 @@ export function edgeKey(dst: string, dstInput: string): string {
   return `${dst}:${dstInput}`;
 }
 
-/** Node ids made in a browser: "n" + 8 random base36 chars (CANVAS.md). */
+/** Node ids made in a browser: "n" + 8 random base36 chars (docs/canvas-protocol.md). */
 export function newNodeId(rand: () => number = Math.random): string {
   let s = "n";
   for (let i = 0; i < 8; i++) s += Math.floor(rand() * 36).toString(36);

@@ -1,7 +1,7 @@
 /**
  * A y-sync provider over the widget's custom messages (the kernel is the hub).
  *
- * Protocol (CANVAS.md): on start send `{"t":"hello"}` then sync step 1; every `{"t":"y"}`
+ * Protocol (docs/canvas-protocol.md): on start send `{"t":"hello"}` then sync step 1; every `{"t":"y"}`
  * buffer is y-websocket framed (varuint 0 = sync step1/step2/update, 1 = awareness).
  * Local doc updates (any origin other than this provider) go out as update messages;
  * remote ones are applied with this provider as the origin so they are never echoed and

@@ -1,6 +1,6 @@
 /**
  * A test/debug handle on the root element: `el.querySelector('.vx-root').__vortex`.
- * Documented in CANVAS.md ("ADDED BY CANVAS-JS"); the browser e2e tests use it to find
+ * Documented in docs/canvas-protocol.md ("The test hook"); the browser e2e tests use it to find
  * socket positions for drag-to-connect and to wait for the accessible list.
  */
 import type { CanvasApp } from "./app";

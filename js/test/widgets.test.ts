@@ -21,7 +21,7 @@ describe("param widgets", () => {
     expect(parseNumber({ name: "cfg", type: "FLOAT" }, "7.25")).toBe(7.25);
   });
 
-  it("keeps INTs beyond 2^53 exact as decimal strings (CANVAS.md)", () => {
+  it("keeps INTs beyond 2^53 exact as decimal strings (docs/canvas-protocol.md)", () => {
     expect(parseNumber({ name: "seed", type: "INT" }, "18446744073709551615")).toBe("18446744073709551615");
   });
 

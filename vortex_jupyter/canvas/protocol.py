@@ -1,6 +1,6 @@
 """Wire protocol between the kernel and the canvas views, written once as types.
 
-Twin of ``js/src/protocol.ts`` (change both together); the contract is ``.team/CANVAS.md``.
+Twin of ``js/src/protocol.ts`` (change both together); the contract is ``docs/canvas-protocol.md``.
 Messages ride anywidget custom messages: JSON content tagged by ``"t"``, binary payloads in
 ``buffers[0]``. ``{"t": "y"}`` buffers use y-websocket framing (first varuint 0 = sync,
 1 = awareness) so pycrdt's ``create_sync_message``/``handle_sync_message`` and y-protocols'

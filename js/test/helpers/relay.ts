@@ -1,5 +1,5 @@
 /**
- * A stand-in for the kernel side of CANVAS.md: an authoritative Y.Doc that answers hello with
+ * A stand-in for the kernel side of docs/canvas-protocol.md: an authoritative Y.Doc that answers hello with
  * its step 1, a view's step 1 with step 2, and applies + relays updates to every other view.
  * `reject` makes it refuse the next update with an `{"t":"error"}` (as the kernel does for a
  * malformed or oversized one).
