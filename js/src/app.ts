@@ -28,13 +28,29 @@ import { Toolbar } from "./ui/toolbar";
 import { commandItems, runCommand } from "./commands";
 import { nodeItems, specItems } from "./ui/search";
 import { exposeTestHook } from "./testhook";
-import { Presence } from "./presence";
+import { Presence, type UserIdentity } from "./presence";
+import type { Awareness } from "y-protocols/awareness";
+
+/** How a view is set up beyond its channel to the kernel (all optional). */
+export interface CanvasOptions {
+  /**
+   * The doc to edit: a collaborative document's (its room keeps it in sync); by default a
+   * fresh replica the kernel fills.
+   */
+  doc?: Y.Doc;
+  /** Presence channel of its own (a document's room); by default awareness rides the comm. */
+  awareness?: Awareness;
+  /** This user's identity for presence (JupyterLab's); `null`: anonymous or the channel's. */
+  user?: UserIdentity | null;
+  /** The doc is already loaded (a room's): no need to wait for the kernel to draw it. */
+  loaded?: boolean;
+}
 
 export class CanvasApp implements Host {
   readonly root: HTMLDivElement;
   readonly stage: HTMLDivElement;
   readonly canvas: HTMLCanvasElement;
-  readonly doc = new Y.Doc();
+  readonly doc: Y.Doc;
   readonly origin = { view: "local" };
   readonly gdoc: GraphDoc;
   readonly scene: Scene;
@@ -55,7 +71,8 @@ export class CanvasApp implements Host {
   /** The viewport the last fit() set (identity compared). */
   private fittedView: Viewport | null = null;
 
-  constructor(readonly model: WidgetModel, el: HTMLElement) {
+  constructor(readonly model: WidgetModel, el: HTMLElement, readonly options: CanvasOptions = {}) {
+    this.doc = options.doc ?? new Y.Doc();
     this.root = div("vx-root");
     this.root.tabIndex = 0;
     this.root.setAttribute("role", "application");
@@ -81,7 +98,10 @@ export class CanvasApp implements Host {
     this.root.append(this.stage);
     this.stage.append(this.canvas);
     this.list = new NodeList(this.stage, this.r);
-    this.overlays = new Overlays(this.stage, () => this.root.focus({ preventScroll: true }), this.scene);
+    this.overlays = new Overlays(this.stage, () => {
+      this.presence.publishEditing(null);
+      this.root.focus({ preventScroll: true });
+    }, this.scene);
     this.palette = new Palette(this.stage, (refocus) => { if (refocus) this.root.focus({ preventScroll: true }); },
       (e) => this.paletteKey(e));
     this.toasts = new Toasts(this.stage);
@@ -90,8 +110,11 @@ export class CanvasApp implements Host {
     this.provider = new CommProvider(this.doc, model, {
       onMessage: (m, b) => this.guard(() => this.onKernel(m, b)),
       onError: (err) => this.reportError("bad y message from kernel", err),
+      awareness: !options.awareness,
     });
-    this.presence = new Presence(this.provider.awareness, this.r);
+    const awareness = options.awareness ?? (this.provider.awareness as Awareness);
+    this.presence = new Presence(awareness, this.r, options.user ?? null);
+    this.cleanups.push(this.presence.onUsers((users) => this.toolbar.setUsers(users)));
     this.input = new Input(this, this.root, this.canvas);
     this.wire();
     exposeTestHook(this);
@@ -114,16 +137,20 @@ export class CanvasApp implements Host {
     const io = new IntersectionObserver((es) => { if (es.some((e) => e.isIntersecting)) this.onResize(); });
     io.observe(this.canvas);
     this.cleanups.push(() => { ro.disconnect(); io.disconnect(); });
-    this.provider.whenSynced().then(() => {
+    const loaded = this.options.loaded ? Promise.resolve() : this.provider.whenSynced();
+    loaded.then(() => {
       this.r.emptyHint = true;
       if (!this.fitted) this.fit();
       this.r.invalidate();
     });
   }
 
+  /** `height` px tall; 0 fills the parent (a document panel). */
   private setHeight(): void {
-    const h = Number(this.model.get("height")) || 520;
-    this.stage.style.height = `${h}px`;
+    const raw = this.model.get("height");
+    const h = raw === undefined || raw === null ? 520 : Number(raw) || 0;
+    this.root.classList.toggle("vx-fill", h <= 0);
+    this.stage.style.height = h > 0 ? `${h}px` : "";
     this.r.invalidate();
   }
 
@@ -204,6 +231,8 @@ export class CanvasApp implements Host {
 
   openWidget(node: NodeView, name: string): void {
     this.overlays.editParam(node, name, this.r.view, (v) => this.gdoc.setParam(node.id, name, v));
+    const editing = this.overlays.editing;
+    if (editing) this.presence.publishEditing(editing.node, editing.name); // others see who edits it
   }
 
   editTitle(node: NodeView): void {
@@ -281,9 +310,10 @@ export class CanvasApp implements Host {
     this.r.destroy();
     this.editor.destroy();
     this.provider.destroy();
+    this.presence.destroy();
     this.scene.destroy();
     this.overlays.close();
-    this.doc.destroy();
+    if (!this.options.doc) this.doc.destroy(); // a document's doc outlives its views
     this.root.remove();
   }
 }

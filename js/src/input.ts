@@ -6,6 +6,7 @@
 import type { CanvasApp } from "./app";
 import { handleKey } from "./edit/keys";
 import { PointerInput } from "./edit/pointer";
+import { screenToGraph } from "./render/view";
 
 export class Input {
   private off: Array<() => void> = [];
@@ -24,7 +25,12 @@ export class Input {
       canvas.setPointerCapture?.(e.pointerId);
       p.down(e);
     });
-    on(canvas, "pointermove", (e) => p.move(e));
+    on(canvas, "pointermove", (e) => {
+      p.move(e);
+      const box = canvas.getBoundingClientRect();
+      app.presence.publishCursor(screenToGraph(app.r.view, e.clientX - box.left, e.clientY - box.top));
+    });
+    on(canvas, "pointerleave", () => app.presence.publishCursor(null));
     on(canvas, "pointerup", (e) => p.up(e));
     on(canvas, "pointercancel", (e) => p.up(e));
     on(canvas, "dblclick", (e) => p.dblclick(e));

@@ -23,10 +23,16 @@ export interface SyncOptions {
   onMessage?: (msg: FromKernel, buffers: WireBuffer[]) => void;
   /** Called when an incoming buffer cannot be decoded. */
   onError?: (err: unknown) => void;
+  /**
+   * Sync awareness over this channel too (default). Off when presence has a channel of its
+   * own: a collaborative document's room, whose doc this provider then bridges to a kernel.
+   */
+  awareness?: boolean;
 }
 
 export class CommProvider {
-  readonly awareness: awarenessProtocol.Awareness;
+  /** The awareness synced over the channel; `null` when presence travels elsewhere. */
+  readonly awareness: awarenessProtocol.Awareness | null;
   synced = false;
   /** Total ms spent applying kernel y messages (decode + integrate + observers). */
   applyMs = 0;
@@ -36,7 +42,7 @@ export class CommProvider {
   private readonly onCustom: (content: FromKernel, buffers?: WireBuffer[]) => void;
 
   constructor(readonly doc: Y.Doc, private model: WidgetModel, private opts: SyncOptions = {}) {
-    this.awareness = new awarenessProtocol.Awareness(doc);
+    this.awareness = opts.awareness === false ? null : new awarenessProtocol.Awareness(doc);
     this.onDocUpdate = (update, origin) => {
       if (origin !== this) this.sendSync((enc) => syncProtocol.writeUpdate(enc, update));
     };
@@ -45,12 +51,12 @@ export class CommProvider {
       const changed = added.concat(updated, removed);
       const enc = encoding.createEncoder();
       encoding.writeVarUint(enc, Y_MESSAGE_AWARENESS);
-      encoding.writeVarUint8Array(enc, awarenessProtocol.encodeAwarenessUpdate(this.awareness, changed));
+      encoding.writeVarUint8Array(enc, awarenessProtocol.encodeAwarenessUpdate(this.awareness as awarenessProtocol.Awareness, changed));
       this.sendRaw(encoding.toUint8Array(enc));
     };
     this.onCustom = (content, buffers) => this.receive(content, buffers ?? []);
     doc.on("update", this.onDocUpdate);
-    this.awareness.on("update", this.onAwareness);
+    this.awareness?.on("update", this.onAwareness);
     model.on("msg:custom", this.onCustom);
   }
 
@@ -111,7 +117,7 @@ export class CommProvider {
         }
         if (encoding.length(enc) > 1) this.sendRaw(encoding.toUint8Array(enc));
         if (sub === syncProtocol.messageYjsSyncStep2) this.markSynced();
-      } else if (kind === Y_MESSAGE_AWARENESS) {
+      } else if (kind === Y_MESSAGE_AWARENESS && this.awareness) {
         awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(dec), this);
       }
     } catch (err) {
@@ -128,10 +134,12 @@ export class CommProvider {
   }
 
   destroy(): void {
-    awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], "destroy");
+    if (this.awareness) {
+      awarenessProtocol.removeAwarenessStates(this.awareness, [this.doc.clientID], "destroy");
+      this.awareness.off("update", this.onAwareness);
+      this.awareness.destroy();
+    }
     this.doc.off("update", this.onDocUpdate);
-    this.awareness.off("update", this.onAwareness);
-    this.awareness.destroy();
     this.model.off("msg:custom", this.onCustom);
   }
 }

@@ -92,8 +92,8 @@ describe("sync over the widget comm", () => {
   it("shares awareness (selections) between views", () => {
     const relay = new Relay();
     const a = view(relay), b = view(relay);
-    a.provider.awareness.setLocalStateField("selection", ["n1"]);
-    const seen = b.provider.awareness.getStates().get(a.doc.clientID) as { selection?: string[] };
+    a.provider.awareness!.setLocalStateField("selection", ["n1"]);
+    const seen = b.provider.awareness!.getStates().get(a.doc.clientID) as { selection?: string[] };
     expect(seen?.selection).toEqual(["n1"]);
   });
 

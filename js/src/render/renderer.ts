@@ -12,7 +12,7 @@
 import type { RunState } from "../runstate";
 import type { Scene } from "../scene";
 import { drawBoxes, drawEdges, drawGroups, drawNode, drawSockets, typeColor, type DrawCtx } from "./draw";
-import type { NodeView } from "./layout";
+import { widgetRect, type NodeView } from "./layout";
 import type { Rect } from "./spatial";
 import { lodFor, visibleRect, type Viewport } from "./view";
 
@@ -24,6 +24,10 @@ export interface Overlay {
   box?: Rect;
   /** Other users' selections: color per node id. */
   remote?: Map<string, string>;
+  /** Widgets other users are editing: node id -> param, color, user name. */
+  editing?: Map<string, { param: string; color: string; name: string }>;
+  /** Other users' pointers in graph units, with their color and name. */
+  cursors?: Array<{ x: number; y: number; color: string; name: string }>;
 }
 
 export const EMPTY_HINT = "Empty graph: double-click here or press + Node to add a node";
@@ -157,6 +161,17 @@ export class Renderer {
         ctx.strokeRect(n.x - 4, n.y - 4, n.w + 8, n.h + 8);
       }
     }
+    if (o.editing?.size) {
+      for (const [id, e] of o.editing) {
+        const n = this.scene.nodes.get(id);
+        const rect = n ? widgetRect(n, e.param) : null;
+        if (!n || !rect) continue;
+        ctx.strokeStyle = e.color;
+        ctx.lineWidth = 2 / d.zoom;
+        ctx.strokeRect(rect.x, rect.y, rect.w, rect.h);
+        this.tag(ctx, d.zoom, rect.x + rect.w, rect.y - 15 / d.zoom, e.name, e.color, "right");
+      }
+    }
     if (o.wire) {
       const w = o.wire;
       ctx.strokeStyle = w.ok ? typeColor(w.type) : "#e53935";
@@ -176,6 +191,36 @@ export class Renderer {
       ctx.fillRect(o.box.x, o.box.y, o.box.w, o.box.h);
       ctx.strokeRect(o.box.x, o.box.y, o.box.w, o.box.h);
     }
+    for (const c of o.cursors ?? []) {
+      const k = 1 / d.zoom; // constant size on screen
+      ctx.fillStyle = c.color;
+      ctx.strokeStyle = "#fff";
+      ctx.lineWidth = k;
+      ctx.beginPath();
+      ctx.moveTo(c.x, c.y);
+      ctx.lineTo(c.x, c.y + 16 * k);
+      ctx.lineTo(c.x + 4.5 * k, c.y + 12 * k);
+      ctx.lineTo(c.x + 11 * k, c.y + 12 * k);
+      ctx.closePath();
+      ctx.fill();
+      ctx.stroke();
+      this.tag(ctx, d.zoom, c.x + 10 * k, c.y + 16 * k, c.name, c.color, "left");
+    }
+  }
+
+  /** A name label in a user's colour, `size`-independent of the zoom. */
+  private tag(ctx: CanvasRenderingContext2D, zoom: number, x: number, y: number, text: string, color: string,
+              align: "left" | "right"): void {
+    const k = 1 / zoom;
+    ctx.font = `${11 * k}px sans-serif`;
+    const w = ctx.measureText(text).width + 8 * k;
+    const left = align === "left" ? x : x - w;
+    ctx.fillStyle = color;
+    ctx.fillRect(left, y, w, 15 * k);
+    ctx.fillStyle = "#fff";
+    ctx.textBaseline = "middle";
+    ctx.fillText(text, left + 4 * k, y + 7.5 * k);
+    ctx.textBaseline = "alphabetic";
   }
 
   destroy(): void {

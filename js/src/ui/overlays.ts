@@ -114,6 +114,12 @@ export class Overlays {
     return t.name ? widgetRect(n, t.name) : { x: n.x, y: n.y, w: n.w, h: TITLE_H };
   }
 
+  /** The node param being edited, if an editor is open on one. */
+  get editing(): { node: string; name: string } | null {
+    const t = this.open?.target as { node?: string; name?: string | null } | undefined;
+    return t && t.node && t.name ? { node: t.node, name: t.name } : null;
+  }
+
   close(): void {
     const o = this.open;
     if (!o) return;

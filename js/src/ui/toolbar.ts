@@ -32,6 +32,8 @@ export function commandsLabel(platform: string): [label: string, title: string] 
 export class Toolbar {
   readonly el: HTMLDivElement;
   readonly status: HTMLSpanElement;
+  /** Badges of the other people on this graph, in their colours. */
+  readonly users: HTMLSpanElement;
   private buttons = new Map<string, HTMLButtonElement>();
 
   constructor(parent: HTMLElement, actions: ToolbarActions) {
@@ -56,6 +58,10 @@ export class Toolbar {
     this.status.className = "vx-status";
     this.status.setAttribute("aria-live", "polite");
     this.el.appendChild(this.status);
+    this.users = document.createElement("span");
+    this.users.className = "vx-users";
+    this.users.setAttribute("aria-label", "others on this graph");
+    this.el.appendChild(this.users);
     parent.appendChild(this.el);
     this.setRunning(false);
   }
@@ -68,5 +74,18 @@ export class Toolbar {
 
   setStatus(text: string): void {
     this.status.textContent = text;
+  }
+
+  setUsers(users: ReadonlyArray<{ name: string; initials: string; color: string }>): void {
+    this.users.replaceChildren(...users.map((u) => {
+      const b = document.createElement("span");
+      b.className = "vx-user";
+      b.textContent = u.initials;
+      b.title = u.name;
+      b.style.background = u.color;
+      b.setAttribute("role", "img");
+      b.setAttribute("aria-label", u.name);
+      return b;
+    }));
   }
 }
