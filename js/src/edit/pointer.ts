@@ -2,8 +2,10 @@
  * Pointer and wheel input: pan, zoom, select, drag nodes and groups, resize nodes and
  * groups, connect sockets.
  *
- * One gesture at a time (`mode`). Dragging nodes writes x/y of every dragged node in one
- * transaction per pointer move; a connection is checked on drop and refused with a toast
+ * One gesture at a time (`mode`). Dragging nodes shows them moving in this view at once
+ * (`Scene.showLocal`) and writes their x/y at most every `DRAG_WRITE_MS` and on release (one
+ * transaction each; one undo step for the drag): collaborators see the drag move, without
+ * an update per pointer event. A connection is checked on drop and refused with a toast
  * naming both ports and types. Dragging from a connected input detaches the link and
  * carries it (drop elsewhere to reconnect, on empty canvas to disconnect).
  *
@@ -21,7 +23,11 @@ import type { Host } from "./host";
 type Mode =
   | { kind: "idle" }
   | { kind: "pan"; sx: number; sy: number; panX: number; panY: number }
-  | { kind: "drag"; gx: number; gy: number; start: Map<string, [number, number]>; moved: boolean }
+  | {
+      kind: "drag"; gx: number; gy: number; start: Map<string, [number, number]>; moved: boolean;
+      /** positions shown but not yet written, and when the doc was last written */
+      unwritten: Array<[string, number, number]> | null; wroteAt: number;
+    }
   | {
       kind: "group"; id: string; gx: number; gy: number; x: number; y: number;
       members: Map<string, [number, number]>; delta: [number, number] | null;
@@ -32,8 +38,12 @@ type Mode =
   | { kind: "wire"; src: string; index: number; type: string; x0: number; y0: number }
   | { kind: "wire-in"; dst: string; input: string; type: string; x0: number; y0: number };
 
+/** Longest a drag shows positions that collaborators do not see yet (ms). */
+export const DRAG_WRITE_MS = 100;
+
 export class PointerInput {
   private mode: Mode = { kind: "idle" };
+  private dragTimer: ReturnType<typeof setTimeout> | null = null;
   private downAt: [number, number] = [0, 0];
   private cursor = "";
 
@@ -118,7 +128,7 @@ export class PointerInput {
       if (n) start.set(sid, [n.x, n.y]);
     }
     this.h.editor.undo.stopCapturing();
-    this.mode = { kind: "drag", gx, gy, start, moved: false };
+    this.mode = { kind: "drag", gx, gy, start, moved: false, unwritten: null, wroteAt: -Infinity };
   }
 
   private startGroup(id: string, gx: number, gy: number): void {
@@ -154,7 +164,12 @@ export class PointerInput {
     } else if (m.kind === "drag") {
       const dx = gx - m.gx, dy = gy - m.gy;
       m.moved = true;
-      this.h.editor.g.moveNodes([...m.start].map(([id, [x, y]]) => [id, x + dx, y + dy]));
+      const moves = [...m.start].map(([id, [x, y]]): [string, number, number] => [id, x + dx, y + dy]);
+      m.unwritten = moves;
+      this.h.scene.showLocal(moves.map(([id, x, y]) => [id, { x, y }]));
+      const wait = m.wroteAt + DRAG_WRITE_MS - performance.now();
+      if (wait <= 0) this.writeDrag(m);
+      else this.dragTimer ??= setTimeout(() => { this.dragTimer = null; if (this.mode === m) this.writeDrag(m); }, wait);
     } else if (m.kind === "group") {
       this.showGroupMove(m, gx - m.gx, gy - m.gy);
     } else if (m.kind === "resize") {
@@ -224,13 +239,28 @@ export class PointerInput {
     const clicked = Math.hypot(sx - this.downAt[0], sy - this.downAt[1]) < 4;
     if (m.kind === "pan" && clicked) this.h.setSelection([]);
     else if (m.kind === "widget" && clicked) this.openWidget(m.node, m.name);
-    else if (m.kind === "drag") this.h.editor.undo.stopCapturing();
+    else if (m.kind === "drag") this.endDrag(m);
     else if (m.kind === "group" || m.kind === "resize") this.commit(m, clicked);
     else if (m.kind === "box") this.finishBox(m, gx, gy);
     else if (m.kind === "wire" || m.kind === "wire-in") this.finishWire(m, gx, gy);
     this.h.r.overlay.box = undefined;
     this.h.r.overlay.wire = undefined;
     this.h.r.invalidate();
+  }
+
+  /** Writes the drag's latest positions (one transaction), if any are not written yet. */
+  private writeDrag(m: Extract<Mode, { kind: "drag" }>): void {
+    if (!m.unwritten) return;
+    this.h.editor.g.moveNodes(m.unwritten);
+    m.unwritten = null;
+    m.wroteAt = performance.now();
+  }
+
+  private endDrag(m: Extract<Mode, { kind: "drag" }>): void {
+    if (this.dragTimer) { clearTimeout(this.dragTimer); this.dragTimer = null; }
+    this.writeDrag(m);
+    this.h.scene.clearLocal();
+    this.h.editor.undo.stopCapturing();
   }
 
   /**
