@@ -59,8 +59,9 @@ def ui(nb: LabPage) -> LabPage:
     nb.kexec("g.remove('preview2')")  # a PreviewImage with no input: every run would be refused
     nb.hook("h.fit()")
     # every {"t": "run"} the kernel receives from a view, counted in the kernel
-    nb.kexec("_vx_runs = []\n_vx_start = c.session.start\n"
-             "c.session.start = lambda outputs, reply: (_vx_runs.append(outputs), _vx_start(outputs, reply))[1]")
+    nb.kexec("_vx_runs, _vx_replies = [], []\n_vx_start = c.session.start\n"
+             "c.session.start = lambda outputs, reply: (_vx_runs.append(outputs), _vx_start(outputs,"
+             " lambda m, b: (_vx_replies.append(m), reply(m, b))))[1]")
     return nb
 
 
@@ -174,8 +175,8 @@ def test_run_starts_on_one_click_after_an_interrupted_run_and_palette_and_key_ac
         nb.page.wait_for_timeout(100)
     nb.page.wait_for_function("() => !document.querySelector('.vx-root .vx-btn-run').disabled", timeout=60_000)
     deadline = time.monotonic() + 30
-    while kernel(nb, "c.session.run.done and c.session.run.status") != "ok":
-        assert time.monotonic() < deadline, kernel(nb, "c.session.run.status")
+    while kernel(nb, "c.session.run is not None and c.session.run.done and c.session.run.status") != "ok":
+        assert time.monotonic() < deadline, kernel(nb, "(c.session.run and c.session.run.status, _vx_replies)")
         nb.page.wait_for_timeout(200)
     assert kernel(nb, "c.js_errors") == []
 
