@@ -49,7 +49,7 @@ export class Presence {
   private pending: [number, number] | null | undefined;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private listeners = new Set<(users: RemoteUser[]) => void>();
-  private readonly onChange: () => void;
+  private readonly onChange: (change?: { added?: number[] }) => void;
   private vx: { cursor: [number, number] | null; selection: string[]; editing: { node: string; param: string } | null } =
     { cursor: null, selection: [], editing: null };
 
@@ -60,11 +60,16 @@ export class Presence {
   constructor(private awareness: Awareness, private r: Renderer, user: UserIdentity | null = null) {
     const own = awareness.getLocalState()?.user as UserIdentity | undefined;
     const me = user ?? own ?? anonymous(awareness.clientID);
-    this.color = me.color || COLORS[awareness.clientID % COLORS.length];
+    this.color = cssColor(me.color) || COLORS[awareness.clientID % COLORS.length];
     this.name = me.display_name || me.name;
     if (user || !own) awareness.setLocalStateField("user", me);
     awareness.setLocalStateField("vx", this.vx);
-    this.onChange = () => this.refresh();
+    this.onChange = (change?: { added?: number[] }) => {
+      // A newcomer learns about the others only when they next publish (the Jupyter room
+      // relays awareness but does not hand a new client the states it has): say hello.
+      if (change?.added?.some((c) => c !== awareness.clientID)) awareness.setLocalState({ ...awareness.getLocalState() });
+      this.refresh();
+    };
     awareness.on("change", this.onChange);
     this.refresh();
   }
@@ -95,7 +100,7 @@ export class Presence {
       const name = String(user.display_name || user.name || `user ${client}`);
       out.push({
         client, name, initials: String(user.initials || initials(name)),
-        color: typeof user.color === "string" ? user.color : COLORS[client % COLORS.length],
+        color: (typeof user.color === "string" && cssColor(user.color)) || COLORS[client % COLORS.length],
         cursor: isPoint(vx.cursor) ? vx.cursor : null,
         selection: Array.isArray(vx.selection) ? vx.selection.filter((s): s is string => typeof s === "string") : [],
         editing: isEditing(vx.editing) ? vx.editing : null,
@@ -149,6 +154,17 @@ export class Presence {
 
 function anonymous(client: number): UserIdentity {
   return { name: `Anonymous ${client % 1000}`, color: COLORS[client % COLORS.length] };
+}
+
+/**
+ * A colour the canvas can paint with: JupyterLab gives identities colours such as
+ * `var(--jp-collaborator-color3)`, which a 2D context does not understand.
+ */
+export function cssColor(color: string): string {
+  const m = /^var\((--[\w-]+)\)$/.exec(color.trim());
+  if (!m) return color;
+  if (typeof document === "undefined") return "";
+  return getComputedStyle(document.documentElement).getPropertyValue(m[1]).trim();
 }
 
 export function initials(name: string): string {

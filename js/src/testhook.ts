@@ -4,6 +4,7 @@
  * socket positions for drag-to-connect and to wait for the accessible list.
  */
 import type { CanvasApp } from "./app";
+import type { RemoteUser } from "./presence";
 import type { Rect } from "./render/spatial";
 import { graphToScreen, screenToGraph, type Viewport } from "./render/view";
 
@@ -28,6 +29,23 @@ export interface VortexHook {
   /** Draws one frame now (benchmarks force a redraw per animation frame). */
   redraw(): void;
   drawStats(): { frames: number; lastDrawMs: number; lastDrawAt: number; visible: number; nodes: number; syncApplyMs: number };
+  /** The other people on this graph as this view sees them (presence). */
+  users(): RemoteUser[];
+  /** What the overlay draws of them: node -> colour of their selection; cursors; edited widgets. */
+  overlay(): { remote: Record<string, string>; cursors: Array<{ x: number; y: number; color: string; name: string }>;
+    editing: Record<string, { param: string; color: string; name: string }> };
+  /** This view's own identity as published. */
+  me(): { name: string; color: string };
+  /** A param edit as the widget editor makes it (this view's origin: undoable here only). */
+  setParam(node: string, name: string, value: unknown): void;
+  /** Edits as the canvas makes them (this view's origin). */
+  moveNode(node: string, x: number, y: number): void;
+  connect(src: string, output: number, dst: string, input: string): void;
+  disconnect(dst: string, input: string): void;
+  addNode(id: string, type: string, x: number, y: number): void;
+  deleteNode(id: string): void;
+  undo(): void;
+  redo(): void;
 }
 
 export function exposeTestHook(app: CanvasApp): void {
@@ -58,6 +76,21 @@ export function exposeTestHook(app: CanvasApp): void {
       frames: app.r.frames, lastDrawMs: app.r.lastDrawMs, lastDrawAt: app.r.lastDrawAt,
       visible: app.r.visible.length, nodes: app.scene.nodes.size, syncApplyMs: app.provider.applyMs,
     }),
+    users: () => app.presence.users(),
+    overlay: () => ({
+      remote: Object.fromEntries(app.r.overlay.remote ?? []),
+      cursors: [...(app.r.overlay.cursors ?? [])],
+      editing: Object.fromEntries(app.r.overlay.editing ?? []),
+    }),
+    me: () => ({ name: app.presence.name, color: app.presence.color }),
+    setParam: (node, name, value) => app.gdoc.setParam(node, name, value),
+    moveNode: (node, x, y) => app.gdoc.moveNodes([[node, x, y]]),
+    connect: (src, output, dst, input) => app.editor.connect(src, output, dst, input),
+    disconnect: (dst, input) => app.editor.disconnect(dst, input),
+    addNode: (id, type, x, y) => { app.gdoc.addNode({ id, type, x, y, params: {} }); },
+    deleteNode: (id) => app.editor.deleteNodes([id]),
+    undo: () => app.editor.undo.undo(),
+    redo: () => app.editor.undo.redo(),
   };
   (app.root as HTMLDivElement & { __vortex?: VortexHook }).__vortex = hook;
 }

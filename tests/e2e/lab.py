@@ -49,8 +49,9 @@ def notebook_json(cells: list[str]) -> str:
 
 
 class JupyterLab:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, extra_args: list[str] | None = None) -> None:
         self.root = root
+        self.extra_args = list(extra_args or [])
         self.notebooks = root / "notebooks"
         self.notebooks.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -76,6 +77,7 @@ class JupyterLab:
             f"--IdentityProvider.token={self.token}", "--LabApp.expose_app_in_browser=True",
             f"--ServerApp.root_dir={self.notebooks}", "--ServerApp.open_browser=False",
             "--ServerApp.allow_root=True", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            *self.extra_args,
         ]
         log = self.log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env(),
@@ -101,6 +103,12 @@ class JupyterLab:
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
+
+    def quiet(self) -> None:
+        """No "get Jupyter news?" popup over the page (it covers the canvas)."""
+        settings = self.root / "settings" / "@jupyterlab" / "apputils-extension"
+        settings.mkdir(parents=True, exist_ok=True)
+        (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
 
     def write_notebook(self, name: str, cells: list[str]) -> str:
         (self.notebooks / name).write_text(notebook_json(cells))

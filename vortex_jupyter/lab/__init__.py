@@ -12,3 +12,19 @@ Modules, one concept each:
 
 The browser half is the JupyterLab extension built from ``js/src/lab/``.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def workflow_ydoc(ydoc: Any = None, awareness: Any = None) -> Any:
+    """The ``jupyter_ydoc`` entry point ``vortex``: a new workflow document (``ydoc.YVortex``).
+
+    A function, not the class itself: loading the class imports ``jupyter_ydoc``, whose
+    ``__init__`` loads every entry point; a module that does both at import time breaks
+    when it is imported first (it would be asked for its class while half imported).
+    """
+    from .ydoc import YVortex
+
+    return YVortex(ydoc, awareness)

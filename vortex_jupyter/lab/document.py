@@ -229,15 +229,25 @@ def open_document(path: str | os.PathLike[str], *, timeout: float = 15.0) -> Any
 
 
 def resolve(path: str | os.PathLike[str], server_relative: bool = False) -> Path:
-    """The absolute path of a document: a panel names it relative to the server's root."""
-    if server_relative:
-        from .server import root_dir
+    """The absolute path of a document. A panel names it relative to the server's root,
+    which the kernel learns from the session it was started for (``JPY_SESSION_NAME``: the
+    document's own path when the panel started it), else from the server's runtime file,
+    else it assumes its working folder is the document's."""
+    if not server_relative:
+        return Path(os.path.expanduser(str(path))).resolve()
+    rel = str(path).lstrip("/")
+    session = os.environ.get("JPY_SESSION_NAME", "")
+    if os.path.isabs(session) and (session == "/" + rel or session.endswith("/" + rel)):
+        return Path(session).resolve()
+    from .server import find_server, root_dir
 
-        root = root_dir()
-        if root is not None:
-            return (root / str(path)).resolve()
-        return (Path.cwd() / Path(str(path)).name).resolve()
-    return Path(os.path.expanduser(str(path))).resolve()
+    root = root_dir()
+    if root is None:
+        server = find_server()
+        root = server.root if server is not None else None
+    if root is not None:
+        return (root / rel).resolve()
+    return (Path.cwd() / Path(rel).name).resolve()
 
 
 def document_of(graph: Any) -> Document | None:

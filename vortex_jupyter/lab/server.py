@@ -89,9 +89,11 @@ def find_server() -> ServerInfo | None:
 
 
 def root_dir() -> Path | None:
-    """The server's root folder as this kernel can tell it (``None``: not started by one)."""
+    """The server's root folder as this kernel can tell it without asking the server
+    (``None``: it cannot). Servers that name sessions by absolute path (jupyter_server 2.x
+    does) tell nothing here; the runtime file does (``find_server``)."""
     session = os.environ.get("JPY_SESSION_NAME")
-    if not session:
+    if not session or os.path.isabs(session):
         return None
     folder = Path(session).parent
     cwd = Path.cwd().resolve()

@@ -3,7 +3,8 @@
 jupyter-collaboration (``jupyter_server_ydoc``) gives every opened document a room: a
 ``pycrdt.Doc`` that the users' browsers (and kernels, ``room.py``) sync with over a
 websocket. It finds the document class by the content type the frontend asks for
-(``"vortex"``), through the ``jupyter_ydoc`` entry point in ``pyproject.toml``, then calls
+(``"vortex"``), through the ``jupyter_ydoc`` entry point in ``pyproject.toml``
+(``vortex_jupyter.lab.workflow_ydoc``, which makes a ``YVortex``), then calls
 ``set(file text)`` to load the file and ``get()`` to save it (debounced, on every change, and
 on Ctrl+S).
 

@@ -34,6 +34,8 @@ export const NEW_COMMAND = "vortex:new-workflow";
 export const FACTORY = "Vortex canvas";
 export const PNG_FACTORY = "Vortex canvas (PNG)";
 export const FILE_TYPE = "vortex";
+/** The id jupyter-collaboration registers its content provider under. */
+const RTC_PROVIDER = "rtc";
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g fill="none" stroke="#7e57c2" stroke-width="2">
 <rect x="2" y="3" width="7" height="6" rx="1.5"/><rect x="15" y="9" width="7" height="6" rx="1.5"/><rect x="2" y="15" width="7" height="6" rx="1.5"/>
@@ -76,8 +78,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     app.docRegistry.addModelFactory(new VortexModelFactory(PNG_MODEL_NAME, "file", "base64"));
     const services = { user, dialogs: dialogs ?? undefined };
     const common = { preferKernel: true, canStartKernel: true, shutdownOnClose: false, label: FACTORY };
+    // with jupyter-collaboration, documents open through its content provider ("rtc"): their
+    // shared model is a VortexDoc in the file's room
     const factory = new VortexWidgetFactory(
-      { ...common, name: FACTORY, modelName: MODEL_NAME, fileTypes: [FILE_TYPE, "json"], defaultFor: [FILE_TYPE] }, services);
+      { ...common, name: FACTORY, modelName: MODEL_NAME, fileTypes: [FILE_TYPE, "json"], defaultFor: [FILE_TYPE],
+        contentProviderId: collab ? RTC_PROVIDER : undefined }, services);
     const pngFactory = new VortexWidgetFactory(
       { ...common, name: PNG_FACTORY, modelName: PNG_MODEL_NAME, fileTypes: ["png"] }, services);
     for (const f of [factory, pngFactory]) {
