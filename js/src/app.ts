@@ -11,7 +11,7 @@ import { Editor } from "./edit/editor";
 import type { Host } from "./edit/host";
 import { lastCopiedText } from "./edit/clipboard";
 import { Input } from "./input";
-import type { FromKernel, Specs, WidgetModel, WireBuffer } from "./protocol";
+import type { FromKernel, Specs, ToKernel, WidgetModel, WireBuffer } from "./protocol";
 import { toBytes } from "./protocol";
 import type { NodeView } from "./render/layout";
 import { Renderer } from "./render/renderer";
@@ -89,8 +89,8 @@ export class CanvasApp implements Host {
     this.r = new Renderer(this.canvas, this.scene, this.run);
     this.editor = new Editor(this.gdoc, this.scene);
     this.toolbar = new Toolbar(this.root, {
-      run: () => this.model.send({ t: "run", outputs: null }),
-      cancel: () => this.model.send({ t: "cancel" }),
+      run: () => this.send({ t: "run", outputs: null }),
+      cancel: () => this.send({ t: "cancel" }),
       add: () => this.openAddPalette(this.r.width / 2 - 150, 40),
       fit: () => this.fit(), undo: () => this.editor.undo.undo(), redo: () => this.editor.undo.redo(),
       group: () => this.group(), commands: () => this.openCommandPalette(),
@@ -189,6 +189,14 @@ export class CanvasApp implements Host {
   }
 
   // ---- Host ----------------------------------------------------------------
+  send(msg: ToKernel): void {
+    this.model.send(msg);
+  }
+
+  pointerAt(at: [number, number] | null): void {
+    this.presence.publishCursor(at);
+  }
+
   toast(message: string, kind: "error" | "info" = "error"): void {
     this.toasts.show(message, kind);
   }

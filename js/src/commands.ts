@@ -3,18 +3,18 @@
  * a group and an action on the view. The palette also lists the node types
  * (`ui/search.ts` `nodeItems`); picking one adds it at the view centre.
  */
-import type { CanvasApp } from "./app";
+import type { Host } from "./edit/host";
 import { toggleMode } from "./edit/keys";
 import { MODE_BYPASSED, MODE_MUTED } from "./protocol";
 import { COMMAND_BOOST, type PaletteItem } from "./ui/search";
 
-interface Command { id: string; label: string; group: string; detail?: string; run(app: CanvasApp): void }
+interface Command { id: string; label: string; group: string; detail?: string; run(h: Host): void }
 
 const COMMANDS: Command[] = [
-  { id: "run", label: "Run graph", group: "run", run: (a) => a.model.send({ t: "run", outputs: null }) },
+  { id: "run", label: "Run graph", group: "run", run: (a) => a.send({ t: "run", outputs: null }) },
   { id: "run-selected", label: "Run selected nodes", group: "run",
-    run: (a) => a.model.send({ t: "run", outputs: [...a.r.selected] }) },
-  { id: "cancel", label: "Cancel run", group: "run", run: (a) => a.model.send({ t: "cancel" }) },
+    run: (a) => a.send({ t: "run", outputs: [...a.r.selected] }) },
+  { id: "cancel", label: "Cancel run", group: "run", run: (a) => a.send({ t: "cancel" }) },
   { id: "add", label: "Add node…", group: "edit", run: (a) => a.openAddPalette(a.r.width / 2 - 150, 40) },
   { id: "delete", label: "Delete selected", group: "edit",
     run: (a) => { a.editor.deleteNodes([...a.r.selected]); a.setSelection([]); } },
@@ -36,7 +36,7 @@ const COMMANDS: Command[] = [
 ];
 
 /** Renames the innermost group around the selection. */
-function renameGroup(a: CanvasApp): void {
+function renameGroup(a: Host): void {
   const id = a.editor.groupAround(a.r.selected);
   if (id) a.editGroupTitle(id);
   else a.toast("Select a node inside a group to rename the group", "info");
@@ -48,6 +48,6 @@ export function commandItems(): PaletteItem[] {
   }));
 }
 
-export function runCommand(app: CanvasApp, id: string): void {
-  COMMANDS.find((c) => c.id === id)?.run(app);
+export function runCommand(h: Host, id: string): void {
+  COMMANDS.find((c) => c.id === id)?.run(h);
 }

@@ -3,7 +3,7 @@
  * canvas is clicked into, the wheel zooms it instead of scrolling the notebook; before that
  * the notebook scrolls, see `wheelMode`), double-click and keys on the focused root.
  */
-import type { CanvasApp } from "./app";
+import type { Host } from "./edit/host";
 import { handleKey } from "./edit/keys";
 import { PointerInput } from "./edit/pointer";
 import { screenToGraph } from "./render/view";
@@ -11,7 +11,7 @@ import { screenToGraph } from "./render/view";
 export class Input {
   private off: Array<() => void> = [];
 
-  constructor(app: CanvasApp, root: HTMLElement, canvas: HTMLCanvasElement) {
+  constructor(app: Host, root: HTMLElement, canvas: HTMLCanvasElement) {
     const p = new PointerInput(app, canvas);
     const on = <K extends keyof HTMLElementEventMap>(
       target: HTMLElement, type: K, fn: (e: HTMLElementEventMap[K]) => void, opts?: AddEventListenerOptions,
@@ -28,9 +28,9 @@ export class Input {
     on(canvas, "pointermove", (e) => {
       p.move(e);
       const box = canvas.getBoundingClientRect();
-      app.presence.publishCursor(screenToGraph(app.r.view, e.clientX - box.left, e.clientY - box.top));
+      app.pointerAt(screenToGraph(app.r.view, e.clientX - box.left, e.clientY - box.top));
     });
-    on(canvas, "pointerleave", () => app.presence.publishCursor(null));
+    on(canvas, "pointerleave", () => app.pointerAt(null));
     on(canvas, "pointerup", (e) => p.up(e));
     on(canvas, "pointercancel", (e) => p.up(e));
     on(canvas, "dblclick", (e) => p.dblclick(e));

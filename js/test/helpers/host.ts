@@ -62,7 +62,8 @@ export function testView(relay: Relay) {
     editGroupTitle: (id) => overlays.editGroupTitle(id, r.view, (t) => editor.renameGroup(id, t)),
     editTitle: (n) => overlays.editTitle(n, r.view, (t) => g.setTitle(n.id, t)),
     openAddPalette: unused, openCommandPalette: unused, openWidget: unused,
-    fit: unused, copy: unused, paste: unused, group: unused,
+    fit: unused, copy: unused, paste: unused, group: unused, ungroup: unused, send: unused,
+    guard: (fn) => fn(), pointerAt: () => undefined,
   };
   const el = { getBoundingClientRect: () => ({ left: 0, top: 0 }), style: {} as Record<string, string> };
   const pointer = new PointerInput(host, el as unknown as HTMLCanvasElement);
