@@ -176,3 +176,4 @@ def test_a_newer_run_seen_by_the_canvas_is_not_replaced_by_an_older_one() -> Non
     assert session.history[0]["run_id"] == second.run_id
     assert not session._adopt(first)  # a late adoption of an older run changes nothing
     assert session.history[0]["run_id"] == second.run_id
+

@@ -98,6 +98,24 @@ def test_run_and_cancel_from_a_view_and_events_reach_every_view() -> None:
     assert not [m for m, _ in s2 if m["t"] == "error" and "did not start" in m["message"]]
 
 
+def test_run_starts_in_the_moment_after_the_last_run_said_it_finished() -> None:
+    """Views enable Run when run_finished arrives; the run's thread may not have wound up
+    yet (``done`` still false): a click then must start a run, not be refused."""
+    g = StandInGraph()
+    c = Canvas(g)
+    sent = capture(c)
+    c._on_msg(c, {"t": "run", "outputs": None}, [])
+    first = g.started[0][1]
+    first.run_id = "r1"  # as vx.Run has it
+    g.emit(RunFinished("r1", status="ok", stats={"ran": 1, "cached": 0, "failed": 0}))
+    assert not first.done  # the thread still winding up
+    c._on_msg(c, {"t": "run", "outputs": None}, [])
+    assert len(g.started) == 2
+    assert not [m for m, _ in sent if m["t"] == "error"]
+    first.release.set()
+    g.started[1][1].release.set()
+
+
 def test_python_runs_stream_progress_and_images_to_all_views() -> None:
     g = StandInGraph()
     c1, c2 = Canvas(g), Canvas(g)

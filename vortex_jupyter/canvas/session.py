@@ -121,6 +121,7 @@ class CanvasSession:
         #: the latest run's events (no previews/progress), replayed to views that open later
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
+        self._ended: str | None = None  # run id of the latest run_finished event
         on_event = getattr(graph, "on_event", None)
         if callable(on_event):
             on_event(self._on_event)
@@ -216,7 +217,11 @@ class CanvasSession:
                                           code="VE-000")), [])
             return
         with self._lock:
-            if self.run is not None and not getattr(self.run, "done", True):
+            # a run whose run_finished event came is over for the views, even in the moment
+            # before its thread has wound up (the Run button is enabled again by that event)
+            busy = self.run is not None and not getattr(self.run, "done", True)
+            run_id = getattr(self.run, "run_id", None)
+            if busy and (run_id is None or run_id != self._ended):
                 reply(dict(protocol.error_msg("a run of this graph is already in progress; cancel it first",
                                               code="VE-000")), [])
                 return
@@ -260,6 +265,8 @@ class CanvasSession:
             node, final, mime = str(data.get("node")), bool(data.get("final")), str(data.get("mime", "image/png"))
             self.images[node] = (mime, final, bytes(data["data"]))
             self.broadcast(protocol.image_msg(node, final, mime), [bytes(data["data"])])
+        if kind == "run_finished":
+            self._ended = str(data.get("run_id"))
         self.broadcast(protocol.event_msg(data))
         if kind == "run_finished":
             self._set_running(False)
