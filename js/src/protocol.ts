@@ -50,7 +50,17 @@ export interface Problem { code: string; node: string | null; port: string | nul
 /** `problems`: a refused run's validation problems, marked on their nodes. */
 export interface ErrorMsg { t: "error"; code: string; message: string; problems?: Problem[] }
 export interface StateMsg { t: "state"; running: boolean }
-export type FromKernel = YMsg | EventMsg | ImageMsg | ErrorMsg | StateMsg;
+/** The node specs, for views that have no widget trait for them (comm views). */
+export interface SpecsMsg { t: "specs"; specs: Specs }
+export type FromKernel = YMsg | EventMsg | ImageMsg | ErrorMsg | StateMsg | SpecsMsg;
+
+// ---- kernel -> a workflow document's panel (`js/src/lab/panel.ts`) ----------
+/** How the document is shared ("bridge" | "file" | "room") and its file format. */
+export interface DocumentMsg { t: "document"; mode: string; format: string }
+/** The file as the panel should save it: "text", or "base64" for a PNG. */
+export interface FileMsg { t: "file"; content: string; format: "text" | "base64" }
+/** Python asked to save the document (`g.save()`). */
+export interface SaveMsg { t: "save" }
 
 /** anywidget hands buffers over as DataView (Jupyter) or ArrayBuffer/Uint8Array (others). */
 export type WireBuffer = ArrayBuffer | ArrayBufferView;

@@ -97,6 +97,30 @@ class SpecsMsg(TypedDict):
     specs: dict[str, Any]
 
 
+# ---- kernel -> a workflow document's panel (``vortex_jupyter/lab/document.py``) ------------
+class DocumentMsg(TypedDict):
+    """How the document is shared: "bridge" (a room the panel syncs with the kernel), "file"
+    (the kernel is the authority), "room"; and its file format."""
+
+    t: Literal["document"]
+    mode: str
+    format: str
+
+
+class FileMsg(TypedDict):
+    """The document's file as the panel should save it ("text", or "base64" for a PNG)."""
+
+    t: Literal["file"]
+    content: str
+    format: str
+
+
+class SaveMsg(TypedDict):
+    """Python asked to save the document (``g.save()``)."""
+
+    t: Literal["save"]
+
+
 def edge_key(dst: str, dst_input: str) -> str:
     """Key of an edge in the ``edges`` root: one edge per input by construction."""
     return f"{dst}:{dst_input}"
