@@ -438,3 +438,76 @@ def test_without_collaboration_the_panel_works_and_a_second_view_converges(plain
     finally:
         one.close()
         two.close()
+
+
+# ---- Open With: ComfyUI files ------------------------------------------------------------------
+def _open_with(user: User, path: str, factory: str) -> None:
+    user.page.goto(f"{user.lab.url}/lab/workspaces/ws-{user.name}?token={user.lab.token}")
+    user.page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    user.page.evaluate("async () => { await window.jupyterapp.restored; }")
+    user.page.evaluate("([p, f]) => window.jupyterapp.commands.execute('docmanager:open', {path: p, factory: f})",
+                       [path, factory])
+    user.page.wait_for_function(
+        "(p) => { const r = document.querySelector(`.vx-root[data-document=\"${p}\"]`); return r && r.__vortex"
+        " && r.__vortex.doc.getMap('nodes').size > 0; }", arg=path, timeout=90_000)
+
+
+def _template(name: str) -> str:
+    import comfyui_workflow_templates_json as pkg
+
+    return (Path(pkg.__file__).parent / "templates" / name).read_text(encoding="utf-8")
+
+
+def test_a_comfyui_workflow_opens_with_the_canvas_and_saves_as_comfyui(rtc: JupyterLab, browser: Any) -> None:
+    text = _template("image_sdxl_simple.json")
+    (rtc.notebooks / "sdxl.json").write_text(text, encoding="utf-8")
+    user = User(browser, rtc, "comfy")
+    try:
+        _open_with(user, "sdxl.json", "Vortex canvas")
+        sel = '.vx-root[data-document="sdxl.json"]'
+        nodes = user.nodes(sel)
+        ksampler = next(i for i, n in nodes.items() if n["type"] == "KSampler")
+        raw = next(n for n in json.loads(text)["nodes"] if str(n["id"]) == ksampler)
+        assert nodes[ksampler]["params"]["steps"] == raw["widgets_values"][2]  # the widgets mapped by name
+        assert {n["type"] for n in nodes.values()} >= {"CheckpointLoaderSimple", "KSampler", "VAEDecode", "SaveImage"}
+        user.hook(f"h.setParam({ksampler!r}, 'steps', 7)", selector=sel)
+        user.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        path = rtc.notebooks / "sdxl.json"
+        saved = until(lambda: (d := json.loads(path.read_text(encoding="utf-8")))
+                      and next(n for n in d["nodes"] if str(n["id"]) == ksampler)["widgets_values"][2] == 7 and d,
+                      what="the ComfyUI file to be saved with the new steps")
+        original = json.loads(text)
+        assert list(saved) == list(original) and saved["links"] == original["links"]  # still a ComfyUI workflow
+        changed = [n["id"] for n, o in zip(saved["nodes"], original["nodes"]) if n != o]
+        assert changed == [int(ksampler)]
+        assert not [e for e in user.errors if "vortex" in e.lower()]
+    finally:
+        user.close()
+
+
+def test_a_comfyui_png_opens_with_the_canvas_and_keeps_its_pixels(rtc: JupyterLab, browser: Any) -> None:
+    from vortex_jupyter.graph.formats import add_png_text_chunks, png_text_chunks
+    from vortex_jupyter.graph.formats.png import tiny_png
+
+    png = add_png_text_chunks(tiny_png(4, 3), {"workflow": _template("image_sdxl_simple.json")})
+    (rtc.notebooks / "made.png").write_bytes(png)
+    user = User(browser, rtc, "png")
+    try:
+        _open_with(user, "made.png", "Vortex canvas (PNG)")
+        sel = '.vx-root[data-document="made.png"]'
+        ksampler = next(i for i, n in user.nodes(sel).items() if n["type"] == "KSampler")
+        user.hook(f"h.setParam({ksampler!r}, 'cfg', 3.5)", selector=sel)
+        until(lambda: user.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"),
+              what="the PNG document to be dirty")
+        user.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        path = rtc.notebooks / "made.png"
+
+        def saved() -> bool:
+            data = path.read_bytes()
+            workflow = json.loads(png_text_chunks(data)["workflow"])
+            return next(n for n in workflow["nodes"] if str(n["id"]) == ksampler)["widgets_values"][3] == 3.5
+
+        until(saved, what="the PNG to be saved with the new cfg")
+        assert path.read_bytes().split(b"IDAT")[1] == png.split(b"IDAT")[1]  # the pixels are untouched
+    finally:
+        user.close()
