@@ -51,3 +51,12 @@ def test_the_comfyui_workflow_notebook_runs_and_shows_custom_sampling_equals_ksa
 def test_the_quickstart_notebook_runs(tmp_path: Path) -> None:
     shown = outputs(execute("quickstart.ipynb", tmp_path))
     assert any("'ran'" in t for t in shown)
+
+
+@pytest.mark.slow
+def test_the_collaboration_notebook_runs_and_saves_files_in_their_own_format(tmp_path: Path) -> None:
+    shown = outputs(execute("collaboration.ipynb", tmp_path))
+    assert shown[0] == "True"  # vx.open gives one graph per file
+    assert shown[1] == "2"  # the edit reached the file
+    assert "4.5" in shown[2] and "'config'" in shown[2]  # a ComfyUI workflow stays one, with the edit
+    assert (tmp_path / "notebooks" / "comfy.json").is_file()
