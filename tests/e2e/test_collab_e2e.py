@@ -370,6 +370,33 @@ def test_a_run_started_by_one_user_shows_progress_and_previews_to_both(pair: tup
     assert not [e for u in pair for e in u.errors if "vortex" in e.lower() or "vx" in e.lower()]
 
 
+def test_vx_open_in_a_notebooks_own_kernel_joins_the_documents_room(pair: tuple[User, User], rtc: JupyterLab,
+                                                                     browser: Any) -> None:
+    """A notebook (its own kernel, not the panel's) opens the workflow file: the kernel finds
+    its Jupyter server, joins the file's room, and edits go both ways."""
+    alice, _bob = pair
+    rtc.write_notebook("script.ipynb", ["import vortex_jupyter as vx\ng = vx.open('flow.vortex.json')"])
+    carol = User(browser, rtc, "carol")
+    try:
+        carol.page.goto(rtc.lab_url("script.ipynb", "ws-carol"))
+        page = LabPage(carol.page, rtc)
+        carol.page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget"
+                                     " && window.jupyterapp.shell.currentWidget.sessionContext", timeout=60_000)
+        carol.page.evaluate("async () => { const p = window.jupyterapp.shell.currentWidget;"
+                            " await p.context.ready; await p.sessionContext.ready; }")
+        page.run_all()
+        until(lambda: carol.kernel("'g' in globals() and __import__('vortex_jupyter.lab.document', fromlist=['x'])"
+                                   ".document_of(g).mode"), timeout=30, what="the notebook's graph to open")
+        assert carol.kernel("__import__('vortex_jupyter.lab.document', fromlist=['x']).document_of(g).mode") == "room"
+        assert carol.kernel("sorted(g.model.nodes)") == sorted(alice.nodes())
+        carol.kexec("g.nodes['add2'].params['b'] = 123")
+        until(lambda: alice.nodes()["add2"]["params"]["b"] == 123, what="alice sees the notebook's edit")
+        alice.hook("h.setParam('add1', 'a', 321)")
+        until(lambda: carol.kernel("g.nodes['add1'].params['a']") == 321, what="the notebook's graph gets alice's edit")
+    finally:
+        carol.close()
+
+
 # ---- (b) a shared notebook ---------------------------------------------------------------------
 def test_the_second_user_of_a_shared_notebook_gets_the_live_canvas(rtc: JupyterLab, browser: Any) -> None:
     alice, bob = User(browser, rtc, "nb-alice"), User(browser, rtc, "nb-bob")
