@@ -316,13 +316,18 @@ def print_table(graph: Any, run: Any, out: TextIO, limit: int = 200) -> None:
 
 def print_images(graph: Any, run: Any, out: TextIO) -> None:
     """Where the images that output nodes wrote are (from their ``ui`` data)."""
-    from .nodes.paths import output_root
+    from .errors import PathError
+    from .nodes.paths import output_root, path_under
 
     for node, ui in run._state.ui.items():
         for img in ui.get("images", []):
             if img.get("type", "output") != "output":
                 continue
-            path = output_root() / img.get("subfolder", "") / img["filename"]
+            try:  # a custom node's "ui" may name anything: never print a path outside the folder
+                path = path_under(output_root(), img.get("subfolder", ""), img["filename"])
+            except PathError as exc:
+                print(f"not shown: {exc.message} ({node_label(graph, node)})", file=out)
+                continue
             print(f"wrote {path} ({node_label(graph, node)})", file=out)
 
 

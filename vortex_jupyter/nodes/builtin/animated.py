@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -87,16 +86,12 @@ class _AnimatedSave:
         frames = [Image.fromarray(p) for p in pixels]
         data = self.encode(frames, int(1000.0 / fps), prompt, extra_pnginfo, options)
         size = (frames[0].width, frames[0].height)
-        target, subfolder = save_target(output_root(), filename_prefix, size=size)
-        path, fh = claim(target.parent, target.name, self.suffix)
-        try:
-            with fh:
-                fh.write(data)
-        except BaseException:
-            Path(path).unlink(missing_ok=True)  # do not leave a claimed, partial file behind
-            raise
+        root = output_root()
+        target, subfolder = save_target(root, filename_prefix, size=size)
+        with claim(root, subfolder, target.name, self.suffix) as (name, fh):
+            fh.write(data)
         self.preview(pixels, data)
-        ui: dict[str, Any] = {"images": [{"filename": path.name, "subfolder": subfolder, "type": "output"}]}
+        ui: dict[str, Any] = {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}]}
         if len(frames) > 1:
             ui["animated"] = (True,)
         return {"ui": ui}

@@ -3,11 +3,13 @@
 Values: IMAGE is float32 ``[B, H, W, C]`` in [0, 1]; MASK is float32 ``[B, H, W]``. Inputs go
 through ``np.asarray`` so CPU torch tensors work too; nothing here imports torch.
 
-Files: every name from a graph goes through ``paths.safe_join`` (no traversal). LoadImage lists
-the top level of ``input_root()`` (ComfyUI lists its input folder the same way) and
-fingerprints the file by mtime + size + SHA-256, so replacing a file re-runs the node.
-SaveImage writes ``<prefix>_00001_.png``-style names under ``output_root()`` (claiming each
-name with an exclusive create, so parallel saves never overwrite each other) and embeds the
+Files: every name from a graph is opened through ``paths`` (``open_under``, ``open_folder``):
+no traversal, and no symlink below the root followed, checked when the file is opened (see
+``paths``). LoadImage lists the regular files at the top level of ``input_root()`` (ComfyUI
+lists its input folder the same way) and fingerprints the file by mtime + size + SHA-256, so
+replacing a file re-runs the node. SaveImage writes ``<prefix>_00001_.png``-style names under
+``output_root()`` (``claim``: each name created exclusively in a folder fd, so parallel saves
+never overwrite each other and a folder swapped for a symlink is refused) and embeds the
 hidden ``prompt`` and ``extra_pnginfo`` (``workflow``) as JSON PNG text chunks, exactly as
 ComfyUI does, so the PNG loads back as a graph. PreviewImage does the same into
 ``temp_root()``. Both show each image via ``context.current().preview(..., final=True)``.
@@ -20,10 +22,13 @@ import json
 import os
 import random
 import re
+import stat
 import string
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image, ImageOps, ImageSequence
@@ -31,7 +36,16 @@ from PIL.PngImagePlugin import PngInfo
 
 from ...errors import MissingFile, PathError
 from .. import context
-from ..paths import input_root, output_root, safe_join, temp_root
+from ..paths import (
+    input_root,
+    open_folder,
+    open_under,
+    output_root,
+    path_under,
+    safe_join,
+    stat_under,
+    temp_root,
+)
 from .resample import METHODS, upscale
 
 MAX_RESOLUTION = 16384
@@ -63,23 +77,40 @@ def preview_rgb(pixels: np.ndarray) -> np.ndarray:
 
 
 def list_input_images(root: Path | None = None) -> list[str]:
-    """Image files at the top level of the input root, sorted (what LoadImage offers)."""
+    """Image files at the top level of the input root, sorted (what LoadImage offers): regular
+    files only, as symlinks below the root are never opened."""
     folder = root or input_root()
     try:
-        names = [e.name for e in os.scandir(folder) if e.is_file() and Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
+        names = [e.name for e in os.scandir(folder)
+                 if e.is_file(follow_symlinks=False) and Path(e.name).suffix.lower() in IMAGE_SUFFIXES]
     except OSError:
         return []
     return sorted(names)
 
 
-def file_fingerprint(path: Path) -> str:
-    """``"<mtime_ns>:<size>:<sha256>"`` of a file."""
-    stat = path.stat()
+def file_fingerprint(root: Path, name: str) -> str:
+    """``"<mtime_ns>:<size>:<sha256>"`` of the file ``name`` under ``root`` (``open_under``)."""
     digest = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open_under(root, name) as fh:
+        info = os.fstat(fh.fileno())
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return f"{stat.st_mtime_ns}:{stat.st_size}:{digest.hexdigest()}"
+    return f"{info.st_mtime_ns}:{info.st_size}:{digest.hexdigest()}"
+
+
+@contextmanager
+def open_input_image(node: str, image: str) -> Iterator[Image.Image]:
+    """The input image ``image`` opened with Pillow from a file ``open_under`` opened (so no
+    symlink below the input root is followed); ``FileNotFoundError`` naming ``node`` and the fix
+    if it is not a file there, ``PathError`` (VE-700) for an unsafe name."""
+    root = input_root()
+    try:
+        fh = open_under(root, image)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise FileNotFoundError(f"{node}: {image!r} is not a file in {str(root)!r} "
+                                "(fix: copy the image into the input folder)") from None
+    with fh, Image.open(fh) as opened:
+        yield opened
 
 
 def missing_image(image: str, root: Path) -> MissingFile:
@@ -124,7 +155,7 @@ class LoadImage:
     @classmethod
     def IS_CHANGED(cls, image: str) -> str:
         try:
-            return file_fingerprint(safe_join(input_root(), image))
+            return file_fingerprint(input_root(), image)
         except (OSError, PathError):
             return f"unreadable:{image}"  # the run fails in load_image with the precise error
 
@@ -132,21 +163,18 @@ class LoadImage:
     def VALIDATE_INPUTS(cls, image: str) -> bool | str:
         root = input_root()
         try:
-            path = safe_join(root, image)
+            safe_join(root, image)  # the syntax, with its own messages
+            info = stat_under(root, image)  # and no symlink on the way, as load_image will open it
         except PathError as exc:
             return exc.message
-        if not path.is_file():
+        except OSError:
             return missing_image(image, root)
-        return True
+        return True if stat.S_ISREG(info.st_mode) else missing_image(image, root)
 
     def load_image(self, image: str) -> tuple[np.ndarray, np.ndarray]:
-        path = safe_join(input_root(), image)
-        if not path.is_file():
-            raise FileNotFoundError(f"LoadImage: {image!r} is not a file in {str(input_root())!r} "
-                                    "(fix: copy the image into the input folder)")
         frames: list[np.ndarray] = []
         masks: list[np.ndarray] = []
-        with Image.open(path) as opened:
+        with open_input_image("LoadImage", image) as opened:
             for frame in ImageSequence.Iterator(opened):
                 frame = ImageOps.exif_transpose(frame)
                 if frame.mode == "I" or frame.mode.startswith("I;16"):
@@ -180,21 +208,38 @@ def _png_info(prompt: Any, extra_pnginfo: Any) -> PngInfo:
     return info
 
 
-def claim(folder: Path, base: str, suffix: str = ".png", sep: str = "_", start: int = 1) -> tuple[Path, Any]:
-    """Create the next free ``<base>_NNNNN<sep><suffix>`` (counter at least ``start``) exclusively;
-    returns its path and open file. ``sep=""`` gives the newer savers' ``<base>_NNNNN.txt``."""
+@contextmanager
+def claim(root: Path, subfolder: str, base: str, suffix: str = ".png", sep: str = "_", start: int = 1
+          ) -> Iterator[tuple[str, BinaryIO]]:
+    """Create the next free ``<base>_NNNNN<sep><suffix>`` (counter at least ``start``) exclusively
+    in ``subfolder`` of ``root`` (made if missing; never through a symlink, see ``paths``); yields
+    its file name and open file, and removes the file again if the body raises. ``sep=""`` gives
+    the newer savers' ``<base>_NNNNN.txt``.
+
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with claim(root, "a", "x") as (name, fh):
+    ...     _ = fh.write(b"...")
+    >>> name, (root / "a" / name).read_bytes()
+    ('x_00001_.png', b'...')
+    """
     pattern = re.compile(rf"^{re.escape(base)}_(\d+){re.escape(sep)}{re.escape(suffix)}$")
-    try:
-        taken = [int(m.group(1)) for e in os.scandir(folder) if (m := pattern.match(e.name))]
-    except OSError:
-        taken = []
-    counter = max(max(taken, default=0) + 1, start)
-    while True:
-        path = folder / f"{base}_{counter:05}{sep}{suffix}"
+    with open_folder(root, subfolder, create=True, shown=f"{subfolder}/{base}" if subfolder else base) as folder:
+        taken = [int(m.group(1)) for name in folder.names() if (m := pattern.match(name))]
+        counter = max(max(taken, default=0) + 1, start)
+        while True:
+            name = f"{base}_{counter:05}{sep}{suffix}"
+            try:
+                fh = folder.open(name, "xb")
+                break
+            except FileExistsError:
+                counter += 1  # another save claimed it between our scan and open
         try:
-            return path, path.open("xb")
-        except FileExistsError:
-            counter += 1  # another save claimed it between our scan and open
+            with fh:
+                yield name, fh
+        except BaseException:
+            folder.unlink(name)  # do not leave a claimed, empty or partial file behind
+            raise
 
 
 def expand_prefix(prefix: str, width: int = 0, height: int = 0) -> str:
@@ -219,17 +264,22 @@ def save_target(root: Path, filename_prefix: str, append: str = "", size: tuple[
 
     ``append`` is added to the name (PreviewImage's random ``_temp_xxxxx``); ``size`` is the
     first image's (width, height) for ``%width%``/``%height%``; ``subfolder`` is what ComfyUI's
-    "ui" results carry ("" at the root). Raises ``PathError`` for prefixes that leave the root
-    or have no file name part (checked after the variables are filled in).
+    "ui" results carry ("" at the root) and what ``claim`` takes. Raises ``PathError`` for
+    prefixes that leave the root, go through a symlink or have no file name part (checked
+    after the variables are filled in). The path is for messages: files are made by ``claim``.
     """
     filename_prefix = expand_prefix(filename_prefix, *size)
-    target = safe_join(root, filename_prefix + append)
+    name = filename_prefix + append
+    target = safe_join(root, name)
     if filename_prefix.endswith("/") or target == root.resolve():
         raise PathError(f"filename_prefix {filename_prefix!r} has no file name part",
                         hint="end the prefix with a name, e.g. 'portraits/vortex'")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    subfolder = target.parent.relative_to(root.resolve()).as_posix()
-    return target, "" if subfolder == "." else subfolder
+    path = path_under(root, name)
+    subfolder = path.parent.relative_to(root.resolve()).as_posix()
+    subfolder = "" if subfolder == "." else subfolder
+    with open_folder(root, subfolder, create=True, shown=name):
+        pass  # made now, as ComfyUI does, so a bad folder fails before any encoding
+    return path, subfolder
 
 
 class SaveImage:
@@ -261,19 +311,15 @@ class SaveImage:
                     extra_pnginfo: Any = None) -> dict[str, Any]:
         batch = as_images(images)
         size = (int(batch.shape[2]), int(batch.shape[1]))
-        target, subfolder = save_target(self.root(), filename_prefix, self.prefix_append, size)
+        root = self.root()
+        target, subfolder = save_target(root, filename_prefix, self.prefix_append, size)
         results = []
         for image in batch:
             pixels = to_uint8(image)
-            path, fh = claim(target.parent, target.name)
-            try:
-                with fh:
-                    Image.fromarray(pixels).save(fh, format="PNG", pnginfo=_png_info(prompt, extra_pnginfo),
-                                                 compress_level=self.compress_level)
-            except BaseException:
-                path.unlink(missing_ok=True)  # do not leave a claimed, empty file behind
-                raise
-            results.append({"filename": path.name, "subfolder": subfolder, "type": self.root_kind})
+            with claim(root, subfolder, target.name) as (name, fh):
+                Image.fromarray(pixels).save(fh, format="PNG", pnginfo=_png_info(prompt, extra_pnginfo),
+                                             compress_level=self.compress_level)
+            results.append({"filename": name, "subfolder": subfolder, "type": self.root_kind})
             context.current().preview(preview_rgb(pixels), final=True)
         return {"ui": {"images": results}}
 

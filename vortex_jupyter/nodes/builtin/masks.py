@@ -22,12 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
-from ..paths import input_root, safe_join
 from .arrays import as_image, as_mask, repeat_to_batch
 from .filters import alpha_fix
-from .image import MAX_RESOLUTION, LoadImage
+from .image import MAX_RESOLUTION, LoadImage, open_input_image
 from .resample import resize_mask, upscale
 
 __all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS", "composite", "grow"]
@@ -54,11 +53,8 @@ class LoadImageMask(LoadImage):
         return {"required": {**required, "channel": (cls._color_channels,)}}
 
     def load_image(self, image: str, channel: str = "alpha") -> tuple[np.ndarray]:  # type: ignore[override]
-        path = safe_join(input_root(), image)
-        if not path.is_file():
-            raise FileNotFoundError(f"LoadImageMask: {image!r} is not a file in {str(input_root())!r} "
-                                    "(fix: copy the image into the input folder)")
-        with Image.open(path) as opened:  # the first frame only, as ComfyUI
+        # the file as LoadImage opens it (no symlink below the input root); the first frame only, as ComfyUI
+        with open_input_image("LoadImageMask", image) as opened:
             frame = ImageOps.exif_transpose(opened)
             if frame.getbands() != ("R", "G", "B", "A"):
                 if frame.mode == "I" or frame.mode.startswith("I;16"):

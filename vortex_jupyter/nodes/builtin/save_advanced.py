@@ -154,15 +154,11 @@ class SaveImageAdvanced:
         for index, image in enumerate(batch):
             pixels = quantize(image, bit_depth)
             # ComfyUI counts on across the batch (name_0_00001, name_1_00002 with %batch_num%)
-            path, fh = claim(target.parent, target.name.replace("%batch_num%", str(index)), ".png", "", counter)
-            counter = int(path.name[-9:-4]) + 1
-            try:
-                with fh:
-                    fh.write(encode_png(pixels, text))
-            except BaseException:
-                path.unlink(missing_ok=True)
-                raise
-            results.append({"filename": path.name, "subfolder": subfolder, "type": "output"})
+            base = target.name.replace("%batch_num%", str(index))
+            with claim(root, subfolder, base, ".png", "", counter) as (name, fh):
+                fh.write(encode_png(pixels, text))
+            counter = int(name[-9:-4]) + 1
+            results.append({"filename": name, "subfolder": subfolder, "type": "output"})
             shown = (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
             context.current().preview(preview_rgb(shown[..., 0] if shown.shape[-1] == 1 else shown), final=True)
         return {"ui": {"images": results}, "result": (batch,)}

@@ -180,14 +180,9 @@ class SaveText:
             target, subfolder = save_target(root, filename_prefix, size=(1, 1))  # ComfyUI passes 1 x 1
         except PathError as exc:
             raise ValueError(f"SaveText: {exc.message} (fix: {exc.hint})") from None
-        path, fh = claim(target.parent, target.name, f".{format}", sep="")
-        try:
-            with fh:
-                fh.write(_formatted(text, format).encode("utf-8"))
-        except BaseException:
-            path.unlink(missing_ok=True)
-            raise
-        files = [{"filename": path.name, "subfolder": subfolder, "type": "output"}]
+        with claim(root, subfolder, target.name, f".{format}", sep="") as (name, fh):
+            fh.write(_formatted(text, format).encode("utf-8"))
+        files = [{"filename": name, "subfolder": subfolder, "type": "output"}]
         return {"ui": {"text": (text,), "files": files}, "result": (text,)}
 
 
