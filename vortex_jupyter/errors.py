@@ -22,7 +22,9 @@ The tree::
 Validation problems carry their own codes (``PROBLEM_CODES``). Every message names the
 node, port or field, the offending value, and what to do about it. A node's own check
 (``NodeSpec.check``, ComfyUI's ``VALIDATE_INPUTS``) reports VE-116; one that answers with a
-``MissingFile`` (an input image or a model file that is not there) reports VE-117.
+``MissingFile`` (an input image or a model file that is not there) reports VE-117, and one that
+answers with an ``UnsafeFileName`` (a file name that could leave its folder) keeps
+``PathError``'s VE-700, at validation as when the node runs.
 
 >>> str(MissingFile("image 'a.png' not found", "copy it into the input folder"))
 "image 'a.png' not found"
@@ -49,6 +51,7 @@ __all__ = [
     "ProtocolError",
     "RunCancelledError",
     "UnknownNodeTypeError",
+    "UnsafeFileName",
     "UpstreamFailedError",
     "ValidationError",
     "VortexError",
@@ -89,6 +92,15 @@ class MissingFile(str):
         text = super().__new__(cls, message)
         text.hint = hint
         return text
+
+
+class UnsafeFileName(MissingFile):
+    """A node check's answer for a file name that could leave its folder (``../x.png``, an
+    absolute path, a symlink below the root): validation reports it as VE-700, ``PathError``'s
+    code, with ``hint`` as the fix. A ``MissingFile`` only so that every check that passes on
+    a missing file's own code and fix passes this one's too; no file is read either way."""
+
+    code = "VE-700"
 
 
 class VortexError(Exception):

@@ -226,8 +226,8 @@ def test_load_image_validation_and_run_reject_missing_files_and_traversal(regist
     [(port, message, hint, code)] = spec.check({"image": "nope.png"})
     assert (port, code) == ("image", "VE-117") and "'nope.png' not found" in message
     assert str(roots["input"]) in message and "VORTEX_INPUT_DIR" in hint and "-i DIR" in hint
-    [(_, traversal, _)] = spec.check({"image": "../secret.png"})
-    assert "'..' components" in traversal
+    [(port, traversal, hint, code)] = spec.check({"image": "../secret.png"})
+    assert (port, code) == ("image", "VE-700") and "'..' components" in traversal and "relative name" in hint
     with pytest.raises(PathError):
         spec.fn(image="../secret.png")
     with pytest.raises(FileNotFoundError, match="copy the image into the input folder"):

@@ -56,8 +56,10 @@ MAX_UINT = (1 << 64) - 1
 PRIMITIVE = "PrimitiveNode"
 #: Choice lists are cut to this many entries in messages.
 CHOICES_SHOWN = 8
-#: Codes a node's own check may give a problem (anything else is VE-116, unsupported settings).
-_CHECK_CODES = ("VE-116", "VE-117")
+#: Codes a node's own check may give a problem (anything else is VE-116, unsupported settings):
+#: VE-117 a file it reads is missing, VE-700 a file name that could leave its folder (the
+#: ``PathError`` the node would raise when run; ``errors.UnsafeFileName``).
+_CHECK_CODES = ("VE-116", "VE-117", "VE-700")
 
 Lookup = Callable[[str], Any]
 
@@ -350,7 +352,7 @@ def _custom_check(node: NodeData, info: _Info, linked: dict[str, list[Edge]], ou
         return
     for item in found:
         port, message, hint, code = (*tuple(item), "", "", "", "")[:4]
-        code = code if code in _CHECK_CODES else "VE-116"  # VE-117: a file the node reads is missing
+        code = code if code in _CHECK_CODES else "VE-116"
         out.append(Problem(code, node.id, port or None, str(message), str(hint)))
 
 

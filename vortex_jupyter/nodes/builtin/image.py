@@ -34,7 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps, ImageSequence
 from PIL.PngImagePlugin import PngInfo
 
-from ...errors import MissingFile, PathError
+from ...errors import MissingFile, PathError, UnsafeFileName
 from .. import context
 from ..paths import (
     input_root,
@@ -161,12 +161,13 @@ class LoadImage:
 
     @classmethod
     def VALIDATE_INPUTS(cls, image: str) -> bool | str:
+        """An unsafe name is VE-700 (``UnsafeFileName``), a missing file VE-117 (``MissingFile``)."""
         root = input_root()
         try:
             safe_join(root, image)  # the syntax, with its own messages
             info = stat_under(root, image)  # and no symlink on the way, as load_image will open it
         except PathError as exc:
-            return exc.message
+            return UnsafeFileName(exc.message, exc.hint or "")
         except OSError:
             return missing_image(image, root)
         return True if stat.S_ISREG(info.st_mode) else missing_image(image, root)
