@@ -12,6 +12,8 @@ Policy:
   simply run again next time.
 - One cache per executor, shared by every graph in the process (``cache_for``): keys do not
   depend on node ids, so a copied or renumbered graph hits the same entries.
+- ``inflight`` tracks the keys runs in flight are computing, so that a run started while
+  another computes a key waits for it instead of computing it again (``inflight.py``).
 - An entry also keeps the node's final preview images (``(mime, bytes)``, what SaveImage and
   PreviewImage show), at most ``MAX_PREVIEWS`` of them and ``MAX_PREVIEW_BYTES`` in all,
   counted in the byte bound: a run that serves the node from the cache shows them again.
@@ -30,6 +32,7 @@ from typing import Any
 
 from ..errors import VortexError
 from .executor import Executor
+from .inflight import InFlight
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_MAX_ENTRIES", "Entry", "OutputCache", "Preview", "cache_for"]
 
@@ -114,6 +117,8 @@ class OutputCache:
         self._previewed: set[str] = set()
         self._pins: dict[str, int] = {}
         self._lock = threading.Lock()
+        #: The keys runs in flight on this cache are computing.
+        self.inflight = InFlight(self._entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -163,8 +168,10 @@ class OutputCache:
         """Keys of the entries that hold final previews (read only)."""
         return self._previewed
 
-    def put(self, key: str, refs: tuple[Any, ...], previews: Iterable[Preview] | None = None) -> None:
-        """Store a node's outputs (and its final previews, bounded), evicting what is over the bounds."""
+    def put(self, key: str, refs: tuple[Any, ...], previews: Iterable[Preview] | None = None,
+            pin: bool = False) -> None:
+        """Store a node's outputs (and its final previews, bounded), evicting what is over the
+        bounds; with ``pin``, pinned in the same step (``unpin`` when done), so never evicted."""
         size_of = self.executor.size_of
         nbytes = 0
         for r in refs:
@@ -183,6 +190,8 @@ class OutputCache:
                 if old.previews:
                     self._previewed.discard(key)
             entries[key] = Entry(refs, nbytes, kept)
+            if pin:
+                self._pins[key] = self._pins.get(key, 0) + 1
             if kept:
                 self._previewed.add(key)
             self.nbytes += nbytes

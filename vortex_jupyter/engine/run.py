@@ -29,6 +29,12 @@ listener that raises is logged and ignored. Runs of one graph are serialised by 
 held while planning (not while executing), so canvas edits during a run only wait for the
 planning step.
 
+Concurrent runs (``g.start()`` then ``g.run()``, the canvas while a cell runs, two threads) do
+not compute a key twice: each run claims the keys it plans, and a run that plans a key another
+run in flight claimed awaits it instead (``inflight.py``: the outcomes, timeouts, why no two runs
+can wait on each other for good), executing the rest around it in waves (``sharing.py``). A run
+with nothing to await runs exactly as before: one batch.
+
 Switching executors (``g.run()`` on the worker pool, then ``g.run(executor="inline")``) re-runs
 what the other one holds: outputs are cached per executor (``cache.py``) as references only it
 can read. Such a run says why: a ``RunNote`` right after ``RunStarted`` ("re-running N nodes:
@@ -69,8 +75,10 @@ from .events import (
 )
 from .executor import BatchCallbacks, CancelToken, Executor, Task, Wiring
 from .executors import executor_name
+from .inflight import Claim
 from .keys import KeyIndex, Link, Lookup
 from .plan import Plan, Planner, make_plan
+from .sharing import SharedRun
 from .state import RunState
 from .validation import ValidationMemo
 
@@ -178,15 +186,30 @@ class Engine:
         state = state or RunState(run_id or uuid.uuid4().hex[:12], executor, cache)
         out_list = None if outputs is None else [str(o) for o in outputs]
         t0 = time.perf_counter()
+        inflight = cache.inflight
+        seen = inflight.ended
         with self.lock, _planning_gc(len(self.model.nodes) - len(self.keys.keys) >= _PROMOTE_AT):
-            plan, tasks, held = self._prepare(state, cache, out_list, node_timeout)
+            plan, tasks, held, planned = self._prepare(state, cache, out_list, node_timeout)
             state.note = self._switch_note(state, plan, executor)
             self._last = (executor, cache)
+            awaited = inflight.claim(state, planned, tasks, seen)
+        try:
+            self._execute(state, plan, tasks, held, awaited, executor, cancel, listeners, t0)
+        finally:
+            inflight.release(state.claim)  # done already by _close, unless announcing raised
+        return state
+
+    def _execute(self, state: RunState, plan: Plan, tasks: list[Task], held: list[str], awaited: dict[str, Claim],
+                 executor: Executor, cancel: CancelToken, listeners: Sequence[Listener], t0: float) -> None:
+        """Announce, execute (one batch, or waves around awaited keys), account, ``RunFinished``."""
+        cache = state.cache
         emit = _dispatcher(state, listeners)
         self._announce(state, plan, emit, bool(listeners))
         callbacks = BatchCallbacks(emit, state.on_result, cache.drop, detail=bool(listeners))
         try:
-            if tasks:
+            if awaited:
+                SharedRun(state, tasks, awaited, executor, callbacks, cancel, held).run()
+            elif tasks:
                 executor.execute(tasks, callbacks, cancel)
         except BaseException as exc:
             # Jupyter's interrupt (KeyboardInterrupt while a worker runs a node, or between two
@@ -199,11 +222,12 @@ class Engine:
         finally:
             cache.unpin(held)
         self._close(state, plan, tasks, cancel, emit, t0)
-        return state
 
     def _close(self, state: RunState, plan: Plan, tasks: list[Task], cancel: CancelToken,
                emit: Callable[[Event], None], t0: float) -> None:
-        """Account for every node, then ``RunFinished``; the run is done even if a listener raises."""
+        """Release the run's claim (runs waiting for its keys go on), account for every node, then
+        ``RunFinished``; the run is done even if a listener raises."""
+        state.cache.inflight.release(state.claim)
         try:
             self._finish(state, plan, tasks, cancel, emit)
             state.elapsed = time.perf_counter() - t0
@@ -214,7 +238,8 @@ class Engine:
     # ---- planning ------------------------------------------------------------------------
     def _prepare(
         self, state: RunState, cache: OutputCache, outputs: list[str] | None, node_timeout: float | None
-    ) -> tuple[Plan, list[Task], list[str]]:
+    ) -> tuple[Plan, list[Task], list[str], dict[str, str]]:
+        """Plan, tasks, the cached keys pinned for them, and the planned keys (key -> node id)."""
         needed, always = self._needed(outputs, state.run_id)
         keymap = self.keys.keys
         for _attempt in range(3):
@@ -226,7 +251,7 @@ class Engine:
                 else:
                     self.keys.ensure(needed)
                     plan = make_plan(needed, keymap, cache.index, always, self.model.predecessors, outputs)
-                    make.planned_keys = {keymap[n] for n in plan.planned}
+                    make.planned_keys = {keymap[n]: n for n in plan.planned}
                     tasks = [make(n, keymap[n]) for n in plan.planned]
                 break
             except _Evicted:  # another run evicted an input between plan and pin: plan again
@@ -238,7 +263,9 @@ class Engine:
         # a skipped (muted/bypassed) node has a key but is no part of the run
         state.begin(plan, {n: keys[n] for n in _all_nodes(plan)} if outputs or self.model.modes else keys)
         state.set_tasks(tasks)
-        return plan, tasks, held
+        planned = make.planned_keys
+        assert isinstance(planned, dict)
+        return plan, tasks, held, planned
 
     def _plan_in_one_pass(
         self, order: list[str], always: set[str], cache: OutputCache, make: _TaskMaker
@@ -323,10 +350,12 @@ class Engine:
         self, state: RunState, plan: Plan, tasks: list[Task], cancel: CancelToken, emit: Callable[[Event], None]
     ) -> None:
         """Account for nodes without an outcome (cancelled / not reported) and shared keys."""
-        # ``finished`` holds nodes of this batch only: all of them there means none is missing
-        for task in tasks if len(state.finished) < len(tasks) else ():
+        # ``finished`` and ``served`` hold nodes of this run's tasks only: all of them there
+        # means none is missing
+        served = state.served
+        for task in tasks if len(state.finished) + len(served) < len(tasks) else ():
             n = task.node_id
-            if n not in state.finished and n not in state.errors:
+            if n not in state.finished and n not in state.errors and n not in served:
                 cls = RunCancelledError if cancel.cancelled else ExecutionError
                 why = "the run was cancelled" if cancel.cancelled else "the executor did not report it"
                 emit(NodeFailed(state.run_id, n, cls.code, f"node {n!r} did not run: {why}", cls.__name__))

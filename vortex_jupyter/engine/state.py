@@ -9,6 +9,10 @@ cross into the kernel only when Python asks for them.
 Final previews (``NodePreview(final=True)``: output images) are collected per node; executors
 emit them before the node's result, so ``on_result`` stores them with the cache entry and a
 later run that serves the node from the cache emits them again (see ``Engine._announce``).
+
+While a run is in flight, ``claim`` holds the keys it computes (``inflight.py``): ``on_result``
+tells the runs waiting for a key (one dict test when none waits), ``observe`` records the
+failures of its nodes for them. Nodes another run computed for this one are ``served``.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .events import Event, NodeFailed, RunNote
 from .executor import CancelToken, Executor, Task
 
 if TYPE_CHECKING:
+    from .inflight import Claim
     from .plan import Plan
 
 __all__ = ["Run", "RunState", "error_from_event"]
@@ -63,6 +68,12 @@ class RunState:
         self.error: BaseException | None = None  # set when the run itself raised
         #: Why this run recomputed nodes an earlier run had computed, if it did (see Engine.run).
         self.note: RunNote | None = None
+        #: The keys this run computes, while it is in flight (see ``inflight.py``).
+        self.claim: Claim | None = None
+        #: ``claim.waiters``: non-empty while another run waits for one of this run's keys.
+        self.watched: dict[str, Any] = {}
+        #: Nodes another run in flight computed for this one (reported as cached).
+        self.served: set[str] = set()
         self._tasks: Sequence[Task] = ()
         self._types: dict[str, str] | None = None
         self._done = threading.Event()
@@ -103,10 +114,12 @@ class RunState:
         return out
 
     # ---- callbacks -----------------------------------------------------------------------
-    def on_result(self, task: Task, refs: tuple[Any, ...]) -> None:
+    def on_result(self, task: Task, refs: tuple[Any, ...], pin: bool = False) -> None:
         node = task.node_id
-        self.cache.put(task.key, refs, self.previews.get(node) if self.previews else None)
+        self.cache.put(task.key, refs, self.previews.get(node) if self.previews else None, pin)
         self.finished.add(node)
+        if self.watched:  # another run waits for a key of this one
+            self.cache.inflight.produced(self.claim, task.key)  # type: ignore[arg-type]
 
     def observe(self, event: Event) -> None:
         self.events.append(event)
@@ -121,6 +134,8 @@ class RunState:
         elif kind == "node_failed":
             assert isinstance(event, NodeFailed)
             self.errors[event.node] = error_from_event(event, self._type_of(event.node))
+            if self.claim is not None:  # runs waiting for this node's key fail alike
+                self.cache.inflight.failed(self.claim, self.node_keys.get(event.node), event)
         elif kind == "node_preview" and event.final:  # type: ignore[attr-defined]
             self.previews.setdefault(event.node, []).append((event.mime, event.data))  # type: ignore[attr-defined]
 
@@ -196,7 +211,9 @@ class Run:
         "run_started/run_finished are always there."))
     timings = property(lambda self: self._state.timings,
                        doc="node id -> seconds it ran (filled when the graph has listeners)")
-    planned = property(lambda self: self._state.planned, doc="node ids that were run")
+    planned = property(lambda self: self._state.planned, doc=(
+        "node ids that were to run: this run computed them, or another run in flight computed "
+        "them for it (those end with a node_cached event and count as cached in stats)"))
     cached = property(lambda self: self._state.cached, doc="node ids served from the cache")
     elapsed = property(lambda self: self._state.elapsed)
 
