@@ -13,6 +13,10 @@ later run that serves the node from the cache emits them again (see ``Engine._an
 While a run is in flight, ``claim`` holds the keys it computes (``inflight.py``): ``on_result``
 tells the runs waiting for a key (one dict test when none waits), ``observe`` records the
 failures of its nodes for them. Nodes another run computed for this one are ``served``.
+
+``run.outputs`` is a read-only mapping of exactly the nodes that have outputs (they ran or were
+served from the cache, and are still cached); failed nodes are in ``run.errors`` instead, and
+``run.outputs[node]`` of a node without outputs raises a ``KeyError`` that says why.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ if TYPE_CHECKING:
     from .inflight import Claim
     from .plan import Plan
 
-__all__ = ["Run", "RunState", "error_from_event"]
+__all__ = ["MissingOutputError", "Run", "RunState", "error_from_event"]
 
 
 def error_from_event(event: NodeFailed, node_type: str | None = None) -> ExecutionError:
@@ -145,21 +149,40 @@ class RunState:
         return self._types.get(node)
 
     # ---- outputs -------------------------------------------------------------------------
-    def output(self, node: str) -> tuple[Any, ...]:
-        """The outputs of ``node``, fetched through the executor (raises if it has none)."""
-        if node in self.errors:
-            raise self.errors[node]
+    def has_output(self, node: str) -> bool:
+        """Whether ``node`` has outputs to read: it ran or was served, and is still cached."""
         key = self.node_keys.get(node)
-        if key is None:
-            raise KeyError(f"node {node!r} was not part of this run (see run.outputs.keys())")
-        entry = self.cache.get(key)
+        return key is not None and node not in self.errors and key in self.cache.index
+
+    def output(self, node: str) -> tuple[Any, ...]:
+        """The outputs of ``node``, fetched through the executor; ``MissingOutputError`` (a
+        ``KeyError``) saying why when it has none."""
+        key = self.node_keys.get(node)
+        entry = None if key is None or node in self.errors else self.cache.get(key)
         if entry is None:
-            raise KeyError(
-                f"the outputs of node {node!r} are no longer cached (evicted or their worker "
-                "died); run the graph again"
-            )
+            raise self._missing(node, key)
         fetch = self.executor.fetch
         return tuple(fetch(r) for r in entry.refs)
+
+    def _missing(self, node: str, key: str | None) -> MissingOutputError:
+        err = self.errors.get(node)
+        if err is not None:
+            first = err.message.splitlines()[0] if err.message else type(err).__name__
+            missing = MissingOutputError(
+                f"node {node!r} has no outputs: it failed with {err.code} ({first}); "
+                f"its error is run.errors[{node!r}]")
+            missing.__cause__ = err
+            return missing
+        if key is None:
+            return MissingOutputError(
+                f"node {node!r} was not part of this run, so it did not run and has no outputs (not a node "
+                "of the graph, muted or bypassed, or not needed by outputs=...); run.outputs.keys() lists "
+                "the nodes with outputs")
+        if not self.done:
+            return MissingOutputError(f"node {node!r} has no outputs yet: the run is still running "
+                                      "(run.wait() first)")
+        return MissingOutputError(f"the outputs of node {node!r} are no longer cached (evicted or their "
+                                  "worker died); run the graph again")
 
     def final_previews(self) -> list[tuple[str, Preview]]:
         """(node, (mime, bytes)) of every output image: from this run, or from cached nodes."""
@@ -174,23 +197,45 @@ class RunState:
         return out
 
 
+class MissingOutputError(KeyError):
+    """``run.outputs[node]`` of a node that has no outputs (it failed, did not run, or its outputs
+    were evicted). A ``KeyError``, so ``run.outputs.get(node)`` and ``node in run.outputs`` work;
+    the message says which case it is (a failed node's error is its ``__cause__``)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class _Outputs(Mapping[str, tuple[Any, ...]]):
-    """``run.outputs[node_id]``: fetched through the executor when read."""
+    """``run.outputs``: node id -> its outputs, for exactly the nodes that have them (see
+    ``RunState.has_output``); values are fetched through the executor when read, so ``in``,
+    ``len`` and ``keys()`` fetch nothing. Failed nodes are in ``run.errors`` instead.
+
+    >>> # run.outputs[y.id] -> (8,); run.outputs.get(failed_node) -> None
+    """
 
     def __init__(self, state: RunState) -> None:
         self._state = state
 
     def __getitem__(self, node: Any) -> tuple[Any, ...]:
-        return self._state.output(str(getattr(node, "id", node)))
+        return self._state.output(_node_id(node))
+
+    def __contains__(self, node: object) -> bool:
+        return self._state.has_output(_node_id(node))
 
     def __iter__(self) -> Iterator[str]:
-        return (n for n in self._state.node_keys if n not in self._state.errors)
+        has = self._state.has_output
+        return (n for n in list(self._state.node_keys) if has(n))
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
     def __repr__(self) -> str:
         return f"<outputs of {len(self)} nodes (fetched when read)>"
+
+
+def _node_id(node: Any) -> str:
+    return str(getattr(node, "id", node))
 
 
 class Run:
