@@ -14,7 +14,14 @@ re-runs half the graph, for a random DAG whatever descends from it. Each figure 
 
 Targets at 10k nodes: cold validate+plan+run <= 100 ms, warm <= 30 ms, one edit <= 10 ms.
 
-Run: ``python benchmarks/engine.py`` (1k, 10k, 100k) or ``--quick`` (1k, 10k).
+A second table times two runs of one 1k-node DAG started together (two threads, as a canvas
+run and a cell's ``g.run()`` would): a key the first run computes is awaited by the second,
+not computed again (``engine/inflight.py``). Its nodes do a little work each (~20 us), and the
+baseline is one cold run of the same graph in the same process: node executions and wall time
+of both runs, as multiples of one run's (best of ``--repeat``).
+
+Run: ``python benchmarks/engine.py`` (1k, 10k, 100k) or ``--quick`` (1k, 10k);
+``--concurrent`` for the second table only.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import random
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -49,10 +57,10 @@ SPEC = NodeSpec(
 LOOKUP: Callable[[str], NodeSpec | None] = {"Sum3": SPEC}.get
 
 
-def build(shape: str, n: int, seed: int = 0) -> GraphModel:
+def build(shape: str, n: int, seed: int = 0, node_type: str = "Sum3") -> GraphModel:
     rng = random.Random(seed)
     m = GraphModel()
-    ids = [m.add_node("Sum3", {"k": i}, id=f"n{i}") for i in range(n)]
+    ids = [m.add_node(node_type, {"k": i}, id=f"n{i}") for i in range(n)]
     for i in range(1, n):
         if shape == "chain":
             srcs = [i - 1]
@@ -173,6 +181,70 @@ def phases(shape: str, n: int, repeat: int) -> None:
     print(f"  {'run total':<15}{total * 1e3:>8.1f} ms {total / n * 1e6:>6.2f} us/node  (validate+order, one pass, execute)")
 
 
+_EXECUTED = [0]
+
+
+def _work3(a: int = 0, b: int = 0, c: int = 0, k: int = 0) -> tuple[int]:
+    _EXECUTED[0] += 1
+    for _ in range(300):  # ~20 us of work, so that computing a node twice shows
+        k = (k * 31 + 7) % 1000003
+    return ((a + b + c + k) % 1000003,)
+
+
+WORK = NodeSpec("Work3", SPEC.inputs, SPEC.outputs, fn=_work3)
+WORK_LOOKUP: Callable[[str], NodeSpec | None] = {"Work3": WORK}.get
+
+
+def _together(m: GraphModel, runs: int) -> tuple[float, int]:
+    """Wall time and node executions of ``runs`` cold runs of ``m`` started together."""
+    ex = InProcessExecutor()
+    eng, cache = Engine(m, WORK_LOOKUP), OutputCache(ex)
+    threads = [threading.Thread(target=eng.run, args=(ex,), kwargs={"cache": cache}) for _ in range(runs)]
+    gc.collect()
+    _EXECUTED[0] = 0
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    eng.close()
+    return elapsed, _EXECUTED[0]
+
+
+def _after(m: GraphModel) -> tuple[float, int]:
+    """Two runs of ``m``, the second started when the first finished (it finds all cached)."""
+    ex = InProcessExecutor()
+    eng, cache = Engine(m, WORK_LOOKUP), OutputCache(ex)
+    _EXECUTED[0] = 0
+    t0 = time.perf_counter()
+    eng.run(ex, cache=cache)
+    eng.run(ex, cache=cache)
+    elapsed = time.perf_counter() - t0
+    eng.close()
+    return elapsed, _EXECUTED[0]
+
+
+def concurrent(n: int, repeat: int) -> None:
+    """Two runs of one ``n``-node DAG at once vs one run (see the module docstring)."""
+    m = build("dag", n, node_type="Work3")
+    rows = {"1 run (baseline)": lambda: _together(m, 1), "2 runs together": lambda: _together(m, 2),
+            "2 runs, one after the other": lambda: _after(m)}
+    best: dict[str, tuple[float, int]] = {}
+    for _ in range(repeat):  # interleaved, so that the machine's moods hit every row alike
+        for name, fn in rows.items():
+            t, executed = fn()
+            if name not in best or t < best[name][0]:
+                best[name] = (t, executed)
+    base_t, base_n = best["1 run (baseline)"]
+    head = f"{'runs of a ' + format(n, ',') + '-node dag':<30}{'wall':>9}{'(x 1 run)':>10}{'node executions':>17}{'(x 1 run)':>10}"
+    print(head)
+    print("-" * len(head))
+    for name, (t, executed) in best.items():
+        print(f"{name:<30}{t * 1e3:>8.1f}m{t / base_t:>9.2f}x{executed:>17,}{executed / base_n:>9.2f}x")
+    print(f"best of {repeat}, in-process executor; each node ~20 us of work; two runs in threads started together")
+
+
 def profile(shape: str, n: int) -> None:
     import cProfile
     import pstats
@@ -191,7 +263,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of N (100k: always 1)")
     ap.add_argument("--phases", action="store_true", help="break a cold 10k DAG run down by phase")
     ap.add_argument("--profile", action="store_true", help="cProfile a cold 10k DAG run")
+    ap.add_argument("--concurrent", action="store_true", help="only the table of two runs at once")
     args = ap.parse_args()
+    if args.concurrent:
+        concurrent(1_000, args.repeat)
+        return
     if args.phases or args.profile:
         if args.phases:
             phases("dag", 10_000, args.repeat)
@@ -215,6 +291,8 @@ def main() -> None:
           "+ planned/cached split; 'cold run' = plan + tasks + execute; 'warm' = nothing changed;\n"
           "'1 edit' = one param of the middle node changed ('ran' nodes re-ran); baseline = the same\n"
           "functions called in a plain loop in topological order (no keys, cache or events)")
+    print()
+    concurrent(1_000, args.repeat)
 
 
 if __name__ == "__main__":
