@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -207,3 +208,98 @@ def env_value(name):
     import os
 
     return (os.environ.get(name, "<unset>"),)
+
+
+# ---- hostile and broken nodes (tests/workers/test_hardening.py) -------------------------------
+def closes_fds(a):
+    """Closes fds 0-10: stdin, the log, and the worker's socket among them."""
+    for fd in range(11):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    return (a,)
+
+
+def socket_fds():
+    out = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{name}").startswith("socket:"):
+                out.append(int(name))
+        except OSError:
+            pass
+    return out
+
+
+def writes_socket(a):
+    """Writes garbage on every socket it has: the worker's connection to the kernel included."""
+    for fd in socket_fds():
+        with contextlib.suppress(OSError):
+            os.write(fd, b"garbage!" * 8)
+    return (a,)
+
+
+def starts_sleeps(seconds):
+    """Three ways a node leaves a process behind: a child, a child in its own session, and
+    a double-forked daemon (its parent exits at once). Returns their pids."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", str(seconds)])
+    session = subprocess.Popen(["sleep", str(seconds)], start_new_session=True)
+    out = subprocess.run(["sh", "-c", f"setsid sleep {seconds} >/dev/null 2>&1 & echo $!"],
+                         capture_output=True, text=True, check=True)
+    return ([child.pid, session.pid, int(out.stdout.strip())],)
+
+
+def forks_child_returns(a):
+    """fork(): the child comes back from the node as if it were the worker; the parent waits."""
+    pid = os.fork()
+    if pid:
+        os.waitpid(pid, 0)
+    return (a * 2,)
+
+
+def forks_and_exits(a):
+    """fork(), then the worker (the parent) exits; the child comes back from the node."""
+    if os.fork():
+        os._exit(0)
+    time.sleep(0.2)
+    return (a,)
+
+
+def execs_sleeper(seconds):
+    """Replaces the worker's program (its socket closes: close-on-exec) with a sleeping one."""
+    os.execv(sys.executable, [sys.executable, "-c", f"import time; time.sleep({seconds})"])
+
+
+def execs_itself(a):
+    """Execs the worker's own command line again."""
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+
+
+def ignores_sigterm(seconds):
+    """Ignores SIGTERM and the polite interrupt: only SIGKILL stops it."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    time.sleep(seconds)
+    return (seconds,)
+
+
+def touches(gib, chunk_mib=256):
+    """Touches ``gib`` GiB, ``chunk_mib`` at a time, keeping all of it."""
+    held = []
+    for _ in range(int(gib * 1024 // chunk_mib)):
+        held.append(np.ones(chunk_mib * 2**20, np.uint8))
+    return (len(held),)
+
+
+def bare_memory_error(a):
+    raise MemoryError()
+
+
+def slow_add(a, b, seconds=1.0):
+    time.sleep(seconds)
+    return (a + b,)
+
+
+def pid():
+    return (os.getpid(),)

@@ -10,17 +10,30 @@ Policy:
   not stop within ``kill_grace`` gets SIGTERM, then SIGKILL.
 - Run cancel: ``Cancel(batch)``; the worker fails the running and remaining tasks with VE-504;
   a worker that does not answer within the grace period is killed the same way.
-- Worker death mid-segment fails the running task with what happened (crash signal, exit
-  code, timeout, memory limit, plus the tail of the worker's log), reports every key the
-  dead worker held through ``on_lost``, and sends the rest of the batch to the respawned
-  worker as a new segment, re-running earlier producers whose outputs died with it. Small
-  outputs travel inline and survive. Each segment removes at least the task that was
-  running, so a task that keeps crashing workers cannot loop.
+- Worker death mid-segment: every key the dead worker held is reported through ``on_lost``
+  and the rest of the batch goes to the respawned worker as a new segment, re-running earlier
+  producers whose outputs died with it (small outputs travel inline and survive). Who is
+  blamed (``_after_death``) follows from what is *known*, never from a guess:
+  * the kernel killed it for a node (timeout, memory limit, cancel): that node fails;
+  * the worker's status words name a node that broke its socket (``FAULT_CHANNEL_BROKEN``):
+    that node fails;
+  * it died before it took the segment up (killed while idle, e.g. by the OOM killer between
+    runs): nobody is blamed and the segment runs again (three such deaths in a row fail it);
+  * it died by itself (a signal, an exit code) while running a node: the status words froze
+    at that node, which fails (with the OOM killer's evidence: VE-503, not a crash);
+  * anything else (garbage on its socket, a lost connection while the process lived on,
+    an ``exec``): which node did it is uncertain -- the reports still in flight and the
+    status words read later span a range -- so every node of that range becomes a *suspect*
+    and runs again alone, in a segment of its own; a suspect that breaks its worker again is
+    failed alone, the others finish. So only a node that was running when its worker died
+    is blamed, and a node that kills its worker twice is failed alone.
+  Each death fails a task, makes a new suspect or counts an arrival, so nothing loops.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -80,6 +93,11 @@ class _Batch:
         self.failed: dict[str, str] = {}
         #: workers that died under this batch (then producers may have to run again)
         self.deaths = 0
+        #: tasks (ids) that were in flight when a worker died of an uncertain cause: each runs
+        #: again in a segment of its own, and fails if it breaks that worker too
+        self.suspects: set[int] = set()
+        #: consecutive segments whose worker died before it started any task
+        self.arrivals = 0
         #: False: nobody listens to per-node detail (see BatchCallbacks.detail)
         self.detail = getattr(callbacks, "detail", True)
 
@@ -121,9 +139,27 @@ class _Batch:
         if self.deaths:  # only a dead worker's segment can leave producers to re-run
             self._requeue_lost_producers()
         errors = self.pool.define(w, [t.spec for t in self.pending])
-        keep = []
-        done, scalars = self.done, _SCALARS
-        for task in list(self.pending):
+        keep: list[Task] = []
+        done, scalars, suspects = self.done, _SCALARS, self.suspects
+        pending = list(self.pending)
+        for at, task in enumerate(pending):
+            if suspects and id(task) in suspects:  # a suspect runs alone: its own segment
+                if keep:
+                    self.pending = keep + pending[at:]
+                    return
+                self.pending = pending[at + 1:]
+                problem = self._blocked(task, errors) if self.failed or errors else None
+                if problem is not None:
+                    self.fail(task, *problem)
+                    return
+                try:
+                    args = {name: self._arg(w, arg) for name, arg in task.args.items()}
+                except _InputLost as lost:
+                    self._input_lost(task, lost)
+                    return
+                self.pending.insert(0, task)
+                yield task, [task.node_id, task.key, spec_id(task.spec), args, _timeout(task) or 0.0]
+                return
             problem = self._blocked(task, errors) if self.failed or errors else None
             if problem is not None:
                 self.fail(task, *problem)
@@ -138,14 +174,17 @@ class _Batch:
                     else:
                         args[name] = self._arg(w, arg)
             except _InputLost as lost:
-                self.fail(task, "VE-502", "WorkerCrashedError",
-                          f"node {task.node_id!r} could not run: its input {lost.args[0]} (after this run "
-                          "was planned); that output will be recomputed on the next run", None)
-                self._lost_inputs(task)
+                self._input_lost(task, lost)
                 continue
             keep.append(task)
             yield task, [task.node_id, task.key, spec_id(task.spec), args, _timeout(task) or 0.0]
         self.pending = keep
+
+    def _input_lost(self, task: Task, lost: _InputLost) -> None:
+        self.fail(task, "VE-502", "WorkerCrashedError",
+                  f"node {task.node_id!r} could not run: its input {lost.args[0]} (after this run "
+                  "was planned); that output will be recomputed on the next run", None)
+        self._lost_inputs(task)
 
     def _lost_inputs(self, task: Task) -> None:
         """Tell the engine (``on_lost``) which held inputs of ``task`` are gone, so its cache
@@ -232,6 +271,7 @@ class _Batch:
     def _run_segment(self, w: WorkerProcess, segment: Iterator[tuple[Task, list[Any]]]) -> None:
         bid = self.pool.next_batch_id()
         with w.reading():  # this batch reads the worker's reports, not the monitor
+            w.mark_batch()
             w.sync_env()  # settings changed in the kernel since the worker started (or last batch)
             tasks, sent = self._send(w, bid, segment)
             if tasks:
@@ -276,9 +316,10 @@ class _Batch:
                 if kind is p.BatchDone:
                     sent_ids = {id(t) for t in tasks}
                     self.pending = [t for t in self.pending if id(t) not in sent_ids]
+                    self.arrivals = 0
                     return
                 self._on_stream(tasks[0].run_id, msg)
-        self._after_death(w, tasks, i, self._running(w, bid, i, n))
+        self._after_death(w, bid, tasks, i, watch)
 
     def _on_report(self, w: WorkerProcess, task: Task, msg: p.Finished | p.Failed) -> bool:
         """False when the report cannot be trusted (wrong task, malformed outputs)."""
@@ -323,17 +364,57 @@ class _Batch:
         if self.detail or msg.ui:
             self.emit(NodeFinished(task.run_id, task.node_id, float(msg.elapsed), msg.ui))
 
-    def _after_death(self, w: WorkerProcess, tasks: list[Task], i: int, j: int) -> None:
-        """``tasks[:i]`` were reported; ``tasks[j]`` was running. ``tasks[i:j]`` finished but
-        their reports died with the worker: they stay pending and run again."""
-        how = w.describe_death()
+    def _after_death(self, w: WorkerProcess, bid: int, tasks: list[Task], i: int, watch: _Watch) -> None:
+        """``tasks[:i]`` were reported; decide whom to blame (see the module docstring), keep
+        the rest pending for the respawned worker."""
+        how = w.describe_death()  # waits briefly for the exit status
         reason = w.kill_reason or ""
+        n = len(tasks)
+        batch, index, fault, culprit = w.death_words or w.words()
+        if not w.has_status:  # nothing better known: the first unreported task
+            batch, index = bid, i
+        started = batch == bid and index >= 0
+        running = min(n - 1, max(i, index))
         gone = {id(t) for t in tasks[:i]}
-        if j < len(tasks) and i < len(tasks):
-            victim = tasks[j]
+        victim: Task | None = None
+        code, etype = "VE-502", "WorkerCrashedError"
+        if i > 0 or started:
+            self.arrivals = 0
+        if reason in _DEATH and reason != "dead":  # the kernel killed it, for a node it knows
+            if started or reason == "timeout":
+                victim = tasks[min(n - 1, max(i, watch.index)) if reason == "timeout" else running]
+            code, etype = _DEATH[reason]
+            message = self._death_message(victim, how, reason) if victim else ""
+        elif fault == p.FAULT_CHANNEL_BROKEN and batch == bid and i <= culprit < n:
+            victim = tasks[culprit]
+            message = (f"node {victim.node_id!r} ({victim.spec.type}) closed or replaced its worker's connection "
+                       "to the kernel (its socket file descriptor); the worker was restarted and the other nodes "
+                       "ran on")
+        elif not started and i == 0:  # dead on arrival: killed while idle, nothing of ours ran
+            self.arrivals += 1
+            if self.arrivals >= 3:
+                for t in self.pending:
+                    self.fail(t, "VE-502", "WorkerCrashedError", f"node {t.node_id!r} could not run: its worker "
+                              f"{how} before it started, three times in a row", w.log_tail() or None)
+                self.pending = []
+        elif self._uncertain(w, reason, fault):
+            if n == 1 and id(tasks[0]) in self.suspects:  # ran alone and broke its worker again
+                victim = tasks[0]
+                message = (f"worker {how} while running {_where(victim)}, for the second time: the first time "
+                           "several nodes were in flight, so it ran again alone and broke its worker again")
+            else:  # the reports in flight and the status words read late span tasks[i:running+1]
+                self.suspects.update(id(t) for t in tasks[i:running + 1])
+        else:  # it died by itself (a signal, an exit code) while the status words named a node
+            victim = tasks[running]
+            if w.oom_killed:
+                code, etype = "VE-503", "NodeOutOfMemoryError"
+                message = (f"{_where(victim)} ran out of memory: its worker {how} and was restarted "
+                           "(make the node use less memory, e.g. smaller images or batches, or free memory)")
+            else:
+                message = self._death_message(victim, how, reason)
+        if victim is not None:
             gone.add(id(victim))
-            code, etype = _DEATH.get(reason, ("VE-502", "WorkerCrashedError"))
-            self.fail(victim, code, etype, self._death_message(victim, how, reason), w.log_tail() or None)
+            self.fail(victim, code, etype, message, w.log_tail() or None)
         self.pending = [t for t in self.pending if id(t) not in gone]
         self.deaths += 1
         self.pool.supervisor.bury(w)  # unlink its memory, start the replacement
@@ -344,8 +425,22 @@ class _Batch:
                 self.fail(t, "VE-504", "RunCancelledError", f"run cancelled before node {t.node_id!r} started")
             self.pending = []
 
+    @staticmethod
+    def _uncertain(w: WorkerProcess, reason: str, fault: int) -> bool:
+        """Whether the process may have gone on after whatever broke it (so the status words,
+        read now, may name a later node than the one that did it)."""
+        if reason == "protocol" or fault == p.FAULT_GAVE_UP:
+            return True
+        # not exited within the wait (alive without a connection), or killed by us while it
+        # still ran (bury kills a worker whose socket died): its status words may have moved on
+        status = w.exit_status
+        if status is None:
+            return True
+        return (w.killed_alive and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+                and not w.oom_killed)
+
     def _death_message(self, task: Task, how: str, reason: str) -> str:
-        where = f"node {task.node_id!r} ({task.spec.type})"
+        where = _where(task)
         if reason == "timeout":
             return (f"{where} did not finish within its timeout of {_timeout(task)} s and did not stop when "
                     "asked; its worker was killed and restarted (raise @vx.node(timeout=...) or "
@@ -357,6 +452,10 @@ class _Batch:
         if reason == "cancel":
             return f"run cancelled; {where} did not stop in time and its worker was killed"
         return f"worker {how} while running {where}; the worker was restarted"
+
+
+def _where(task: Task) -> str:
+    return f"node {task.node_id!r} ({task.spec.type})"
 
 
 class _InputLost(Exception):

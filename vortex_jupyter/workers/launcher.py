@@ -14,7 +14,8 @@ own process group (terminal Ctrl-C does not reach it) but in the kernel's sessio
 puts each session in its own scheduler autogroup, and a wake-up across groups cost every
 kernel <-> worker round trip ~3 us (measured: 26.4 -> 23.7 us). When the kernel's end of its
 socket closes, it SIGKILLs every worker and unlinks their shared memory: no orphans, no
-leaks, even if the kernel itself is killed.
+leaks, even if the kernel itself is killed. Each worker leads its own process group and the
+server is a child subreaper, so what nodes started dies with their worker too (``procs.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import threading
 import traceback
 from collections.abc import Callable, Sequence
 
+from . import procs
 from . import protocol as p
 from .preload import load_all
 from .shm import unlink_prefix
@@ -48,12 +50,13 @@ def serve(fd: int, preload: list[str], shm_prefix: str, late: Sequence[str] = ()
     gc.freeze()
 
     chan = p.Channel(socket.socket(fileno=fd), allow_pickle=False)
+    procs.become_subreaper()  # what a node's process leaves behind comes back here, not to init
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    children: set[int] = set()
+    children: dict[int, str] = {}  # worker pid -> uid
     fork_lock = threading.Lock()
     try:
         while True:
@@ -71,6 +74,12 @@ def serve(fd: int, preload: list[str], shm_prefix: str, late: Sequence[str] = ()
     finally:
         for pid in children:
             _kill(pid)
+        for _ in range(3):  # processes of killed workers are adopted here as their parents die
+            if not procs.kill_adopted(set()):
+                break
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0]:
+                    pass
         unlink_prefix(shm_prefix)
 
 
@@ -84,45 +93,65 @@ def _late_imports(late: Sequence[str], fork_lock: threading.Lock) -> None:
         gc.freeze()  # as for the eager preload: children's collections skip these objects
 
 
-def _serve_requests(chan: p.Channel, children: set[int], close: tuple, fork_lock: threading.Lock) -> bool:
+def _serve_requests(chan: p.Channel, children: dict[int, str], close: tuple, fork_lock: threading.Lock) -> bool:
     while True:
         msg = chan.recv(None)
         if msg is None:
             return False
         if isinstance(msg, p.Spawn):
+            parent = os.getpid()
             with fork_lock:  # never fork in the middle of a background import
                 pid = os.fork()
             if pid == 0:
-                _child(msg.config, close)
-            children.add(pid)
+                _child(msg.config, close, parent)
+            children[pid] = msg.uid
             chan.send(p.Spawned(msg.uid, pid))
         if not chan.has_frame():
             return True
 
 
-def _reap(chan: p.Channel, children: set[int]) -> None:
-    while children:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+def _reap(chan: p.Channel, children: dict[int, str]) -> None:
+    """Reap every exited child: a worker (report it, kill what it left in its group and what
+    was adopted from it) or an adopted orphan (just reaped)."""
+    lost_worker = False
+    while True:
+        try:  # look first, reap after: the zombie keeps its pid (= its group id) reserved
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
         except ChildProcessError:
-            return
-        if pid == 0:
-            return
-        children.discard(pid)
-        chan.send(p.Exited(pid, status))
+            break
+        if info is None or info.si_pid == 0:
+            break
+        pid = info.si_pid
+        if pid in children:
+            procs.kill_group(pid)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            continue
+        uid = children.pop(pid, None)
+        if uid is not None:
+            lost_worker = True
+            procs.kill_marked(uid)
+            chan.send(p.Exited(pid, status))
+    if lost_worker:  # daemons a dead worker's nodes started (setsid, double fork) were adopted here
+        procs.kill_adopted(set(children), set(children.values()))
 
 
 def _kill(pid: int) -> None:
     try:
         os.kill(pid, signal.SIGKILL)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+        procs.kill_group(pid)
         os.waitpid(pid, 0)
     except (ProcessLookupError, ChildProcessError):
         pass
 
 
-def _child(config: dict, close: tuple) -> None:
+def _child(config: dict, close: tuple, parent: int) -> None:
     code = 70
     try:
+        procs.lead_own_group()
+        procs.die_with_parent(parent)
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for obj in close:
@@ -203,8 +232,15 @@ class Spawner:
 
         cmd = [sys.executable, "-m", "vortex_jupyter.workers", "worker", "--config", json.dumps(config)]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
-        threading.Thread(target=lambda: self.on_exit(proc.pid, _status(proc.wait())), daemon=True).start()
+        threading.Thread(target=self._wait, args=(proc, uid), daemon=True).start()
         return proc.pid
+
+    def _wait(self, proc: subprocess.Popen, uid: str) -> None:
+        with contextlib.suppress(ChildProcessError):  # the group dies with its leader (see procs)
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
+            procs.kill_group(proc.pid)
+        procs.kill_marked(uid)
+        self.on_exit(proc.pid, _status(proc.wait()))
 
     def close(self) -> None:
         pass

@@ -26,6 +26,15 @@ EXT_OPAQUE = 2
 EXT_PICKLE = 3
 _HEADER = struct.Struct(">I")
 
+# The worker's status words: int64s at the start of its arena, mapped by the kernel at the
+# handshake and readable after the worker died (they say what it was doing when it did).
+ST_BATCH, ST_INDEX, ST_FAULT, ST_CULPRIT = 0, 1, 2, 3
+#: ``ST_FAULT``: the node at ``ST_CULPRIT`` closed or replaced the worker's socket (the worker
+#: checks it after every node) -- a certain blame.
+FAULT_CHANNEL_BROKEN = 1
+#: ``ST_FAULT``: the worker found its connection gone and exited; who broke it is not known.
+FAULT_GAVE_UP = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Message:

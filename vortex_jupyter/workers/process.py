@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ProtocolError
+from . import procs
 from . import protocol as p
-from .shm import Segment
+from .shm import CONTROL_BYTES, Segment
 
 
 def signal_name(status: int) -> str:
@@ -38,6 +39,16 @@ def signal_name(status: int) -> str:
     if os.WIFEXITED(status):
         return f"exited with code {os.WEXITSTATUS(status)}"
     return f"ended (status {status})"
+
+
+def _running(pid: int) -> bool:
+    """``pid`` exists and has not exited (not a zombie waiting to be reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in (b"Z", b"X")
 
 
 def _crash_first(dump: str, limit: int) -> str:
@@ -69,7 +80,13 @@ class WorkerProcess:
         self.kill_reason: str | None = None
         self.defined: set[str] = set()
         self.peak_rss = 0
+        #: the system's OOM-kill count when the current batch began (``procs.oom_kills``)
+        self.oom_mark: int | None = None
         self.death = ""
+        #: we signalled it while it still ran (a SIGKILL exit status is then ours)
+        self.killed_alive = False
+        #: the status words when the death was seen (``words()``), before anything else moved
+        self.death_words: tuple[int, int, int, int] | None = None
         self._status: Any = None
         self.buried = False
         self._replies: dict[int, p.Message] = {}
@@ -92,7 +109,7 @@ class WorkerProcess:
         self.last_seen = time.monotonic()
         try:  # map the status words now: they stay readable after the worker dies
             seg = Segment(f"/{self.prefix}0", 0, create=False, private=True)
-            self._status = seg.view(0, 16).view(np.int64)
+            self._status = seg.view(0, CONTROL_BYTES).view(np.int64)
         except OSError:
             self._status = None
 
@@ -106,6 +123,27 @@ class WorkerProcess:
         if self._status is None:
             return -1, -1
         return int(self._status[0]), int(self._status[1])
+
+    def words(self) -> tuple[int, int, int, int]:
+        """(batch, task index, fault, culprit): ``protocol.ST_*``; all -1 when not mapped."""
+        st = self._status
+        if st is None:
+            return -1, -1, -1, -1
+        return int(st[p.ST_BATCH]), int(st[p.ST_INDEX]), int(st[p.ST_FAULT]), int(st[p.ST_CULPRIT])
+
+    def mark_batch(self) -> None:
+        """A batch starts: note the OOM-kill count, so a later SIGKILL can be told apart."""
+        self.oom_mark = procs.oom_kills()
+
+    @property
+    def oom_killed(self) -> bool:
+        """Killed by the system's OOM killer (a SIGKILL we did not send while the count moved)."""
+        if self.kill_reason not in (None, "dead") or self.exit_status is None:
+            return False
+        if not (os.WIFSIGNALED(self.exit_status) and os.WTERMSIG(self.exit_status) == signal.SIGKILL):
+            return False
+        now = procs.oom_kills()
+        return self.oom_mark is not None and now is not None and now > self.oom_mark
 
     def sync_env(self) -> bool:
         """Tell the worker the kernel's ``FORWARDED_ENV`` values if they changed since last time."""
@@ -189,6 +227,7 @@ class WorkerProcess:
         try:
             msg = self.chan.recv(timeout)
         except ProtocolError as exc:
+            self.death_words = self.words()  # before the kill: what ran when the garbage came
             self.kill("protocol")
             self._mark_dead(f"protocol error: {exc}")
             return
@@ -210,6 +249,8 @@ class WorkerProcess:
 
     def _mark_dead(self, why: str) -> None:
         if not self.dead.is_set():
+            if self.death_words is None:
+                self.death_words = self.words()
             self.death = why
             self.dead.set()
             with self._cv:
@@ -239,6 +280,8 @@ class WorkerProcess:
         """Stop the process now; ``reason`` ("timeout", "oom", "cancel", ...) is what we report."""
         self.kill_reason = self.kill_reason or reason
         if self.pid:
+            if not self.exited.is_set() and _running(self.pid):
+                self.killed_alive = True  # so its SIGKILL status is ours, not the system's
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
 
@@ -258,6 +301,9 @@ class WorkerProcess:
             return "stopped answering (no heartbeat) and was killed"
         if self.kill_reason == "protocol":
             return "sent a malformed message and was killed"
+        if self.oom_killed:
+            return (f"was killed by the system's out-of-memory killer at {self.peak_rss / 2**20:.0f} MiB "
+                    f"resident (of {procs.physical_memory() / 2**20:.0f} MiB on this machine)")
         if self.exit_status is not None:
             return signal_name(self.exit_status)
         return "lost its connection"

@@ -85,9 +85,14 @@ class Runner:
     """Executes batches; ``specs`` maps spec ids to unpickled ``NodeSpec``s."""
 
     def __init__(self, store: ObjectStore, send: Callable[[Message], None],
-                 resolve_shm: Callable[[Any], Any], status: Any = None) -> None:
+                 resolve_shm: Callable[[Any], Any], status: Any = None,
+                 after_node: Callable[[], None] | None = None) -> None:
         self.store, self.send, self.resolve_shm = store, send, resolve_shm
-        #: shared status words [batch, running task index], read by the kernel (shm.CONTROL_BYTES)
+        #: called after every node, before anything is sent: the worker checks that the node
+        #: left its process usable (same pid, same socket; see ``Worker.after_node``)
+        self.after_node = after_node
+        #: shared status words (``protocol.ST_*``: batch, running task index, fault, culprit),
+        #: read by the kernel (shm.CONTROL_BYTES)
         self.status = status if status is not None else np.full(8, -1, np.int64)
         self.specs: dict[str, NodeSpec] = {}
         self.broken: dict[str, str] = {}
@@ -258,7 +263,7 @@ class Runner:
             raise self._interrupted(spec, node_id, self.interrupt or "cancel") from None
         except MemoryError as exc:
             raise TaskFailed("VE-503", "NodeOutOfMemoryError", f"node {node_id!r} ({spec.type}) ran out "
-                             f"of memory: {exc}", traceback.format_exc()) from None
+                             f"of memory: {_memory_reason(exc)}", traceback.format_exc()) from None
         except BaseException as exc:  # SystemExit from node code must not end the worker
             # a VortexError keeps its code and fix (VE-700 unsafe path, VE-800 missing model),
             # worded as the inline executor words it
@@ -267,6 +272,8 @@ class Runner:
         finally:
             self._in_node = False
             node_context.deactivate(token)
+            if self.after_node is not None:
+                self.after_node()
 
     def _interrupted(self, spec: NodeSpec, node_id: str, reason: str) -> TaskFailed:
         if reason == "timeout":
@@ -290,6 +297,21 @@ class Runner:
         if ui and not _plain(ui):
             ui = {"repr": repr(ui)[:2000]}
         return result, ui
+
+
+def _memory_reason(exc: MemoryError) -> str:
+    """What a MemoryError says, or (numpy and bytearray raise it bare) what it means."""
+    text = str(exc).strip()
+    if text:
+        return text
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        where = f" (the worker held {rss / 2**20:.0f} MiB)"
+    except (OSError, ValueError, IndexError):
+        where = ""
+    return (f"an allocation failed{where}: the system refused more memory; use smaller images or "
+            "batches, or free memory (other programs, cached models) and run again")
 
 
 def adopt_path(path: list[Any]) -> None:

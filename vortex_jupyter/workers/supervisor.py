@@ -9,7 +9,13 @@ State:
 
 Death is detected three ways: EOF on the socket (exit, crash, kill), the fork server's exit
 status (which names the signal), and the monitor (no heartbeat for ``heartbeat_timeout``;
-resident memory over ``memory_limit`` -> SIGKILL, reported as out of memory).
+resident memory over ``memory_limit`` -> SIGKILL, reported as out of memory). The monitor
+samples every worker's resident memory every 20 ms, so a worker the system's OOM killer took
+is reported with the memory it had (``procs.oom_kills``).
+
+Memory limit: ``VORTEX_WORKER_MEMORY`` (``"8G"``, ``"512M"``, bytes; ``"off"``: none), else 90%
+of the machine's (or the container's) memory: a node that touches more than the machine has
+fails with VE-503 naming it, instead of the OOM killer's SIGKILL (or the kernel's death).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ProtocolError
+from . import procs
 from . import protocol as p
 from .launcher import ForkServer, Spawner
 from .preload import default_late_preload, default_preload
@@ -66,6 +73,22 @@ def default_threads() -> int:
     return threads
 
 
+def default_memory_limit() -> int | None:
+    """Resident bytes a worker may hold before the monitor stops it (see the module docstring)."""
+    raw = os.environ.get("VORTEX_WORKER_MEMORY", "").strip()
+    if raw.lower() in ("off", "none", "0"):
+        return None
+    if raw:
+        try:
+            return procs.parse_bytes(raw)
+        except ValueError:
+            from ..errors import VortexError
+
+            raise VortexError(f"VORTEX_WORKER_MEMORY = {raw!r} is not a size",
+                              hint='set it to e.g. "8G", "512M", a number of bytes, or "off"') from None
+    return int(procs.physical_memory() * 0.9)
+
+
 @dataclass
 class PoolConfig:
     devices: list[str] = field(default_factory=default_devices)
@@ -76,7 +99,7 @@ class PoolConfig:
     heartbeat: float = 0.5
     heartbeat_timeout: float = 30.0
     #: Resident memory limit per worker in bytes (None: no limit); over it -> VE-503.
-    memory_limit: int | None = None
+    memory_limit: int | None = field(default_factory=default_memory_limit)
     #: Seconds a node gets to stop after a cancel/timeout before its worker is killed.
     kill_grace: float = 1.0
     #: torch intra-op threads in each worker (0: torch's default, one per core).
@@ -208,11 +231,11 @@ class Supervisor:
                 w.poll()
                 if time.monotonic() - w.last_seen > cfg.heartbeat_timeout:
                     w.kill("heartbeat")
-                if cfg.memory_limit:
-                    rss = w.rss()
-                    w.peak_rss = max(w.peak_rss, rss)
-                    if rss > cfg.memory_limit:
-                        w.kill("oom")
+                rss = w.rss()  # always: an OOM-killed worker is reported with what it had
+                if rss > w.peak_rss:
+                    w.peak_rss = rss
+                if cfg.memory_limit and rss > cfg.memory_limit:
+                    w.kill("oom")
 
     def bury(self, w: WorkerProcess) -> None:
         """Clean up after a dead worker (once) and start its replacement."""

@@ -10,14 +10,25 @@ The socket is the only control channel. File descriptors 1 and 2 point at a log 
 code may print 50 MB without blocking anything); the supervisor reads its tail when a node
 crashes the process, and ``faulthandler`` writes the Python stack of a fatal signal there.
 If the kernel goes away (EOF) or talks garbage (``ProtocolError``) the worker unlinks its
-arena and exits: it never outlives its kernel.
+arena and exits, killing its process group: neither it nor what its nodes started outlives
+its kernel (``procs.py``).
+
+What a node may break, checked after every node before anything is sent (``after_node``):
+- the socket (closed, ``dup2``'d over): the status words name the node (``FAULT_CHANNEL_BROKEN``)
+  and the worker exits; the kernel blames exactly that node;
+- fds 1/2 (closed or redirected): pointed at the log again;
+- the process itself: a node that ``fork()``ed and returned in the child finds the child's copy
+  of the socket closed (at-fork hook) and the child exits here, silently, so only the real
+  worker ever reports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import os
 import queue
+import signal
 import socket
 import sys
 import threading
@@ -29,6 +40,7 @@ from typing import Any
 import msgpack
 
 from ..errors import ProtocolError
+from . import procs
 from . import protocol as p
 from .preload import load
 from .runner import Runner
@@ -116,8 +128,32 @@ class Worker:
         #: batches still receiving chunks (control thread only)
         self.feeds: dict[int, queue.SimpleQueue[Any]] = {}
         self.outbox = Outbox(chan, self._die)
-        self.runner = Runner(self.store, self.outbox.put, self.resolve_shm, arena.control)
+        self.runner = Runner(self.store, self.outbox.put, self.resolve_shm, arena.control, self.after_node)
         self._stop = threading.Event()
+        self.pid = os.getpid()
+        self.sock_fd = chan.fileno()
+        self._ids = {fd: _identity(fd) for fd in (self.sock_fd, 1, 2)}
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a child a node forked: it must never talk to the kernel as this worker."""
+        with contextlib.suppress(OSError):
+            os.close(self.sock_fd)
+
+    def after_node(self) -> None:
+        """Runs after every node (main thread): is this process still a usable worker?"""
+        if os.getpid() != self.pid:  # a fork's child came back from the node: not the worker
+            os._exit(0)
+        ids = self._ids
+        if _identity(self.sock_fd) != ids[self.sock_fd]:
+            status = self.arena.control
+            status[p.ST_CULPRIT] = status[p.ST_INDEX]
+            status[p.ST_FAULT] = p.FAULT_CHANNEL_BROKEN
+            self._die(f"node at index {int(status[p.ST_INDEX])} of batch {int(status[p.ST_BATCH])} closed or "
+                      "replaced the connection to the kernel")
+        if _identity(1) != ids[1] or _identity(2) != ids[2]:
+            _redirect_output(self.cfg.log_path)
+            self._ids[1], self._ids[2] = _identity(1), _identity(2)
 
     def send(self, msg: p.Message) -> None:
         try:
@@ -240,9 +276,25 @@ class Worker:
             pass
 
     def _die(self, why: str) -> None:
-        print(f"vortex worker {self.cfg.uid} exiting: {why}", file=sys.stderr, flush=True)
+        status = self.arena.control
+        if status[p.ST_FAULT] != p.FAULT_CHANNEL_BROKEN:
+            status[p.ST_FAULT] = p.FAULT_GAVE_UP
+        with contextlib.suppress(Exception):
+            print(f"vortex worker {self.cfg.uid} exiting: {why}", file=sys.stderr, flush=True)
         self.arena.close()
+        procs.kill_marked(self.cfg.uid)  # what our nodes started, wherever it went ...
+        if os.getpgrp() == os.getpid():  # ... and our group, ourselves included
+            os.killpg(os.getpid(), signal.SIGKILL)
         os._exit(0)
+
+
+def _identity(fd: int) -> tuple[int, int] | None:
+    """(device, inode) of what ``fd`` refers to now (None: closed)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 class Outbox:
@@ -300,6 +352,9 @@ def _pin(cfg: WorkerConfig) -> Any:
 
 def main(cfg: WorkerConfig) -> int:
     """Run a worker until the kernel says ``Shutdown`` or goes away."""
+    procs.lead_own_group()  # (the fork server's child did already; a spawned one leads too)
+    procs.worst_oom_score()  # the OOM killer takes a worker, not the kernel
+    os.environ[procs.MARKER] = cfg.uid  # inherited by what nodes start (see procs.kill_adopted)
     _redirect_output(cfg.log_path)
     caps = _setup_device(cfg)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
