@@ -104,6 +104,12 @@ class JupyterLab:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=5)
 
+    def log_tail(self, nbytes: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-nbytes:]
+        except OSError:
+            return ""
+
     def quiet(self) -> None:
         """No "get Jupyter news?" popup over the page (it covers the canvas)."""
         settings = self.root / "settings" / "@jupyterlab" / "apputils-extension"

@@ -116,9 +116,21 @@ class User:
 
     def open(self, path: str, selector: str = DOC, timeout: float = 90_000) -> None:
         self.page.goto(self.lab.lab_url(path, f"ws-{self.name}"))
-        self.page.wait_for_function(
-            "(sel) => { const r = document.querySelector(sel); return r && r.__vortex"
-            " && r.__vortex.doc.getMap('nodes').size > 0; }", arg=selector, timeout=timeout)
+        try:
+            self.page.wait_for_function(
+                "(sel) => { const r = document.querySelector(sel); return r && r.__vortex"
+                " && r.__vortex.doc.getMap('nodes').size > 0; }", arg=selector, timeout=timeout)
+        except Exception as exc:  # say what the page showed instead
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / f"open-failed-{self.name}.png"
+            self.page.screenshot(path=str(shot))
+            state = self.page.evaluate(
+                "(sel) => { const r = document.querySelector(sel); return {root: !!r, hook: !!(r && r.__vortex),"
+                " nodes: r && r.__vortex ? r.__vortex.doc.getMap('nodes').size : null,"
+                " dialogs: [...document.querySelectorAll('.jp-Dialog')].map(d => d.innerText.slice(0, 200)),"
+                " text: document.querySelector('.jp-MainAreaWidget .jp-Toolbar')?.innerText ?? null}; }", selector)
+            raise AssertionError(f"{self.name} could not open {path}: {state}; console errors: {self.errors}; "
+                                 f"screenshot {shot}; server log:\n{self.lab.log_tail()}") from exc
 
     def hook(self, expr: str, arg: Any = None, selector: str = DOC) -> Any:
         return self.page.evaluate(
@@ -273,6 +285,9 @@ def test_real_pointer_and_keyboard_edits_reach_the_other_user(pair: tuple[User, 
     mouse.move(ox + r["x"] - 30, oy + r["y"] + 40, steps=8)
     mouse.up()
     until(lambda: bob.nodes()["add1"]["x"] < before - 20, what="bob sees the drag")
+    # ... all of it: a drag is written every 100 ms and on release, so bob may have seen an
+    # earlier frame; his gesture below aims at add1's port where it finally is
+    until(lambda: bob.nodes()["add1"] == alice.nodes()["add1"], what="bob sees where the drag ended")
     # connect: bob wires add1's output into add2's input b
     bob.hook("h.disconnect('add2', 'b')")
     src = bob.hook("h.portPosition('add1', 'output', 0)")
