@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -242,6 +243,10 @@ class Graph:
 
     def __init__(self, model: GraphModel | None = None) -> None:
         self.model = model if model is not None else GraphModel()
+        #: Who this graph's work belongs to. Under ``VORTEX_SANDBOX=strict`` graphs of different
+        #: owners run in different worker processes with their own memory and cache (None:
+        #: this graph alone); otherwise every graph of the kernel shares one pool.
+        self.owner: str | None = None
         self._engine: Engine | None = None
         self._listeners: list[Callable[[Event], None]] = []
         self._lock = threading.Lock()
@@ -325,6 +330,21 @@ class Graph:
     def problems(self) -> list[Problem]:
         return self.engine.validate()
 
+    def _executor(self, executor: str | Executor | None) -> Executor:
+        """``get_executor``, except that a sandbox gives each owner its own worker pool."""
+        if (executor is None or isinstance(executor, str)) and os.environ.get("VORTEX_SANDBOX"):
+            from .engine.executors import default_executor_name
+            from .workers.supervisor import sandbox_mode
+
+            name = (executor or default_executor_name()).strip().lower()
+            if name == "workers" and sandbox_mode() == "strict":
+                from .workers.pool import owner_executor
+
+                if self.owner is None:
+                    self.owner = f"graph-{uuid.uuid4().hex[:12]}"
+                return owner_executor(self.owner)
+        return get_executor(executor)
+
     def run(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
             node_timeout: float | None = None) -> Run:
         """Run what changed since the last run, block until done, and return the ``Run``.
@@ -333,7 +353,7 @@ class Graph:
         ``ValidationError`` before running anything if the graph has problems; node failures
         do not raise (see ``run.errors``).
         """
-        ex = get_executor(executor)
+        ex = self._executor(executor)
         cancel = CancelToken()
         state = self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
                                 listeners=list(self._listeners))
@@ -343,7 +363,7 @@ class Graph:
     def start(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
               node_timeout: float | None = None) -> Run:
         """Like ``run`` but returns at once; ``run.wait()``, ``run.cancel()``, ``run.done``."""
-        ex = get_executor(executor)
+        ex = self._executor(executor)
         cancel = CancelToken()
         from .engine.cache import cache_for
 

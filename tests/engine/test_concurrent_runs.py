@@ -202,7 +202,9 @@ def test_cancelling_the_run_computing_a_key_makes_the_waiting_run_compute_it(tmp
     assert two.status == "ok" and _values(two) == {"n0": 0, "n1": 1, "n2": 3, "n3": 6}
     # n1 came from the first run; n2 (interrupted there) and n3 were computed by the second
     assert f.counts() == {0: 1, 1: 1, 2: 2, 3: 1}
-    assert two.stats == {"ran": 2, "cached": 2, "failed": 0} and two.served == {"n1"}
+    # (n0 is cached, or still in flight when the second run planned: the worker reports n1's
+    # start through its status words before n0's result has reached the kernel's cache)
+    assert two.stats == {"ran": 2, "cached": 2, "failed": 0} and two.served in ({"n1"}, {"n0", "n1"})
     f.settled()
 
 

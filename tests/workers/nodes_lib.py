@@ -303,3 +303,90 @@ def slow_add(a, b, seconds=1.0):
 
 def pid():
     return (os.getpid(),)
+
+
+# ---- sandbox (tests/workers/test_sandbox.py) -------------------------------------------------
+def secret(token, mib=1):
+    """An output in this worker's arena made of ``token`` repeated."""
+    from vortex_jupyter.workers import shm
+
+    pattern = np.frombuffer(bytes.fromhex(token), np.uint8)
+    out = shm.empty((mib * 2**20 // len(pattern), len(pattern)), np.uint8)
+    out[:] = pattern
+    return (out,)
+
+
+def _scan(read, token: bytes, limit: int = 256 * 2**20) -> bool:
+    """Whether ``read(offset, n)`` returns ``token`` anywhere in its first ``limit`` bytes."""
+    at, tail = 0, b""
+    while at < limit:
+        try:
+            block = read(at, 4 * 2**20)
+        except OSError:
+            return False
+        if not block:
+            return False
+        if token in tail + block:
+            return True
+        tail, at = block[-len(token):], at + len(block)
+    return False
+
+
+def snoop(token, pids):
+    """Everything a hostile node can try to find another graph's output: every file in
+    /dev/shm, every descriptor of every process it can open, the memory of ``pids``
+    (shared mappings listed in their maps). Returns where ``token`` was found and what it
+    could not open."""
+    token_b = bytes.fromhex(token)
+    found, denied = [], []
+
+    def scan_file(path):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            denied.append(f"{path}: {exc.strerror}")
+            return
+        try:
+            if not os.path.isfile(f"/proc/self/fd/{fd}") and not os.readlink(f"/proc/self/fd/{fd}").startswith(
+                    ("/memfd:", "/dev/shm")):
+                return
+            if _scan(lambda off, n: os.pread(fd, n, off), token_b):
+                found.append(path)
+        finally:
+            os.close(fd)
+
+    for name in os.listdir("/dev/shm"):
+        scan_file(f"/dev/shm/{name}")
+    me = os.getpid()
+    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError as exc:
+            denied.append(f"/proc/{pid}/fd: {exc.strerror}")
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError as exc:
+                denied.append(f"/proc/{pid}/fd/{fd}: {exc.strerror}")
+                continue
+            if target.startswith(("/memfd:", "/dev/shm")):
+                scan_file(f"/proc/{pid}/fd/{fd}")
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                regions = [line.split() for line in f]
+            mem = os.open(f"/proc/{pid}/mem", os.O_RDONLY)
+        except OSError as exc:
+            denied.append(f"/proc/{pid}/mem: {exc.strerror}")
+            continue
+        try:
+            for r in regions:
+                if len(r) >= 6 and (r[5].startswith(("/memfd:", "/dev/shm"))):
+                    lo, hi = (int(x, 16) for x in r[0].split("-"))
+                    if _scan(lambda off, n, lo=lo, hi=hi, mem=mem: os.pread(mem, min(n, hi - lo - off), lo + off)
+                             if off < hi - lo else b"", token_b):
+                        found.append(f"/proc/{pid}/mem {r[5]}")
+        finally:
+            os.close(mem)
+    return ({"found": found, "denied": denied},)

@@ -224,6 +224,11 @@ class _Batch:
             raise _InputLost(f"from node {ref.node!r} was lost when worker {ref.worker} stopped")
         if ref.worker == w.uid:
             return ["ref", ref.key, ref.index]
+        if self.pool.config.sandbox:  # no worker is given another's segment: the value travels
+            try:
+                return _lit(self.pool.fetch(ref))
+            except Exception as exc:
+                raise _InputLost(f"from node {ref.node!r} could not be copied: {exc}") from None
         return ["shm", self._export(ref)]
 
     def _export(self, ref: WorkerRef) -> Any:

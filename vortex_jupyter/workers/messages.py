@@ -95,6 +95,16 @@ class Hello(Message):
 
 @_message
 @dataclass(frozen=True, slots=True)
+class SegmentFd(Message):
+    """Sandboxed workers only: the file descriptor of arena segment ``name`` rides with this
+    frame (``SCM_RIGHTS``); the segment has no name in ``/dev/shm`` (a memfd)."""
+
+    tag: ClassVar[str] = "segfd"
+    name: str
+
+
+@_message
+@dataclass(frozen=True, slots=True)
 class Heartbeat(Message):
     tag: ClassVar[str] = "hb"
     time: float

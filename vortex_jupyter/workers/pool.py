@@ -113,8 +113,8 @@ class WorkerPool:
 
     def __post_init__(self) -> None:
         env_budgets()  # a bad VORTEX_RAM_BUDGET is one error now, not a failure in every node
-        self.supervisor = Supervisor(self.config)
         self.attachments = Attachments()
+        self.supervisor = Supervisor(self.config, self.attachments.adopt)
         self.lost: dict[str, str] = {}  # key -> why (deaths nobody has reported to the engine yet)
         self._keys: dict[tuple[str, str], _KeyState] = {}
         self._lock = threading.Lock()
@@ -355,15 +355,34 @@ class WorkerExecutor:
             self.pool.close()
 
 
-_SHARED: WorkerPool | None = None
+_SHARED: dict[str, WorkerPool] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_pool() -> WorkerPool:
-    """The process-wide pool (one worker per GPU, or one CPU worker), closed at exit."""
-    global _SHARED
+def shared_pool(owner: str = "") -> WorkerPool:
+    """The process-wide pool of ``owner`` (one worker per GPU, or one CPU worker), closed at exit.
+
+    Owners: every graph of a kernel shares one pool (``owner=""``) -- one user's notebook. Under
+    ``VORTEX_SANDBOX=strict`` each owner (``Graph.owner``; by default each ``Graph``) gets a pool
+    of its own: its own worker processes, heaps and (unnamed) arena segments, and its own
+    output cache, so a node of one graph cannot read another graph's outputs."""
     with _SHARED_LOCK:
-        if _SHARED is None or _SHARED.supervisor._closed.is_set():
-            _SHARED = WorkerPool()
-            atexit.register(_SHARED.close)
-        return _SHARED
+        pool = _SHARED.get(owner)
+        if pool is None or pool.supervisor._closed.is_set():
+            pool = _SHARED[owner] = WorkerPool()
+            atexit.register(pool.close)
+        return pool
+
+
+_OWNED: dict[str, WorkerExecutor] = {}
+
+
+def owner_executor(owner: str) -> WorkerExecutor:
+    """The executor (and so the output cache) of ``owner``'s pool; one per owner."""
+    with _SHARED_LOCK:
+        ex = _OWNED.get(owner)
+    if ex is None or ex.pool.supervisor._closed.is_set():
+        ex = WorkerExecutor(shared_pool(owner))
+        with _SHARED_LOCK:
+            ex = _OWNED.setdefault(owner, ex)
+    return ex

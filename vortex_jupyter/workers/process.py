@@ -96,6 +96,8 @@ class WorkerProcess:
         self._pumpers: set[int] = set()
         self._req = itertools.count(1)
         self._env_sent: dict[str, str] = {}
+        #: maps a sandboxed worker's segment from its descriptor: ``(name, fd) -> Segment``
+        self.on_segment: Any = None
 
     def __repr__(self) -> str:
         return f"<worker {self.uid} pid={self.pid} {self.device}{' dead' if self.dead.is_set() else ''}>"
@@ -104,11 +106,12 @@ class WorkerProcess:
     def alive(self) -> bool:
         return not self.dead.is_set()
 
-    def attach(self, chan: p.Channel, hello: p.Hello) -> None:
+    def attach(self, chan: p.Channel, hello: p.Hello, first: Segment | None = None) -> None:
+        """``first``: segment 0, already mapped from the descriptor a sandboxed worker sent."""
         self.chan, self.hello = chan, hello
         self.last_seen = time.monotonic()
         try:  # map the status words now: they stay readable after the worker dies
-            seg = Segment(f"/{self.prefix}0", 0, create=False, private=True)
+            seg = first or Segment(f"/{self.prefix}0", 0, create=False, private=True)
             self._status = seg.view(0, CONTROL_BYTES).view(np.int64)
         except OSError:
             self._status = None
@@ -237,7 +240,9 @@ class WorkerProcess:
             return
         self.last_seen = time.monotonic()
         kind = type(msg)
-        if kind is p.Pong:
+        if kind is p.SegmentFd:  # a sandboxed worker's new segment: map it before its frames
+            self._adopt(msg)  # type: ignore[arg-type]
+        elif kind is p.Pong:
             self._replies[msg.seq] = msg  # type: ignore[attr-defined]
         elif kind is p.Fetched:
             self._replies[msg.req] = msg  # type: ignore[attr-defined]
@@ -246,6 +251,16 @@ class WorkerProcess:
         if self._sleepers:  # only threads parked on _cv need waking
             with self._cv:
                 self._cv.notify_all()
+
+    def _adopt(self, msg: p.SegmentFd) -> None:
+        chan = self.chan
+        assert chan is not None
+        if not chan.fds or not msg.name.startswith(f"/{self.prefix}") or self.on_segment is None:
+            self.kill("protocol")
+            self._mark_dead(f"protocol error: segment {msg.name[:60]!r} came without its descriptor "
+                            "or is not this worker's")
+            return
+        self.on_segment(msg.name, chan.fds.popleft())
 
     def _mark_dead(self, why: str) -> None:
         if not self.dead.is_set():

@@ -158,6 +158,43 @@ def kill_marked(uid: str) -> int:
     return killed
 
 
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+_CAPSET = {"x86_64": 126, "aarch64": 91}
+
+
+def sandbox_self() -> None:
+    """Close this process to its peers: not dumpable (another process of the same user can no
+    longer open its ``/proc/<pid>/fd``, ``mem``, ``environ``), no new privileges, and -- when it
+    runs as root -- no capabilities left (root without ``CAP_SYS_PTRACE`` cannot open another
+    non-dumpable process's files either)."""
+    _prctl(PR_SET_DUMPABLE, 0)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+    drop_capabilities()
+
+
+def close_to_peers() -> None:
+    """Not dumpable: other processes of this user cannot read this one's memory or open its
+    descriptors through ``/proc`` (the sandboxed kernel; also no core dumps, no ptrace)."""
+    _prctl(PR_SET_DUMPABLE, 0)
+
+
+def drop_capabilities() -> bool:
+    """capset(2) to empty effective, permitted and inheritable sets (v3 header)."""
+    import platform
+
+    number = _CAPSET.get(platform.machine())
+    if number is None:
+        return False
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable} words, all zero
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.syscall(number, ctypes.byref(header), ctypes.byref(data))) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def oom_kills() -> int | None:
     """The system's OOM-killer kill count (``/proc/vmstat`` ``oom_kill``; None if unknown)."""
     try:

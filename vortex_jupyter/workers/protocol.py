@@ -19,7 +19,9 @@ refused before any payload is read.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import os
 import socket
 import struct
 import threading
@@ -59,6 +61,7 @@ from .messages import (  # noqa: F401  (the protocol's public names live here to
     Progress,
     ProtocolError,
     Release,
+    SegmentFd,
     SetEnv,
     Shutdown,
     Spawn,
@@ -75,8 +78,11 @@ class Channel:
     """
 
     def __init__(self, sock: socket.socket, *, allow_pickle: bool, max_frame: int = MAX_FRAME,
-                 frame_timeout: float = 10.0) -> None:
+                 frame_timeout: float = 10.0, fds: bool = False) -> None:
         self.sock = sock
+        #: receive file descriptors sent with frames (``send_fds``) into ``self.fds``, in order
+        self.pass_fds = fds
+        self.fds: collections.deque[int] = collections.deque()
         self.allow_pickle = allow_pickle
         self.max_frame = max_frame
         self.frame_timeout = frame_timeout
@@ -97,6 +103,11 @@ class Channel:
     def send_raw(self, frame: bytes) -> None:
         with self._send_lock:
             self.sock.sendall(frame)
+
+    def send_fds(self, msg: Message, fds: list[int]) -> None:
+        """Send ``msg`` with ``fds`` attached (the peer's channel must have ``fds=True``)."""
+        with self._send_lock:
+            socket.send_fds(self.sock, [encode(msg)], fds)
 
     def has_frame(self) -> bool:
         """A whole frame is already buffered (``recv`` will not block)."""
@@ -159,7 +170,7 @@ class Channel:
                 else:
                     self._recv_timeout(left)
             try:  # recv_into a reused buffer: recv(1 MiB) would allocate 1 MiB per call
-                got = self.sock.recv_into(self._chunk, 0, flags)
+                got = self._recv_fds(flags) if self.pass_fds else self.sock.recv_into(self._chunk, 0, flags)
             except (BlockingIOError, InterruptedError):  # SO_RCVTIMEO passed, or nothing there
                 if flags or time.monotonic() >= deadline:  # type: ignore[operator]
                     return False
@@ -171,6 +182,16 @@ class Channel:
                 return False
             buf += self._chunk_view[:got]
         return True
+
+    def _recv_fds(self, flags: int) -> int:
+        """``recvmsg_into``: the descriptors that ride with the bytes are kept, in order (a
+        plain ``recv`` would drop them; Linux ends a read at each frame carrying some)."""
+        got, ancdata, _, _ = self.sock.recvmsg_into([self._chunk_view], socket.CMSG_SPACE(16 * 4), flags)
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                count = len(data) // 4
+                self.fds.extend(struct.unpack(f"{count}i", data[:count * 4]))
+        return got
 
     def _recv_timeout(self, seconds: float) -> None:
         """Set ``SO_RCVTIMEO`` (0: none), rounded up to 10 ms so the usual waits (pump's 50 ms
@@ -190,3 +211,6 @@ class Channel:
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
+        while self.fds:
+            with contextlib.suppress(OSError):
+                os.close(self.fds.popleft())

@@ -10,6 +10,10 @@ Policy:
 - We never use ``multiprocessing.shared_memory``: on Python < 3.13 merely attaching registers
   the segment with the resource tracker, which unlinks it when the attaching process exits
   (CPython gh-82300). ``_posixshmem.shm_open`` + ``mmap`` has no tracker at all.
+- Sandboxed workers (``VORTEX_SANDBOX=strict``) make their segments with ``memfd_create``:
+  no name in ``/dev/shm`` at all. The worker sends each segment's descriptor to the kernel
+  (``SegmentFd`` + ``SCM_RIGHTS``), which maps it and closes it; no other process is ever
+  given it, and a non-dumpable worker's ``/proc/<pid>/fd`` is closed to its peers.
 - The kernel maps segments copy-on-write (``ACCESS_COPY``): reads are zero-copy views of the
   worker's pages, and a user writing into a fetched array changes only the kernel's private
   copy of that page, never the worker's cached output (and never segfaults).
@@ -73,8 +77,14 @@ def unlink_prefix(prefix: str) -> list[str]:
 class Segment:
     """One mapped shared-memory segment; ``address`` is where it starts in this process."""
 
-    def __init__(self, name: str, size: int, *, create: bool, private: bool = False) -> None:
-        fd = _open(name, create)
+    def __init__(self, name: str, size: int, *, create: bool, private: bool = False, fd: int | None = None,
+                 memfd: bool = False) -> None:
+        """Open (or ``create``) segment ``name``; ``fd``: map this descriptor instead (closed
+        here); ``memfd``: create it without a name in ``/dev/shm`` (``self.fd`` stays open for
+        whoever sends it on, then ``close_fd()``)."""
+        self.fd = -1
+        if fd is None:
+            fd = os.memfd_create(name.lstrip("/"), os.MFD_CLOEXEC) if memfd else _open(name, create)
         try:
             if create:
                 os.ftruncate(fd, size)
@@ -82,11 +92,21 @@ class Segment:
                 size = os.fstat(fd).st_size
             access = mmap.ACCESS_COPY if private else mmap.ACCESS_WRITE
             self.mmap = mmap.mmap(fd, size, access=access)
-        finally:
+        except BaseException:
+            os.close(fd)
+            raise
+        if memfd:
+            self.fd = fd
+        else:
             os.close(fd)
         self.name = name
         self.size = size
         self.address = int(np.frombuffer(self.mmap, np.uint8, count=1).ctypes.data)
+
+    def close_fd(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
     def view(self, offset: int, nbytes: int) -> np.ndarray:
         """A uint8 array over ``[offset, offset+nbytes)``: the base every typed view hangs off."""
@@ -139,8 +159,10 @@ class Arena:
     view of them dies; ``locate()`` tells whether an address lies inside the arena."""
 
     def __init__(self, prefix: str, segment_bytes: int = DEFAULT_SEGMENT,
-                 on_segment: Callable[[Segment], None] | None = None) -> None:
+                 on_segment: Callable[[Segment], None] | None = None, memfd: bool = False) -> None:
         self.prefix = prefix
+        #: segments are memfds (sandboxed worker): ``on_segment`` sends each one's fd on
+        self.memfd = memfd
         self.segment_bytes = _round(segment_bytes, _GROW_ROUND)
         self.segments: list[Segment] = []
         self._lists: list[FreeList] = []
@@ -155,7 +177,7 @@ class Arena:
         self.control[:] = -1
 
     def _add_segment(self, size: int) -> int:
-        seg = Segment(f"/{self.prefix}{len(self.segments)}", size, create=True)
+        seg = Segment(f"/{self.prefix}{len(self.segments)}", size, create=True, memfd=self.memfd)
         self.segments.append(seg)
         self._lists.append(FreeList(size))
         if self._on_segment is not None:
@@ -210,7 +232,8 @@ class Arena:
         with self._lock:
             self._closed = True
             for seg in self.segments:
-                shm_unlink(seg.name)
+                if not self.memfd:
+                    shm_unlink(seg.name)
 
 
 class Attachments:
@@ -226,6 +249,13 @@ class Attachments:
             if seg is None:
                 seg = self._segments[name] = Segment(name, 0, create=False, private=True)
             return seg
+
+    def adopt(self, name: str, fd: int) -> Segment:
+        """Map segment ``name`` from a descriptor its worker sent (closed here)."""
+        seg = Segment(name, 0, create=False, private=True, fd=fd)
+        with self._lock:
+            self._segments[name] = seg
+        return seg
 
     def locate(self, address: int) -> tuple[Segment, int] | None:
         """Which mapped segment (and offset) holds ``address``: proof that a view is no copy."""

@@ -89,6 +89,18 @@ def default_memory_limit() -> int | None:
     return int(procs.physical_memory() * 0.9)
 
 
+def sandbox_mode() -> str:
+    """``VORTEX_SANDBOX``: ``"strict"`` or ``""`` (anything else is an error)."""
+    raw = os.environ.get("VORTEX_SANDBOX", "").strip().lower()
+    if raw in ("", "off", "none", "0"):
+        return ""
+    if raw == "strict":
+        return "strict"
+    from ..errors import VortexError
+
+    raise VortexError(f"VORTEX_SANDBOX = {raw!r} is not a sandbox mode", hint='set it to "strict" or leave it unset')
+
+
 @dataclass
 class PoolConfig:
     devices: list[str] = field(default_factory=default_devices)
@@ -109,13 +121,17 @@ class PoolConfig:
     #: Start the workers in the background as soon as the pool exists, so the fork server's
     #: torch import and the workers' late_preload overlap the kernel's validation and planning.
     warm_start: bool = True
+    #: ``"strict"``: sandboxed workers (``VORTEX_SANDBOX``; see ``pool.py`` and ``shm.py``).
+    sandbox: str = field(default_factory=lambda: sandbox_mode())
 
 
 class Supervisor:
     """Owns the workers of one pool: spawn, watch, respawn, clean up."""
 
-    def __init__(self, config: PoolConfig | None = None) -> None:
+    def __init__(self, config: PoolConfig | None = None, on_segment: Any = None) -> None:
         self.config = config or PoolConfig()
+        if self.config.sandbox:  # the kernel maps every owner's segments: its memory is closed too
+            procs.close_to_peers()
         self.pool_id = next(_POOL_IDS)
         self.shm_prefix = f"vx{os.getpid()}p{self.pool_id}-"
         self.tmpdir = tempfile.mkdtemp(prefix="vortex-workers-")
@@ -128,6 +144,8 @@ class Supervisor:
         self._spawn_lock = threading.RLock()
         self._closed = threading.Event()
         self.death_listeners: list[Any] = []
+        #: maps a sandboxed worker's segment from its descriptor (the pool's ``Attachments.adopt``)
+        self.on_segment: Any = on_segment
         self.launcher: ForkServer | Spawner = self._make_launcher()
         atexit.register(self.close)  # no orphans, no /dev/shm leaks when the kernel exits
         threading.Thread(target=self._monitor, name="vx-monitor", daemon=True).start()
@@ -176,14 +194,17 @@ class Supervisor:
         w = WorkerProcess(slot, uid, device, f"{self.shm_prefix}{uid}-",
                           os.path.join(self.tmpdir, f"worker-{uid}.log"))
         cfg = WorkerConfig(uid, self._listener.getsockname(), w.prefix, device, self.config.arena_bytes,
-                           self.config.heartbeat, w.log_path, self.config.threads, list(self.config.late_preload))
+                           self.config.heartbeat, w.log_path, self.config.threads, list(self.config.late_preload),
+                           self.config.sandbox)
+        w.on_segment = self.on_segment
         if not self.launcher.alive:
             self.launcher = self._make_launcher()
         w.pid = self.launcher.spawn(uid, cfg.to_dict(), self.config.spawn_timeout)
         self._by_pid[w.pid] = w
         self.workers[slot] = w
         try:
-            w.attach(*self._accept(uid, w))
+            chan, hello = self._accept(uid, w)
+            w.attach(chan, hello, self._first_segment(chan, w) if self.config.sandbox else None)
         except BaseException:
             w.kill("spawn")
             w._mark_dead("handshake failed")
@@ -202,7 +223,7 @@ class Supervisor:
             except TimeoutError:
                 continue
             sock.settimeout(None)
-            chan = p.Channel(sock, allow_pickle=False)
+            chan = p.Channel(sock, allow_pickle=False, fds=bool(self.config.sandbox))
             try:
                 hello = chan.recv(min(left, 10.0))
             except ProtocolError:
@@ -210,6 +231,14 @@ class Supervisor:
             if isinstance(hello, p.Hello) and hello.uid == uid and hello.version == p.VERSION:
                 return chan, hello
             chan.close()  # a stale or foreign connection: keep waiting for ours
+
+    def _first_segment(self, chan: p.Channel, w: WorkerProcess) -> Any:
+        """A sandboxed worker sends segment 0 (its status words) right after ``Hello``."""
+        msg = chan.recv(self.config.spawn_timeout)
+        name = f"/{w.prefix}0"
+        if not isinstance(msg, p.SegmentFd) or msg.name != name or not chan.fds or self.on_segment is None:
+            raise RuntimeError(f"sandboxed worker {w.uid} did not send its first segment ({msg!r})")
+        return self.on_segment(name, chan.fds.popleft())
 
     # -- watching -----------------------------------------------------------------------------
     def _on_exit(self, pid: int, status: int) -> None:

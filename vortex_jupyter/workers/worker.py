@@ -63,6 +63,9 @@ class WorkerConfig:
     threads: int = 0
     #: Imported in a background thread after the handshake (``preload.py``).
     late_preload: list[str] = field(default_factory=list)
+    #: ``"strict"``: memfd segments handed to the kernel only, a non-dumpable process without
+    #: capabilities (``procs.sandbox_self``); ``""``: named segments (fast, one user).
+    sandbox: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -343,11 +346,33 @@ class Outbox:
             self.flush()
 
 
-def _pin(cfg: WorkerConfig) -> Any:
-    def on_segment(seg: Segment) -> None:
-        if cfg.device.startswith("cuda"):
+class _Segments:
+    """What happens to each new arena segment: pinned for CUDA, and in a sandbox its memfd is
+    sent to the kernel (once the handshake is done: segment 0 exists before it) and closed."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        self.chan: p.Channel | None = None
+        self.waiting: list[Segment] = []
+
+    def __call__(self, seg: Segment) -> None:
+        if self.cfg.device.startswith("cuda"):
             register_pinned(seg)
-    return on_segment
+        if seg.fd >= 0:
+            self.waiting.append(seg)
+            self.flush()
+
+    def ready(self, chan: p.Channel) -> None:
+        self.chan = chan
+        self.flush()
+
+    def flush(self) -> None:
+        if self.chan is None:
+            return
+        while self.waiting:  # before any frame that names it (the outbox sends later)
+            seg = self.waiting.pop(0)
+            self.chan.send_fds(p.SegmentFd(seg.name), [seg.fd])
+            seg.close_fd()
 
 
 def main(cfg: WorkerConfig) -> int:
@@ -355,15 +380,20 @@ def main(cfg: WorkerConfig) -> int:
     procs.lead_own_group()  # (the fork server's child did already; a spawned one leads too)
     procs.worst_oom_score()  # the OOM killer takes a worker, not the kernel
     os.environ[procs.MARKER] = cfg.uid  # inherited by what nodes start (see procs.kill_adopted)
+    strict = cfg.sandbox == "strict"
     _redirect_output(cfg.log_path)
     caps = _setup_device(cfg)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(cfg.connect)
+    if strict:  # after connecting: from here on, nothing of this process opens to its peers
+        procs.sandbox_self()
     chan = p.Channel(sock, allow_pickle=True)
-    arena = Arena(cfg.prefix, cfg.arena_bytes, on_segment=_pin(cfg))
+    segments = _Segments(cfg)
+    arena = Arena(cfg.prefix, cfg.arena_bytes, on_segment=segments, memfd=strict)
     set_worker_arena(arena)
     worker = Worker(cfg, chan, arena)
     memory = {"rss": _rss(), "arena": arena.segment_bytes,
               "total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
-    chan.send(p.Hello(p.VERSION, cfg.uid, os.getpid(), cfg.device, caps, memory))
+    chan.send(p.Hello(p.VERSION, cfg.uid, os.getpid(), cfg.device, caps + (["sandbox"] if strict else []), memory))
+    segments.ready(chan)
     return worker.serve()
