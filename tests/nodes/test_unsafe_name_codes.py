@@ -75,3 +75,12 @@ def test_vortex_validate_prints_ve_700_for_an_unsafe_image_name(input_dir, tmp_p
     assert "'..' components" in problem["message"] and problem["hint"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)
     assert proc.returncode == 1 and "VE-700 load.image" in proc.stdout and "VE-116" not in proc.stdout
+
+
+@pytest.mark.parametrize("mode", [2, 4], ids=["muted", "bypassed"])
+def test_a_muted_or_bypassed_loader_with_an_unsafe_name_is_not_a_problem(input_dir, mode):
+    """It does not run, so its own check is skipped (as it was when the answer was VE-116)."""
+    model = GraphModel()
+    model.add_node("LoadImage", {"image": "../secret.png"}, id="load")
+    model.set_mode("load", mode)
+    assert validate(model, REGISTRY.lookup) == []

@@ -34,7 +34,7 @@ SKIPPED_MODES = (MUTED, BYPASSED)
 NAMES = {MUTED: "muted", BYPASSED: "bypassed"}
 #: Problems about a node's own params/inputs: moot for a node that does not run.
 _OWN_CHECKS = frozenset({"VE-101", "VE-102", "VE-104", "VE-105", "VE-106", "VE-112", "VE-113", "VE-114", "VE-116",
-                         "VE-117"})
+                         "VE-117", "VE-700"})
 Lookup = Callable[[str], Any]
 Source = tuple[str, int]
 
