@@ -181,6 +181,20 @@ def test_what_a_node_started_dies_with_its_worker(make_pool, forkserver):
     assert left == [], f"still running after their worker died: {left}"
 
 
+def test_a_worker_death_spares_what_another_pools_worker_started(make_pool):
+    """Workers of two pools (two kernels, or two owners) have the same slot names; the marker
+    that finds a dead worker's processes must not match the other pool's."""
+    a, b = make_pool(), make_pool()
+    ex_a, ex_b = WorkerExecutor(a), WorkerExecutor(b)
+    assert a.worker(0).uid == b.worker(0).uid  # "0g0" in both
+    kept = ex_b.fetch(run(ex_b, [task("spawn", n.starts_sleeps, seconds=137)]).results["spawn"][0])
+    assert run(ex_a, [task("crash", n.segfault, a=1)]).failed("crash").code == "VE-502"
+    time.sleep(1.0)
+    assert all(_alive(p) for p in kept), [p for p in kept if not _alive(p)]
+    os.kill(b.worker(0).pid, signal.SIGKILL)  # now b's worker dies: its processes go with it
+    assert _gone_within(kept, 5) == []
+
+
 KERNEL = textwrap.dedent("""
     import sys, time, cloudpickle
     sys.path.insert(0, {tests!r})

@@ -56,7 +56,7 @@ def serve(fd: int, preload: list[str], shm_prefix: str, late: Sequence[str] = ()
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    children: dict[int, str] = {}  # worker pid -> uid
+    children: dict[int, str] = {}  # worker pid -> its marker (its shm prefix: unique)
     fork_lock = threading.Lock()
     try:
         while True:
@@ -104,7 +104,7 @@ def _serve_requests(chan: p.Channel, children: dict[int, str], close: tuple, for
                 pid = os.fork()
             if pid == 0:
                 _child(msg.config, close, parent)
-            children[pid] = msg.uid
+            children[pid] = str(msg.config.get("prefix", msg.uid))  # unique across pools and kernels
             chan.send(p.Spawned(msg.uid, pid))
         if not chan.has_frame():
             return True
@@ -232,14 +232,14 @@ class Spawner:
 
         cmd = [sys.executable, "-m", "vortex_jupyter.workers", "worker", "--config", json.dumps(config)]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
-        threading.Thread(target=self._wait, args=(proc, uid), daemon=True).start()
+        threading.Thread(target=self._wait, args=(proc, str(config.get("prefix", uid))), daemon=True).start()
         return proc.pid
 
-    def _wait(self, proc: subprocess.Popen, uid: str) -> None:
+    def _wait(self, proc: subprocess.Popen, marker: str) -> None:
         with contextlib.suppress(ChildProcessError):  # the group dies with its leader (see procs)
             os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
             procs.kill_group(proc.pid)
-        procs.kill_marked(uid)
+        procs.kill_marked(marker)
         self.on_exit(proc.pid, _status(proc.wait()))
 
     def close(self) -> None:

@@ -109,7 +109,7 @@ def children_of(parent: int) -> list[int]:
 
 
 def marker_of(pid: int) -> str | None:
-    """The ``VORTEX_WORKER`` uid in ``pid``'s environment (None: absent or unreadable)."""
+    """The ``VORTEX_WORKER`` marker in ``pid``'s environment (None: absent or unreadable)."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as f:
             env = f.read()
@@ -126,6 +126,8 @@ def kill_adopted(keep: set[int], alive_uids: set[str] | None = None) -> int:
     """Kill this process's adopted children (any child not in ``keep``) and their groups.
 
     ``alive_uids``: spare those whose marker names a worker that still runs (None: kill all).
+    (An adopted process of another kernel's worker cannot be here: only our workers' orphans
+    are re-parented to us.)
     Returns how many were killed."""
     me, killed = os.getpid(), 0
     for pid in children_of(me):
@@ -143,7 +145,7 @@ def kill_adopted(keep: set[int], alive_uids: set[str] | None = None) -> int:
 
 
 def kill_marked(uid: str) -> int:
-    """Kill every process whose environment says it came from worker ``uid`` (wherever it was
+    """Kill every process whose environment says it came from the worker marked ``uid`` (wherever it was
     re-parented to: init, a subreaper, a ``setsid`` session); returns how many."""
     me, killed = os.getpid(), 0
     try:

@@ -285,7 +285,7 @@ class Worker:
         with contextlib.suppress(Exception):
             print(f"vortex worker {self.cfg.uid} exiting: {why}", file=sys.stderr, flush=True)
         self.arena.close()
-        procs.kill_marked(self.cfg.uid)  # what our nodes started, wherever it went ...
+        procs.kill_marked(self.cfg.prefix)  # what our nodes started, wherever it went ...
         if os.getpgrp() == os.getpid():  # ... and our group, ourselves included
             os.killpg(os.getpid(), signal.SIGKILL)
         os._exit(0)
@@ -379,7 +379,7 @@ def main(cfg: WorkerConfig) -> int:
     """Run a worker until the kernel says ``Shutdown`` or goes away."""
     procs.lead_own_group()  # (the fork server's child did already; a spawned one leads too)
     procs.worst_oom_score()  # the OOM killer takes a worker, not the kernel
-    os.environ[procs.MARKER] = cfg.uid  # inherited by what nodes start (see procs.kill_adopted)
+    os.environ[procs.MARKER] = cfg.prefix  # inherited by what nodes start; unique (kernel pid, pool, uid)
     strict = cfg.sandbox == "strict"
     _redirect_output(cfg.log_path)
     caps = _setup_device(cfg)
