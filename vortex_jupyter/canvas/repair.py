@@ -10,7 +10,8 @@ it" edits converge to a graph without a dangling edge. Two edges into one input 
 happen: the ``edges`` map is keyed by ``dst:input``.
 
 Repairs are ordinary edits (one transaction, origin ``"repair"``), so every replica sees
-them; a repaired doc passes ``schema.check`` for what was touched.
+them; a repaired doc passes ``schema.check`` for what was touched. ``drop`` deletes all the
+content some changes brought, for changes that took the doc over its size limit.
 
 >>> from pycrdt import Doc, Map
 >>> doc = Doc(); nodes = doc.get("nodes", type=Map); edges = doc.get("edges", type=Map)
@@ -29,12 +30,13 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from .protocol import ROOT_EDGES, ROOT_GROUPS, ROOT_NODES
+from .protocol import ROOT_EDGES, ROOT_GROUPS, ROOT_META, ROOT_NODES
 from .schema import (
     MAX_COORD,
     MAX_ID,
     MAX_KEEP,
     MAX_PARAMS,
+    MAX_TITLE,
     NODE_FIELDS,
     SchemaViolation,
     Touched,
@@ -96,6 +98,40 @@ def repair(doc: Doc, touched: Touched) -> int:
     return len(fixes)
 
 
+def drop(doc: Doc, touched: Touched, why: str) -> int:
+    """Delete the content that changes (``touched``) brought: the nodes they added or replaced
+    (and their edges), the params they set, the titles and kept data they wrote, the groups
+    and ``meta`` keys they changed. For changes that took a shared doc over its size limit
+    (``limits.py``): the room already holds them, so they cannot be refused, only undone.
+    Returns the number of parts deleted."""
+    nodes, edges = doc.get(ROOT_NODES, type=Map), doc.get(ROOT_EDGES, type=Map)
+    groups, meta = doc.get(ROOT_GROUPS, type=Map), doc.get(ROOT_META, type=Map)
+    gone = {n for n in touched.nodes if n in nodes}
+    fixes: list[tuple[str, Any, str]] = [("del-node", n, why) for n in sorted(gone)]
+    fixes += [("del-edge", k, why) for k, v in edges.items()
+              if k in touched.edges or (isinstance(v, dict) and {v.get("src"), v.get("dst")} & gone)]
+    for node_id, names in touched.fields.items():
+        fixes += [("del-field", (node_id, f), why) for f in sorted(names & _DROPPED_FIELDS) if node_id not in gone]
+    for node_id, names in touched.params.items():
+        fixes += [("del-param", (node_id, p), why) for p in sorted(names) if node_id not in gone]
+    fixes += [("del-group", g, why) for g in sorted(touched.group_ids) if g in groups]
+    deleted = 0
+    with doc.transaction(origin=REPAIR_ORIGIN):
+        for fix in fixes:
+            deleted += _apply(nodes, edges, groups, fix)
+        for key in sorted(touched.meta_keys):
+            if key in meta:
+                del meta[key]
+                deleted += 1
+    if deleted:
+        log.warning("dropped %d part(s) of a shared graph: %s", deleted, why)
+    return deleted
+
+
+#: the optional node fields a dropped change's content may be in (mode and size are numbers)
+_DROPPED_FIELDS = {"title", "keep"}
+
+
 def _node_fixes(node_id: str, node: Any) -> list[tuple[str, Any, str]]:
     try:
         check_node(node_id, node)
@@ -122,27 +158,27 @@ def _node_fixes(node_id: str, node: Any) -> list[tuple[str, Any, str]]:
     return fixes or [("del-node", node_id, why)]
 
 
-def _apply(nodes: Map, edges: Map, groups: Map, fix: tuple[str, Any, str]) -> None:
+def _apply(nodes: Map, edges: Map, groups: Map, fix: tuple[str, Any, str]) -> int:
+    """Make one fix; 1 if it changed the doc, else 0."""
     kind, what = fix[0], fix[1]
-    if kind == "del-node":
-        if what in nodes:
-            del nodes[what]
-    elif kind == "del-edge":
-        if what in edges:
-            del edges[what]
-    elif kind == "del-group":
-        if what in groups:
-            del groups[what]
-    elif kind in ("del-field", "set-field", "del-param"):
-        node = nodes.get(what[0])
-        if not isinstance(node, Map):
-            return
-        if kind == "set-field":
-            node[what[1]] = what[2]
-        elif kind == "del-field" and what[1] in node:
-            del node[what[1]]
-        elif kind == "del-param" and what[1] in node["params"]:
-            del node["params"][what[1]]
+    roots = {"del-node": nodes, "del-edge": edges, "del-group": groups}
+    if kind in roots:
+        if what not in roots[kind]:
+            return 0
+        del roots[kind][what]
+        return 1
+    node = nodes.get(what[0])
+    if not isinstance(node, Map):
+        return 0
+    if kind == "set-field":
+        node[what[1]] = what[2]
+    elif kind == "del-field" and what[1] in node:
+        del node[what[1]]
+    elif kind == "del-param" and isinstance(node.get("params"), Map) and what[1] in node["params"]:
+        del node["params"][what[1]]
+    else:
+        return 0
+    return 1
 
 
 def _short_str(limit: int) -> Any:
@@ -166,7 +202,7 @@ def _mode_ok(value: Any) -> bool:
 _OPTIONAL_OK: dict[str, Any] = {
     "type": lambda value: True, "params": lambda value: True,
     "w": lambda value: _finite(value), "h": lambda value: _finite(value),
-    "title": _short_str(1000), "keep": _short_str(MAX_KEEP), "mode": lambda value: _mode_ok(value),
+    "title": _short_str(MAX_TITLE), "keep": _short_str(MAX_KEEP), "mode": lambda value: _mode_ok(value),
 }
 assert set(_OPTIONAL_OK) | {"x", "y"} == NODE_FIELDS
 

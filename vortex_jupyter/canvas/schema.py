@@ -45,6 +45,7 @@ from .protocol import (
 
 MAX_ID = 256  # characters in a node id, param name or edge key
 MAX_STRING = 1 << 20  # characters in one string param (a long prompt is ~ kilobytes)
+MAX_TITLE = 1_000  # characters in a node's or group's title
 MAX_COORD = 1e9
 MAX_NODES = 100_000
 MAX_PARAMS = 1_000
@@ -58,7 +59,12 @@ NODE_MODES = range(5)  # ComfyUI: 0 always, 1 on event, 2 never (muted), 3 on tr
 
 
 class SchemaViolation(ValueError):
-    """The doc an update would produce breaks the schema; the message names the field."""
+    """The doc an update would produce breaks the schema; the message names the field,
+    ``hint`` says what to do."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -70,7 +76,9 @@ class Touched:
     params: dict[str, set[str]] = field(default_factory=dict)  # node -> changed param names
     edges: set[str] = field(default_factory=set)
     groups: bool = False
+    group_ids: set[str] = field(default_factory=set)  # groups added, changed or removed
     meta: bool = False
+    meta_keys: set[str] = field(default_factory=set)
     file: bool = False
 
     def empty(self) -> bool:
@@ -86,8 +94,10 @@ class Touched:
                 self.edges |= keys if not path else {str(path[0])}
             elif root == ROOT_GROUPS:
                 self.groups = True
+                self.group_ids |= keys if not path else {str(path[0])}
             elif root == ROOT_META:
                 self.meta = True
+                self.meta_keys |= keys if not path else {str(path[0])}
             elif root == ROOT_FILE:
                 self.file = True
             elif not path:
@@ -103,17 +113,17 @@ class Touched:
         return self.nodes | set(self.fields) | set(self.params)
 
 
-def check(doc: Any, touched: Touched) -> None:
-    """Raise ``SchemaViolation`` if a touched part of ``doc`` breaks the schema."""
-    extra = set(doc.keys()) - set(ROOTS) - set(FOREIGN_ROOTS)
-    if extra:
-        raise SchemaViolation(f"unknown root type(s) {sorted(extra)!r}; the doc has only {list(ROOTS)}")
+def check(doc: Any, touched: Touched, max_string: int = MAX_STRING, roots: bool = True) -> None:
+    """Raise ``SchemaViolation`` if a touched part of ``doc`` breaks the schema (``max_string``:
+    characters of one string param; ``roots=False``: the caller checked the roots)."""
+    if roots:
+        check_roots(doc)
     nodes = doc.get(ROOT_NODES, type=Map)
     if len(nodes) > MAX_NODES:
         raise SchemaViolation(f"{len(nodes)} nodes exceed the limit of {MAX_NODES}")
     for node_id in touched.node_ids():
         if node_id in nodes:
-            check_node(node_id, nodes[node_id])
+            check_node(node_id, nodes[node_id], max_string)
     edges = doc.get(ROOT_EDGES, type=Map)
     for key in touched.edges:
         if key in edges:
@@ -127,7 +137,15 @@ def check(doc: Any, touched: Touched) -> None:
         check_file(doc.get(ROOT_FILE, type=Map))
 
 
-def check_node(node_id: str, node: Any) -> None:
+def check_roots(doc: Any) -> None:
+    """A doc has our roots (and jupyter_ydoc's) only. A root cannot be deleted again, so a doc
+    that got another one stays broken: this is checked before anything else."""
+    extra = set(doc.keys()) - set(ROOTS) - set(FOREIGN_ROOTS)
+    if extra:
+        raise SchemaViolation(f"unknown root type(s) {sorted(extra)!r}; the doc has only {list(ROOTS)}")
+
+
+def check_node(node_id: str, node: Any, max_string: int = MAX_STRING) -> None:
     where = f"nodes[{node_id[:40]!r}]"
     _check_id(node_id, where)
     if not isinstance(node, Map):
@@ -138,7 +156,7 @@ def check_node(node_id: str, node: Any) -> None:
         raise SchemaViolation(f"{where} has unknown field(s) {sorted(unknown)!r}")
     _check_str(fields.get("type"), f"{where}.type", MAX_ID)
     if fields.get("title") is not None:
-        _check_str(fields["title"], f"{where}.title", 1000)
+        _check_str(fields["title"], f"{where}.title", MAX_TITLE)
     for key in ("x", "y"):
         _check_num(fields.get(key), f"{where}.{key}")
     for key in ("w", "h"):
@@ -155,7 +173,7 @@ def check_node(node_id: str, node: Any) -> None:
         raise SchemaViolation(f"{where}.params has {len(params)} entries; the limit is {MAX_PARAMS}")
     for name, value in params.items():
         _check_id(name, f"{where}.params key")
-        _check_scalar(value, f"{where}.params[{name[:40]!r}]")
+        _check_scalar(value, f"{where}.params[{name[:40]!r}]", max_string)
 
 
 def check_mode(value: Any, where: str) -> None:
@@ -174,7 +192,8 @@ def check_edge(key: str, edge: Any) -> None:
     for name in ("src", "dst", "dst_input"):
         _check_str(edge[name], f"{where}.{name}", MAX_ID)
     out = edge["src_output"]
-    if isinstance(out, bool) or not isinstance(out, (int, float)) or out != int(out) or not 0 <= out < MAX_OUTPUT_INDEX:
+    if (isinstance(out, bool) or not isinstance(out, (int, float)) or not 0 <= out < MAX_OUTPUT_INDEX
+            or out != int(out)):  # range first: int() of an infinity raises
         raise SchemaViolation(f"{where}.src_output must be an output index 0..{MAX_OUTPUT_INDEX - 1}, got {out!r}")
     if key != edge_key(edge["dst"], edge["dst_input"]):
         raise SchemaViolation(f"{where} key must be '{edge_key(edge['dst'], edge['dst_input'])}'")
@@ -185,7 +204,7 @@ def check_group(gid: str, group: Any) -> None:
     _check_id(gid, where)
     if not isinstance(group, dict):
         raise SchemaViolation(f"{where} must be a plain object {{title, x, y, w, h, color?}}")
-    _check_str(group.get("title", ""), f"{where}.title", 1000)
+    _check_str(group.get("title", ""), f"{where}.title", MAX_TITLE)
     for key in ("x", "y", "w", "h"):
         _check_num(group.get(key), f"{where}.{key}")
     if group.get("color") is not None:
@@ -215,11 +234,11 @@ def _check_id(value: Any, where: str) -> None:
         raise SchemaViolation(f"{where}: ids and names must be strings of 1..{MAX_ID} characters")
 
 
-def _check_str(value: Any, where: str, limit: int) -> None:
+def _check_str(value: Any, where: str, limit: int, hint: str = "shorten it") -> None:
     if not isinstance(value, str):
         raise SchemaViolation(f"{where} must be a string, got {type(value).__name__}")
     if len(value) > limit:
-        raise SchemaViolation(f"{where} is {len(value)} characters; the limit is {limit}")
+        raise SchemaViolation(f"{where} is {len(value):,} characters; the limit is {limit:,}", hint=hint)
 
 
 def _check_num(value: Any, where: str) -> None:
@@ -229,7 +248,7 @@ def _check_num(value: Any, where: str) -> None:
         raise SchemaViolation(f"{where} must be finite and within ±{MAX_COORD:g}, got {value!r}")
 
 
-def _check_scalar(value: Any, where: str) -> None:
+def _check_scalar(value: Any, where: str, max_string: int = MAX_STRING) -> None:
     if value is None or isinstance(value, bool):
         return
     if isinstance(value, (int, float)):
@@ -237,6 +256,7 @@ def _check_scalar(value: Any, where: str) -> None:
             raise SchemaViolation(f"{where} must be finite, got {value!r}")
         return
     if isinstance(value, str):
-        _check_str(value, where, MAX_STRING)
+        _check_str(value, where, max_string, hint="shorten it; Python can set a longer text (the kernel's own "
+                                                   "edits are not capped)")
         return
     raise SchemaViolation(f"{where} must be a JSON scalar (null, bool, number, string), got {type(value).__name__}")
