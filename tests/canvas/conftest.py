@@ -122,6 +122,12 @@ class Replica:
         return [m for m in self.inbox if m.get("t") == "error"]
 
 
+def content(doc: Doc) -> dict[str, Any]:
+    """What a doc holds, root by root: equal for two docs that show the same graph (their
+    update bytes differ once a refused edit was taken back)."""
+    return {root: doc.get(root, type=Map).to_py() for root in ("nodes", "edges", "groups", "meta", "file")}
+
+
 @pytest.fixture
 def model() -> GraphModel:
     m = GraphModel()

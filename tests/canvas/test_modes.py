@@ -11,7 +11,7 @@ from vortex_jupyter.canvas.sync import Relay
 from vortex_jupyter.canvas.ydoc import GraphDoc
 from vortex_jupyter.graph.model import GraphModel
 
-from .conftest import Replica, lookup
+from .conftest import Replica, content, lookup
 
 
 def _chain() -> tuple[vx.Graph, str, str, str]:
@@ -92,10 +92,11 @@ def test_a_view_writing_a_bad_mode_is_rejected_and_nothing_changes(bad: object) 
     g.model.set_mode(b, 2)
     view, other = _view(g, "A"), _view(g, "B")
     gd = session_for(g).doc
-    before = gd.doc.get_update()
+    before = content(gd.doc)
     view.nodes[b]["mode"] = bad
     errors = view.errors()
     assert [m["code"] for m in errors] == ["VE-600"]
     assert f"nodes['{b}'].mode must be a node mode 0..4" in errors[0]["message"]
     assert g.model.mode(b) == 2 and gd.nodes[b]["mode"] == 2 and other.nodes[b]["mode"] == 2
-    assert gd.doc.get_update() == before
+    assert content(gd.doc) == before
+    assert view.nodes[b]["mode"] == 2  # the refused edit was taken back in the view too

@@ -8,9 +8,12 @@ Policy for a ``{"t": "y"}`` frame from a view:
 - sync step 2 / update: UNTRUSTED. Size-capped, applied first to the scratch replica (kept
   equal to the real doc; rebuilt whenever the kernel wrote since, or after a rejection),
   with every ``BaseException`` caught (pycrdt raises pyo3 ``PanicException`` on some
-  malformed updates), the touched parts checked against the schema; only then applied to
-  the authoritative doc and relayed to every OTHER view (to all with ``echo``). A rejected frame costs its sender an
-  ``{"t": "error", "code": "VE-600"}`` message and never reaches the doc;
+  malformed updates), the touched parts checked against the schema and the limits
+  (``limits.py``: the doc's total size, strings, declared params); only then applied to
+  the authoritative doc and relayed to every OTHER view (to all with ``echo``). A rejected
+  frame costs its sender an ``{"t": "error", "code": "VE-600"}`` message and never reaches
+  the graph; one that could be read is also taken back in its sender's replica
+  (``_refuse``, ``revert.py``), whose later edits build on it;
 - awareness: validated, remembered, relayed to the other views.
 
 >>> from vortex_jupyter.graph.model import GraphModel
@@ -33,8 +36,17 @@ from typing import Any
 from pycrdt import Doc, Encoder, Map, create_sync_message, create_update_message, write_message
 
 from ..errors import ProtocolError
-from .protocol import MAX_UPDATE_BYTES, ROOTS, Y_MESSAGE_AWARENESS, Y_MESSAGE_SYNC, error_msg, y_msg
-from .schema import Touched, check
+from .limits import DocSize, Limits, check_declared, size_violation
+from .protocol import (
+    MAX_UPDATE_BYTES,
+    ROOTS,
+    Y_MESSAGE_AWARENESS,
+    Y_MESSAGE_SYNC,
+    error_msg,
+    y_msg,
+)
+from .revert import restore
+from .schema import SchemaViolation, Touched, check, check_roots
 from .ydoc import GraphDoc
 
 log = logging.getLogger(__name__)
@@ -76,9 +88,17 @@ class Reader:
 class Relay:
     """Routes y frames between a ``GraphDoc`` and the views of its graph."""
 
-    def __init__(self, gd: GraphDoc, max_bytes: int = MAX_UPDATE_BYTES, echo: bool = False) -> None:
+    def __init__(self, gd: GraphDoc, max_bytes: int = MAX_UPDATE_BYTES, echo: bool = False,
+                 limits: Limits | None = None) -> None:
+        """``max_bytes``: largest frame; ``limits``: what views may add to the doc
+        (default: ``Limits.from_env()``)."""
         self.gd = gd
         self.max_bytes = max_bytes
+        self.limits = limits if limits is not None else Limits.from_env()
+        #: an upper bound of the doc's encoded size, kept up to date by every update
+        self.size = DocSize()
+        #: bytes that taking refused updates back may still add beyond the size limit
+        self.reserve = self.limits.max_doc_bytes // 16
         #: also send accepted frames back to their sender (for a comm shared by several pages)
         self.echo = echo
         self.views: dict[str, Send] = {}
@@ -128,6 +148,8 @@ class Relay:
         except BaseException as exc:  # PanicException is a BaseException
             self.rejected += 1
             message = exc.message if isinstance(exc, ProtocolError) else f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ProtocolError) and exc.hint:
+                message += f" (fix: {exc.hint})"
             self._send(view_id, error_msg(f"update rejected, the graph is unchanged: {message}"))
 
     def _dispatch(self, view_id: str, frame: bytes) -> None:
@@ -160,37 +182,108 @@ class Relay:
             raise ProtocolError(f"unknown sync step {step}; expected 0, 1 or 2")
 
     def accept(self, view_id: str, update: bytes) -> None:
-        """Validate ``update`` on the scratch replica, then apply it to the real doc."""
+        """Validate ``update`` on the scratch replica, then apply it to the real doc; a refused
+        one is taken back everywhere (``_refuse``)."""
         with self.gd.lock:
             shadow = self._fresh_shadow()
-            touched = Touched()
-            failures: list[BaseException] = []
-            maps = [shadow.get(root, type=Map) for root in ROOTS]
-            subs = [m.observe_deep(_collector(touched, r, failures)) for m, r in zip(maps, ROOTS)]
+            touched = self._apply_to_shadow(shadow, update)
             try:
-                shadow.apply_update(update)
-                if failures:
-                    raise ProtocolError(f"unreadable change: {failures[0]!r}")
-                check(shadow, touched)
-            except BaseException as exc:
-                self._shadow = None  # possibly half-applied: rebuild from the real doc next time
-                if isinstance(exc, _FATAL):
-                    raise
-                raise ProtocolError(str(exc) or type(exc).__name__) from None
-            finally:
-                for m, sub in zip(maps, subs):
-                    m.unobserve(sub)
+                self._check(shadow, touched, len(update))
+            except _FATAL:
+                raise
+            except BaseException as exc:  # a check that fails in any way refuses the update
+                hint = getattr(exc, "hint", "")
+                if not self._refuse(shadow, touched) and self.gd.authoritative:
+                    hint = f"{hint}; then reload the view: it still shows the refused edit".lstrip("; ")
+                message = str(exc) if isinstance(exc, SchemaViolation) else f"{type(exc).__name__}: {exc}"
+                raise ProtocolError(message, hint=hint or None) from None
             generation = self.gd.generation
             self.gd.apply_remote(update, touched, view_id)
             # kernel writes during reconciliation (orphan edges) leave the replica stale
             self._shadow_gen = generation if self.gd.generation == generation else -1
+
+    def _apply_to_shadow(self, shadow: Doc, update: bytes) -> Touched:
+        """What ``update`` touches, applied to ``shadow``; an update that cannot be read, or
+        that gives the doc a root it must not have, is refused as it is (nothing to revert)."""
+        touched = Touched()
+        failures: list[BaseException] = []
+        maps = [shadow.get(root, type=Map) for root in ROOTS]
+        subs = [m.observe_deep(_collector(touched, r, failures)) for m, r in zip(maps, ROOTS)]
+        try:
+            shadow.apply_update(update)
+            if failures:
+                raise ProtocolError(f"unreadable change: {failures[0]!r}")
+            check_roots(shadow)
+        except BaseException as exc:
+            self._shadow = None  # possibly half-applied: rebuild from the real doc next time
+            if isinstance(exc, _FATAL):
+                raise
+            raise ProtocolError(str(exc) or type(exc).__name__) from None
+        finally:
+            for m, sub in zip(maps, subs):
+                m.unobserve(sub)
+        return touched
+
+    def _check(self, shadow: Doc, touched: Touched, update_bytes: int) -> None:
+        """The schema, the declared params and the doc's size limit (``limits.py``)."""
+        check(shadow, touched, self.limits.max_string, roots=False)  # roots: checked on applying
+        if self.gd.authoritative:  # a room replica cannot tell a file's inputs from junk
+            check_declared(shadow, touched, self.gd.model, self.gd.lookup)
+        self._check_size(shadow, update_bytes)
+
+    def _check_size(self, shadow: Doc, update_bytes: int) -> None:
+        sizes = self._sizes(shadow, update_bytes)
+        violation = size_violation(sizes[1], sizes[0], self.limits.max_doc_bytes) if sizes else None
+        if violation is not None:
+            raise violation
+
+    def _sizes(self, shadow: Doc, update_bytes: int) -> tuple[int, int] | None:
+        """(real doc, scratch replica) in bytes when an update of ``update_bytes`` may take the
+        doc near its limit; None when it cannot (then nothing is measured)."""
+        bound = self.size.bound(update_bytes)
+        if bound is not None and bound <= self.limits.max_doc_bytes:
+            return None
+        before = self.size.exact if self.size.grown == 0 and self.size.exact is not None else None
+        if before is None:  # not measured since the last update
+            before = len(self.gd.doc.get_update())
+            self.size.measured(before)
+        return before, len(shadow.get_update())
+
+    def _refuse(self, shadow: Doc, touched: Touched) -> bool:
+        """Take a refused update back: on the scratch replica, revert what it touched to the
+        real doc's state, and send everyone (its sender too) the difference, which holds the
+        refused items as deleted and the restored values (``revert.py``). The graph does not
+        change. Not for a room's replica (the room is the authority there; its server repairs).
+
+        What a take-back leaves (a few bytes per refused item) may go past the size limit by
+        at most ``reserve`` bytes in all; past that, refusals are not taken back (returns False)."""
+        self._shadow = None  # rebuilt from the real doc next time, whatever happens here
+        if not self.gd.authoritative:
+            return False
+        try:
+            restore(shadow, self.gd.doc, touched)
+            diff = shadow.get_update(self.gd.doc.get_state())
+            sizes = self._sizes(shadow, len(diff))
+        except _FATAL:
+            raise
+        except BaseException:  # cannot revert: the sender stays apart
+            log.warning("could not take a refused canvas update back", exc_info=True)
+            return False
+        beyond = max(0, sizes[1] - max(sizes[0], self.limits.max_doc_bytes)) if sizes else 0
+        if beyond > self.reserve:
+            return False
+        self.reserve -= beyond
+        self.gd.apply_remote(diff, touched, None)
+        return True
 
     def _fresh_shadow(self) -> Doc:
         if self._shadow is None or self._shadow_gen != self.gd.generation:
             shadow: Doc = Doc()
             for root in ROOTS:
                 shadow.get(root, type=Map)
-            shadow.apply_update(self.gd.doc.get_update())
+            state = self.gd.doc.get_update()
+            shadow.apply_update(state)
+            self.size.measured(len(state))  # measured for free
             self._shadow, self._shadow_gen = shadow, self.gd.generation
         return self._shadow
 
@@ -206,6 +299,7 @@ class Relay:
 
     # ---- outgoing ------------------------------------------------------------------------
     def _broadcast(self, update: bytes, sender: object) -> None:
+        self.size.grew(len(update))
         self._relay(sender, create_update_message(update))
 
     def _relay(self, sender: object, frame: bytes) -> None:

@@ -73,6 +73,9 @@ class GraphDoc:
         self.meta = self.doc.get(ROOT_META, type=Map)
         self.file = self.doc.get(ROOT_FILE, type=Map)
         self.lock = threading.RLock()
+        #: the kernel's doc is the graph's authority (False: a document's room is; this doc
+        #: is a replica a peer fills, and the relay must not take back what the room holds)
+        self.authoritative = mirror
         #: bumped by every kernel-side write; the relay's scratch replica is stale when it moves
         self.generation = 0
         self._listeners: list[UpdateListener] = []
