@@ -16,7 +16,11 @@ on Ctrl+S).
   and layout (``graph/formats/document.py``): an unedited file is saved byte for byte.
 - Clients are not vetted before their updates reach the room, so after every change made by
   someone else the touched parts are checked and repaired (``canvas/repair.py``), as one more
-  edit every replica receives.
+  edit every replica receives. A change that took the doc over its size limit
+  (``canvas/limits.py``: ``VORTEX_CANVAS_MAX_DOC`` of the server's environment, 32 MiB by
+  default) has its content dropped (``repair.drop``), so it is neither kept nor saved. A
+  param its node type does not declare stays: the file may have it (a ComfyUI API file's
+  input), and the server cannot tell that from junk.
 
 >>> doc = YVortex()
 >>> doc.set('{"schema_version": 1, "nodes": [{"id": "a", "type": "IntAdd", "params": {"a": 1}}]}')
@@ -36,14 +40,15 @@ from jupyter_ydoc.ybasedoc import YBaseDoc
 from pycrdt import Awareness, Doc, Map
 
 from ..canvas import docio
+from ..canvas.limits import DocSize, Limits, size_violation
 from ..canvas.protocol import ROOT_EDGES, ROOT_FILE, ROOT_GROUPS, ROOT_META, ROOT_NODES
-from ..canvas.repair import REPAIR_ORIGIN, repair
+from ..canvas.repair import REPAIR_ORIGIN, drop, repair
 from ..canvas.schema import Touched
 from ..graph.formats.document import DocumentInfo, read_document, write_document
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "vortex"
-_GRAPH_ROOTS = (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS)
+_GRAPH_ROOTS = (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_META)
 
 
 def _lookup() -> Callable[[str], Any]:
@@ -65,6 +70,11 @@ class YVortex(YBaseDoc):
         self._scheduled = False
         self._loading = False
         self._repairs = [self._roots[name].observe_deep(partial(self._on_graph_change, name)) for name in _GRAPH_ROOTS]
+        self.limits = Limits.from_env()
+        #: an upper bound of the doc's encoded size: every update adds to it, a measure resets it
+        self.size = DocSize()
+        self.size.measured(len(self._ydoc.get_update()))
+        self._growth = self._ydoc.observe(lambda event: self.size.grew(len(event.update)))
 
     @property
     def version(self) -> str:
@@ -82,6 +92,7 @@ class YVortex(YBaseDoc):
             docio.write_model(self._ydoc, model, info)
         finally:
             self._loading = False
+        self.size.measured(len(self._ydoc.get_update()))  # the file is trusted: its size is the base
 
     def observe(self, callback: Callable[[str, Any], None]) -> None:
         self.unobserve()
@@ -112,12 +123,27 @@ class YVortex(YBaseDoc):
         loop.call_soon(self.repair_now)
 
     def repair_now(self) -> int:
-        """Repair what changed since the last repair; returns the number of fixes."""
+        """Repair what changed since the last repair, and drop it if it took the doc over its
+        size limit; returns the number of fixes."""
         touched, self._pending, self._scheduled = self._pending, Touched(), False
         if touched.empty():
             return 0
         try:
-            return repair(self._ydoc, touched)
+            return repair(self._ydoc, touched) + self._bound_size(touched)
         except Exception:  # a repair must never take the room down
             log.exception("repairing a shared workflow failed")
             return 0
+
+    def _bound_size(self, touched: Touched) -> int:
+        """Drop ``touched`` when it grew the doc past its limit (measured only near it)."""
+        bound = self.size.bound()
+        if bound is not None and bound <= self.limits.max_doc_bytes:
+            return 0
+        before, now = self.size.exact, len(self._ydoc.get_update())
+        self.size.measured(now)
+        violation = size_violation(now, before if before is not None else 0, self.limits.max_doc_bytes)
+        if violation is None:
+            return 0
+        dropped = drop(self._ydoc, touched, f"{violation} ({violation.hint})")
+        self.size.measured(len(self._ydoc.get_update()))
+        return dropped
