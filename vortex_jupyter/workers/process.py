@@ -41,14 +41,19 @@ def signal_name(status: int) -> str:
     return f"ended (status {status})"
 
 
+_PF_EXITING = 0x4  # linux/sched.h: the task is in do_exit()
+
+
 def _running(pid: int) -> bool:
-    """``pid`` exists and has not exited (not a zombie waiting to be reaped)."""
+    """``pid`` exists and is not on its way out: not a zombie waiting to be reaped, nor dying
+    (a process whose socket reached EOF because it is exiting is already ``PF_EXITING``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
+            fields = f.read().rpartition(b")")[2].split()
+        state, flags = fields[0], int(fields[6])
+    except (OSError, IndexError, ValueError):
         return False
-    return state not in (b"Z", b"X")
+    return state not in (b"Z", b"X") and not flags & _PF_EXITING
 
 
 def _crash_first(dump: str, limit: int) -> str:
@@ -308,8 +313,11 @@ class WorkerProcess:
             return 0
 
     def describe_death(self, wait: float = 0.5) -> str:
-        """"crashed with SIGSEGV", "exited with code 3", ... (waits briefly for the status)."""
-        self.exited.wait(wait)
+        """"crashed with SIGSEGV", "exited with code 3", ... (waits briefly for the status;
+        longer when the process is gone or going: then its status is on its way, and a busy
+        machine may be slow to deliver it)."""
+        if not self.exited.wait(wait) and wait and self.pid and not _running(self.pid):
+            self.exited.wait(10.0)
         if self.kill_reason == "oom":
             return f"was killed for using {self.peak_rss / 2**20:.0f} MiB, over its memory limit"
         if self.kill_reason == "heartbeat":
