@@ -280,3 +280,14 @@ def test_the_default_memory_limit_is_most_of_this_machine_and_can_be_set(monkeyp
     monkeypatch.setenv("VORTEX_WORKER_MEMORY", "lots")
     with pytest.raises(VortexError, match="VORTEX_WORKER_MEMORY"):
         default_memory_limit()
+
+
+def test_a_pool_keeps_only_the_last_logs_of_its_dead_workers(make_pool):
+    from vortex_jupyter.workers.supervisor import KEEP_LOGS
+
+    pool = make_pool()
+    ex = WorkerExecutor(pool)
+    for _ in range(KEEP_LOGS + 4):
+        run(ex, [task("crash", n.segfault, a=1)])
+    logs = [f for f in os.listdir(pool.supervisor.tmpdir) if f.startswith("worker-")]
+    assert len(logs) <= KEEP_LOGS + 1, logs  # the kept ones and the live worker's

@@ -22,7 +22,6 @@ Policy:
 from __future__ import annotations
 
 import bisect
-import glob
 import mmap
 import os
 import threading
@@ -67,10 +66,15 @@ def shm_unlink(name: str) -> bool:
 
 def unlink_prefix(prefix: str) -> list[str]:
     """Unlink every segment whose name starts with ``prefix`` (e.g. a dead worker's)."""
-    gone = []
-    for path in glob.glob(glob.escape("/dev/shm/" + prefix.lstrip("/")) + "*"):
-        if shm_unlink("/" + os.path.basename(path)):
-            gone.append(path)
+    gone: list[str] = []
+    start = prefix.lstrip("/")
+    try:  # (not glob: it caches a compiled pattern per distinct prefix, one per dead worker)
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return gone
+    for name in names:
+        if name.startswith(start) and shm_unlink("/" + name):
+            gone.append("/dev/shm/" + name)
     return gone
 
 

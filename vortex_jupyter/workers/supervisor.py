@@ -21,6 +21,7 @@ fails with VE-503 naming it, instead of the OOM killer's SIGKILL (or the kernel'
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import itertools
 import os
@@ -42,6 +43,8 @@ from .shm import DEFAULT_SEGMENT, unlink_prefix
 from .worker import WorkerConfig
 
 _POOL_IDS = itertools.count()
+#: Logs of dead workers kept in the pool's folder (older ones are deleted).
+KEEP_LOGS = 16
 
 
 def default_devices() -> list[str]:
@@ -139,6 +142,8 @@ class Supervisor:
         self._listener.bind(os.path.join(self.tmpdir, "kernel.sock"))
         self._listener.listen(16)
         self.workers: dict[int, WorkerProcess] = {}
+        #: logs of buried workers, newest last: the last few are kept for a look, older ones go
+        self._old_logs: collections.deque[str] = collections.deque()
         self._by_pid: dict[int, WorkerProcess] = {}
         self._generation = itertools.count()
         self._spawn_lock = threading.RLock()
@@ -274,6 +279,10 @@ class Supervisor:
             w.buried = True
         w.kill(w.kill_reason or "dead")  # a worker whose socket broke may still be running
         unlink_prefix(w.prefix)
+        self._old_logs.append(w.log_path)
+        while len(self._old_logs) > KEEP_LOGS:  # a soak of 10k runs left 2,600 of them
+            with contextlib.suppress(OSError):
+                os.unlink(self._old_logs.popleft())
         if w.chan is not None:
             w.chan.close()
         for listener in list(self.death_listeners):
