@@ -82,8 +82,13 @@ def test_dragging_a_node_moves_it_in_the_kernel_graph(nb: LabPage) -> None:
     zoom = nb.hook("h.view.zoom")
     start = (rect["x"] + rect["w"] / 2, rect["y"] + 10)
     drag(nb, start, (start[0] + 60, start[1] + 40))
-    nb.page.wait_for_function("() => true")
+    # a drag is written every 100 ms and on release: wait for the release's write to arrive
+    expected = (before[0] + 60 / zoom, before[1] + 40 / zoom)
+    deadline = time.monotonic() + 10
     after = kernel(nb, "g.nodes['add1'].pos")
+    while abs(after[0] - expected[0]) > 2 / zoom and time.monotonic() < deadline:
+        time.sleep(0.1)
+        after = kernel(nb, "g.nodes['add1'].pos")
     assert after[0] - before[0] == pytest.approx(60 / zoom, abs=2 / zoom)
     assert after[1] - before[1] == pytest.approx(40 / zoom, abs=2 / zoom)
     nb.screenshot("02-dragged")

@@ -145,6 +145,14 @@ class User:
     def kernel(self, expr: str) -> Any:
         return ast.literal_eval(str(self.page.evaluate(_KEXEC, f"print(repr({expr}))")).strip())
 
+    def kernel_errors(self) -> Any:
+        """What the document's kernel refused (VE-600s sent to views), for a failure message."""
+        try:
+            return self.kexec("import vortex_jupyter.lab.document as _d; "
+                              "print([e for d in _d._DOCS.values() for e in _d.session_for(d.graph).js_errors][-5:])")
+        except Exception as exc:  # the kernel may be what broke
+            return f"(could not ask the kernel: {exc})"
+
     def kexec(self, code: str) -> str:
         return str(self.page.evaluate(_KEXEC, code))
 
@@ -249,8 +257,11 @@ def test_edits_reach_the_other_user_within_500_ms(pair: tuple[User, User]) -> No
         try:
             other.page.wait_for_function("() => window.__vxWait.at !== null", timeout=5000)
         except Exception as exc:
-            raise AssertionError(f"edit {i} ({kind} = {value!r}) by {editor.name} never reached {other.name}: "
-                                 f"{other.nodes()} {other.edges()}") from exc
+            raise AssertionError(
+                f"edit {i} ({kind} = {value!r}) by {editor.name} never reached {other.name}: {other.name} has "
+                f"{other.edges()}, {editor.name} has {editor.edges()}; console errors: {editor.name} "
+                f"{editor.errors[-5:]}, {other.name} {other.errors[-5:]}; kernel js_errors "
+                f"{editor.kernel_errors()}; server log:\n{editor.lab.log_tail(2000)}") from exc
         latencies[kind].append(other.page.evaluate("() => window.__vxWait.at") - t0)
     every = sorted(x for v in latencies.values() for x in v)
     p50, p95 = statistics.median(every), every[int(0.95 * (len(every) - 1))]
