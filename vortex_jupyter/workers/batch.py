@@ -33,8 +33,6 @@ Policy:
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,16 +42,10 @@ import cloudpickle
 from ..engine.events import Event, NodeFailed, NodeFinished, NodePreview, NodeProgress, NodeStarted
 from ..engine.executor import BatchCallbacks, CancelToken, Lit, Ref, Task
 from . import protocol as p
+from .deaths import Watch, judge, task_timeout
 from .pool import WorkerPool, WorkerRef, spec_id
 from .process import WorkerProcess
 from .runner import plain
-
-_DEATH = {  # kill reason -> (code, error type)
-    "timeout": ("VE-501", "NodeTimeoutError"),
-    "oom": ("VE-503", "NodeOutOfMemoryError"),
-    "cancel": ("VE-504", "RunCancelledError"),
-}
-
 
 FIRST_CHUNK = 64
 MAX_CHUNK = 4096
@@ -76,10 +68,6 @@ def _lit(value: Any) -> list[Any]:
     if type(value) in _SCALARS or plain(value):
         return ["lit", value]
     return ["pkl", cloudpickle.dumps(value)]
-
-
-def _timeout(task: Task) -> float | None:
-    return task.spec.timeout if task.spec.timeout is not None else task.timeout
 
 
 class _Batch:
@@ -158,7 +146,7 @@ class _Batch:
                     self._input_lost(task, lost)
                     return
                 self.pending.insert(0, task)
-                yield task, [task.node_id, task.key, spec_id(task.spec), args, _timeout(task) or 0.0]
+                yield task, [task.node_id, task.key, spec_id(task.spec), args, task_timeout(task) or 0.0]
                 return
             problem = self._blocked(task, errors) if self.failed or errors else None
             if problem is not None:
@@ -177,7 +165,7 @@ class _Batch:
                 self._input_lost(task, lost)
                 continue
             keep.append(task)
-            yield task, [task.node_id, task.key, spec_id(task.spec), args, _timeout(task) or 0.0]
+            yield task, [task.node_id, task.key, spec_id(task.spec), args, task_timeout(task) or 0.0]
         self.pending = keep
 
     def _input_lost(self, task: Task, lost: _InputLost) -> None:
@@ -283,24 +271,24 @@ class _Batch:
                 self._follow_or_cancel(w, bid, tasks, sent)
 
     def _follow_or_cancel(self, w: WorkerProcess, bid: int, tasks: list[Task], sent: bool) -> None:
-        watch = _Watch(w, bid, self.pool.config.kill_grace)
+        watch = Watch(w, bid, self.pool.config.kill_grace)
         try:
             self._follow(w, bid, tasks, watch, sent)
         except BaseException:  # e.g. KeyboardInterrupt in the kernel: stop the worker's batch too
             w.send(p.Cancel(bid, "", "cancel"))
             raise
 
-    def _follow(self, w: WorkerProcess, bid: int, tasks: list[Task], watch: _Watch, sent: bool) -> None:
+    def _follow(self, w: WorkerProcess, bid: int, tasks: list[Task], watch: Watch, sent: bool) -> None:
         """Turn the worker's reports of batch ``bid`` into engine events until it is done or dies."""
         self._started(tasks[0])
-        watch.index = 0  # its clock starts when the worker starts it (see _Watch)
+        watch.index = 0  # its clock starts when the worker starts it (see deaths.Watch)
         events, n, i = w.events, len(tasks), 0  # tasks[:i] are reported
         while sent:
             msg = events.popleft() if events else w.next_event(watch.wait_time())
             if time.monotonic() >= watch.next_check:  # also while events stream in
                 j = self._running(w, bid, i, n)
                 if (j != watch.index or not watch.begun) and (i > 0 or self._begun(w, bid)):
-                    watch.start(j, _timeout(tasks[j]))
+                    watch.start(j, task_timeout(tasks[j]))
                 watch.check(self.cancel.cancelled, tasks[watch.index].node_id)
             kind = type(msg)
             if kind is p.Finished or kind is p.Failed:
@@ -313,7 +301,7 @@ class _Batch:
                 if i < n:
                     self._started(tasks[i])
                     if i > watch.index:
-                        watch.start(i, _timeout(tasks[i]))
+                        watch.start(i, task_timeout(tasks[i]))
             elif msg is None:
                 if w.dead.is_set():
                     break
@@ -369,156 +357,35 @@ class _Batch:
         if self.detail or msg.ui:
             self.emit(NodeFinished(task.run_id, task.node_id, float(msg.elapsed), msg.ui))
 
-    def _after_death(self, w: WorkerProcess, bid: int, tasks: list[Task], i: int, watch: _Watch) -> None:
-        """``tasks[:i]`` were reported; decide whom to blame (see the module docstring), keep
-        the rest pending for the respawned worker."""
-        how = w.describe_death()  # waits briefly for the exit status
-        reason = w.kill_reason or ""
-        n = len(tasks)
-        batch, index, fault, culprit = w.death_words or w.words()
-        if not w.has_status:  # nothing better known: the first unreported task
-            batch, index = bid, i
-        started = batch == bid and index >= 0
-        running = min(n - 1, max(i, index))
-        gone = {id(t) for t in tasks[:i]}
-        victim: Task | None = None
-        code, etype = "VE-502", "WorkerCrashedError"
-        if i > 0 or started:
+    def _after_death(self, w: WorkerProcess, bid: int, tasks: list[Task], i: int, watch: Watch) -> None:
+        """``tasks[:i]`` were reported: apply ``deaths.judge``'s verdict, keep the rest pending
+        for the respawned worker."""
+        alone_again = len(tasks) == 1 and id(tasks[0]) in self.suspects
+        v = judge(w, bid, tasks, i, watch.index, alone_again, self.pool.config.memory_limit)
+        if v.started:
             self.arrivals = 0
-        if reason in _DEATH and reason != "dead":  # the kernel killed it, for a node it knows
-            if started or reason == "timeout":
-                victim = tasks[min(n - 1, max(i, watch.index)) if reason == "timeout" else running]
-            code, etype = _DEATH[reason]
-            message = self._death_message(victim, how, reason) if victim else ""
-        elif fault == p.FAULT_CHANNEL_BROKEN and batch == bid and i <= culprit < n:
-            victim = tasks[culprit]
-            message = (f"node {victim.node_id!r} ({victim.spec.type}) closed or replaced its worker's connection "
-                       "to the kernel (its socket file descriptor); the worker was restarted and the other nodes "
-                       "ran on")
-        elif not started and i == 0:  # dead on arrival: killed while idle, nothing of ours ran
+        gone = {id(t) for t in tasks[:i]}
+        self.suspects.update(id(t) for t in v.suspects)
+        if v.victim is not None:
+            gone.add(id(v.victim))
+            self.fail(v.victim, v.code, v.error_type, v.message, w.log_tail() or None)
+        elif v.arrival:  # dead on arrival: killed while idle, nothing of ours ran
             self.arrivals += 1
             if self.arrivals >= 3:
                 for t in self.pending:
                     self.fail(t, "VE-502", "WorkerCrashedError", f"node {t.node_id!r} could not run: its worker "
-                              f"{how} before it started, three times in a row", w.log_tail() or None)
+                              f"{v.how} before it started, three times in a row", w.log_tail() or None)
                 self.pending = []
-        elif self._uncertain(w, reason, fault):
-            if n == 1 and id(tasks[0]) in self.suspects:  # ran alone and broke its worker again
-                victim = tasks[0]
-                message = (f"worker {how} while running {_where(victim)}, for the second time: the first time "
-                           "several nodes were in flight, so it ran again alone and broke its worker again")
-            else:  # the reports in flight and the status words read late span tasks[i:running+1]
-                self.suspects.update(id(t) for t in tasks[i:running + 1])
-        else:  # it died by itself (a signal, an exit code) while the status words named a node
-            victim = tasks[running]
-            if w.oom_killed:
-                code, etype = "VE-503", "NodeOutOfMemoryError"
-                message = (f"{_where(victim)} ran out of memory: its worker {how} and was restarted "
-                           "(make the node use less memory, e.g. smaller images or batches, or free memory)")
-            else:
-                message = self._death_message(victim, how, reason)
-        if victim is not None:
-            gone.add(id(victim))
-            self.fail(victim, code, etype, message, w.log_tail() or None)
         self.pending = [t for t in self.pending if id(t) not in gone]
         self.deaths += 1
         self.pool.supervisor.bury(w)  # unlink its memory, start the replacement
         self.pool._on_death(w)
         self._report_lost()
-        if reason == "cancel":
+        if v.reason == "cancel":
             for t in self.pending:
                 self.fail(t, "VE-504", "RunCancelledError", f"run cancelled before node {t.node_id!r} started")
             self.pending = []
 
-    @staticmethod
-    def _uncertain(w: WorkerProcess, reason: str, fault: int) -> bool:
-        """Whether the process may have gone on after whatever broke it (so the status words,
-        read now, may name a later node than the one that did it)."""
-        if reason == "protocol" or fault == p.FAULT_GAVE_UP:
-            return True
-        # not exited within the wait (alive without a connection), or killed by us while it
-        # still ran (bury kills a worker whose socket died): its status words may have moved on
-        status = w.exit_status
-        if status is None:
-            return True
-        return (w.killed_alive and os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-                and not w.oom_killed)
-
-    def _death_message(self, task: Task, how: str, reason: str) -> str:
-        where = _where(task)
-        if reason == "timeout":
-            return (f"{where} did not finish within its timeout of {_timeout(task)} s and did not stop when "
-                    "asked; its worker was killed and restarted (raise @vx.node(timeout=...) or "
-                    "run(node_timeout=...) if it needs longer)")
-        if reason == "oom":
-            limit = (self.pool.config.memory_limit or 0) / 2**20
-            return (f"{where} ran out of memory: its worker {how} of {limit:.0f} MiB and was restarted "
-                    "(raise PoolConfig.memory_limit or make the node use less memory)")
-        if reason == "cancel":
-            return f"run cancelled; {where} did not stop in time and its worker was killed"
-        return f"worker {how} while running {where}; the worker was restarted"
-
-
-def _where(task: Task) -> str:
-    return f"node {task.node_id!r} ({task.spec.type})"
-
 
 class _InputLost(Exception):
     pass
-
-
-class _Watch:
-    """Deadlines of one segment: the running node's timeout and the kill escalation.
-
-    A node's timeout counts from when the worker starts it, not from when the kernel sent
-    the batch: a worker still importing its ``late_preload`` (a fresh or respawned one) leaves
-    the batch waiting, and the node must not pay that wait. (It once did: the run after a
-    timeout went to the respawned worker, whose imports took longer than the node's timeout,
-    and a 0.2 s node was killed for "not stopping when asked" a Cancel sent before it began.)"""
-
-    def __init__(self, w: WorkerProcess, batch: int, grace: float) -> None:
-        self.w, self.batch, self.grace = w, batch, grace
-        self.index = -1
-        #: the worker has started ``index`` (its deadline is set)
-        self.begun = False
-        self.next_check = 0.0
-        self.deadline: float | None = None
-        self.kill_at: float | None = None
-        self.kill_sig = signal.SIGTERM
-        self.cancel_sent = False
-        self.timed_out = False
-
-    def start(self, index: int, timeout: float | None) -> None:
-        """Task ``index`` started (as far as the kernel can tell, within a poll interval)."""
-        self.index, self.begun = index, True
-        self.deadline = None if not timeout else time.monotonic() + timeout
-        if not self.cancel_sent:
-            self.kill_at, self.timed_out = None, False
-
-    def wait_time(self) -> float:
-        """How long the batch loop may wait for a report: until the next deadline, at most 50 ms.
-        A deadline that already fired does not count: it made this 0 until the kill, so the
-        loop never read the socket and a node that stopped politely was killed anyway."""
-        now = time.monotonic()
-        deadline = None if self.timed_out else self.deadline
-        nxt = min([t for t in (deadline, self.kill_at) if t is not None], default=now + 0.05)
-        return max(0.0, min(nxt - now, 0.05))
-
-    def check(self, cancelled: bool, node: str) -> None:
-        now = time.monotonic()
-        self.next_check = now + 0.01
-        if cancelled and not self.cancel_sent:
-            self.cancel_sent = True
-            self._ask(p.Cancel(self.batch, "", "cancel"), "cancel")
-        if self.deadline is not None and now >= self.deadline and not self.timed_out:
-            self.timed_out = True
-            self._ask(p.Cancel(self.batch, node, "timeout"), "timeout")
-        if self.kill_at is not None and now >= self.kill_at:
-            self.w.kill(self.reason, self.kill_sig)
-            self.kill_sig, self.kill_at = signal.SIGKILL, now + 0.25
-
-    def _ask(self, msg: p.Cancel, reason: str) -> None:
-        self.reason = reason
-        self.w.send(msg)
-        self.kill_at = time.monotonic() + self.grace
-
