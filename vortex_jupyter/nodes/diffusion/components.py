@@ -102,6 +102,9 @@ class ModelHandle:  # MODEL
     unet: Component
     scheduler_config: dict[str, Any]
     loras: tuple[tuple[str, float], ...] = ()
+    #: ComfyUI's ``model_options`` that patch nodes set on a clone (``sampler_cfg_function``:
+    #: RescaleCFG); never mutated, a patch node makes a new handle with a new dict.
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"<MODEL {self.name}{''.join(f' +{n}@{s:g}' for n, s in self.loras)}>"

@@ -9,6 +9,11 @@
 KSampler and SamplerCustom build a ``CFGGuider``; SamplerCustomAdvanced takes one from the
 graph. A guider holds the MODEL handle and the CONDITIONING as given; ``bind`` prepares them
 for one run (``conds.process``) and returns the denoiser the solvers call.
+
+Every combination goes through ``cfg_function`` (ComfyUI's ``samplers.cfg_function``): a MODEL
+patched with a ``sampler_cfg_function`` (RescaleCFG) replaces the plain CFG formula, for every
+sampler and guider; BasicGuider then combines its prompt with a zero "uncond" at scale 1, as
+ComfyUI's BasicGuider runs CFG at 1.0.
 """
 
 from __future__ import annotations
@@ -24,6 +29,19 @@ from .components import ModelHandle
 from .model_sampling import ModelSampling
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def cfg_function(options: dict[str, Any], cond: torch.Tensor, uncond: torch.Tensor, scale: float,
+                 x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """CFG of two denoised estimates, or the MODEL's ``sampler_cfg_function`` given ComfyUI's
+    arguments (noise predictions ``x - denoised`` as "cond"/"uncond"; it returns a noise
+    prediction too)."""
+    fn = options.get("sampler_cfg_function")
+    if fn is None:
+        return conds_mod.cfg(cond, uncond, scale)
+    args = {"cond": x - cond, "uncond": x - uncond, "cond_scale": scale, "timestep": sigma, "input": x,
+            "sigma": sigma, "cond_denoised": cond, "uncond_denoised": uncond}
+    return x - fn(args)
 
 
 def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
@@ -48,6 +66,7 @@ class Guider:
             raise ValueError(f"input 'model' is a {type(model).__name__}, not a MODEL "
                              "(fix: connect a checkpoint or UNET loader's MODEL output)")
         self.model = model
+        self.options: dict[str, Any] = getattr(model, "options", {})
         self.conditioning = {k: conditioning[k] for k in self.sides}
         for name, value in self.conditioning.items():
             conds_mod.prepare(value, name)  # fail at the guider node, not deep in the sampler
@@ -60,7 +79,10 @@ class Guider:
 
     def predict(self, apply: conds_mod.ApplyModel, c: dict[str, list[conds_mod.Cond]], x: torch.Tensor,
                 sigma: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
-        return conds_mod.calc_cond_batch(apply, [c["positive"]], x, sigma)[0]
+        if "sampler_cfg_function" not in self.options:
+            return conds_mod.calc_cond_batch(apply, [c["positive"]], x, sigma)[0]
+        cond, uncond = conds_mod.calc_cond_batch(apply, [c["positive"], None], x, sigma)
+        return cfg_function(self.options, cond, uncond, 1.0, x, sigma)
 
     def __repr__(self) -> str:
         return f"<GUIDER {type(self).__name__} {self.model!r}>"
@@ -84,7 +106,7 @@ class CFGGuider(Guider):
         cond, uncond = conds_mod.calc_cond_batch(apply, [c["positive"], negative], x, sigma)
         if need_uncond:
             extras["uncond_denoised"] = uncond
-        return conds_mod.cfg(cond, uncond, self.cfg)
+        return cfg_function(self.options, cond, uncond, self.cfg, x, sigma)
 
 
 class DualCFGGuider(Guider):
@@ -100,7 +122,7 @@ class DualCFGGuider(Guider):
         negative, middle, positive = c["negative"], c["middle"], c["positive"]
         if self.nested:
             out = conds_mod.calc_cond_batch(apply, [negative, middle, positive], x, sigma)
-            text = conds_mod.cfg(out[2], out[1], self.cfg1)
+            text = cfg_function(self.options, out[2], out[1], self.cfg1, x, sigma)
             return out[0] + self.cfg2 * (text - out[0])
         neg: Any = negative
         mid: Any = middle
@@ -109,4 +131,4 @@ class DualCFGGuider(Guider):
             if math.isclose(self.cfg1, 1.0):
                 mid = None
         out = conds_mod.calc_cond_batch(apply, [neg, mid, positive], x, sigma)
-        return conds_mod.cfg(out[1], out[0], self.cfg2) + (out[2] - out[1]) * self.cfg1
+        return cfg_function(self.options, out[1], out[0], self.cfg2, x, sigma) + (out[2] - out[1]) * self.cfg1
