@@ -15,6 +15,11 @@ encoder, the 4-channel KL VAE), in any of these layouts, as ComfyUI does:
 - text encoder: transformers CLIP names (``text_model.*`` or without it) under any prefix
   (``cond_stage_model.transformer.``, ``clip_l.transformer.``, ...).
 
+``inspect_checkpoint`` names the family of a full checkpoint: "sd1", or "sdxl" (issue 11's
+first family: a UNet with ``label_emb`` size embeddings whose cross-attention is as wide as
+CLIP-L + OpenCLIP-G, 768 + 1280 = 2048 in the real model; our files also say so in metadata).
+Recognising SDXL does not make the split loaders run it yet: ``inspect_unet`` still refuses it.
+
 Everything else (SD2's 1024-wide or SDXL's 2048-wide cross-attention, DiT/MMDiT/Flux
 transformers, 16-channel VAEs, T5/LLM text encoders, ...) is a ``ModelError`` that names what
 the file looks like and says it needs the model families of issue 11. Files written by us carry
@@ -197,3 +202,73 @@ def inspect_clip(name: str, shapes: Shapes, meta: dict[str, str]) -> Layout:
         raise _wrong(name, "text encoder", f"is a {family} text encoder ({layers} layers of width {width}; "
                      f"SD1's CLIP-L has {want_layers} of {want_width})", "use an SD1 CLIP-L file")
     return Layout("transformers", token, cfg)
+
+
+# ----------------------------------------------------------------------------- whole checkpoints
+
+_SDXL_CONTEXT = 2048  # CLIP-L 768 + OpenCLIP-G 1280
+_OPEN_CLIP = "transformer.resblocks.0.attn.in_proj_weight"
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a full checkpoint is: ``family`` ("sd1" or "sdxl") and the ``parts`` it holds, of
+    "unet", "clip_l", "clip_g" (open_clip layout) and "vae"."""
+
+    family: str
+    parts: tuple[str, ...]
+
+
+def _parts(shapes: Shapes) -> tuple[str, ...]:
+    found = {"unet": _common_prefix(shapes, "input_blocks.0.0.weight") is not None or "conv_in.weight" in shapes,
+             "clip_l": _common_prefix(shapes, "embeddings.token_embedding.weight") is not None,
+             "clip_g": _common_prefix(shapes, _OPEN_CLIP) is not None,
+             "vae": _common_prefix(shapes, "decoder.conv_in.weight") is not None}
+    return tuple(part for part, here in found.items() if here)
+
+
+def _encoder_widths(shapes: Shapes) -> int | None:
+    """CLIP-L width + open_clip width, when the file holds both encoders."""
+    token = _common_prefix(shapes, "embeddings.token_embedding.weight")
+    g_token = _common_prefix(shapes, _OPEN_CLIP)
+    if token is None or g_token is None or g_token + "token_embedding.weight" not in shapes:
+        return None
+    return shapes[token + "embeddings.token_embedding.weight"][1] + shapes[g_token + "token_embedding.weight"][1]
+
+
+def is_sdxl_unet(shapes: Shapes, meta: dict[str, str]) -> bool:
+    """An SDXL (base) UNet: size embeddings (``label_emb``/``add_embedding``) and cross-attention
+    as wide as SDXL's two encoders (2048, or the widths of the encoders in the same file)."""
+    prefix = _common_prefix(shapes, "input_blocks.0.0.weight")
+    if prefix is not None:
+        adm = prefix + "label_emb.0.0.weight" in shapes
+        context = _first(shapes, prefix, r"(?:input|middle|output)_blocks?\..*attn2\.to_k\.weight")
+    else:
+        adm = "add_embedding.linear_1.weight" in shapes
+        context = _first(shapes, "", r"(?:down|mid|up)_blocks?\..*attn2\.to_k\.weight")
+    if not adm or context is None or len(context) != 2:
+        return False
+    declared = _declared_family(meta)
+    return declared == "sdxl" or context[1] in (_SDXL_CONTEXT, _encoder_widths(shapes))
+
+
+def _declared_family(meta: dict[str, str]) -> str | None:
+    try:
+        family = json.loads(meta.get("vortex_configs", "{}")).get("family")
+    except (ValueError, AttributeError):
+        return None
+    return family if isinstance(family, str) else None
+
+
+def inspect_checkpoint(name: str, shapes: Shapes, meta: dict[str, str]) -> Family:
+    """The family of a full checkpoint, from its tensor names and shapes (a header is enough),
+    or the ModelError ``inspect_unet`` gives for files of other families.
+
+    >>> inspect_checkpoint("x", *read_header(Path("vortex-tiny-sdxl.safetensors")))  # doctest: +SKIP
+    Family(family='sdxl', parts=('unet', 'clip_l', 'clip_g', 'vae'))
+    """
+    parts = _parts(shapes)
+    if is_sdxl_unet(shapes, meta):
+        return Family("sdxl", parts)
+    inspect_unet(name, shapes, meta)  # raises for SD2, the refiner, DiTs, ... with what it looks like
+    return Family("sd1", parts)

@@ -7,7 +7,8 @@ same weights as the diffusers folder. The mapping below is the SD1 layout:
 - UNet (``model.diffusion_model.``): ``input_blocks.N`` = conv_in, then per down block
   ``layers_per_block`` (resnet[, attention]) entries and one downsampler; ``middle_block.0/1/2``
   = resnet, attention, resnet; ``output_blocks.N`` = per up block ``layers_per_block + 1``
-  entries, the last one also holding the upsampler (after the attention, if any).
+  entries, the last one also holding the upsampler (after the attention, if any). SDXL's
+  size/pooled-text embedding (diffusers ``add_embedding.linear_1/2``) is ``label_emb.0.0/2``.
 - VAE (``first_stage_model.``): ``encoder.down.B.block.L``; the decoder's ``up`` list is in
   reverse order of diffusers' ``up_blocks``; mid attention uses 1x1 convs (q/k/v/proj_out).
 - CLIP (``cond_stage_model.transformer.``): the transformers names, unchanged.
@@ -45,7 +46,8 @@ def _unet_block_prefixes(cfg: dict[str, Any]) -> dict[str, str]:
                            "time_embedding.linear_2": "time_embed.2", "conv_norm_out": "out.0",
                            "conv_out": "out.2", "mid_block.resnets.0": "middle_block.0",
                            "mid_block.attentions.0": "middle_block.1",
-                           "mid_block.resnets.1": "middle_block.2"}
+                           "mid_block.resnets.1": "middle_block.2",
+                           "add_embedding.linear_1": "label_emb.0.0", "add_embedding.linear_2": "label_emb.0.2"}
     for b, kind in enumerate(down):
         for j in range(layers):
             n = 1 + b * (layers + 1) + j

@@ -1,0 +1,150 @@
+"""The built-in tiny SDXL model (issue 11): a seeded, offline build whose diffusers folder and
+single file (SDXL's original key layout) hold the same weights, and whose family is read from
+tensor names and shapes, as for real SDXL files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vortex_jupyter.errors import ModelError
+from vortex_jupyter.nodes.diffusion import families, models
+from vortex_jupyter.nodes.diffusion.sdxl_keys import (
+    CLIP_G_PREFIX,
+    CLIP_L_PREFIX,
+    clip_g_to_open_clip,
+    open_clip_to_clip_g,
+    sdxl_from_single_file,
+)
+from vortex_jupyter.nodes.diffusion.tiny_sdxl import tiny_sdxl, tiny_sdxl_configs
+
+_PARTS = ("unet", "vae", "text_encoder", "text_encoder_2")
+
+
+@pytest.fixture(scope="module")
+def sdxl_path(models_dir: Path) -> Path:
+    return tiny_sdxl()
+
+
+def _single(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".safetensors")
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    files = [_single(folder), *sorted(folder.rglob("*.safetensors")), *sorted(folder.rglob("*.json"))]
+    return {str(p.relative_to(folder.parent)).replace(folder.name, "X", 1): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in files}
+
+
+def _plain_names(state: dict[str, Any]) -> dict[str, Any]:
+    return {k.removeprefix("text_model."): v for k, v in state.items() if not k.endswith("position_ids")}
+
+
+def test_tiny_sdxl_is_an_sdxl_shaped_diffusers_folder(sdxl_path: Path) -> None:
+    cfg = json.loads((sdxl_path / "unet" / "config.json").read_text())
+    l_width = json.loads((sdxl_path / "text_encoder" / "config.json").read_text())["hidden_size"]
+    g_cfg = json.loads((sdxl_path / "text_encoder_2" / "config.json").read_text())
+    assert cfg["addition_embed_type"] == "text_time"
+    assert cfg["cross_attention_dim"] == l_width + g_cfg["hidden_size"]
+    assert cfg["projection_class_embeddings_input_dim"] == 6 * cfg["addition_time_embed_dim"] + g_cfg["projection_dim"]
+    assert json.loads((sdxl_path / "vae" / "config.json").read_text())["scaling_factor"] == 0.13025
+    assert json.loads((sdxl_path / "model_index.json").read_text())["_class_name"] == "StableDiffusionXLPipeline"
+
+
+def test_tiny_sdxl_build_is_deterministic_byte_for_byte(sdxl_path: Path, tmp_path: Path) -> None:
+    other = tiny_sdxl(tmp_path)
+    assert other != sdxl_path
+    assert _digests(other) == _digests(sdxl_path)
+    assert tiny_sdxl(tmp_path) == other  # the second call reuses the build
+
+
+def test_single_file_holds_the_folder_weights_in_sdxl_key_layout(sdxl_path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(_single(sdxl_path)), framework="pt") as f:
+        configs = json.loads((f.metadata() or {})["vortex_configs"])
+    state = load_file(str(_single(sdxl_path)))
+    assert {k.split(".")[0] for k in state} == {"model", "conditioner", "first_stage_model"}
+    assert "model.diffusion_model.label_emb.0.0.weight" in state
+    assert f"{CLIP_L_PREFIX}text_model.embeddings.token_embedding.weight" in state
+    for key in ("transformer.resblocks.1.attn.in_proj_weight", "text_projection", "positional_embedding",
+                "token_embedding.weight", "ln_final.weight"):
+        assert CLIP_G_PREFIX + key in state
+    mapped = sdxl_from_single_file(state, configs)
+    for part in _PARTS:
+        folder = _plain_names(load_file(str(sdxl_path / part / "diffusion_pytorch_model.safetensors"))
+                              if part in ("unet", "vae") else load_file(str(sdxl_path / part / "model.safetensors")))
+        got = _plain_names(mapped[part])
+        assert sorted(got) == sorted(folder), part
+        for key, value in folder.items():
+            assert torch.equal(got[key].reshape(value.shape), value), (part, key)
+    assert all(k.startswith((_UNET, _L, _G, _VAE)) for k in state)  # nothing left unmapped
+
+
+def test_open_clip_layout_round_trips_and_fuses_q_k_v_in_order() -> None:
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    cfg = CLIPTextConfig(**dict(tiny_sdxl_configs()["text_encoder_2"], vocab_size=50, bos_token_id=48,
+                                eos_token_id=49, pad_token_id=49))
+    state = CLIPTextModelWithProjection(cfg).state_dict()
+    open_clip = clip_g_to_open_clip(state)
+    w = cfg.hidden_size
+    fused = open_clip["transformer.resblocks.0.attn.in_proj_weight"]
+    assert fused.shape == (3 * w, w)
+    assert torch.equal(fused[w:2 * w], state["text_model.encoder.layers.0.self_attn.k_proj.weight"])
+    assert open_clip["text_projection"].shape == (w, cfg.projection_dim)
+    back = open_clip_to_clip_g(open_clip)
+    assert sorted(back) == sorted(k for k in state if not k.endswith("position_ids"))
+    assert all(torch.equal(back[k], state[k]) for k in back)
+
+
+def test_family_of_the_tiny_files_is_read_from_their_shapes(sdxl_path: Path, tiny_path: Path) -> None:
+    shapes, meta = families.read_header(_single(sdxl_path))
+    sdxl = families.Family("sdxl", ("unet", "clip_l", "clip_g", "vae"))
+    assert families.inspect_checkpoint("vortex-tiny-sdxl", shapes, meta) == sdxl
+    assert families.inspect_checkpoint("no metadata", shapes, {}) == sdxl  # widths 32 + 64 = context 96
+    sd1 = families.inspect_checkpoint("vortex-tiny", *families.read_header(models.tiny_single_file()))
+    assert sd1 == families.Family("sd1", ("unet", "clip_l", "vae"))
+
+
+_UNET, _L, _G, _VAE = "model.diffusion_model.", CLIP_L_PREFIX + "text_model.", CLIP_G_PREFIX, "first_stage_model."
+
+
+def _real_header(context: int, adm: tuple[int, int]) -> families.Shapes:
+    """The keys that tell families apart, with the shapes of the real SDXL base/refiner files."""
+    return {f"{_UNET}input_blocks.0.0.weight": (320, 4, 3, 3), f"{_UNET}label_emb.0.0.weight": adm,
+            f"{_UNET}input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, context),
+            f"{_L}embeddings.token_embedding.weight": (49408, 768),
+            f"{_G}token_embedding.weight": (49408, 1280),
+            f"{_G}transformer.resblocks.0.attn.in_proj_weight": (3840, 1280),
+            f"{_VAE}decoder.conv_in.weight": (512, 4, 3, 3), f"{_VAE}decoder.up.0.block.0.norm1.weight": (128,)}
+
+
+def test_real_sdxl_files_are_recognised_by_shape_and_the_refiner_is_a_clear_error() -> None:
+    base = families.inspect_checkpoint("sd_xl_base_1.0", _real_header(2048, (1280, 2816)), {})
+    assert base == families.Family("sdxl", ("unet", "clip_l", "clip_g", "vae"))
+    unet_only = {k.removeprefix(_UNET): v for k, v in _real_header(2048, (1280, 2816)).items() if k.startswith(_UNET)}
+    assert families.inspect_checkpoint("sdxl unet", unet_only, {}).family == "sdxl"
+    refiner = {k: v for k, v in _real_header(1280, (1536, 2560)).items() if not k.startswith(_L)}
+    with pytest.raises(ModelError, match="SDXL refiner"):
+        families.inspect_checkpoint("sd_xl_refiner_1.0", refiner, {})
+
+
+def test_the_folder_runs_a_64px_two_step_denoise_in_diffusers(sdxl_path: Path) -> None:
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_path, local_files_only=True)
+    pipe.set_progress_bar_config(disable=True)
+    latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = pipe("a cat in the garden", num_inference_steps=2, height=64, width=64, latents=latents,
+               output_type="np")
+    image = out.images[0]
+    assert image.shape == (64, 64, 3)
+    assert (image >= 0).all() and (image <= 1).all()
