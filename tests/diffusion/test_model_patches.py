@@ -192,3 +192,54 @@ def test_patch_nodes_refuse_a_value_that_is_not_a_model() -> None:
         ModelSamplingDiscrete().patch("model.safetensors", "eps", False)
     with pytest.raises(ValueError, match="not a MODEL"):
         RescaleCFG().patch(None, 0.7)
+
+
+def test_every_guider_calls_the_models_cfg_function_with_comfyuis_arguments(tiny_handles: Any, conds: Any) -> None:
+    from dataclasses import replace
+
+    from vortex_jupyter.nodes.diffusion import sampling_nodes as sn
+    from vortex_jupyter.nodes.diffusion import sigma_nodes as sig
+
+    calls: list[dict[str, Any]] = []
+
+    def record(args: dict[str, Any]) -> torch.Tensor:
+        calls.append(args)
+        return args["cond"]  # a noise prediction: the result is the positive's denoised estimate
+
+    model = replace(tiny_handles[0], options={"sampler_cfg_function": record})
+    sigmas = sig.BasicScheduler().get_sigmas(model, "normal", 2, 1.0)[0]
+    euler = sn.KSamplerSelect().get_sampler("euler")[0]
+    noise = sn.RandomNoise().get_noise(4)[0]
+    empty = EmptyLatentImage().generate(64, 64, 1)[0]
+    guiders = {
+        "basic": (sn.BasicGuider().get_guider(model, conds[0])[0], 1.0),
+        "cfg": (sn.CFGGuider().get_guider(model, conds[0], conds[1], 6.5)[0], 6.5),
+        "dual": (sn.DualCFGGuider().get_guider(model, conds[0], conds[0], conds[1], 3.0, 5.0, "regular")[0], 5.0),
+        "nested": (sn.DualCFGGuider().get_guider(model, conds[0], conds[0], conds[1], 3.0, 5.0, "nested")[0], 3.0),
+    }
+    for name, (guider, scale) in guiders.items():
+        calls.clear()
+        sn.SamplerCustomAdvanced().sample(noise, guider, euler, sigmas, empty)
+        assert [a["cond_scale"] for a in calls] == [scale, scale], name
+        args = calls[0]
+        torch.testing.assert_close(args["cond"], args["input"] - args["cond_denoised"])
+        torch.testing.assert_close(args["uncond"], args["input"] - args["uncond_denoised"])
+        assert float(args["sigma"].flatten()[0]) == pytest.approx(float(sigmas[0]))
+    calls.clear()
+    sn.SamplerCustomAdvanced().sample(noise, guiders["basic"][0], euler, sigmas, empty)
+    assert not calls[0]["uncond_denoised"].any()  # BasicGuider: CFG at 1 against a zero uncond
+
+
+def test_sampler_custom_advanced_on_a_rescaled_model_is_ksamplers_latent(tiny_handles: Any, conds: Any) -> None:
+    from vortex_jupyter.nodes.diffusion import sampling_nodes as sn
+    from vortex_jupyter.nodes.diffusion import sigma_nodes as sig
+
+    model = RescaleCFG().patch(ModelSamplingDiscrete().patch(tiny_handles[0], "v_prediction", True)[0], 0.7)[0]
+    empty = EmptyLatentImage().generate(64, 64, 1)[0]
+    a = KSampler().sample(model, 9, 3, 6.0, "euler", "karras", conds[0], conds[1], empty, 1.0)[0]["samples"]
+    sigmas = sig.BasicScheduler().get_sigmas(model, "karras", 3, 1.0)[0]
+    assert float(sigmas[0]) == pytest.approx(float(_zsnr(_sd1_sigmas())[-1]), rel=1e-5)  # the zsnr top sigma
+    b, _ = sn.SamplerCustomAdvanced().sample(
+        sn.RandomNoise().get_noise(9)[0], sn.CFGGuider().get_guider(model, conds[0], conds[1], 6.0)[0],
+        sn.KSamplerSelect().get_sampler("euler")[0], sigmas, empty)
+    assert torch.equal(a, b["samples"])
