@@ -4,6 +4,7 @@ tensor names and shapes, as for real SDXL files."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -148,3 +149,54 @@ def test_the_folder_runs_a_64px_two_step_denoise_in_diffusers(sdxl_path: Path) -
     image = out.images[0]
     assert image.shape == (64, 64, 3)
     assert (image >= 0).all() and (image <= 1).all()
+
+
+def test_checkpoint_loader_gives_sdxl_handles_holding_the_folder_weights(sdxl_path: Path) -> None:
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+
+    model, clip, vae = load_checkpoint(_single(sdxl_path).name)
+    assert model.family == "sdxl" and clip.encoder_2 is not None and vae.scaling_factor == 0.13025
+    pairs = [(model.unet, "unet/diffusion_pytorch_model"), (vae.vae, "vae/diffusion_pytorch_model"),
+             (clip.encoder, "text_encoder/model"), (clip.encoder_2, "text_encoder_2/model")]
+    for component, file in pairs:
+        want = _plain_names(load_file(str(sdxl_path / f"{file}.safetensors")))
+        with component.use() as module:
+            got = _plain_names(module.state_dict())
+        assert sorted(got) == sorted(want), file
+        assert all(torch.equal(got[k], v) for k, v in want.items()), file
+
+
+def test_clip_text_encode_on_sdxl_gives_both_encoders_and_the_pooled_g_output(sdxl_path: Path) -> None:
+    from diffusers import StableDiffusionXLPipeline
+
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    _, clip, _ = load_checkpoint(_single(sdxl_path).name)
+    [[cond, extra]] = encode_text(clip, "a cat in the garden")
+    assert cond.shape == (1, 77, 32 + 64) and extra["pooled_output"].shape == (1, 64)
+    # diffusers' SDXL pipeline encodes the same way (penultimate layers, no final norm, G's text_embeds)
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_path, local_files_only=True)
+    embeds, _, pooled, _ = pipe.encode_prompt("a cat in the garden", device="cpu", do_classifier_free_guidance=False)
+    torch.testing.assert_close(cond, embeds)
+    torch.testing.assert_close(extra["pooled_output"], pooled)
+    # CLIPSetLastLayer -1: the last layer's output, still without the final norm
+    [[last, _]] = encode_text(dataclasses.replace(clip, layer=-1), "a cat in the garden")
+    assert not torch.equal(last, cond)
+
+
+def test_sdxl_base_configs_write_the_real_sdxl_key_names_and_shapes() -> None:
+    from diffusers import UNet2DConditionModel
+
+    from vortex_jupyter.nodes.diffusion import ldm
+    from vortex_jupyter.nodes.diffusion.sdxl_loader import sdxl_base_configs
+
+    cfg = sdxl_base_configs()["unet"]
+    with torch.device("meta"):
+        unet: Any = UNet2DConditionModel(**cfg)
+    shapes = {k: tuple(v.shape) for k, v in ldm.unet_to_ldm(unet.state_dict(), cfg).items()}
+    assert shapes[f"{_UNET}label_emb.0.0.weight"] == (1280, 2816)
+    assert shapes[f"{_UNET}input_blocks.8.1.transformer_blocks.9.attn2.to_k.weight"] == (1280, 2048)
+    assert f"{_UNET}middle_block.1.transformer_blocks.9.ff.net.2.weight" in shapes
+    assert f"{_UNET}output_blocks.2.2.conv.weight" in shapes and f"{_UNET}output_blocks.5.2.conv.weight" in shapes
+    assert families.is_sdxl_unet(shapes, {})

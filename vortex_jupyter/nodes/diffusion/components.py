@@ -105,6 +105,8 @@ class ModelHandle:  # MODEL
     #: ComfyUI's ``model_options`` that patch nodes set on a clone (``sampler_cfg_function``:
     #: RescaleCFG); never mutated, a patch node makes a new handle with a new dict.
     options: dict[str, Any] = field(default_factory=dict)
+    #: The model family (``families.py``): "sd1", or "sdxl" (issue 11; not sampled yet).
+    family: str = "sd1"
 
     def __repr__(self) -> str:
         return f"<MODEL {self.name}{''.join(f' +{n}@{s:g}' for n, s in self.loras)}>"
@@ -119,6 +121,8 @@ class ClipHandle:  # CLIP
     #: CLIPSetLastLayer's ``stop_at_clip_layer`` (-1 last, -2 penultimate, ...); None: the last
     #: layer, as SD1 uses. The final layer norm is applied either way (ComfyUI's SD1 CLIP).
     layer: int | None = None
+    #: SDXL's second text encoder (OpenCLIP-G, with projection); None for SD1.
+    encoder_2: Component | None = None
 
     def __repr__(self) -> str:
         return f"<CLIP {self.name}>"

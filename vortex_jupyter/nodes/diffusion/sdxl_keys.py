@@ -96,20 +96,26 @@ def sdxl_to_single_file(parts: dict[str, Any], configs: dict[str, dict[str, Any]
     return {k: v.detach().contiguous() for k, v in state.items()}
 
 
+PREFIXES = {"unet": ldm.UNET_PREFIX, "vae": ldm.VAE_PREFIX, "text_encoder": CLIP_L_PREFIX,
+            "text_encoder_2": CLIP_G_PREFIX}
+
+
+def part_from_single_file(part: str, state: dict[str, Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One component's diffusers state dict out of an SDXL single-file state dict (CLIP-L named
+    as ``CLIPTextModel`` names it in transformers 5: without ``text_model.``)."""
+    prefix = PREFIXES[part]
+    own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    if part == "text_encoder":
+        return {_strip(k): v for k, v in own.items() if not k.endswith("position_ids")}
+    if part == "text_encoder_2":
+        return open_clip_to_clip_g(own)
+    names = (ldm.unet_names if part == "unet" else ldm.vae_names)(_diffusers_keys(configs[part], part), configs[part])
+    return ldm.from_ldm(own, names)[0]
+
+
 def sdxl_from_single_file(state: dict[str, Any], configs: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The inverse: an SDXL single-file state dict -> diffusers state dicts per component
-    (CLIP-L named as ``CLIPTextModel`` names it in transformers 5: without ``text_model.``)."""
-
-    def part(prefix: str) -> dict[str, Any]:
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-
-    unet_ldm, vae_ldm = part(ldm.UNET_PREFIX), part(ldm.VAE_PREFIX)
-    unet_keys = ldm.unet_names(_diffusers_keys(configs["unet"], "unet"), configs["unet"])
-    unet, _ = ldm.from_ldm(unet_ldm, unet_keys)
-    vae, _ = ldm.from_ldm(vae_ldm, ldm.vae_names(_diffusers_keys(configs["vae"], "vae"), configs["vae"]))
-    clip_l = {_strip(k): v for k, v in part(CLIP_L_PREFIX).items() if not k.endswith("position_ids")}
-    return {"unet": unet, "vae": vae, "text_encoder": clip_l,
-            "text_encoder_2": open_clip_to_clip_g(part(CLIP_G_PREFIX))}
+    """The inverse of ``sdxl_to_single_file``: diffusers state dicts per component."""
+    return {part: part_from_single_file(part, state, configs) for part in PREFIXES}
 
 
 def _diffusers_keys(config: dict[str, Any], kind: str) -> list[str]:

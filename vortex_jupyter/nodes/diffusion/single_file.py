@@ -20,7 +20,7 @@ from typing import Any
 
 from ...errors import ModelError
 from ...workers.arbiter import MemoryArbiter
-from . import ldm, models
+from . import families, ldm, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
@@ -179,6 +179,10 @@ def load_single_file_handles(name: str, path: Path, arbiter: MemoryArbiter | Non
     (safetensors reads lazily, so the file's other parts are never loaded for it)."""
     from transformers import CLIPTokenizer
 
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES and families.is_sdxl_unet(*families.read_header(path)):
+        from .sdxl_loader import load_sdxl_handles
+
+        return load_sdxl_handles(name, path, arbiter)
     _, meta = _peek(path)
     cfg = config_folder(meta)
     tokenizer = CLIPTokenizer.from_pretrained(str(cfg / "tokenizer"), local_files_only=True)

@@ -12,7 +12,9 @@ Imported only when such a node runs (in a worker): it imports torch at module le
   means the last layer, as in ComfyUI;
 - weights: when any token's weight is not 1, an empty prompt is encoded alongside and each
   weighted position becomes ``empty + (z - empty) * weight`` (ComfyUI's formula);
-- windows are concatenated (``[1, 77 * n, dim]``); ``pooled_output`` is the first window's.
+- windows are concatenated (``[1, 77 * n, dim]``); ``pooled_output`` is the first window's;
+- SDXL (a CLIP with ``encoder_2``): both encoders' penultimate layer, no final norm, joined on
+  the feature axis; ``pooled_output`` is OpenCLIP-G's projected one (ComfyUI's SDXLClipModel).
 
 An embedding whose width differs from the encoder's is dropped with a warning and the window is
 padded at its end, as ComfyUI does. CONDITIONING tensors live on the CPU.
@@ -20,7 +22,7 @@ padded at its end, as ComfyUI does. CONDITIONING tensors live on the CPU.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -55,19 +57,41 @@ def token_chunks(tokenizer: Any, text: str) -> torch.Tensor:
 
 def encode_text(clip: ClipHandle, text: str) -> list[list[Any]]:
     """CONDITIONING for ``text``: ``[[hidden [1, 77*n, dim], {"pooled_output": [1, dim]}]]``."""
+    if clip.encoder_2 is not None:
+        return _encode_sdxl(clip, text)
     with clip.encoder.use() as encoder, torch.inference_mode():
-        width = int(encoder.config.hidden_size)
-        windows = tokenize(clip, text, width)
-        weighted = any(w != 1.0 for row in windows for _, w in row)
-        eos = clip.tokenizer.eos_token_id
-        rows = [_fit(row, width, eos) for row in windows]
-        if weighted:  # ComfyUI: an empty prompt to weigh against
-            rows.append(prompt.pack([], clip.tokenizer.bos_token_id, eos)[0])
-        hidden, pooled = _run(encoder, rows, clip.layer)
+        hidden, pooled = _encode_with(clip, encoder, text, lambda rows: _run(encoder, rows, clip.layer))
+    return [[hidden, {"pooled_output": pooled}]]
+
+
+def _encode_sdxl(clip: ClipHandle, text: str) -> list[list[Any]]:
+    """SDXL, as ComfyUI's SDXLClipModel: CLIP-L and OpenCLIP-G each give the output of the
+    penultimate layer (CLIPSetLastLayer: of the k-th from the end) WITHOUT the final layer norm;
+    the two are joined on the feature axis; ``pooled_output`` is G's projected pooled output."""
+    assert clip.encoder_2 is not None
+    layer = -2 if clip.layer is None else clip.layer
+    with clip.encoder.use() as clip_l, clip.encoder_2.use() as clip_g, torch.inference_mode():
+        hidden_l, _ = _encode_with(clip, clip_l, text, lambda rows: _run_raw(clip_l, rows, layer))
+        hidden_g, pooled = _encode_with(clip, clip_g, text, lambda rows: _run_raw(clip_g, rows, layer))
+    return [[torch.cat([hidden_l, hidden_g], dim=-1), {"pooled_output": pooled}]]
+
+
+def _encode_with(clip: ClipHandle, encoder: Any, text: str,
+                 run: Callable[[list[list[prompt.Item]]], tuple[torch.Tensor, torch.Tensor]]
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hidden ``[1, 77*n, dim]`` and pooled ``[1, dim]`` (CPU, fp32) of one encoder."""
+    width = int(encoder.config.hidden_size)
+    windows = tokenize(clip, text, width)
+    weighted = any(w != 1.0 for row in windows for _, w in row)
+    eos = clip.tokenizer.eos_token_id
+    rows = [_fit(row, width, eos) for row in windows]
+    if weighted:  # ComfyUI: an empty prompt to weigh against
+        rows.append(prompt.pack([], clip.tokenizer.bos_token_id, eos)[0])
+    hidden, pooled = run(rows)
     hidden = hidden.to("cpu", torch.float32)
     if weighted:
         hidden = _apply_weights(hidden[:-1], hidden[-1], windows)
-    return [[hidden.reshape(1, -1, hidden.shape[-1]), {"pooled_output": pooled[:1].to("cpu", torch.float32)}]]
+    return hidden.reshape(1, -1, hidden.shape[-1]), pooled[:1].to("cpu", torch.float32)
 
 
 def _fit(row: list[prompt.Item], width: int, eos: int) -> list[prompt.Item]:
@@ -95,6 +119,20 @@ def _run(encoder: Any, rows: list[list[prompt.Item]], layer: int | None) -> tupl
     # hidden_states[0] is the embeddings; the output of layer i (0-based) is hidden_states[i + 1]
     inner = getattr(encoder, "text_model", encoder)
     return inner.final_layer_norm(out.hidden_states[n_layers + layer + 1]), out.pooler_output
+
+
+def _run_raw(encoder: Any, rows: list[list[prompt.Item]], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDXL's encoders: the chosen layer's output without the final layer norm (a layer deeper
+    than the encoder: the last, normed, as ComfyUI's "last"); pooled: ``text_embeds`` when the
+    encoder has a projection (OpenCLIP-G), else ``pooler_output``."""
+    ids = torch.tensor([[i if isinstance(i, int) else _PLACEHOLDER for i, _ in r] for r in rows])
+    vectors = [(b, j, item) for b, r in enumerate(rows) for j, (item, _) in enumerate(r) if not isinstance(item, int)]
+    n_layers = int(encoder.config.num_hidden_layers)
+    with _inject(encoder, vectors):
+        out = encoder(ids.to(encoder.device), output_hidden_states=True)
+    pooled = out.text_embeds if getattr(out, "text_embeds", None) is not None else out.pooler_output
+    hidden = out.hidden_states[n_layers + layer + 1] if abs(layer) <= n_layers else out.last_hidden_state
+    return hidden, pooled
 
 
 @contextmanager
