@@ -27,7 +27,7 @@ def const(value: float, length: int = 77) -> list[list[Any]]:
     return [[torch.full((1, length, 8), value), {}]]
 
 
-def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, added: Any = None) -> torch.Tensor:
     return torch.zeros_like(x) + context.mean(dim=(1, 2)).reshape(-1, 1, 1, 1)
 
 
@@ -118,7 +118,7 @@ def test_every_area_prompt_gets_a_negative_twin_with_the_same_area() -> None:
 def test_different_prompt_lengths_share_one_call_up_to_a_4x_repeat() -> None:
     calls: list[int] = []
 
-    def counting(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def counting(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, added: Any = None) -> torch.Tensor:
         calls.append(context.shape[1])
         return apply(x, sigma, context)
 
@@ -192,3 +192,37 @@ def test_inpainting_noise_mask_keeps_the_unmasked_latent(tiny_handles: Any, cond
 def test_malformed_conditioning_names_the_input_and_the_fix(tiny_handles: Any, conds: Any, bad: Any) -> None:
     with pytest.raises(ValueError, match=r"input 'negative'.*fix"):
         sample(tiny_handles, conds[0], bad)
+
+
+def test_sdxl_entries_carry_the_pooled_embedding_and_size_ids_in_comfyuis_order() -> None:
+    pooled = torch.arange(4.0).reshape(1, 4)
+    plain = cmod.prepare([[torch.zeros(1, 77, 8), {"pooled_output": pooled}]], "p")
+    sized = cmod.prepare([[torch.zeros(1, 77, 8), {"pooled_output": pooled, "width": 1024, "height": 512,
+                                                   "crop_w": 3, "crop_h": 5, "target_width": 640}]], "p")
+    cmod.add_model_inputs({"p": plain, "q": sized}, "sdxl")
+    # height, width, crop_h, crop_w, target_height, target_width (defaults: 768, 768, 0, 0, height, width)
+    assert plain[0]["added"].tolist() == [[0, 1, 2, 3, 768, 768, 0, 0, 768, 768]]
+    assert sized[0]["added"].tolist() == [[0, 1, 2, 3, 512, 1024, 5, 3, 512, 640]]
+    sd1 = cmod.prepare([[torch.zeros(1, 77, 8), {}]], "p")
+    cmod.add_model_inputs({"p": sd1}, "sd1")
+    assert "added" not in sd1[0]
+    with pytest.raises(ValueError, match="pooled text embedding"):
+        cmod.add_model_inputs({"negative": cmod.prepare([[torch.zeros(1, 77, 8), {}]], "negative")}, "sdxl")
+
+
+def test_entries_with_and_without_a_model_vector_never_share_a_call() -> None:
+    seen: list[Any] = []
+
+    def recording(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, added: Any = None) -> torch.Tensor:
+        seen.append(None if added is None else tuple(added.shape))
+        return apply(x, sigma, context)
+
+    a = cmod.prepare([[torch.zeros(1, 77, 8), {"pooled_output": torch.ones(1, 4)}]], "p")
+    b = cmod.prepare([[torch.ones(1, 77, 8), {"pooled_output": torch.zeros(1, 4)}]], "n")
+    cmod.add_model_inputs({"p": a, "n": b}, "sdxl")
+    cmod.calc_cond_batch(recording, [a, b], torch.zeros(2, 4, 8, 8), torch.ones(2))
+    assert seen == [(4, 10)]  # both sides in one call, each repeated to the batch of 2
+    seen.clear()
+    c = cmod.prepare([[torch.ones(1, 77, 8), {}]], "n")
+    cmod.calc_cond_batch(recording, [a, c], torch.zeros(1, 4, 8, 8), torch.ones(1))
+    assert sorted(seen, key=str) == [(1, 10), None]

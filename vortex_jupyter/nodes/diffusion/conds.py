@@ -32,7 +32,38 @@ import torch
 from .model_sampling import ModelSampling
 
 Cond = dict[str, Any]
-ApplyModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: ``apply(x, sigma, context, added)``: ``added`` is the model's extra vector per entry (SDXL's
+#: pooled text embedding + size ids, see ``sdxl_added``) or None for models without one.
+ApplyModel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+#: SDXL's size conditioning when the prompt did not set it (ComfyUI's ``SDXL.encode_adm``).
+SDXL_DEFAULT_SIZE = 768
+
+
+def sdxl_added(c: Cond, side: str) -> torch.Tensor:
+    """SDXL's extra input for one entry: its pooled text embedding followed by the six size ids
+    ComfyUI's ``SDXL.encode_adm`` reads from the options, in its order: height, width, crop_h,
+    crop_w, target_height, target_width (768, 768, 0, 0, then the height and width)."""
+    pooled = c.get("pooled_output")
+    if not isinstance(pooled, torch.Tensor):
+        raise ValueError(f"input {side!r}: an SDXL model needs the pooled text embedding its CLIP gives "
+                         "(fix: encode the prompt with the SDXL checkpoint's CLIP, e.g. CLIPTextEncode or "
+                         "CLIPTextEncodeSDXL on it, not with another model's CLIP)")
+    height = int(c.get("height", SDXL_DEFAULT_SIZE))
+    width = int(c.get("width", SDXL_DEFAULT_SIZE))
+    ids = [height, width, int(c.get("crop_h", 0)), int(c.get("crop_w", 0)),
+           int(c.get("target_height", height)), int(c.get("target_width", width))]
+    pooled = pooled.reshape(pooled.shape[0], -1).float()
+    return torch.cat([pooled, torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)], dim=1)
+
+
+def add_model_inputs(prepared: dict[str, list[Cond]], family: str) -> None:
+    """Give every entry what the model's family needs besides the text embedding (SDXL: ``added``)."""
+    if family != "sdxl":
+        return
+    for side, entries in prepared.items():
+        for c in entries:
+            c["added"] = sdxl_added(c, side)
 
 
 def prepare(conditioning: Any, name: str) -> list[Cond]:
@@ -61,6 +92,8 @@ def _mask_box(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
 def _resolve(c: Cond, h: int, w: int, device: Any) -> Cond:
     out = dict(c)
     out["cross_attn"] = out["cross_attn"].to(device=device, dtype=torch.float32)
+    if "added" in out:
+        out["added"] = out["added"].to(device=device)
     area = out.get("area")
     if area is not None and area[0] == "percentage":
         _, ah, aw, ay, ax = area
@@ -99,7 +132,10 @@ def _twin_area(side: list[Cond], c: Cond) -> None:
             smallest = x
     if smallest is None or smallest.get("area") == c["area"]:
         return
-    side.append({**c, "cross_attn": smallest["cross_attn"]})
+    twin = {**c, "cross_attn": smallest["cross_attn"]}
+    if "added" in smallest:  # the model's other inputs come from that prompt too (ComfyUI's model_conds)
+        twin["added"] = smallest["added"]
+    side.append(twin)
 
 
 def process(ms: ModelSampling, conds: dict[str, list[Cond]], shape: tuple[int, ...], device: Any
@@ -175,8 +211,15 @@ def _context(cs: list[torch.Tensor], batch: int) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def _rows(vs: list[torch.Tensor], batch: int) -> torch.Tensor:
+    """Per-entry vectors ([n, D]) of entries run together, each repeated to the batch."""
+    return torch.cat([v if v.shape[0] == batch else v.repeat(math.ceil(batch / v.shape[0]), 1)[:batch] for v in vs])
+
+
 def _can_share(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     if a[0].shape != b[0].shape:
+        return False
+    if (a[5] is None) != (b[5] is None) or (a[5] is not None and a[5].shape[1] != b[5].shape[1]):
         return False
     s1, s2 = a[3].shape, b[3].shape
     if s1 == s2:
@@ -196,15 +239,16 @@ def calc_cond_batch(apply: ApplyModel, sides: list[list[Cond] | None], x: torch.
         for c in side or ():
             found = _area_and_mult(c, x, sigma)
             if found is not None:
-                pending.append((*found, c["cross_attn"], i))
+                pending.append((*found, c["cross_attn"], i, c.get("added")))
     while pending:
         group = [j for j in range(len(pending)) if _can_share(pending[j], pending[0])][::-1]
         items = [pending.pop(j) for j in group]
         batch = items[0][0].shape[0]
         inputs = torch.cat([it[0] for it in items])
         context = _context([it[3] for it in items], batch)
-        predicted = apply(inputs, sigma.repeat(len(items)), context).chunk(len(items))
-        for (_, mult, area, _, side), pred in zip(items, predicted):
+        added = None if items[0][5] is None else _rows([it[5] for it in items], batch)
+        predicted = apply(inputs, sigma.repeat(len(items)), context, added).chunk(len(items))
+        for (_, mult, area, _, side, _), pred in zip(items, predicted):
             out, count = outs[side], counts[side]
             if area is not None:
                 out = out.narrow(2, area[2], area[0]).narrow(3, area[3], area[1])

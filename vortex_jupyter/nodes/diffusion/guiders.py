@@ -45,12 +45,18 @@ def cfg_function(options: dict[str, Any], cond: torch.Tensor, uncond: torch.Tens
 
 
 def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
-    """``apply(x, sigma, context) -> denoised`` for a diffusers UNet2DConditionModel."""
+    """``apply(x, sigma, context, added) -> denoised`` for a diffusers UNet2DConditionModel;
+    ``added`` (SDXL: pooled text embedding + 6 size ids) goes in as ``added_cond_kwargs``."""
 
-    def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
+              added: torch.Tensor | None = None) -> torch.Tensor:
         xc = ms.calculate_input(sigma, x).to(unet.dtype)
         t = ms.timestep(sigma).float()
-        out = unet(xc, t, encoder_hidden_states=context.to(unet.dtype), return_dict=False)[0]
+        kwargs: dict[str, Any] = {}
+        if added is not None:
+            added = added.to(unet.dtype)
+            kwargs["added_cond_kwargs"] = {"text_embeds": added[:, :-6], "time_ids": added[:, -6:]}
+        out = unet(xc, t, encoder_hidden_states=context.to(unet.dtype), return_dict=False, **kwargs)[0]
         return ms.calculate_denoised(sigma, out.float(), x)
 
     return apply
@@ -68,12 +74,14 @@ class Guider:
         self.model = model
         self.options: dict[str, Any] = getattr(model, "options", {})
         self.conditioning = {k: conditioning[k] for k in self.sides}
-        for name, value in self.conditioning.items():
-            conds_mod.prepare(value, name)  # fail at the guider node, not deep in the sampler
+        self.family = str(getattr(model, "family", "sd1"))
+        for name, value in self.conditioning.items():  # fail at the guider node, not deep in the sampler
+            conds_mod.add_model_inputs({name: conds_mod.prepare(value, name)}, self.family)
 
     def bind(self, apply: conds_mod.ApplyModel, ms: ModelSampling, shape: tuple[int, ...], device: Any,
              extras: dict[str, Any]) -> Denoiser:
         prepared = {k: conds_mod.prepare(v, k) for k, v in self.conditioning.items()}
+        conds_mod.add_model_inputs(prepared, self.family)
         ready = conds_mod.process(ms, prepared, shape, device)
         return lambda x, sigma: self.predict(apply, ready, x, sigma, extras)
 

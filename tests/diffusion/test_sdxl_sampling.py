@@ -1,0 +1,81 @@
+"""Sampling an SDXL model (issue 11): the UNet gets the pooled text embedding and the six size
+ids as ComfyUI's ``SDXL.encode_adm`` builds them, through KSampler and the custom samplers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vortex_jupyter.nodes.diffusion.latent_nodes import EmptyLatentImage
+from vortex_jupyter.nodes.diffusion.sampling_nodes import KSampler
+from vortex_jupyter.nodes.diffusion.tiny_sdxl import tiny_sdxl
+
+
+@pytest.fixture(scope="module")
+def sdxl(models_dir: Path) -> Any:
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    folder = tiny_sdxl()
+    model, clip, _ = load_checkpoint(folder.name + ".safetensors")
+    return model, encode_text(clip, "a red fox in the snow"), encode_text(clip, "blurry")
+
+
+def _sample(model: Any, positive: Any, negative: Any, seed: int, cfg: float = 5.0) -> torch.Tensor:
+    latent = EmptyLatentImage().generate(64, 64, 1)[0]
+    return KSampler().sample(model, seed, 3, cfg, "euler", "normal", positive, negative, latent, 1.0)[0]["samples"]
+
+
+def _sized(cond: Any, **size: int) -> Any:
+    return [[c, {**opts, **size}] for c, opts in cond]
+
+
+def test_ksampler_samples_an_sdxl_model_deterministically_per_seed(sdxl: Any) -> None:
+    model, pos, neg = sdxl
+    assert model.family == "sdxl"
+    first, again, other = _sample(model, pos, neg, 1), _sample(model, pos, neg, 1), _sample(model, pos, neg, 2)
+    assert first.shape == (1, 4, 8, 8) and torch.isfinite(first).all()
+    assert torch.equal(first, again) and not torch.allclose(first, other)
+
+
+def test_the_size_conditioning_reaches_the_unet(sdxl: Any) -> None:
+    model, pos, neg = sdxl
+    plain = _sample(model, pos, neg, 1)
+    # the defaults are 768 x 768, no crop, target = size: saying so changes nothing ...
+    same = _sample(model, _sized(pos, width=768, height=768), _sized(neg, width=768, height=768), 1)
+    assert torch.equal(plain, same)
+    # ... another size does
+    wide = _sample(model, _sized(pos, width=1024, height=512), neg, 1)
+    assert not torch.allclose(plain, wide, atol=1e-4)
+
+
+def test_one_denoising_call_equals_diffusers_unet_with_text_embeds_and_time_ids(sdxl: Any) -> None:
+    from vortex_jupyter.nodes.diffusion import conds as cmod
+    from vortex_jupyter.nodes.diffusion.guiders import unet_apply
+    from vortex_jupyter.nodes.diffusion.model_sampling import ModelSampling
+
+    model, pos, _ = sdxl
+    ms = ModelSampling.from_config(model.scheduler_config)
+    [entry] = cmod.prepare(_sized(pos, width=640, height=576, crop_w=8, crop_h=16), "positive")
+    cmod.add_model_inputs({"positive": [entry]}, "sdxl")
+    x, sigma = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0)), torch.tensor([3.0])
+    with model.unet.use() as unet:
+        ours = unet_apply(unet, ms)(x, sigma, entry["cross_attn"], entry["added"])
+        ids = torch.tensor([[576, 640, 16, 8, 576, 640]], dtype=torch.float32)
+        eps = unet(x / (sigma ** 2 + 1) ** 0.5, ms.timestep(sigma).float(), encoder_hidden_states=entry["cross_attn"],
+                   added_cond_kwargs={"text_embeds": pos[0][1]["pooled_output"], "time_ids": ids},
+                   return_dict=False)[0]
+    torch.testing.assert_close(ours, x - eps * sigma)
+
+
+def test_an_sdxl_model_with_an_sd1_prompt_says_what_to_connect(sdxl: Any, tiny_handles: Any) -> None:
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    model, _, neg = sdxl
+    sd1 = encode_text(tiny_handles[1], "a red fox")
+    sd1 = [[c, {k: v for k, v in o.items() if k != "pooled_output"}] for c, o in sd1]
+    with pytest.raises(ValueError, match="input 'positive': an SDXL model needs the pooled text embedding"):
+        _sample(model, sd1, neg, 1)
