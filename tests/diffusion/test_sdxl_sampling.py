@@ -79,3 +79,50 @@ def test_an_sdxl_model_with_an_sd1_prompt_says_what_to_connect(sdxl: Any, tiny_h
     sd1 = [[c, {k: v for k, v in o.items() if k != "pooled_output"}] for c, o in sd1]
     with pytest.raises(ValueError, match="input 'positive': an SDXL model needs the pooled text embedding"):
         _sample(model, sd1, neg, 1)
+
+
+def test_clip_text_encode_sdxl_sends_each_text_to_its_encoder_with_the_size_options(models_dir: Path) -> None:
+    from vortex_jupyter.nodes.diffusion.conditioning_nodes import CLIPTextEncodeSDXL
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    # ComfyUI's widgets, in its order, with its defaults
+    spec = CLIPTextEncodeSDXL.INPUT_TYPES()["required"]
+    assert list(spec) == ["clip", "width", "height", "crop_w", "crop_h", "target_width", "target_height",
+                          "text_g", "text_l"]
+    assert [spec[k][1]["default"] for k in ("width", "height", "crop_w", "crop_h", "target_width",
+                                            "target_height")] == [1024, 1024, 0, 0, 1024, 1024]
+    _, clip, _ = load_checkpoint("vortex-tiny-sdxl")
+    [[cond, opts]] = CLIPTextEncodeSDXL().encode(clip, 640, 512, 4, 2, 768, 704, "a fox", "a red fox in the snow")[0]
+    [[only_g, g_opts]] = encode_text(clip, "a fox")
+    [[only_l, _]] = encode_text(clip, "a red fox in the snow")
+    width_l = clip.encoder.config.hidden_size if hasattr(clip.encoder, "config") else 32
+    torch.testing.assert_close(cond[..., :32], only_l[..., :32])  # CLIP-L read text_l
+    torch.testing.assert_close(cond[..., 32:], only_g[..., 32:])  # OpenCLIP-G read text_g
+    torch.testing.assert_close(opts["pooled_output"], g_opts["pooled_output"])
+    assert width_l == 32 and {k: opts[k] for k in ("width", "height", "crop_w", "crop_h", "target_width",
+                                                   "target_height")} == dict(
+        width=640, height=512, crop_w=4, crop_h=2, target_width=768, target_height=704)
+
+
+def test_clip_text_encode_sdxl_pads_the_shorter_text_with_empty_chunks(models_dir: Path) -> None:
+    from vortex_jupyter.nodes.diffusion.conditioning_nodes import CLIPTextEncodeSDXL
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    _, clip, _ = load_checkpoint("vortex-tiny-sdxl")
+    long = " ".join(["fox"] * 40)  # more than one 77-token chunk
+    length = encode_text(clip, long)[0][0].shape[1]
+    [[empty, _]] = encode_text(clip, "")
+    assert length > 77
+    [[cond, _]] = CLIPTextEncodeSDXL().encode(clip, 1024, 1024, 0, 0, 1024, 1024, "fox", long)[0]
+    assert cond.shape == (1, length, 96)
+    # G read "fox" (one chunk), padded with the empty prompt's chunk up to L's length
+    torch.testing.assert_close(cond[:, 77:154, 32:], empty[:, :, 32:])
+
+
+def test_clip_text_encode_sdxl_refuses_an_sd1_clip_saying_what_to_connect(tiny_handles: Any) -> None:
+    from vortex_jupyter.nodes.diffusion.conditioning_nodes import CLIPTextEncodeSDXL
+
+    with pytest.raises(ValueError, match="needs an SDXL CLIP"):
+        CLIPTextEncodeSDXL().encode(tiny_handles[1], 1024, 1024, 0, 0, 1024, 1024, "a", "b")

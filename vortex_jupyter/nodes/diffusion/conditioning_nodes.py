@@ -49,6 +49,32 @@ class CLIPTextEncode(Heavy):
         return (encode_text(clip, text),)
 
 
+class CLIPTextEncodeSDXL(Heavy):
+    """ComfyUI's CLIPTextEncodeSDXL: ``text_g`` through OpenCLIP-G, ``text_l`` through CLIP-L, and
+    the size conditioning the SDXL UNet reads (``conds.sdxl_added``) in the options."""
+
+    CATEGORY = "advanced/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
+        crop = {"default": 0, "min": 0, "max": MAX_RESOLUTION}
+        text = ("STRING", {"multiline": True, "dynamicPrompts": True})
+        return {"required": {"clip": ("CLIP",), "width": ("INT", size), "height": ("INT", size),
+                             "crop_w": ("INT", crop), "crop_h": ("INT", crop), "target_width": ("INT", size),
+                             "target_height": ("INT", size), "text_g": text, "text_l": text}}
+
+    def encode(self, clip: Any, width: int, height: int, crop_w: int, crop_h: int, target_width: int,
+               target_height: int, text_g: str, text_l: str) -> tuple[Any]:
+        from .text import encode_sdxl
+
+        size = {"width": width, "height": height, "crop_w": crop_w, "crop_h": crop_h,
+                "target_width": target_width, "target_height": target_height}
+        return (set_values(encode_sdxl(clip, text_g, text_l), size),)
+
+
 class _Edit(Heavy):
     CATEGORY = "conditioning"
     RETURN_TYPES = ("CONDITIONING",)
@@ -209,7 +235,8 @@ class ConditioningSetTimestepRange(_Edit):
 
 
 _NODES: list[tuple[type, str]] = [
-    (CLIPTextEncode, "CLIP Text Encode (Prompt)"), (ConditioningCombine, "Conditioning (Combine)"),
+    (CLIPTextEncode, "CLIP Text Encode (Prompt)"), (CLIPTextEncodeSDXL, "CLIPTextEncodeSDXL"),
+    (ConditioningCombine, "Conditioning (Combine)"),
     (ConditioningAverage, "Conditioning (Average)"), (ConditioningConcat, "Conditioning (Concat)"),
     (ConditioningSetArea, "Conditioning (Set Area)"),
     (ConditioningSetAreaPercentage, "Conditioning (Set Area with Percentage)"),

@@ -2,7 +2,7 @@
 
 Each list is ``folders.list_names(kind)`` (ComfyUI's folders under the models root plus
 ``extra_model_paths.yaml``), with the built-in tiny model's names first so a fresh install has
-a working default: ``vortex-tiny`` for checkpoints, and its split files
+a working default: ``vortex-tiny`` (and ``vortex-tiny-sdxl``) for checkpoints, and its split files
 ``vortex-tiny-unet.safetensors`` / ``vortex-tiny-clip.safetensors`` /
 ``vortex-tiny-vae.safetensors`` for UNETLoader / CLIPLoader / VAELoader (built on first use).
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .folders import list_names
 from .models import TINY_NAME, TINY_SPLIT_NAMES
+from .tiny_sdxl import TINY_SDXL_NAME
 
 
 def _with_builtin(builtin: str, kind: str) -> list[str]:
@@ -18,7 +19,8 @@ def _with_builtin(builtin: str, kind: str) -> list[str]:
 
 
 def checkpoint_names() -> list[str]:
-    return _with_builtin(TINY_NAME, "checkpoints")
+    names = _with_builtin(TINY_NAME, "checkpoints")
+    return names[:1] + [TINY_SDXL_NAME] + [n for n in names[1:] if n != TINY_SDXL_NAME]
 
 
 def vae_names() -> list[str]:

@@ -2,7 +2,8 @@
 
 Resolution of a ``ckpt_name`` (first match wins):
 
-1. ``vortex-tiny`` (or ``vortex-tiny-s<seed>``): the built-in tiny model, built on first use.
+1. ``vortex-tiny`` (or ``vortex-tiny-s<seed>``): the built-in tiny model, built on first use;
+   ``vortex-tiny-sdxl``: the built-in tiny SDXL model (its single file, SDXL's original layout).
 2. A file or diffusers folder in ComfyUI's ``checkpoints`` folders (``folders.py``: the models
    root's ``checkpoints/`` and those of ``extra_model_paths.yaml``), then directly in the models
    root; the name must be relative (no absolute paths, no ``..``). ``.safetensors``
@@ -33,9 +34,11 @@ from ...workers.arbiter import MemoryArbiter
 from . import folders, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 from .single_file import load_single_file_handles
+from .tiny_sdxl import TINY_SDXL_NAME
 
 _TINY = re.compile(r"vortex-tiny(?:-s(\d+))?")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_TINY_SDXL = frozenset({TINY_SDXL_NAME, TINY_SDXL_NAME + ".safetensors"})
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -48,6 +51,10 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
     tiny = _TINY.fullmatch(ckpt_name)
     if tiny:
         return "folder", models.tiny(seed=int(tiny.group(1) or 0))
+    if ckpt_name in _TINY_SDXL:
+        from .tiny_sdxl import tiny_sdxl_single_file
+
+        return "file", tiny_sdxl_single_file()
     local = _find_local(ckpt_name)
     if local is not None:
         return local
@@ -60,7 +67,7 @@ def check_checkpoint_name(ckpt_name: str) -> None:
     only when the node runs (their cache lives outside the models folder)."""
     if not isinstance(ckpt_name, str) or not ckpt_name.strip():
         raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
-    if not _TINY.fullmatch(ckpt_name):
+    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in _TINY_SDXL:
         _find_local(ckpt_name)
 
 

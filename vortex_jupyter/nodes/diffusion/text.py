@@ -64,16 +64,42 @@ def encode_text(clip: ClipHandle, text: str) -> list[list[Any]]:
     return [[hidden, {"pooled_output": pooled}]]
 
 
-def _encode_sdxl(clip: ClipHandle, text: str) -> list[list[Any]]:
-    """SDXL, as ComfyUI's SDXLClipModel: CLIP-L and OpenCLIP-G each give the output of the
-    penultimate layer (CLIPSetLastLayer: of the k-th from the end) WITHOUT the final layer norm;
-    the two are joined on the feature axis; ``pooled_output`` is G's projected pooled output."""
+def _encode_sdxl(clip: ClipHandle, text: str, text_g: str | None = None) -> list[list[Any]]:
+    """SDXL, as ComfyUI's SDXLClipModel: CLIP-L (``text``) and OpenCLIP-G (``text_g``, default
+    the same text) each give the output of the penultimate layer (CLIPSetLastLayer: of the k-th
+    from the end) WITHOUT the final layer norm; the two are joined on the feature axis;
+    ``pooled_output`` is G's projected pooled output. Two texts of different lengths: the
+    shorter side is padded with empty-prompt chunks, as CLIPTextEncodeSDXL pads its tokens."""
     assert clip.encoder_2 is not None
     layer = -2 if clip.layer is None else clip.layer
     with clip.encoder.use() as clip_l, clip.encoder_2.use() as clip_g, torch.inference_mode():
-        hidden_l, _ = _encode_with(clip, clip_l, text, lambda rows: _run_raw(clip_l, rows, layer))
-        hidden_g, pooled = _encode_with(clip, clip_g, text, lambda rows: _run_raw(clip_g, rows, layer))
+        def run_l(t: str) -> tuple[torch.Tensor, torch.Tensor]:
+            return _encode_with(clip, clip_l, t, lambda rows: _run_raw(clip_l, rows, layer))
+
+        def run_g(t: str) -> tuple[torch.Tensor, torch.Tensor]:
+            return _encode_with(clip, clip_g, t, lambda rows: _run_raw(clip_g, rows, layer))
+
+        hidden_l, _ = run_l(text)
+        hidden_g, pooled = run_g(text if text_g is None else text_g)
+        if hidden_l.shape[1] < hidden_g.shape[1]:
+            hidden_l = _pad_chunks(hidden_l, run_l("")[0], hidden_g.shape[1])
+        elif hidden_g.shape[1] < hidden_l.shape[1]:
+            hidden_g = _pad_chunks(hidden_g, run_g("")[0], hidden_l.shape[1])
     return [[torch.cat([hidden_l, hidden_g], dim=-1), {"pooled_output": pooled}]]
+
+
+def encode_sdxl(clip: ClipHandle, text_g: str, text_l: str) -> list[list[Any]]:
+    """CLIPTextEncodeSDXL's encoding: ``text_g`` through OpenCLIP-G, ``text_l`` through CLIP-L."""
+    if clip.encoder_2 is None:
+        raise ValueError("CLIPTextEncodeSDXL needs an SDXL CLIP (two text encoders); this CLIP has one "
+                         "(fix: connect the CLIP output of an SDXL checkpoint, or use CLIPTextEncode)")
+    return _encode_sdxl(clip, text_l, text_g)
+
+
+def _pad_chunks(hidden: torch.Tensor, empty: torch.Tensor, length: int) -> torch.Tensor:
+    """``hidden`` followed by copies of the empty prompt's 77-token chunk up to ``length`` tokens."""
+    reps = (length - hidden.shape[1]) // empty.shape[1]
+    return torch.cat([hidden, *[empty] * reps], dim=1)
 
 
 def _encode_with(clip: ClipHandle, encoder: Any, text: str,
