@@ -2,7 +2,9 @@
 
 Test data rule (the only changes made to a template before running it):
 
-- model files become the built-in tiny model's: ``ckpt_name`` -> ``vortex-tiny``,
+- model files become the built-in tiny models': ``ckpt_name`` -> ``vortex-tiny-sdxl`` for an
+  SDXL base checkpoint (a name with "xl" and not "refiner": ``sd_xl_base_1.0``, ``sd_xl_turbo``),
+  else ``vortex-tiny`` (an SDXL refiner too: there is no tiny refiner yet),
   ``unet_name`` / ``clip_name`` / ``vae_name`` -> ``vortex-tiny-{unet,clip,vae}.safetensors``,
   ``lora_name`` -> a LoRA made for the tiny model here, and CLIPLoader's ``type`` (which names
   the model family of the file) -> ``stable_diffusion``;
@@ -36,7 +38,13 @@ from .corpus import survey, templates_dir
 
 TINY = {"ckpt_name": "vortex-tiny", "unet_name": "vortex-tiny-unet.safetensors",
         "clip_name": "vortex-tiny-clip.safetensors", "vae_name": "vortex-tiny-vae.safetensors"}
+SDXL = "vortex-tiny-sdxl"
 IMAGE_PARAMS = ("image",)
+
+
+def _sdxl_base(ckpt_name: str) -> bool:
+    low = ckpt_name.lower()
+    return "xl" in low and "refiner" not in low
 LORA = "tiny-test-lora.safetensors"
 
 
@@ -64,6 +72,9 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     os.environ["VORTEX_MODELS_DIR"] = str(root)
     models.tiny()
     models.tiny_split_files()
+    from vortex_jupyter.nodes.diffusion.tiny_sdxl import tiny_sdxl_single_file
+
+    tiny_sdxl_single_file()
     _write_lora(root / "loras" / LORA)
     return {"models": root, "input": tmp_path_factory.mktemp("input"), "output": tmp_path_factory.mktemp("output")}
 
@@ -111,7 +122,7 @@ def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
         params = node.params
         for name, tiny in TINY.items():
             if isinstance(params.get(name), str):
-                params[name] = tiny
+                params[name] = SDXL if name == "ckpt_name" and _sdxl_base(params[name]) else tiny
         if isinstance(params.get("lora_name"), str):
             params["lora_name"] = LORA
         if node.type == "CLIPLoader":
@@ -147,3 +158,14 @@ def test_each_fully_known_template_runs_on_the_tiny_model(name: str, folders: di
 def test_the_rule_runs_a_real_number_of_templates() -> None:
     # the corpus grows with new node types; fewer than this means something stopped being known
     assert len(known_templates()) >= 8
+
+
+def test_sdxl_templates_run_on_the_tiny_sdxl_model(tmp_path: Path) -> None:
+    """The rule sends SDXL base checkpoints to the SDXL family, so those templates sample SDXL."""
+    sdxl = [t for t in known_templates() if "sdxl" in t]
+    assert len(sdxl) >= 3
+    for name in sdxl:
+        graph = vx.load(json.loads((templates_dir() / name).read_text(encoding="utf-8")))
+        tiny_copy(graph, tmp_path)
+        loaders = [n.params["ckpt_name"] for n in graph.nodes.values() if n.type == "CheckpointLoaderSimple"]
+        assert SDXL in loaders, (name, loaders)
