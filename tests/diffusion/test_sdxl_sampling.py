@@ -126,3 +126,30 @@ def test_clip_text_encode_sdxl_refuses_an_sd1_clip_saying_what_to_connect(tiny_h
 
     with pytest.raises(ValueError, match="needs an SDXL CLIP"):
         CLIPTextEncodeSDXL().encode(tiny_handles[1], 1024, 1024, 0, 0, 1024, 1024, "a", "b")
+
+
+def test_an_sdxl_diffusers_folder_samples_exactly_like_its_single_file(sdxl: Any) -> None:
+    """Single file and folder hold the same weights: the same prompt and seed give the same latent."""
+    from vortex_jupyter.nodes.diffusion.loaders import _folder_handles
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    model, pos, neg = sdxl
+    f_model, f_clip, f_vae = _folder_handles("vortex-tiny-sdxl (folder)", tiny_sdxl(), arbiter=None)
+    assert f_model.family == "sdxl" and f_clip.encoder_2 is not None and f_vae.scaling_factor == 0.13025
+    f_pos, f_neg = encode_text(f_clip, "a red fox in the snow"), encode_text(f_clip, "blurry")
+    torch.testing.assert_close(f_pos[0][0], pos[0][0])
+    torch.testing.assert_close(f_pos[0][1]["pooled_output"], pos[0][1]["pooled_output"])
+    torch.testing.assert_close(_sample(f_model, f_pos, f_neg, 5), _sample(model, pos, neg, 5))
+
+
+def test_an_sdxl_folder_without_its_second_encoder_is_a_clear_model_error(tmp_path: Path) -> None:
+    import shutil
+
+    from vortex_jupyter.errors import ModelError
+    from vortex_jupyter.nodes.diffusion.loaders import _folder_handles
+
+    refiner_like = tmp_path / "xl-refiner"
+    shutil.copytree(tiny_sdxl(), refiner_like)
+    shutil.rmtree(refiner_like / "text_encoder_2")
+    with pytest.raises(ModelError, match="SDXL UNet but no text_encoder_2"):
+        _folder_handles("xl-refiner", refiner_like, arbiter=None)

@@ -144,7 +144,30 @@ def _folder_handles(name: str, where: Path, *, arbiter: MemoryArbiter | None
     text = Component(f"{key}|text_encoder", loader(CLIPTextModel, "text_encoder"), est.get("text_encoder", 0), arbiter)
     vae = Component(f"{key}|vae", loader(AutoencoderKL, "vae"), est.get("vae", 0), arbiter)
     scaling = _vae_scaling(where)
-    return (ModelHandle(name, unet, sched), ClipHandle(name, text, tokenizer), VaeHandle(name, vae, scaling))
+    family, text_2 = "sd1", None
+    if _is_sdxl_folder(where):  # SDXL's second text encoder (OpenCLIP-G, with its projection)
+        from transformers import CLIPTextModelWithProjection
+
+        family = "sdxl"
+        text_2 = Component(f"{key}|text_encoder_2", loader(CLIPTextModelWithProjection, "text_encoder_2"),
+                           est.get("text_encoder_2", 0), arbiter)
+    return (ModelHandle(name, unet, sched, family=family), ClipHandle(name, text, tokenizer, encoder_2=text_2),
+            VaeHandle(name, vae, scaling))
+
+
+def _is_sdxl_folder(where: Path) -> bool:
+    """A diffusers SDXL pipeline: a second text encoder and a UNet with SDXL's text/time embedding."""
+    try:
+        unet = json.loads((where / "unet" / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if unet.get("addition_embed_type") != "text_time":
+        return False
+    if not (where / "text_encoder_2").is_dir():
+        raise ModelError(f"checkpoint folder {str(where)!r} has an SDXL UNet but no text_encoder_2 (an SDXL "
+                         "refiner or an incomplete download); only SDXL base pipelines are supported so far",
+                         hint="use an SDXL base checkpoint (a folder with text_encoder_2, or its single file)")
+    return True
 
 
 def _load_module(name: str, make: Callable[[], Any], device: str, dtype: Any) -> Any:
@@ -167,7 +190,7 @@ def _folder_sizes(where: Path, dtype: Any) -> dict[str, int]:
 
     scale = 0.5 if dtype == torch.float16 else 1.0
     out: dict[str, int] = {}
-    for sub in ("unet", "text_encoder", "vae"):
+    for sub in ("unet", "text_encoder", "text_encoder_2", "vae"):
         files = list((where / sub).glob("*.safetensors")) + list((where / sub).glob("*.bin"))
         out[sub] = int(sum(f.stat().st_size for f in files) * scale)
     return out
