@@ -153,3 +153,37 @@ def test_an_sdxl_folder_without_its_second_encoder_is_a_clear_model_error(tmp_pa
     shutil.rmtree(refiner_like / "text_encoder_2")
     with pytest.raises(ModelError, match="SDXL UNet but no text_encoder_2"):
         _folder_handles("xl-refiner", refiner_like, arbiter=None)
+
+
+def _lora_for(clip: Any, path: Path, encoder: str) -> None:
+    """A rank-1 peft-layout LoRA on the first q projection of ``encoder`` (text_encoder/_2)."""
+    from safetensors.torch import save_file
+
+    with getattr(clip, "encoder_2" if encoder == "text_encoder_2" else "encoder").use() as module:
+        name = next(n for n, _ in module.named_modules() if n.endswith("self_attn.q_proj"))
+        weight = dict(module.named_modules())[name].weight
+    gen = torch.Generator().manual_seed(1)
+    down, up = torch.randn(1, weight.shape[1], generator=gen), torch.randn(weight.shape[0], 1, generator=gen)
+    name = name if name.startswith("text_model.") else f"text_model.{name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({f"{encoder}.{name}.lora_A.weight": down, f"{encoder}.{name}.lora_B.weight": up}, str(path))
+
+
+def test_a_lora_for_sdxls_second_encoder_patches_it(models_dir: Path, tiny_handles: Any) -> None:
+    from vortex_jupyter.errors import ModelError
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.lora import load_lora
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    model, clip, _ = load_checkpoint("vortex-tiny-sdxl")
+    _lora_for(clip, models_dir / "loras" / "g-only.safetensors", "text_encoder_2")
+    _, patched_clip = load_lora(model, clip, "g-only.safetensors", 0.0, 1.0)
+    [[before, b_opts]] = encode_text(clip, "a fox")
+    [[after, a_opts]] = encode_text(patched_clip, "a fox")
+    torch.testing.assert_close(after[..., :32], before[..., :32])  # CLIP-L untouched
+    assert not torch.allclose(after[..., 32:], before[..., 32:])  # OpenCLIP-G patched
+    assert not torch.allclose(a_opts["pooled_output"], b_opts["pooled_output"])
+    [[again, _]] = encode_text(clip, "a fox")
+    torch.testing.assert_close(again, before)  # the input CLIP is unchanged
+    with pytest.raises(ModelError, match="second text encoder"):
+        load_lora(tiny_handles[0], tiny_handles[1], "g-only.safetensors", 0.0, 1.0)

@@ -7,8 +7,9 @@ merging ``W += strength * scale * (up @ down)`` into a deep copy (``components.p
 
 Formats: diffusers/peft (``unet.<module>.lora_A.weight`` / ``lora_B``), old diffusers
 (``.lora.down/.lora.up``, ``.lora_linear_layer.down/up``) and kohya/A1111
-(``lora_unet_*``/``lora_te_*``, converted by diffusers' own ``lora_state_dict``, which needs no
-peft). ``scale`` is ``alpha / rank`` when the file has alphas, else 1.
+(``lora_unet_*``/``lora_te_*``, SDXL's ``lora_te1_*``/``lora_te2_*``, converted by diffusers' own
+``lora_state_dict``, which needs no peft). SDXL's second text encoder (``text_encoder_2.``) is
+patched on the CLIP's ``encoder_2``. ``scale`` is ``alpha / rank`` when the file has alphas, else 1.
 Strength 0 leaves the model untouched (the node returns its input unchanged).
 """
 
@@ -25,7 +26,7 @@ from .loaders import lora_path
 _PAIRS = (("lora_A.weight", "lora_B.weight"), ("lora.down.weight", "lora.up.weight"),
           ("lora_linear_layer.down.weight", "lora_linear_layer.up.weight"),
           ("lora_down.weight", "lora_up.weight"))
-PREFIXES = {"unet": "unet.", "text_encoder": "text_encoder."}
+PREFIXES = {"unet": "unet.", "text_encoder": "text_encoder.", "text_encoder_2": "text_encoder_2."}
 
 
 def read_lora(path: Path) -> tuple[dict[str, Any], dict[str, float]]:
@@ -141,11 +142,20 @@ def load_lora(model: ModelHandle, clip: ClipHandle | None, lora_name: str, stren
                        lambda m: apply(m, unet_delta, strength_model, f"{lora_name} (unet)"))
         new_model = replace(model, unet=comp, loras=(*model.loras, (lora_name, strength_model)))
     text_delta = deltas(state, alphas, "text_encoder")
-    if strength_clip != 0 and text_delta and clip is not None:
-        comp = patched(clip, "encoder", f"{tag}@{strength_clip}",
-                       lambda m: apply(m, text_delta, strength_clip, f"{lora_name} (text encoder)"))
-        new_clip = replace(clip, encoder=comp, loras=(*clip.loras, (lora_name, strength_clip)))
-    if not unet_delta and not text_delta:
+    text2_delta = deltas(state, alphas, "text_encoder_2")  # SDXL's OpenCLIP-G (kohya lora_te2_)
+    if strength_clip != 0 and (text_delta or text2_delta) and clip is not None:
+        if text2_delta and clip.encoder_2 is None:
+            raise ModelError(f"LoRA {lora_name!r} has weights for a second text encoder (SDXL's OpenCLIP-G), "
+                             "but this CLIP has one encoder", hint="use it with an SDXL checkpoint's CLIP")
+        changes: dict[str, Any] = {"loras": (*clip.loras, (lora_name, strength_clip))}
+        if text_delta:
+            changes["encoder"] = patched(clip, "encoder", f"{tag}@{strength_clip}",
+                                         lambda m: apply(m, text_delta, strength_clip, f"{lora_name} (text encoder)"))
+        if text2_delta:
+            changes["encoder_2"] = patched(clip, "encoder_2", f"{tag}@{strength_clip}", lambda m: apply(
+                m, text2_delta, strength_clip, f"{lora_name} (text encoder 2)"))
+        new_clip = replace(clip, **changes)
+    if not unet_delta and not text_delta and not text2_delta:
         raise ModelError(f"LoRA {lora_name!r} has no UNet or text encoder weights we recognise",
                          hint="use a diffusers/peft or kohya LoRA for SD1 models")
     return new_model, new_clip
