@@ -6,7 +6,10 @@ CPU mode (default): the built-in tiny model, 64x64, 4 and 20 steps, one torch th
 - engine: ``examples/txt2img.json`` with a new seed per repeat (so KSampler and VAEDecode run,
   the loader and text encoders are cached), outputs=["8"], executor ``inline`` and, when the
   WORKERS pool is importable, ``workers``.
-Target: overhead <= 10 % + 20 ms.
+Target: overhead <= 10 % + 20 ms. Then the SDXL family: ``examples/txt2img_sdxl.json`` on the
+tiny SDXL model beside ``StableDiffusionXLPipeline`` and a hand-written diffusers SDXL loop (UNet
+with ``text_embeds`` and ``time_ids``, CFG, VAE decode) on the same folder, given the same prompt
+embeddings, pooled outputs and size ids.
 
 GPU mode (``--gpu``): SD1.5-SHAPED random-weight models in fp16 (UNet 860M params), built once
 into ``$VORTEX_MODELS_DIR/checkpoints/sd15-random``; 20 steps at 512x512 through the engine
@@ -132,6 +135,111 @@ def raw_loop_runner(folder: Path, embeds: tuple[Any, Any], steps: int, size: int
     return run
 
 
+def sdxl_embeds(graph_json: dict[str, Any]) -> dict[str, Any]:
+    """The SDXL example's prompts encoded once by our nodes: embeddings, pooled outputs, size ids."""
+    import torch
+
+    from vortex_jupyter.nodes.diffusion import conds
+    from vortex_jupyter.nodes.diffusion.conditioning_nodes import CLIPTextEncodeSDXL
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    _, clip, _ = load_checkpoint("vortex-tiny-sdxl")
+    p = graph_json["6"]["inputs"]
+    [[pos, pos_opts]] = CLIPTextEncodeSDXL().encode(clip, p["width"], p["height"], p["crop_w"], p["crop_h"],
+                                                     p["target_width"], p["target_height"], p["text_g"],
+                                                     p["text_l"])[0]
+    [[neg, neg_opts]] = encode_text(clip, graph_json["7"]["inputs"]["text"])
+    added = torch.cat([conds.sdxl_added(neg_opts, "negative"), conds.sdxl_added(pos_opts, "positive")])
+    return {"cond": torch.cat([neg, pos]), "text_embeds": added[:, :-6], "time_ids": added[:, -6:]}
+
+
+def sdxl_raw_loop_runner(folder: Path, e: dict[str, Any], steps: int, size: int) -> Callable[[int], Any]:
+    """The hand-written diffusers SDXL loop (UNet with text_embeds/time_ids, CFG 7, VAE decode)."""
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(folder, subfolder="unet", local_files_only=True)
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", local_files_only=True)
+    config = EulerDiscreteScheduler.load_config(folder, subfolder="scheduler")
+    added = {"text_embeds": e["text_embeds"], "time_ids": e["time_ids"]}
+
+    def run(i: int) -> Any:
+        sched = EulerDiscreteScheduler.from_config(config, timestep_spacing="linspace", steps_offset=0)
+        sched.set_timesteps(steps)
+        gen = torch.Generator("cpu").manual_seed(1000 + i)
+        x = torch.randn((1, 4, size // 8, size // 8), generator=gen) * sched.init_noise_sigma
+        with torch.inference_mode():
+            for t in sched.timesteps:
+                x_in = sched.scale_model_input(torch.cat([x, x]), t)
+                eps = unet(x_in, t, encoder_hidden_states=e["cond"], added_cond_kwargs=added, return_dict=False)[0]
+                uncond, text = eps.chunk(2)
+                x = sched.step(uncond + 7.0 * (text - uncond), t, x).prev_sample
+            image = vae.decode(x / vae.config.scaling_factor, return_dict=False)[0]
+            return (image / 2 + 0.5).clamp(0, 1).float().numpy()
+
+    return run
+
+
+def sdxl_pipeline_runner(folder: Path, e: dict[str, Any], steps: int, size: int) -> Callable[[int], Any]:
+    """``StableDiffusionXLPipeline`` given the same embeddings, pooled outputs and size ids."""
+    import torch
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True)
+    pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace",
+                                                        steps_offset=0)
+    pipe.set_progress_bar_config(disable=True)
+    neg_ids, pos_ids = (tuple(int(v) for v in row) for row in e["time_ids"])
+
+    def run(i: int) -> Any:
+        gen = torch.Generator("cpu").manual_seed(1000 + i)
+        return pipe(prompt_embeds=e["cond"][1:], negative_prompt_embeds=e["cond"][:1],
+                    pooled_prompt_embeds=e["text_embeds"][1:], negative_pooled_prompt_embeds=e["text_embeds"][:1],
+                    original_size=pos_ids[:2], crops_coords_top_left=pos_ids[2:4], target_size=pos_ids[4:],
+                    negative_original_size=neg_ids[:2], negative_crops_coords_top_left=neg_ids[2:4],
+                    negative_target_size=neg_ids[4:], num_inference_steps=steps, guidance_scale=7.0,
+                    height=size, width=size, generator=gen, output_type="np").images
+
+    return run
+
+
+def sdxl_engine_runner(graph_json: dict[str, Any], steps: int, executor: str) -> Callable[[int], Any]:
+    import vortex_jupyter as vx
+
+    g = vx.load(graph_json)
+    g.nodes["3"].params["steps"] = steps
+    base = 2000 if executor == "inline" else 7000
+
+    def run(i: int) -> Any:
+        g.nodes["3"].params["seed"] = base + i
+        result = g.run(executor=executor, outputs=["8"])
+        if result.status != "ok":
+            raise SystemExit(f"engine run failed: {result.errors}")
+        return result.outputs["8"][0]
+
+    run(-1)
+    return run
+
+
+def cpu_sdxl(args: argparse.Namespace) -> None:
+
+    from vortex_jupyter.nodes.diffusion.tiny_sdxl import tiny_sdxl
+
+    folder = tiny_sdxl()
+    graph_json = json.loads((ROOT / "examples" / "txt2img_sdxl.json").read_text())
+    e = sdxl_embeds(graph_json)
+    print(f"\ntiny SDXL model (examples/txt2img_sdxl.json), 64x64, cfg 7, euler/normal, best of {args.repeat}")
+    print(HEADER)
+    for steps in (4, 20):
+        base = median_time(sdxl_pipeline_runner(folder, e, steps, 64), args.repeat)
+        raw = median_time(sdxl_raw_loop_runner(folder, e, steps, 64), args.repeat)
+        print(row(f"{steps:>2} steps: SDXL raw loop vs pipeline", base, raw, 10, 20))
+        for name in executors():
+            eng = median_time(sdxl_engine_runner(graph_json, steps, name), args.repeat)
+            print(row(f"{steps:>2} steps: SDXL engine[{name}] vs pipeline", base, eng, 10, 20))
+
+
 def executors() -> list[str]:
     names = ["inline"]
     try:
@@ -146,11 +254,11 @@ def executors() -> list[str]:
 def row(label: str, base: float, engine: float, pct: float, ms: float) -> str:
     over = engine - base
     ok = over <= base * pct / 100 + ms / 1000
-    return (f"{label:<34} {base * 1000:>10.1f} {engine * 1000:>10.1f} {over * 1000:>+9.1f} "
+    return (f"{label:<44} {base * 1000:>10.1f} {engine * 1000:>10.1f} {over * 1000:>+9.1f} "
             f"{100 * over / base:>+8.1f}%  {'ok' if ok else 'OVER'} (target {pct:g}% + {ms:g} ms)")
 
 
-HEADER = f"{'case':<34} {'base ms':>10} {'engine ms':>10} {'over ms':>9} {'over %':>9}"
+HEADER = f"{'case':<44} {'base ms':>10} {'engine ms':>10} {'over ms':>9} {'over %':>9}"
 
 
 def cpu_main(args: argparse.Namespace) -> None:
@@ -174,6 +282,8 @@ def cpu_main(args: argparse.Namespace) -> None:
         for name in executors():
             eng = median_time(engine_runner(graph_json, steps, 64, "vortex-tiny", name), args.repeat)
             print(row(f"{steps:>2} steps: engine[{name}] vs pipeline", base, eng, 10, 20))
+    if args.family in ("all", "sdxl"):
+        cpu_sdxl(args)
 
 
 def gpu_main(args: argparse.Namespace) -> None:
@@ -215,6 +325,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--gpu", action="store_true", help="SD1.5-shaped fp16 models at 512x512 on CUDA")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--family", choices=("all", "sd1", "sdxl"), default="all",
+                        help="CPU mode: which model families get rows (sd1 is always measured)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU mode)")
     parser.add_argument("--device", default="cuda", help="--gpu mode's device (cpu: a smoke test)")
     parser.add_argument("--shape", choices=("sd15", "tiny"), default="sd15", help="--gpu mode's model shape")
