@@ -168,3 +168,35 @@ def test_loading_a_model_larger_than_the_budget_names_node_and_component(recordi
     text = str(info.value)
     assert "node 3 needs" in text and "loading unet of" in text and "VORTEX_RAM_BUDGET" in text
 
+
+
+def test_sd1_and_sdxl_alternating_under_a_small_budget_stay_in_budget_part_by_part(tiny_path: Any) -> None:
+    """Each family's parts are separate arbiter entries (SDXL: UNet, both text encoders, VAE), so
+    two families alternating on a budget that holds one of them evict and reload, never exceed it,
+    and render exactly what they render alone."""
+    from vortex_jupyter.nodes.diffusion.components import module_bytes
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+
+    probe = MemoryArbiter({"cpu": "1GiB"})
+    sizes = {}
+    for name in ("vortex-tiny", "vortex-tiny-sdxl"):
+        m, c, v = load_checkpoint(name, probe)
+        parts = [m.unet, c.encoder, v.vae] + ([c.encoder_2] if c.encoder_2 is not None else [])
+        sizes[name] = sum(module_bytes(p.get()) for p in parts)
+    budget = int(max(sizes.values()) * 1.2)  # the bigger family fits, both never do
+    assert budget < sum(sizes.values())
+    arb = MemoryArbiter({"cpu": budget})
+    sd1, sdxl = load_checkpoint("vortex-tiny", arb), load_checkpoint("vortex-tiny-sdxl", arb)
+    alone = {"sd1": render(sd1, seed=3, steps=2), "sdxl": render(sdxl, seed=3, steps=2)}
+    assert sdxl[1].encoder_2 is not None
+    sdxl_parts = [sdxl[0].unet, sdxl[1].encoder, sdxl[1].encoder_2, sdxl[2].vae]
+    parts = [sd1[0].unet, sd1[1].encoder, sd1[2].vae, *sdxl_parts]
+    for _ in range(2):
+        for name, handles in (("sd1", sd1), ("sdxl", sdxl)):
+            assert np.array_equal(render(handles, seed=3, steps=2), alone[name])
+            assert arb.used("cpu") <= budget
+        assert sum(p.key in arb for p in sdxl_parts) >= 3  # SDXL's parts are entries of their own
+    assert arb.peak("cpu") <= budget
+    assert arb.evictions >= 2
+    assert sum(p.loads for p in parts) > len(parts)  # evicted parts came back when needed
+    assert not np.array_equal(alone["sd1"], alone["sdxl"])
