@@ -244,6 +244,16 @@ def read_file_keep(doc: Doc) -> dict[str, Any] | None:
     return extra if isinstance(extra, dict) else None
 
 
+def _schema_ok(check: Callable[[str, Any], Any], key: str, value: Any, what: str) -> bool:
+    """``check(key, value)`` passed; else the part is skipped, with a warning naming it."""
+    try:
+        check(key, value)
+    except SchemaViolation as exc:
+        log.warning("skipping a %s that breaks the schema: %s", what, exc)
+        return False
+    return True
+
+
 def read_model(doc: Doc, lookup: Lookup | None) -> tuple[GraphModel, DocumentInfo | None]:
     """The model a doc holds. Parts breaking the schema are skipped (and logged), so a doc a
     hostile client scribbled on still gives a model; edges into missing nodes are dropped."""
@@ -254,19 +264,13 @@ def read_model(doc: Doc, lookup: Lookup | None) -> tuple[GraphModel, DocumentInf
     nodes = doc.get(ROOT_NODES, type=Map)
     for node_id in _ordered(list(nodes.keys()), order.get("nodes")):
         ymap = nodes[node_id]
-        try:
-            check_node(node_id, ymap)
-        except SchemaViolation as exc:
-            log.warning("skipping a node that breaks the schema: %s", exc)
+        if not _schema_ok(check_node, node_id, ymap, "node"):
             continue
         add_node_from_doc(model, node_id, ymap.to_py(), lookup, js_numbers=True)
     edges = doc.get(ROOT_EDGES, type=Map)
     for key in sorted(edges.keys()):
         value = edges[key]
-        try:
-            check_edge(key, value)
-        except SchemaViolation as exc:
-            log.warning("skipping an edge that breaks the schema: %s", exc)
+        if not _schema_ok(check_edge, key, value, "edge"):
             continue
         edge = edge_from_value(value)
         if edge.dst in model.nodes and edge.src in model.nodes:
@@ -274,10 +278,7 @@ def read_model(doc: Doc, lookup: Lookup | None) -> tuple[GraphModel, DocumentInf
     groups = doc.get(ROOT_GROUPS, type=Map)
     for gid in _ordered(list(groups.keys()), order.get("groups")):
         value = groups[gid]
-        try:
-            check_group(gid, value)
-        except SchemaViolation as exc:
-            log.warning("skipping a group that breaks the schema: %s", exc)
+        if not _schema_ok(check_group, gid, value, "group"):
             continue
         model.groups.append(group_from_value(gid, value))
     model.extra = read_file_keep(doc) or {}

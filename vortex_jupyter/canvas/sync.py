@@ -47,7 +47,7 @@ from .protocol import (
 )
 from .revert import restore
 from .schema import SchemaViolation, Touched, check, check_roots
-from .ydoc import GraphDoc
+from .ydoc import GraphDoc, collecting
 
 log = logging.getLogger(__name__)
 Send = Callable[[Any, list[bytes]], None]
@@ -205,23 +205,17 @@ class Relay:
     def _apply_to_shadow(self, shadow: Doc, update: bytes) -> Touched:
         """What ``update`` touches, applied to ``shadow``; an update that cannot be read, or
         that gives the doc a root it must not have, is refused as it is (nothing to revert)."""
-        touched = Touched()
-        failures: list[BaseException] = []
-        maps = [shadow.get(root, type=Map) for root in ROOTS]
-        subs = [m.observe_deep(_collector(touched, r, failures)) for m, r in zip(maps, ROOTS)]
-        try:
-            shadow.apply_update(update)
-            if failures:
-                raise ProtocolError(f"unreadable change: {failures[0]!r}")
-            check_roots(shadow)
-        except BaseException as exc:
-            self._shadow = None  # possibly half-applied: rebuild from the real doc next time
-            if isinstance(exc, _FATAL):
-                raise
-            raise ProtocolError(str(exc) or type(exc).__name__) from None
-        finally:
-            for m, sub in zip(maps, subs):
-                m.unobserve(sub)
+        with collecting(shadow, ROOTS) as (touched, failures):
+            try:
+                shadow.apply_update(update)
+                if failures:
+                    raise ProtocolError(f"unreadable change: {failures[0]!r}")
+                check_roots(shadow)
+            except BaseException as exc:
+                self._shadow = None  # possibly half-applied: rebuild from the real doc next time
+                if isinstance(exc, _FATAL):
+                    raise
+                raise ProtocolError(str(exc) or type(exc).__name__) from None
         return touched
 
     def _check(self, shadow: Doc, touched: Touched, update_bytes: int) -> None:
@@ -315,16 +309,6 @@ class Relay:
             send(msg, buffers or [])
         except Exception:  # a closed comm must not stop the relay to the other views
             log.exception("sending to canvas view %s failed", view_id)
-
-
-def _collector(touched: Touched, root: str, failures: list[BaseException]) -> Callable[[Any], None]:
-    def on_events(events: Any) -> None:
-        try:
-            touched.add_events(root, list(events))
-        except BaseException as exc:  # reported after apply_update returns
-            failures.append(exc)
-
-    return on_events
 
 
 def _awareness_removal(clocks: dict[int, int]) -> bytes:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -227,16 +227,12 @@ class GraphDoc:
         already holds it): reconcile what it touched, treating parts that break the schema
         as absent, so the model never holds them."""
         with self.lock:
-            touched, failures = Touched(), list[BaseException]()
-            roots = {name: self.doc.get(name, type=Map) for name in (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_FILE)}
-            subs = {name: root.observe_deep(_collect(touched, name, failures)) for name, root in roots.items()}
-            self._sender = sender
-            try:
-                self.doc.apply_update(update)
-            finally:
-                self._sender = None
-                for name, sub in subs.items():
-                    roots[name].unobserve(sub)
+            with collecting(self.doc, (ROOT_NODES, ROOT_EDGES, ROOT_GROUPS, ROOT_FILE)) as (touched, failures):
+                self._sender = sender
+                try:
+                    self.doc.apply_update(update)
+                finally:
+                    self._sender = None
             if failures:
                 log.warning("reading a room update failed (%r); re-reading the whole graph", failures[0])
                 touched = docio_everything(self.doc)
@@ -251,6 +247,20 @@ class GraphDoc:
             finally:
                 self._sender = None
             Reconciler(self).run(touched)
+
+
+@contextmanager
+def collecting(doc: Doc, roots: Iterable[str]) -> Iterator[tuple[Touched, list[BaseException]]]:
+    """While inside: what changes to ``doc``'s ``roots`` touch (``Touched``), and the errors met
+    reading those changes (raised by no one: the caller decides)."""
+    touched, failures = Touched(), list[BaseException]()
+    maps = {name: doc.get(name, type=Map) for name in roots}
+    subs = {name: m.observe_deep(_collect(touched, name, failures)) for name, m in maps.items()}
+    try:
+        yield touched, failures
+    finally:
+        for name, sub in subs.items():
+            maps[name].unobserve(sub)
 
 
 def _collect(touched: Touched, root: str, failures: list[BaseException]) -> Callable[[Any], None]:
