@@ -105,7 +105,8 @@ class ModelHandle:  # MODEL
     #: ComfyUI's ``model_options`` that patch nodes set on a clone (``sampler_cfg_function``:
     #: RescaleCFG); never mutated, a patch node makes a new handle with a new dict.
     options: dict[str, Any] = field(default_factory=dict)
-    #: The model family (``families.py``): "sd1", or "sdxl" (issue 11; not sampled yet).
+    #: The model family (``families.py``): "sd1", "sdxl", "sd3" or "flux"; it decides how the
+    #: denoiser is called (``guiders.model_apply``) and what a prompt must carry.
     family: str = "sd1"
 
     def __repr__(self) -> str:
@@ -123,6 +124,12 @@ class ClipHandle:  # CLIP
     layer: int | None = None
     #: SDXL's second text encoder (OpenCLIP-G, with projection); None for SD1.
     encoder_2: Component | None = None
+    #: The T5 encoder of SD3 / Flux (``t5.py``) and its tokenizer; None for SD1/SDXL.
+    t5: Component | None = None
+    t5_tokenizer: Any = None
+    #: How prompts are encoded: "" (SD1, or SDXL when ``encoder_2`` is set), "sd3" (CLIP-L,
+    #: OpenCLIP-G and T5, any of them missing) or "flux" (CLIP-L pooled + T5).
+    kind: str = ""
 
     def __repr__(self) -> str:
         return f"<CLIP {self.name}>"
@@ -134,6 +141,8 @@ class VaeHandle:  # VAE
     vae: Component
     scaling_factor: float = 0.18215
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Subtracted before scaling when encoding (SD3: 0.0609, Flux: 0.1159; 0 for SD1/SDXL).
+    shift_factor: float = 0.0
 
     def __repr__(self) -> str:
         return f"<VAE {self.name}>"

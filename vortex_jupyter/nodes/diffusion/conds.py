@@ -58,12 +58,19 @@ def sdxl_added(c: Cond, side: str) -> torch.Tensor:
 
 
 def add_model_inputs(prepared: dict[str, list[Cond]], family: str) -> None:
-    """Give every entry what the model's family needs besides the text embedding (SDXL: ``added``)."""
-    if family != "sdxl":
+    """Give every entry what the model's family needs besides the text embedding as ``added``
+    (SDXL: pooled + size ids; SD3: pooled; Flux: pooled + guidance, ``transformer_apply``)."""
+    if any("control" in c for entries in prepared.values() for c in entries):
+        from .controlnet import check_families  # a ControlNet of another family: say so now
+
+        check_families(prepared, family)
+    if family not in ("sdxl", "sd3", "flux"):
         return
+    if family != "sdxl":
+        from .transformer_apply import model_inputs
     for side, entries in prepared.items():
         for c in entries:
-            c["added"] = sdxl_added(c, side)
+            c["added"] = sdxl_added(c, side) if family == "sdxl" else model_inputs(c, family, side)
 
 
 def prepare(conditioning: Any, name: str) -> list[Cond]:
@@ -157,6 +164,10 @@ def process(ms: ModelSampling, conds: dict[str, list[Cond]], shape: tuple[int, .
             for other_key, other in out.items():
                 if other_key != k:
                     _twin_area(other, c)
+    if any("control" in c for side in out.values() for c in side):
+        from .controlnet import bind_controls  # ControlNets: uncond fill and this run's sigma windows
+
+        bind_controls(out, ms, shape)
     return out
 
 
@@ -217,7 +228,7 @@ def _rows(vs: list[torch.Tensor], batch: int) -> torch.Tensor:
 
 
 def _can_share(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    if a[0].shape != b[0].shape:
+    if a[0].shape != b[0].shape or a[6] is not b[6]:  # entries with different controls never share a call
         return False
     if (a[5] is None) != (b[5] is None) or (a[5] is not None and a[5].shape[1] != b[5].shape[1]):
         return False
@@ -239,7 +250,7 @@ def calc_cond_batch(apply: ApplyModel, sides: list[list[Cond] | None], x: torch.
         for c in side or ():
             found = _area_and_mult(c, x, sigma)
             if found is not None:
-                pending.append((*found, c["cross_attn"], i, c.get("added")))
+                pending.append((*found, c["cross_attn"], i, c.get("added"), c.get("control")))
     while pending:
         group = [j for j in range(len(pending)) if _can_share(pending[j], pending[0])][::-1]
         items = [pending.pop(j) for j in group]
@@ -247,8 +258,9 @@ def calc_cond_batch(apply: ApplyModel, sides: list[list[Cond] | None], x: torch.
         inputs = torch.cat([it[0] for it in items])
         context = _context([it[3] for it in items], batch)
         added = None if items[0][5] is None else _rows([it[5] for it in items], batch)
-        predicted = apply(inputs, sigma.repeat(len(items)), context, added).chunk(len(items))
-        for (_, mult, area, _, side, _), pred in zip(items, predicted):
+        control = {} if items[0][6] is None else {"control": items[0][6]}  # a ControlNet (``controlnet.py``)
+        predicted = apply(inputs, sigma.repeat(len(items)), context, added, **control).chunk(len(items))
+        for (_, mult, area, _, side, _, _), pred in zip(items, predicted):
             out, count = outs[side], counts[side]
             if area is not None:
                 out = out.narrow(2, area[2], area[0]).narrow(3, area[3], area[1])

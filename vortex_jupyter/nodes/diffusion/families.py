@@ -260,6 +260,9 @@ def _declared_family(meta: dict[str, str]) -> str | None:
     return family if isinstance(family, str) else None
 
 
+_CKPT_UNET = "model.diffusion_model."  # a full checkpoint's denoiser (SD3 / Flux transformers too)
+
+
 def inspect_checkpoint(name: str, shapes: Shapes, meta: dict[str, str]) -> Family:
     """The family of a full checkpoint, from its tensor names and shapes (a header is enough),
     or the ModelError ``inspect_unet`` gives for files of other families.
@@ -270,5 +273,10 @@ def inspect_checkpoint(name: str, shapes: Shapes, meta: dict[str, str]) -> Famil
     parts = _parts(shapes)
     if is_sdxl_unet(shapes, meta):
         return Family("sdxl", parts)
+    flow = ("sd3" if f"{_CKPT_UNET}joint_blocks.0.x_block.attn.qkv.weight" in shapes
+            else "flux" if f"{_CKPT_UNET}double_blocks.0.img_attn.qkv.weight" in shapes else None)
+    if flow is not None:  # the transformer, and T5 when the file carries it
+        t5 = any(k.startswith("text_encoders.t5xxl.") for k in shapes)
+        return Family(flow, ("unet", *parts, *(("t5",) if t5 else ())))
     inspect_unet(name, shapes, meta)  # raises for SD2, the refiner, DiTs, ... with what it looks like
     return Family("sd1", parts)

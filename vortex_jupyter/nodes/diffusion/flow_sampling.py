@@ -147,3 +147,31 @@ class FluxSampling(_Const):
 
     def _shift(self, t: float) -> float:
         return float(flux_time_shift(self.shift, 1.0, t))
+
+
+#: The scheduler-config keys a flow-matching MODEL carries (``model_sampling.FLOW_KEY`` names
+#: the kind): its shift and, for SD3/AuraFlow, the timestep multiplier.
+SHIFT_KEY, MULTIPLIER_KEY = "vortex_shift", "vortex_multiplier"
+#: Each kind's defaults, as ComfyUI's model configs set them (Flux dev: ModelSamplingFlux's
+#: mu 1.15; Flux schnell is a plain flow model with shift 1 and multiplier 1).
+DEFAULTS = {"sd3": (3.0, 1000.0), "auraflow": (1.73, 1.0), "flux": (1.15, 1.0), "flow": (1.0, 1.0)}
+
+
+def flow_config(kind: str, shift: float | None = None, multiplier: float | None = None) -> dict[str, Any]:
+    """The scheduler config of a flow-matching MODEL (``kind``: sd3, auraflow, flux, flow)."""
+    from .model_sampling import FLOW_KEY
+
+    base_shift, base_mult = DEFAULTS[kind]
+    return {FLOW_KEY: kind, SHIFT_KEY: float(base_shift if shift is None else shift),
+            MULTIPLIER_KEY: float(base_mult if multiplier is None else multiplier)}
+
+
+def from_config(config: dict[str, Any]) -> FlowSampling | FluxSampling:
+    from .model_sampling import FLOW_KEY
+
+    kind = str(config[FLOW_KEY])
+    base_shift, base_mult = DEFAULTS.get(kind, DEFAULTS["flow"])
+    shift = float(config.get(SHIFT_KEY, base_shift))
+    if kind == "flux":
+        return FluxSampling(shift=shift)
+    return FlowSampling(shift=shift, multiplier=float(config.get(MULTIPLIER_KEY, base_mult)))

@@ -45,21 +45,36 @@ def cfg_function(options: dict[str, Any], cond: torch.Tensor, uncond: torch.Tens
 
 
 def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
-    """``apply(x, sigma, context, added) -> denoised`` for a diffusers UNet2DConditionModel;
-    ``added`` (SDXL: pooled text embedding + 6 size ids) goes in as ``added_cond_kwargs``."""
+    """``apply(x, sigma, context, added, control) -> denoised`` for a diffusers UNet2DConditionModel;
+    ``added`` (SDXL: pooled text embedding + 6 size ids) goes in as ``added_cond_kwargs``, a
+    ``control`` (``controlnet.RunControl``) adds its residuals to the skips and middle block."""
 
     def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-              added: torch.Tensor | None = None) -> torch.Tensor:
+              added: torch.Tensor | None = None, control: Any = None) -> torch.Tensor:
         xc = ms.calculate_input(sigma, x).to(unet.dtype)
         t = ms.timestep(sigma).float()
         kwargs: dict[str, Any] = {}
         if added is not None:
-            added = added.to(unet.dtype)
-            kwargs["added_cond_kwargs"] = {"text_embeds": added[:, :-6], "time_ids": added[:, -6:]}
+            kwargs["added_cond_kwargs"] = {"text_embeds": added.to(unet.dtype)[:, :-6],
+                                           "time_ids": added.to(unet.dtype)[:, -6:]}
+        residuals = None if control is None else control.residuals(x, sigma, context, added)
+        if residuals is not None:
+            kwargs["down_block_additional_residuals"] = [r.to(unet.dtype) for r in residuals[0]]
+            kwargs["mid_block_additional_residual"] = residuals[1].to(unet.dtype)
         out = unet(xc, t, encoder_hidden_states=context.to(unet.dtype), return_dict=False, **kwargs)[0]
         return ms.calculate_denoised(sigma, out.float(), x)
 
     return apply
+
+
+def model_apply(family: str, module: Any, ms: Any) -> conds_mod.ApplyModel:
+    """The ``apply`` of a MODEL's denoiser: the UNet families (SD1, SDXL) or the flow-matching
+    transformers (SD3, Flux: ``transformer_apply``)."""
+    if family in ("sd3", "flux"):
+        from .transformer_apply import flux_apply, sd3_apply
+
+        return (sd3_apply if family == "sd3" else flux_apply)(module, ms)
+    return unet_apply(module, ms)
 
 
 class Guider:

@@ -2,7 +2,7 @@
 
 Each list is ``folders.list_names(kind)`` (ComfyUI's folders under the models root plus
 ``extra_model_paths.yaml``), with the built-in tiny model's names first so a fresh install has
-a working default: ``vortex-tiny`` (and ``vortex-tiny-sdxl``) for checkpoints, and its split files
+a working default: ``vortex-tiny`` (and ``vortex-tiny-sdxl``, ``-sd3``, ``-flux``) for checkpoints, and its split files
 ``vortex-tiny-unet.safetensors`` / ``vortex-tiny-clip.safetensors`` /
 ``vortex-tiny-vae.safetensors`` for UNETLoader / CLIPLoader / VAELoader (built on first use).
 """
@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from .folders import list_names
 from .models import TINY_NAME, TINY_SPLIT_NAMES
+from .tiny_flow import TINY_FLUX_NAME, TINY_SD3_NAME
 from .tiny_sdxl import TINY_SDXL_NAME
+
+#: The built-in checkpoints after ``vortex-tiny``, in the order the combo box shows them.
+_MORE = (TINY_SDXL_NAME, TINY_SD3_NAME, TINY_FLUX_NAME)
 
 
 def _with_builtin(builtin: str, kind: str) -> list[str]:
@@ -20,7 +24,7 @@ def _with_builtin(builtin: str, kind: str) -> list[str]:
 
 def checkpoint_names() -> list[str]:
     names = _with_builtin(TINY_NAME, "checkpoints")
-    return names[:1] + [TINY_SDXL_NAME] + [n for n in names[1:] if n != TINY_SDXL_NAME]
+    return names[:1] + list(_MORE) + [n for n in names[1:] if n not in _MORE]
 
 
 def vae_names() -> list[str]:
@@ -41,3 +45,11 @@ def lora_names() -> list[str]:
 
 def embedding_names() -> list[str]:
     return list_names("embeddings")
+
+
+def controlnet_names() -> list[str]:
+    """ControlNetLoader's list: the built-in tiny ControlNets (SD1, SDXL) first."""
+    from .tiny_controlnet import TINY_CONTROLNET_NAMES
+
+    builtins = list(TINY_CONTROLNET_NAMES.values())
+    return builtins + [n for n in list_names("controlnet") if n not in builtins]

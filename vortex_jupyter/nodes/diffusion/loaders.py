@@ -3,7 +3,8 @@
 Resolution of a ``ckpt_name`` (first match wins):
 
 1. ``vortex-tiny`` (or ``vortex-tiny-s<seed>``): the built-in tiny model, built on first use;
-   ``vortex-tiny-sdxl``: the built-in tiny SDXL model (its single file, SDXL's original layout).
+   ``vortex-tiny-sdxl``: the built-in tiny SDXL model (its single file, SDXL's original layout);
+   ``vortex-tiny-sd3`` / ``vortex-tiny-flux``: the tiny SD3 / Flux models (``tiny_flow.py``).
 2. A file or diffusers folder in ComfyUI's ``checkpoints`` folders (``folders.py``: the models
    root's ``checkpoints/`` and those of ``extra_model_paths.yaml``), then directly in the models
    root; the name must be relative (no absolute paths, no ``..``). ``.safetensors``
@@ -34,11 +35,13 @@ from ...workers.arbiter import MemoryArbiter
 from . import folders, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 from .single_file import load_single_file_handles
+from .tiny_flow import NAMES
 from .tiny_sdxl import TINY_SDXL_NAME
 
 _TINY = re.compile(r"vortex-tiny(?:-s(\d+))?")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _TINY_SDXL = frozenset({TINY_SDXL_NAME, TINY_SDXL_NAME + ".safetensors"})
+_TINY_FLOW = frozenset({*NAMES, *(n + ".safetensors" for n in NAMES)})
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -55,6 +58,10 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
         from .tiny_sdxl import tiny_sdxl_single_file
 
         return "file", tiny_sdxl_single_file()
+    if ckpt_name in _TINY_FLOW:
+        from .tiny_flow import tiny_flow_single_file
+
+        return "file", tiny_flow_single_file(NAMES[ckpt_name.removesuffix(".safetensors")])
     local = _find_local(ckpt_name)
     if local is not None:
         return local
@@ -67,7 +74,7 @@ def check_checkpoint_name(ckpt_name: str) -> None:
     only when the node runs (their cache lives outside the models folder)."""
     if not isinstance(ckpt_name, str) or not ckpt_name.strip():
         raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
-    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in _TINY_SDXL:
+    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in _TINY_SDXL and ckpt_name not in _TINY_FLOW:
         _find_local(ckpt_name)
 
 
@@ -123,6 +130,11 @@ def _folder_handles(name: str, where: Path, *, arbiter: MemoryArbiter | None
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
+    from .flow_loader import folder_family, folder_handles
+
+    flow = folder_family(where)
+    if flow is not None:  # SD3 / Flux pipelines
+        return folder_handles(name, where, flow, arbiter)
     quiet_progress()
     kw: dict[str, Any] = {"local_files_only": True}  # a local folder (hub ids: their snapshot)
     src = str(where)

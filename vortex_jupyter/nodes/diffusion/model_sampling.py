@@ -62,6 +62,8 @@ PREDICTIONS = {"eps": "epsilon", "v_prediction": "v_prediction", "lcm": "lcm", "
                "img_to_img": "img_to_img"}
 #: The scheduler-config key ModelSamplingDiscrete's ``zsnr`` sets (ours, not diffusers').
 ZSNR_KEY = "vortex_zsnr"
+#: The scheduler-config key that marks a flow-matching model ("sd3", "auraflow", "flux").
+FLOW_KEY = "vortex_flow"
 #: LCM's distilled schedule keeps 50 of the 1000 training sigmas (ComfyUI's original_timesteps).
 LCM_TIMESTEPS = 50
 
@@ -99,7 +101,13 @@ class ModelSampling:
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ModelSampling:
-        """From a diffusers scheduler config (``ModelHandle.scheduler_config``)."""
+        """From a diffusers scheduler config (``ModelHandle.scheduler_config``); a flow-matching
+        model's config (``flow_sampling.FLOW_KEY``: SD3, AuraFlow, Flux) gives its flow sampling,
+        which has the same interface."""
+        if config.get(FLOW_KEY):
+            from .flow_sampling import from_config as flow
+
+            return flow(config)  # type: ignore[return-value]  # same interface (duck-typed)
         steps = int(config.get("num_train_timesteps", 1000))
         alphas_cumprod = torch.cumprod(1.0 - _betas(config, steps), dim=0)
         sigmas = ((1 - alphas_cumprod) / alphas_cumprod) ** 0.5
@@ -182,6 +190,10 @@ class ModelSampling:
         """The starting point of a run (and how ancestral/LCM steps re-noise)."""
         scale = torch.sqrt(1.0 + sigma ** 2) if max_denoise else sigma
         return latent + noise * _dims(scale, noise)
+
+    def inverse_noise_scaling(self, sigma: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
+        """The end of a run: the latent as it is (flow models divide by ``1 - sigma``)."""
+        return latent
 
     def is_max_denoise(self, sigma: Any) -> bool:
         """Whether a run starting at ``sigma`` starts from pure noise (ComfyUI's max_denoise)."""

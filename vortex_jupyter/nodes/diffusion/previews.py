@@ -28,12 +28,23 @@ SD1_LATENT_RGB = np.array([
 MIN_SIDE = 64
 
 
+def _factors(channels: int) -> np.ndarray:
+    """SD1's map for 4 channels; for other latents (SD3/Flux: 16) a rough stand-in: the channels
+    in three consecutive groups, each group's mean is one colour (recognisable shapes, wrong hues)."""
+    if channels == 4:
+        return SD1_LATENT_RGB
+    out = np.zeros((channels, 3), dtype=np.float32)
+    for c in range(channels):
+        out[c, min(2, c * 3 // channels)] = 3.0 / channels
+    return out
+
+
 def latent_to_rgb(latent: Any) -> np.ndarray:
-    """The first image of a ``[B,4,h,w]`` latent as an ``h x w x 3`` uint8 array."""
+    """The first image of a ``[B,C,h,w]`` latent as an ``h x w x 3`` uint8 array."""
     import torch
 
     first = latent[0].detach().to(device="cpu", dtype=torch.float32).numpy()
-    rgb = np.einsum("chw,cr->hwr", first, SD1_LATENT_RGB)
+    rgb = np.einsum("chw,cr->hwr", first, _factors(first.shape[0]))
     img = np.clip((rgb + 1.0) * 127.5, 0, 255).astype(np.uint8)
     scale = max(1, -(-MIN_SIDE // max(1, min(img.shape[:2]))))
     return img.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else img

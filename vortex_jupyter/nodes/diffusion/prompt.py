@@ -132,6 +132,12 @@ def _embedding_items(word: str, weight: float, resolve: Resolve, warn: Warn) -> 
 def tokenize(text: str, encode_words: Callable[[str], list[int]], resolve: Resolve, warn: Warn,
              bos: int, eos: int) -> list[list[Item]]:
     """The prompt as 77-item windows; ``encode_words`` gives token ids without BOS/EOS."""
+    return pack(groups(text, encode_words, resolve, warn), bos, eos)
+
+
+def groups(text: str, encode_words: Callable[[str], list[int]], resolve: Resolve, warn: Warn
+           ) -> list[list[Item]]:
+    """The prompt's weighted pieces (a word's tokens, or an embedding's rows), before packing."""
     groups: list[list[Item]] = []
     for piece, weight in token_weights(escape_important(text), 1.0):
         for word in split_words(unescape_important(piece)):
@@ -142,7 +148,7 @@ def tokenize(text: str, encode_words: Callable[[str], list[int]], resolve: Resol
                 if not word:
                     continue
             groups.append([(t, weight) for t in encode_words(word)])
-    return pack(groups, bos, eos)
+    return groups
 
 
 def pack(groups: list[list[Item]], bos: int, eos: int) -> list[list[Item]]:

@@ -36,7 +36,7 @@ import torch
 
 from ..context import current
 from .components import ModelHandle, oom_guard
-from .guiders import CFGGuider, Guider, unet_apply
+from .guiders import CFGGuider, Guider, model_apply
 from .model_sampling import ModelSampling
 from .previews import AsyncPreviews, PreviewThrottle
 from .samplers import RANDOM_INPAINT_NOISE, SOLVERS, check_sampler
@@ -109,7 +109,9 @@ def _latent_samples(latent: Any, model: ModelHandle, unet: Any) -> torch.Tensor:
         raise ValueError("input 'latent_image' is not a LATENT (fix: connect an EmptyLatentImage, VAEEncode "
                          "or sampler output)")
     samples = torch.as_tensor(latent["samples"]).to(torch.float32)
-    channels = int(getattr(unet.config, "out_channels", samples.shape[1]))
+    from .transformer_apply import latent_channels
+
+    channels = latent_channels(model.family, unet)
     if samples.shape[1] != channels and not bool(samples.any()):  # ComfyUI: an empty latent adapts
         samples = torch.zeros([samples.shape[0], channels, *samples.shape[2:]])
     return samples
@@ -164,7 +166,7 @@ def _sample(guider: Guider, unet: Any, ms: ModelSampling, sampler: Sampler, sigm
         raise ValueError(f"the noise has shape {tuple(noise.shape)} but the latent {tuple(start.shape)} "
                          "(fix: generate the noise for this latent)")
     extras: dict[str, Any] = {}
-    denoise = guider.bind(unet_apply(unet, ms), ms, tuple(start.shape), device, extras)
+    denoise = guider.bind(model_apply(guider.family, unet, ms), ms, tuple(start.shape), device, extras)
     mask = latent.get("noise_mask") if isinstance(latent, dict) else None
     if mask is not None:
         denoise = _inpainting(denoise, _mask_for(mask, tuple(start.shape), device), start,
@@ -187,6 +189,7 @@ def _sample(guider: Guider, unet: Any, ms: ModelSampling, sampler: Sampler, sigm
     x = ms.noise_scaling(sigmas[0], noise, start, ms.is_max_denoise(sigmas[0]))
     with torch.inference_mode():
         x = sampler.solver()(Run(model, ms, seed, step, extras), x, sigmas)
+        x = ms.inverse_noise_scaling(sigmas[-1], x)
     previews.flush()
     return x, (last[0] if last else None)
 

@@ -179,10 +179,17 @@ def load_single_file_handles(name: str, path: Path, arbiter: MemoryArbiter | Non
     (safetensors reads lazily, so the file's other parts are never loaded for it)."""
     from transformers import CLIPTokenizer
 
-    if path.suffix.lower() in SAFETENSORS_SUFFIXES and families.is_sdxl_unet(*families.read_header(path)):
-        from .sdxl_loader import load_sdxl_handles
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        from .flow_files import checkpoint_family, load_flow_single_file
 
-        return load_sdxl_handles(name, path, arbiter)
+        shapes, header_meta = families.read_header(path)
+        flow = checkpoint_family(shapes)
+        if flow is not None:  # SD3 / Flux
+            return load_flow_single_file(name, path, flow, arbiter)
+        if families.is_sdxl_unet(shapes, header_meta):
+            from .sdxl_loader import load_sdxl_handles
+
+            return load_sdxl_handles(name, path, arbiter)
     _, meta = _peek(path)
     cfg = config_folder(meta)
     tokenizer = CLIPTokenizer.from_pretrained(str(cfg / "tokenizer"), local_files_only=True)

@@ -71,6 +71,8 @@ def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float = 1
 
 def euler_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0
                     ) -> torch.Tensor:
+    if getattr(run.ms, "prediction", "") == "flow":
+        return euler_ancestral_rf(run, x, sigmas, eta, s_noise)
     noise = default_noise(x, run.seed)
     for i in range(len(sigmas) - 1):
         denoised = run.denoise(x, sigmas[i])
@@ -80,6 +82,29 @@ def euler_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float 
             x = denoised
         else:
             x = x + to_d(x, sigmas[i], denoised) * (down - sigmas[i]) + noise(sigmas[i], sigmas[i + 1]) * s_noise * up
+    return x
+
+
+def euler_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
+                       s_noise: float = 1.0) -> torch.Tensor:
+    """Euler ancestral on a flow-matching model (``x = (1 - s) x0 + s noise``), as ComfyUI runs
+    ``euler_ancestral`` there: step down to ``sigma_down = s' (1 + (s'/s - 1) eta)``, rescale
+    to the next level's signal and add back exactly the noise that brings it to ``s'``."""
+    noise = default_noise(x, run.seed)
+    for i in range(len(sigmas) - 1):
+        sigma, nxt = sigmas[i], sigmas[i + 1]
+        denoised = run.denoise(x, sigma)
+        run.step(i, x, denoised)
+        if nxt == 0:
+            x = denoised
+            continue
+        down = nxt * (1 + (nxt / sigma - 1) * eta)
+        alpha_next, alpha_down = 1 - nxt, 1 - down
+        renoise = (nxt ** 2 - down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+        ratio = down / sigma
+        x = ratio * x + (1 - ratio) * denoised
+        if eta > 0:
+            x = (alpha_next / alpha_down) * x + noise(sigma, nxt) * s_noise * renoise
     return x
 
 

@@ -57,6 +57,10 @@ def token_chunks(tokenizer: Any, text: str) -> torch.Tensor:
 
 def encode_text(clip: ClipHandle, text: str) -> list[list[Any]]:
     """CONDITIONING for ``text``: ``[[hidden [1, 77*n, dim], {"pooled_output": [1, dim]}]]``."""
+    if clip.kind == "sd3":
+        return encode_sd3(clip, text, text, text)
+    if clip.kind == "flux":
+        return encode_flux(clip, text, text)
     if clip.encoder_2 is not None:
         return _encode_sdxl(clip, text)
     with clip.encoder.use() as encoder, torch.inference_mode():
@@ -94,6 +98,130 @@ def encode_sdxl(clip: ClipHandle, text_g: str, text_l: str) -> list[list[Any]]:
         raise ValueError("CLIPTextEncodeSDXL needs an SDXL CLIP (two text encoders); this CLIP has one "
                          "(fix: connect the CLIP output of an SDXL checkpoint, or use CLIPTextEncode)")
     return _encode_sdxl(clip, text_l, text_g)
+
+
+# ------------------------------------------------------------------ SD3 and Flux (with T5)
+
+#: CLIP-L's and OpenCLIP-G's widths in the real models (ComfyUI's zeros for a missing encoder).
+_L_WIDTH, _G_WIDTH = 768, 1280
+
+
+def _width(component: Any, default: int, attr: str = "hidden_size") -> int:
+    if component is None:
+        return default
+    with component.use() as module:
+        return int(getattr(module.config, attr))
+
+
+def encode_sd3(clip: ClipHandle, text_l: str, text_g: str, text_t5: str, *, drop_empty: bool = False
+               ) -> list[list[Any]]:
+    """SD3's conditioning (ComfyUI's ``SD3ClipModel``): CLIP-L and OpenCLIP-G each give their
+    penultimate layer without the final norm (a missing encoder: zeros of its width), the
+    shorter side padded with empty-prompt windows, joined on the feature axis, padded with
+    zeros to T5's width and followed by T5's tokens; ``pooled_output`` is CLIP-L's pooled (not
+    projected) and G's projected, joined. ``drop_empty`` (CLIPTextEncodeSD3's
+    ``empty_padding="none"``): T5 is left out when its text is empty, and both CLIPs when both
+    of theirs are (one empty side alone is padded with the empty prompt, as ComfyUI's node
+    does). With nothing at all: zeros ``[1, 77, width]``."""
+    from . import t5
+
+    clips = not (drop_empty and text_l == "" and text_g == "") and (clip.encoder is not None
+                                                                    or clip.encoder_2 is not None)
+    use_t5 = clip.t5 is not None and not (drop_empty and text_t5 == "")
+    t5_width = _width(clip.t5, 4096, "d_model")
+    lg: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    layer = -2 if clip.layer is None else clip.layer
+    if clips:
+        with torch.inference_mode():
+            def run_l(e: Any, rows: list[list[prompt.Item]]) -> tuple[torch.Tensor, torch.Tensor]:
+                return _run_raw_pooler(e, rows, layer)
+
+            def run_g(e: Any, rows: list[list[prompt.Item]]) -> tuple[torch.Tensor, torch.Tensor]:
+                return _run_raw(e, rows, layer)
+
+            l_out, l_pooled = _sd3_side(clip, clip.encoder, text_l, run_l)
+            g_out, g_pooled = _sd3_side(clip, clip.encoder_2, text_g, run_g)
+            if l_out is not None and g_out is not None and l_out.shape[1] != g_out.shape[1]:
+                if l_out.shape[1] < g_out.shape[1]:  # the shorter side gets empty-prompt windows
+                    empty = _sd3_side(clip, clip.encoder, "", run_l)[0]
+                    assert empty is not None
+                    l_out = _pad_chunks(l_out, empty, g_out.shape[1])
+                else:
+                    empty = _sd3_side(clip, clip.encoder_2, "", run_g)[0]
+                    assert empty is not None
+                    g_out = _pad_chunks(g_out, empty, l_out.shape[1])
+        if l_out is not None and g_out is not None:
+            lg = torch.cat([l_out, g_out], dim=-1)
+        elif l_out is not None:
+            lg = l_out
+        else:
+            assert g_out is not None
+            lg = torch.nn.functional.pad(g_out, (_width(clip.encoder, _L_WIDTH), 0))
+        lg = torch.nn.functional.pad(lg, (0, t5_width - lg.shape[-1]))
+        l_pooled = l_pooled if l_pooled is not None else torch.zeros(1, _width(clip.encoder, _L_WIDTH))
+        g_pooled = g_pooled if g_pooled is not None else torch.zeros(
+            1, _width(clip.encoder_2, _G_WIDTH, "projection_dim"))
+        pooled = torch.cat([l_pooled, g_pooled], dim=-1)
+    out = lg
+    if use_t5:
+        assert clip.t5 is not None
+        with clip.t5.use() as enc_t5:
+            t5_out = t5.encode(enc_t5, clip.t5_tokenizer, text_t5, t5.SD3_MIN_LENGTH)
+        out = t5_out if lg is None else torch.cat([lg, t5_out], dim=-2)
+    if out is None:
+        out = torch.zeros(1, 77, t5_width)
+    if pooled is None:
+        pooled = torch.zeros(1, _width(clip.encoder, _L_WIDTH) + _width(clip.encoder_2, _G_WIDTH, "projection_dim"))
+    return [[out, {"pooled_output": pooled}]]
+
+
+def _sd3_side(clip: ClipHandle, component: Any, text: str,
+              run: Callable[[Any, list[list[prompt.Item]]], tuple[torch.Tensor, torch.Tensor]]
+              ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """One CLIP of SD3: hidden and pooled of ``text``, or (None, None) when the CLIP lacks it."""
+    if component is None:
+        return None, None
+    with component.use() as encoder:
+        return _encode_with(clip, encoder, text, lambda rows: run(encoder, rows))
+
+
+def encode_flux(clip: ClipHandle, text_l: str, text_t5: str, guidance: float | None = None) -> list[list[Any]]:
+    """Flux's conditioning (ComfyUI's ``FluxClipModel``): T5's tokens (at least 256) as the
+    context; ``pooled_output`` is CLIP-L's pooled output (last layer, not projected); with
+    ``guidance`` (CLIPTextEncodeFlux) the entry carries it as FluxGuidance would set it."""
+    from . import t5
+
+    if clip.encoder is None or clip.t5 is None:
+        raise ValueError("a Flux CLIP needs both CLIP-L and T5 (fix: DualCLIPLoader with type 'flux' and "
+                         "clip_l + t5xxl files, or the Flux checkpoint's CLIP)")
+    with clip.t5.use() as enc_t5:
+        context = t5.encode(enc_t5, clip.t5_tokenizer, text_t5, t5.FLUX_MIN_LENGTH)
+    with clip.encoder.use() as enc_l, torch.inference_mode():
+        _, pooled = _encode_with(clip, enc_l, text_l, lambda rows: _run(enc_l, rows, clip.layer))
+    options: dict[str, Any] = {"pooled_output": pooled}
+    if guidance is not None:
+        options["guidance"] = float(guidance)
+    return [[context, options]]
+
+
+def _run_raw_pooler(encoder: Any, rows: list[list[prompt.Item]], layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_run_raw`` with the unprojected pooled output (SD3's CLIP-L: ``return_projected_pooled=False``)."""
+    ids = torch.tensor([[i if isinstance(i, int) else _PLACEHOLDER for i, _ in r] for r in rows])
+    vectors = [(b, j, item) for b, r in enumerate(rows) for j, (item, _) in enumerate(r) if not isinstance(item, int)]
+    n_layers = int(encoder.config.num_hidden_layers)
+    with _inject(encoder, vectors):
+        out = encoder(ids.to(encoder.device), output_hidden_states=True)
+    last = out.last_hidden_state  # the final layer norm applied
+    pooled = last[torch.arange(last.shape[0]), _eos_positions(encoder, ids)]
+    hidden = out.hidden_states[n_layers + layer + 1] if abs(layer) <= n_layers else out.last_hidden_state
+    return hidden, pooled
+
+
+def _eos_positions(encoder: Any, ids: torch.Tensor) -> torch.Tensor:
+    """Where CLIP pools: the first end-of-text token of each row (transformers' rule)."""
+    eos = int(encoder.config.eos_token_id)
+    return (ids.to(encoder.device) == eos).int().argmax(dim=-1)
 
 
 def _pad_chunks(hidden: torch.Tensor, empty: torch.Tensor, length: int) -> torch.Tensor:

@@ -2,7 +2,8 @@
 
 Conventions (as ComfyUI's ``comfy.sd.VAE``): pixels enter the VAE as ``2 * p - 1`` and leave
 as ``clamp((x + 1) / 2, 0, 1)``; an encoded latent is the distribution's mean (deterministic),
-here multiplied by the VAE's scaling factor because our LATENTs are in the sampler's scale;
+here shifted and multiplied by the VAE's shift and scaling factors (SD3/Flux's 16-channel VAEs
+have a shift; ComfyUI's ``process_latent_in``) because our LATENTs are in the sampler's scale;
 images whose sides are not multiples of 8 are cropped to them around the centre
 (``(size % 8) // 2`` pixels off the top/left), as ComfyUI's ``vae_encode_crop_pixels`` does.
 
@@ -38,7 +39,8 @@ def crop_pixels(arr: Any, node: str = "VAEEncode") -> Any:
 
 def _decoder(vae: VaeHandle, module: Any) -> Any:
     def decode(z: Any) -> Any:
-        x = module.decode(z.to(module.device, module.dtype) / vae.scaling_factor, return_dict=False)[0]
+        z = z.to(module.device, module.dtype) / vae.scaling_factor + vae.shift_factor
+        x = module.decode(z, return_dict=False)[0]
         return x.to("cpu", torch.float32)
     return decode
 
@@ -46,7 +48,8 @@ def _decoder(vae: VaeHandle, module: Any) -> Any:
 def _encoder(vae: VaeHandle, module: Any) -> Any:
     def encode(pixels: Any) -> Any:  # NCHW in [0, 1]
         dist = module.encode((pixels * 2 - 1).to(module.device, module.dtype)).latent_dist
-        return (dist.mode() * vae.scaling_factor).to("cpu", torch.float32)  # the mean, as ComfyUI
+        latent = (dist.mode() - vae.shift_factor) * vae.scaling_factor  # the mean, as ComfyUI
+        return latent.to("cpu", torch.float32)
     return encode
 
 
