@@ -75,6 +75,28 @@ class CLIPTextEncodeSDXL(Heavy):
         return (set_values(encode_sdxl(clip, text_g, text_l), size),)
 
 
+class CLIPTextEncodeSDXLRefiner(Heavy):
+    """ComfyUI's CLIPTextEncodeSDXLRefiner: the text through the refiner's OpenCLIP-G, with the
+    aesthetic score and size the refiner UNet reads (``conds.refiner_added``) in the options."""
+
+    CATEGORY = "advanced/conditioning"
+    RETURN_TYPES = ("CONDITIONING",)
+    FUNCTION = "encode"
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        size = {"default": 1024, "min": 0, "max": MAX_RESOLUTION}
+        return {"required": {"ascore": ("FLOAT", {"default": 6.0, "min": 0.0, "max": 1000.0, "step": 0.01}),
+                             "width": ("INT", size), "height": ("INT", size),
+                             "text": ("STRING", {"multiline": True, "dynamicPrompts": True}), "clip": ("CLIP",)}}
+
+    def encode(self, clip: Any, ascore: float, width: int, height: int, text: str) -> tuple[Any]:
+        from .text import encode_text
+
+        values = {"aesthetic_score": ascore, "width": width, "height": height}
+        return (set_values(encode_text(clip, text), values),)
+
+
 class _Edit(Heavy):
     CATEGORY = "conditioning"
     RETURN_TYPES = ("CONDITIONING",)
@@ -236,6 +258,7 @@ class ConditioningSetTimestepRange(_Edit):
 
 _NODES: list[tuple[type, str]] = [
     (CLIPTextEncode, "CLIP Text Encode (Prompt)"), (CLIPTextEncodeSDXL, "CLIPTextEncodeSDXL"),
+    (CLIPTextEncodeSDXLRefiner, "CLIPTextEncodeSDXLRefiner"),
     (ConditioningCombine, "Conditioning (Combine)"),
     (ConditioningAverage, "Conditioning (Average)"), (ConditioningConcat, "Conditioning (Concat)"),
     (ConditioningSetArea, "Conditioning (Set Area)"),

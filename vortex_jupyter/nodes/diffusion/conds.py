@@ -57,6 +57,21 @@ def sdxl_added(c: Cond, side: str) -> torch.Tensor:
     return torch.cat([pooled, torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)], dim=1)
 
 
+def refiner_added(c: Cond, side: str) -> torch.Tensor:
+    """The SDXL refiner's extra input: G's pooled embedding, then ComfyUI's
+    ``SDXLRefiner.encode_adm`` ids in its order: height, width, crop_h, crop_w, aesthetic score
+    (768, 768, 0, 0; the score 6 for prompts, 2.5 on the negative side unless set)."""
+    pooled = c.get("pooled_output")
+    if not isinstance(pooled, torch.Tensor):
+        raise ValueError(f"input {side!r}: an SDXL refiner needs the pooled text embedding of its CLIP (fix: "
+                         "encode the prompt with the refiner checkpoint's CLIP, e.g. CLIPTextEncodeSDXLRefiner)")
+    score = float(c.get("aesthetic_score", 2.5 if side == "negative" else 6.0))
+    ids = [float(c.get("height", SDXL_DEFAULT_SIZE)), float(c.get("width", SDXL_DEFAULT_SIZE)),
+           float(c.get("crop_h", 0)), float(c.get("crop_w", 0)), score]
+    pooled = pooled.reshape(pooled.shape[0], -1).float()
+    return torch.cat([pooled, torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)], dim=1)
+
+
 def add_model_inputs(prepared: dict[str, list[Cond]], family: str) -> None:
     """Give every entry what the model's family needs besides the text embedding as ``added``
     (SDXL: pooled + size ids; SD3: pooled; Flux: pooled + guidance, ``transformer_apply``)."""
@@ -64,6 +79,11 @@ def add_model_inputs(prepared: dict[str, list[Cond]], family: str) -> None:
         from .controlnet import check_families  # a ControlNet of another family: say so now
 
         check_families(prepared, family)
+    if family == "sdxl_refiner":
+        for side, entries in prepared.items():
+            for c in entries:
+                c["added"] = refiner_added(c, side)
+        return
     if family not in ("sdxl", "sd3", "flux"):
         return
     if family != "sdxl":

@@ -44,9 +44,16 @@ def cfg_function(options: dict[str, Any], cond: torch.Tensor, uncond: torch.Tens
     return x - fn(args)
 
 
+def time_ids(config: Any, width: int) -> int:
+    """How many size ids end an ``added`` row of ``width``: the UNet embeds each id in
+    ``addition_time_embed_dim`` channels beside the pooled text (SDXL base 6, the refiner 5)."""
+    dim = int(config.addition_time_embed_dim)
+    return (int(config.projection_class_embeddings_input_dim) - width) // (dim - 1)
+
+
 def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
     """``apply(x, sigma, context, added, control) -> denoised`` for a diffusers UNet2DConditionModel;
-    ``added`` (SDXL: pooled text embedding + 6 size ids) goes in as ``added_cond_kwargs``, a
+    ``added`` (SDXL: pooled text embedding + 6 size ids; the refiner: 5) goes in as ``added_cond_kwargs``, a
     ``control`` (``controlnet.RunControl``) adds its residuals to the skips and middle block."""
 
     def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
@@ -55,8 +62,9 @@ def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
         t = ms.timestep(sigma).float()
         kwargs: dict[str, Any] = {}
         if added is not None:
-            kwargs["added_cond_kwargs"] = {"text_embeds": added.to(unet.dtype)[:, :-6],
-                                           "time_ids": added.to(unet.dtype)[:, -6:]}
+            ids = time_ids(unet.config, added.shape[1])
+            kwargs["added_cond_kwargs"] = {"text_embeds": added.to(unet.dtype)[:, :-ids],
+                                           "time_ids": added.to(unet.dtype)[:, -ids:]}
         residuals = None if control is None else control.residuals(x, sigma, context, added)
         if residuals is not None:
             kwargs["down_block_additional_residuals"] = [r.to(unet.dtype) for r in residuals[0]]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from .folders import list_names
 from .models import TINY_NAME, TINY_SPLIT_NAMES
 from .tiny_flow import TINY_FLUX_NAME, TINY_SD3_NAME
-from .tiny_sdxl import TINY_SDXL_NAME
+from .tiny_sdxl import TINY_REFINER_NAME, TINY_SDXL_NAME
 
 #: The built-in checkpoints after ``vortex-tiny``, in the order the combo box shows them.
-_MORE = (TINY_SDXL_NAME, TINY_SD3_NAME, TINY_FLUX_NAME)
+_MORE = (TINY_SDXL_NAME, TINY_REFINER_NAME, TINY_SD3_NAME, TINY_FLUX_NAME)
 
 
 def _with_builtin(builtin: str, kind: str) -> list[str]:

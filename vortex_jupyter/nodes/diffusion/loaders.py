@@ -36,7 +36,7 @@ from . import folders, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 from .single_file import load_single_file_handles
 from .tiny_flow import NAMES
-from .tiny_sdxl import TINY_SDXL_NAME
+from .tiny_sdxl import TINY_REFINER_NAME, TINY_SDXL_NAME
 
 _TINY = re.compile(r"vortex-tiny(?:-s(\d+))?")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -54,6 +54,10 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
     tiny = _TINY.fullmatch(ckpt_name)
     if tiny:
         return "folder", models.tiny(seed=int(tiny.group(1) or 0))
+    if ckpt_name == TINY_REFINER_NAME:
+        from .tiny_sdxl import tiny_sdxl_refiner
+
+        return "folder", tiny_sdxl_refiner()
     if ckpt_name in _TINY_SDXL:
         from .tiny_sdxl import tiny_sdxl_single_file
 
@@ -74,7 +78,7 @@ def check_checkpoint_name(ckpt_name: str) -> None:
     only when the node runs (their cache lives outside the models folder)."""
     if not isinstance(ckpt_name, str) or not ckpt_name.strip():
         raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
-    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in _TINY_SDXL and ckpt_name not in _TINY_FLOW:
+    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in (*_TINY_SDXL, *_TINY_FLOW, TINY_REFINER_NAME):
         _find_local(ckpt_name)
 
 
@@ -139,7 +143,8 @@ def _folder_handles(name: str, where: Path, *, arbiter: MemoryArbiter | None
     kw: dict[str, Any] = {"local_files_only": True}  # a local folder (hub ids: their snapshot)
     src = str(where)
     try:
-        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer", **kw)
+        tokenizer = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer" if (where / "tokenizer").is_dir()
+                                                  else "tokenizer_2", **kw)
         sched = _scheduler_config(src, kw)
     except (OSError, ValueError) as exc:
         raise ModelError(f"checkpoint {name!r} ({src}) could not be opened offline: {exc}",
@@ -157,6 +162,14 @@ def _folder_handles(name: str, where: Path, *, arbiter: MemoryArbiter | None
     vae = Component(f"{key}|vae", loader(AutoencoderKL, "vae"), est.get("vae", 0), arbiter)
     scaling = _vae_scaling(where)
     family, text_2 = "sd1", None
+    if _is_refiner_folder(where):  # the SDXL refiner: OpenCLIP-G alone, aesthetic-score conditioning
+        from transformers import CLIPTextModelWithProjection
+
+        tokenizer_2 = CLIPTokenizer.from_pretrained(src, subfolder="tokenizer_2", **kw)
+        clip_g = Component(f"{key}|text_encoder_2", loader(CLIPTextModelWithProjection, "text_encoder_2"),
+                           est.get("text_encoder_2", 0), arbiter)
+        return (ModelHandle(name, unet, sched, family="sdxl_refiner"),
+                ClipHandle(name, clip_g, tokenizer_2, kind="sdxl_refiner"), VaeHandle(name, vae, _vae_scaling(where)))
     if _is_sdxl_folder(where):  # SDXL's second text encoder (OpenCLIP-G, with its projection)
         from transformers import CLIPTextModelWithProjection
 
@@ -165,6 +178,16 @@ def _folder_handles(name: str, where: Path, *, arbiter: MemoryArbiter | None
                            est.get("text_encoder_2", 0), arbiter)
     return (ModelHandle(name, unet, sched, family=family), ClipHandle(name, text, tokenizer, encoder_2=text_2),
             VaeHandle(name, vae, scaling))
+
+
+def _is_refiner_folder(where: Path) -> bool:
+    """A diffusers SDXL refiner: an SDXL img2img pipeline with OpenCLIP-G and no CLIP-L."""
+    try:
+        index = json.loads((where / "model_index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(index.get("requires_aesthetics_score")) and (where / "text_encoder_2").is_dir() and not (
+        where / "text_encoder").is_dir()
 
 
 def _is_sdxl_folder(where: Path) -> bool:

@@ -57,6 +57,11 @@ def token_chunks(tokenizer: Any, text: str) -> torch.Tensor:
 
 def encode_text(clip: ClipHandle, text: str) -> list[list[Any]]:
     """CONDITIONING for ``text``: ``[[hidden [1, 77*n, dim], {"pooled_output": [1, dim]}]]``."""
+    if clip.kind == "sdxl_refiner":  # OpenCLIP-G alone (ComfyUI's SDXLRefinerClipModel)
+        layer = -2 if clip.layer is None else clip.layer
+        with clip.encoder.use() as clip_g, torch.inference_mode():
+            hidden, pooled = _encode_with(clip, clip_g, text, lambda rows: _run_raw(clip_g, rows, layer))
+        return [[hidden, {"pooled_output": pooled}]]
     if clip.kind == "sd3":
         return encode_sd3(clip, text, text, text)
     if clip.kind == "flux":

@@ -39,7 +39,8 @@ from typing import Any
 from . import models
 from .tokenizer import write_tokenizer
 
-__all__ = ["TINY_SDXL_NAME", "tiny_sdxl", "tiny_sdxl_configs", "tiny_sdxl_single_file"]
+__all__ = ["TINY_REFINER_NAME", "TINY_SDXL_NAME", "tiny_sdxl", "tiny_sdxl_configs", "tiny_sdxl_refiner",
+           "tiny_sdxl_single_file"]
 
 TINY_SDXL_NAME = "vortex-tiny-sdxl"
 #: Bump when the configs or the build change: old caches are rebuilt, never reused.
@@ -176,3 +177,79 @@ def write_sdxl_single_file(path: Path, mods: dict[str, Any]) -> None:
     state = sdxl_to_single_file({k: m.state_dict() for k, m in mods.items()}, configs)
     meta = {"vortex_configs": json.dumps(dict(configs, family="sdxl"), sort_keys=True)}
     save_file(state, str(path), metadata=meta)
+
+
+# ----------------------------------------------------------------------------- the refiner
+
+TINY_REFINER_NAME = "vortex-tiny-sdxl-refiner"
+_REFINER_IDS = 5  # original (h, w), crop (top, left), aesthetic score
+
+
+def tiny_refiner_configs(vocab_size: int = 770) -> dict[str, dict[str, Any]]:
+    """The tiny SDXL refiner: OpenCLIP-G alone (cross-attention as wide as G [1280]) and five
+    size/score ids [2560 = 5 * 256 + 1280]; the base model's VAE and G shapes."""
+    base = tiny_sdxl_configs(vocab_size)
+    g = base["text_encoder_2"]
+    time_dim = int(base["unet"]["addition_time_embed_dim"])
+    unet = dict(base["unet"], cross_attention_dim=g["hidden_size"],
+                projection_class_embeddings_input_dim=_REFINER_IDS * time_dim + g["projection_dim"])
+    return {"unet": unet, "vae": base["vae"], "text_encoder_2": g, "scheduler": base["scheduler"]}
+
+
+def tiny_sdxl_refiner(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
+    """The tiny SDXL refiner's diffusers folder (``StableDiffusionXLImg2ImgPipeline``), built on first use."""
+    root = Path(cache_dir) if cache_dir is not None else models.models_root()
+    folder = root / TINY_REFINER_NAME
+    marker = {"version": BUILD_VERSION, "family": "sdxl_refiner", "seed": seed}
+    try:
+        if json.loads((folder / models._MARKER).read_text()) == marker:
+            return folder
+    except (OSError, ValueError):
+        pass
+    from filelock import FileLock
+
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{folder.name}.lock")):
+        tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            _build_refiner(tmp, seed)
+            (tmp / models._MARKER).write_text(json.dumps(marker))
+            if folder.exists():
+                shutil.rmtree(folder)
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _build_refiner(folder: Path, seed: int) -> None:
+    import torch
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    from .components import quiet_progress
+
+    quiet_progress()
+    vocab = write_tokenizer(folder / "tokenizer_2")
+    configs = tiny_refiner_configs(vocab)
+    g = dict(configs["text_encoder_2"], vocab_size=vocab, bos_token_id=vocab - 2, eos_token_id=vocab - 1,
+             pad_token_id=vocab - 1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 10)
+        mods: dict[str, Any] = {"unet": UNet2DConditionModel(**configs["unet"])}
+        torch.manual_seed(seed + 1)  # the base model's VAE weights (same seed and config)
+        mods["vae"] = AutoencoderKL(**configs["vae"])
+        torch.manual_seed(seed + 13)
+        mods["text_encoder_2"] = CLIPTextModelWithProjection(CLIPTextConfig(**g))
+    for name, module in mods.items():
+        module.save_pretrained(folder / name, safe_serialization=True)
+    scheduler: Any = EulerDiscreteScheduler.from_config(configs["scheduler"])
+    scheduler.save_pretrained(folder / "scheduler")
+    index = {"_class_name": "StableDiffusionXLImg2ImgPipeline", "_diffusers_version": "0.42.0",
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+             "text_encoder": [None, None], "tokenizer": [None, None],
+             "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+             "tokenizer_2": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "EulerDiscreteScheduler"],
+             "image_encoder": [None, None], "feature_extractor": [None, None],
+             "requires_aesthetics_score": True, "force_zeros_for_empty_prompt": False}
+    (folder / "model_index.json").write_text(json.dumps(index, indent=1))
