@@ -9,7 +9,10 @@ CPU mode (default): the built-in tiny model, 64x64, 4 and 20 steps, one torch th
 Target: overhead <= 10 % + 20 ms. Then the SDXL family: ``examples/txt2img_sdxl.json`` on the
 tiny SDXL model beside ``StableDiffusionXLPipeline`` and a hand-written diffusers SDXL loop (UNet
 with ``text_embeds`` and ``time_ids``, CFG, VAE decode) on the same folder, given the same prompt
-embeddings, pooled outputs and size ids.
+embeddings, pooled outputs and size ids. Then upscale models: ImageUpscaleWithModel with the
+built-in tiny 4x ESRGAN (EmptyImage -> UpscaleModelLoader -> ImageUpscaleWithModel, a new colour
+per repeat so only the image and the upscale run) beside calling spandrel's descriptor directly
+on the same image (``ModelLoader().load_from_file``, one call, no tiling: the images fit a tile).
 
 GPU mode (``--gpu``): SD1.5-SHAPED random-weight models in fp16 (UNet 860M params), built once
 into ``$VORTEX_MODELS_DIR/checkpoints/sd15-random``; 20 steps at 512x512 through the engine
@@ -240,6 +243,63 @@ def cpu_sdxl(args: argparse.Namespace) -> None:
             print(row(f"{steps:>2} steps: SDXL engine[{name}] vs pipeline", base, eng, 10, 20))
 
 
+def upscale_engine_runner(size: int, executor: str) -> Callable[[int], Any]:
+    import vortex_jupyter as vx
+    from vortex_jupyter.nodes.diffusion.tiny_upscale import TINY_UPSCALE_NAME
+
+    g = vx.load({"1": {"class_type": "EmptyImage", "inputs": {"width": size, "height": size, "batch_size": 1,
+                                                              "color": 0}},
+                 "2": {"class_type": "UpscaleModelLoader", "inputs": {"model_name": TINY_UPSCALE_NAME}},
+                 "3": {"class_type": "ImageUpscaleWithModel", "inputs": {"upscale_model": ["2", 0],
+                                                                          "image": ["1", 0]}}})
+    base = 100 if executor == "inline" else 300_000  # fresh keys per executor (see the module docstring)
+
+    def run(i: int) -> Any:
+        g.nodes["1"].params["color"] = base + (i + 1) * 997
+        result = g.run(executor=executor, outputs=["3"])
+        if result.status != "ok":
+            raise SystemExit(f"engine run failed: {result.errors}")
+        return result.outputs["3"][0]
+
+    run(-1)  # loads the model once (cached afterwards)
+    return run
+
+
+def upscale_spandrel_runner(path: Path, size: int) -> Callable[[int], Any]:
+    """What a user writes without the engine: spandrel's descriptor on the same image."""
+    import numpy as np
+    import torch
+
+    from vortex_jupyter.nodes.diffusion.upscale import spandrel
+
+    model = spandrel().ModelLoader().load_from_file(str(path)).eval()
+
+    def run(i: int) -> Any:
+        color = 100 + (i + 1) * 997  # EmptyImage's 0xRRGGBB colour, as the engine side gets it
+        rgb = np.array([(color >> 16) & 255, (color >> 8) & 255, color & 255], np.float32) / 255
+        image = torch.from_numpy(np.broadcast_to(rgb, (1, size, size, 3)).copy())
+        with torch.inference_mode():
+            out = model(image.movedim(-1, 1))
+        return out.clamp(0, 1).movedim(1, -1).numpy()
+
+    return run
+
+
+def cpu_upscale(args: argparse.Namespace) -> None:
+    from vortex_jupyter.nodes.diffusion.tiny_upscale import tiny_upscale
+
+    path = tiny_upscale()
+    print(f"\ntiny 4x ESRGAN (vortex-tiny-upscale-x4), ImageUpscaleWithModel, best of {args.repeat}")
+    print(HEADER)
+    for size in (64, 256):
+        direct = upscale_spandrel_runner(path, size)
+        base = median_time(direct, args.repeat)
+        engine = {name: median_time(upscale_engine_runner(size, name), args.repeat) for name in executors()}
+        base = min(base, median_time(direct, args.repeat))  # before and after: the shared cores drift
+        for name, eng in engine.items():
+            print(row(f"{size}->{size * 4}: upscale engine[{name}] vs spandrel", base, eng, 10, 20))
+
+
 def executors() -> list[str]:
     names = ["inline"]
     try:
@@ -268,6 +328,8 @@ def cpu_main(args: argparse.Namespace) -> None:
     # the workers get the same thread count as the kernel's baselines (else they use every core)
     os.environ.setdefault("VORTEX_WORKER_THREADS", str(args.threads))
     os.environ.setdefault("VORTEX_MODELS_DIR", str(Path(tempfile.gettempdir()) / "vortex-bench-models"))
+    if args.family == "upscale":  # the upscale rows alone need no diffusion model
+        return cpu_upscale(args)
     from vortex_jupyter.nodes.diffusion import models
 
     folder = models.tiny()
@@ -284,6 +346,8 @@ def cpu_main(args: argparse.Namespace) -> None:
             print(row(f"{steps:>2} steps: engine[{name}] vs pipeline", base, eng, 10, 20))
     if args.family in ("all", "sdxl"):
         cpu_sdxl(args)
+    if args.family == "all":
+        cpu_upscale(args)
 
 
 def gpu_main(args: argparse.Namespace) -> None:
@@ -325,8 +389,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--gpu", action="store_true", help="SD1.5-shaped fp16 models at 512x512 on CUDA")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--family", choices=("all", "sd1", "sdxl"), default="all",
-                        help="CPU mode: which model families get rows (sd1 is always measured)")
+    parser.add_argument("--family", choices=("all", "sd1", "sdxl", "upscale"), default="all",
+                        help="CPU mode: which model families get rows (sd1 always, except with upscale)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU mode)")
     parser.add_argument("--device", default="cuda", help="--gpu mode's device (cpu: a smoke test)")
     parser.add_argument("--shape", choices=("sd15", "tiny"), default="sd15", help="--gpu mode's model shape")

@@ -15,6 +15,8 @@ fi
 echo "== installing Python packages (torch 2.13.0 CPU first: a bare torch would pull a CUDA build)"
 python -m pip install -q torch==2.13.0
 VORTEX_SKIP_JS=1 python -m pip install -q -e ".[test]"  # the JS is built just below
+# spandrel (upscale models) without its torchvision: PyPI has no CPU torchvision (pyproject's `upscale`)
+python -m pip install -q --no-deps "spandrel>=0.4,<0.5"
 
 echo "== building the canvas bundle and the JupyterLab extension"
 npm --prefix js ci --no-audit --no-fund --loglevel=error

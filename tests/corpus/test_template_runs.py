@@ -6,8 +6,9 @@ Test data rule (the only changes made to a template before running it):
   SDXL base checkpoint (a name with "xl" and not "refiner": ``sd_xl_base_1.0``, ``sd_xl_turbo``),
   else ``vortex-tiny`` (an SDXL refiner too: there is no tiny refiner yet),
   ``unet_name`` / ``clip_name`` / ``vae_name`` -> ``vortex-tiny-{unet,clip,vae}.safetensors``,
-  ``lora_name`` -> a LoRA made for the tiny model here, and CLIPLoader's ``type`` (which names
-  the model family of the file) -> ``stable_diffusion``;
+  ``lora_name`` -> a LoRA made for the tiny model here, UpscaleModelLoader's ``model_name`` ->
+  the built-in tiny 4x ESRGAN ``vortex-tiny-upscale-x4.safetensors``, and CLIPLoader's ``type``
+  (which names the model family of the file) -> ``stable_diffusion``;
 - sizes shrink: ``width`` / ``height`` pairs keep their aspect with the longer side at most
   64 px (multiples of 8, at least 16), ``batch_size`` at most 2, ``megapixels`` the smallest
   the node accepts;
@@ -46,6 +47,7 @@ def _sdxl_base(ckpt_name: str) -> bool:
     low = ckpt_name.lower()
     return "xl" in low and "refiner" not in low
 LORA = "tiny-test-lora.safetensors"
+UPSCALER = "vortex-tiny-upscale-x4.safetensors"
 
 
 def known_templates() -> list[str]:
@@ -127,6 +129,8 @@ def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
             params["lora_name"] = LORA
         if node.type == "CLIPLoader":
             params["type"] = "stable_diffusion"
+        if node.type == "UpscaleModelLoader" and isinstance(params.get("model_name"), str):
+            params["model_name"] = UPSCALER
         spec = vx.registry.lookup(node.type)
         for name, value in _shrink(dict(params), spec).items():
             params[name] = value

@@ -9,7 +9,8 @@ the registry (``nodes.registry`` imports it lazily):
 - ``sigma_nodes``: SIGMAS schedules and edits (BasicScheduler, SplitSigmas, ...);
 - ``latent_nodes``: empty latents, VAE decode/encode, latent edits;
 - ``model_nodes``: MODEL patches (ModelSamplingDiscrete, RescaleCFG);
-- ``flow_nodes``: SD3 / Flux / AuraFlow (ModelSampling*, EmptySD3LatentImage, their text encoders).
+- ``flow_nodes``: SD3 / Flux / AuraFlow (ModelSampling*, EmptySD3LatentImage, their text encoders);
+- ``upscale_nodes``: upscale models (UpscaleModelLoader, ImageUpscaleWithModel, on spandrel).
 
 Importing these modules must not import torch: the registry imports them to list node types
 in the kernel. Each ``FUNCTION`` imports the heavy modules (``text``, ``vae``, ``latent``,
@@ -33,13 +34,15 @@ from . import (
     model_nodes,
     sampling_nodes,
     sigma_nodes,
+    upscale_nodes,
 )
 from .conditioning_nodes import CLIPTextEncode
 from .latent_nodes import EmptyLatentImage, LatentUpscale, VAEDecode, VAEEncode
 from .loader_nodes import CheckpointLoaderSimple, LoraLoader
 from .sampling_nodes import KSampler, KSamplerAdvanced
 
-_FAMILIES = (loader_nodes, conditioning_nodes, sampling_nodes, sigma_nodes, latent_nodes, model_nodes, flow_nodes)
+_FAMILIES = (loader_nodes, conditioning_nodes, sampling_nodes, sigma_nodes, latent_nodes, model_nodes, flow_nodes,
+             upscale_nodes)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {k: v for m in _FAMILIES for k, v in m.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
