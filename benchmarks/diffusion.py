@@ -9,10 +9,14 @@ CPU mode (default): the built-in tiny model, 64x64, 4 and 20 steps, one torch th
 Target: overhead <= 10 % + 20 ms. Then the SDXL family: ``examples/txt2img_sdxl.json`` on the
 tiny SDXL model beside ``StableDiffusionXLPipeline`` and a hand-written diffusers SDXL loop (UNet
 with ``text_embeds`` and ``time_ids``, CFG, VAE decode) on the same folder, given the same prompt
-embeddings, pooled outputs and size ids. Then upscale models: ImageUpscaleWithModel with the
-built-in tiny 4x ESRGAN (EmptyImage -> UpscaleModelLoader -> ImageUpscaleWithModel, a new colour
-per repeat so only the image and the upscale run) beside calling spandrel's descriptor directly
-on the same image (``ModelLoader().load_from_file``, one call, no tiling: the images fit a tile).
+embeddings, pooled outputs and size ids. Then SD3 and Flux: ``examples/txt2img_sd3.json`` /
+``txt2img_flux.json`` on the tiny SD3 / Flux models beside ``StableDiffusion3Pipeline`` /
+``FluxPipeline`` on the same folder, given the same prompt embeddings, pooled outputs, guidance
+and the sigmas the example's ModelSampling node and scheduler give (a shift-1 flow scheduler).
+Then upscale models: ImageUpscaleWithModel with the built-in tiny 4x ESRGAN (EmptyImage ->
+UpscaleModelLoader -> ImageUpscaleWithModel, a new colour per repeat so only the image and the
+upscale run) beside calling spandrel's descriptor directly on the same image
+(``ModelLoader().load_from_file``, one call, no tiling: the images fit a tile).
 
 GPU mode (``--gpu``): SD1.5-SHAPED random-weight models in fp16 (UNet 860M params), built once
 into ``$VORTEX_MODELS_DIR/checkpoints/sd15-random``; 20 steps at 512x512 through the engine
@@ -300,6 +304,77 @@ def cpu_upscale(args: argparse.Namespace) -> None:
             print(row(f"{size}->{size * 4}: upscale engine[{name}] vs spandrel", base, eng, 10, 20))
 
 
+def flow_inputs(family: str, graph_json: dict[str, Any], steps: int) -> dict[str, Any]:
+    """The SD3 / Flux example's prompts encoded once by our nodes, and the sigmas its KSampler
+    walks (the example's ModelSampling node and scheduler), for the diffusers pipeline."""
+    from vortex_jupyter.nodes.diffusion import flow_nodes
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.model_sampling import ModelSampling
+    from vortex_jupyter.nodes.diffusion.schedules import ksampler_sigmas
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+
+    model, clip, _ = load_checkpoint(f"vortex-tiny-{family}")
+    ks = graph_json["3"]["inputs"]
+    if family == "sd3":
+        p = graph_json["6"]["inputs"]
+        [[pos, pos_opts]] = flow_nodes.CLIPTextEncodeSD3().encode(clip, p["clip_l"], p["clip_g"], p["t5xxl"],
+                                                                   p["empty_padding"])[0]
+        model = flow_nodes.ModelSamplingSD3().patch(model, graph_json["10"]["inputs"]["shift"])[0]
+        guidance = float(ks["cfg"])
+    else:
+        [[pos, pos_opts]] = encode_text(clip, graph_json["6"]["inputs"]["text"])
+        m = graph_json["11"]["inputs"]
+        model = flow_nodes.ModelSamplingFlux().patch(model, m["max_shift"], m["base_shift"], m["width"],
+                                                     m["height"])[0]
+        guidance = float(graph_json["10"]["inputs"]["guidance"])
+    [[neg, neg_opts]] = encode_text(clip, graph_json["7"]["inputs"]["text"])
+    sigmas = ksampler_sigmas(ModelSampling.from_config(model.scheduler_config), ks["sampler_name"],
+                             ks["scheduler"], steps, 1.0)
+    return {"pos": pos, "pooled": pos_opts["pooled_output"], "neg": neg, "neg_pooled": neg_opts["pooled_output"],
+            "guidance": guidance, "sigmas": sigmas[:-1].tolist()}
+
+
+def flow_pipeline_runner(family: str, folder: Path, e: dict[str, Any], steps: int, size: int
+                         ) -> Callable[[int], Any]:
+    """``StableDiffusion3Pipeline`` / ``FluxPipeline`` given the same embeddings and sigmas
+    (a shift-1 flow scheduler: the sigmas are shifted already), decoding to an image."""
+    import torch
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, StableDiffusion3Pipeline
+
+    cls: Any = StableDiffusion3Pipeline if family == "sd3" else FluxPipeline
+    pipe = cls.from_pretrained(folder, local_files_only=True)
+    pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    pipe.set_progress_bar_config(disable=True)
+    extra: dict[str, Any] = {}
+    if family == "sd3":
+        extra = {"negative_prompt_embeds": e["neg"], "negative_pooled_prompt_embeds": e["neg_pooled"]}
+
+    def run(i: int) -> Any:
+        gen = torch.Generator("cpu").manual_seed(1000 + i)
+        return pipe(prompt_embeds=e["pos"], pooled_prompt_embeds=e["pooled"], guidance_scale=e["guidance"],
+                    sigmas=e["sigmas"], num_inference_steps=steps, height=size, width=size, generator=gen,
+                    output_type="np", **extra).images
+
+    return run
+
+
+def cpu_flow(args: argparse.Namespace, family: str) -> None:
+    from vortex_jupyter.nodes.diffusion.tiny_flow import tiny_flow
+
+    folder = tiny_flow(family)
+    graph_json = json.loads((ROOT / "examples" / f"txt2img_{family}.json").read_text())
+    ks = graph_json["3"]["inputs"]
+    print(f"\ntiny {family.upper()} model (examples/txt2img_{family}.json), 64x64, cfg {ks['cfg']:g}, "
+          f"{ks['sampler_name']}/{ks['scheduler']}, best of {args.repeat}")
+    print(HEADER)
+    for steps in (4, 20):
+        base = median_time(flow_pipeline_runner(family, folder, flow_inputs(family, graph_json, steps), steps, 64),
+                           args.repeat)
+        for name in executors():
+            eng = median_time(sdxl_engine_runner(graph_json, steps, name), args.repeat)
+            print(row(f"{steps:>2} steps: {family.upper()} engine[{name}] vs pipeline", base, eng, 10, 20))
+
+
 def executors() -> list[str]:
     names = ["inline"]
     try:
@@ -346,6 +421,9 @@ def cpu_main(args: argparse.Namespace) -> None:
             print(row(f"{steps:>2} steps: engine[{name}] vs pipeline", base, eng, 10, 20))
     if args.family in ("all", "sdxl"):
         cpu_sdxl(args)
+    for family in ("sd3", "flux"):
+        if args.family in ("all", family):
+            cpu_flow(args, family)
     if args.family == "all":
         cpu_upscale(args)
 
@@ -389,7 +467,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--gpu", action="store_true", help="SD1.5-shaped fp16 models at 512x512 on CUDA")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--family", choices=("all", "sd1", "sdxl", "upscale"), default="all",
+    parser.add_argument("--family", choices=("all", "sd1", "sdxl", "sd3", "flux", "upscale"), default="all",
                         help="CPU mode: which model families get rows (sd1 always, except with upscale)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU mode)")
     parser.add_argument("--device", default="cuda", help="--gpu mode's device (cpu: a smoke test)")

@@ -200,3 +200,46 @@ def test_sd1_and_sdxl_alternating_under_a_small_budget_stay_in_budget_part_by_pa
     assert arb.evictions >= 2
     assert sum(p.loads for p in parts) > len(parts)  # evicted parts came back when needed
     assert not np.array_equal(alone["sd1"], alone["sdxl"])
+
+
+def test_sdxl_base_refiner_and_upscaler_on_a_small_budget_stay_within_it(tiny_path: Any) -> None:
+    """A base -> refiner -> upscale workflow (issue 11): every part (base UNet, both base
+    encoders, the refiner's UNet and G, the VAEs, the upscaler) is an entry of its own, so on a
+    budget that holds the biggest model alone the arbiter evicts by LFU, never exceeds it, and
+    each step renders exactly what it renders with room to spare."""
+    from vortex_jupyter.nodes.diffusion.components import module_bytes
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+    from vortex_jupyter.nodes.diffusion.tiny_upscale import TINY_UPSCALE_NAME
+    from vortex_jupyter.nodes.diffusion.upscale import load_upscale_model, upscale_image
+    from vortex_jupyter.nodes.diffusion.vae import vae_decode
+
+    def parts(base: Any, refiner: Any, up: Any) -> list[Any]:
+        return [base[0].unet, base[1].encoder, base[1].encoder_2, base[2].vae, refiner[0].unet, refiner[1].encoder,
+                refiner[2].vae, up.net]
+
+    def workflow(base: Any, refiner: Any, up: Any) -> Any:
+        latent = {"samples": torch.zeros(1, 4, 8, 8)}
+        half = sample(base[0], encode_text(base[1], "a cat"), encode_text(base[1], ""), latent,
+                      SampleSettings(3, 4, 7.0, "euler", "normal", end_at_step=2))
+        done = sample(refiner[0], encode_text(refiner[1], "a cat"), encode_text(refiner[1], ""), half,
+                      SampleSettings(3, 4, 7.0, "euler", "normal", add_noise=False, start_at_step=2))
+        return upscale_image(up, vae_decode(refiner[2], done))
+
+    roomy = MemoryArbiter({"cpu": "1GiB"})
+    probe = (load_checkpoint("vortex-tiny-sdxl", roomy), load_checkpoint("vortex-tiny-sdxl-refiner", roomy),
+             load_upscale_model(TINY_UPSCALE_NAME, roomy))
+    alone = workflow(*probe)
+    sizes = [module_bytes(p.get()) for p in parts(*probe)]
+    budget = int(max(sizes) * 2.2)  # the biggest part and change: never all of them
+    assert budget < sum(sizes)
+    arb = MemoryArbiter({"cpu": budget})
+    handles = (load_checkpoint("vortex-tiny-sdxl", arb), load_checkpoint("vortex-tiny-sdxl-refiner", arb),
+               load_upscale_model(TINY_UPSCALE_NAME, arb))
+    for _ in range(2):
+        out = workflow(*handles)
+        assert np.array_equal(out, alone)
+        assert arb.used("cpu") <= budget
+    assert arb.peak("cpu") <= budget and arb.evictions >= 3
+    assert sum(p.loads for p in parts(*handles)) > len(sizes)  # evicted parts came back when needed

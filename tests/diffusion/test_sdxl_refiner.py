@@ -61,7 +61,7 @@ def test_one_refiner_call_equals_diffusers_unet_with_text_embeds_and_time_ids(re
 
 def test_base_then_refiner_with_ksampler_advanced_windows(refiner: tuple[Any, Any, Any], models_dir: Path) -> None:
     base_model, base_clip, _ = load_checkpoint("vortex-tiny-sdxl")
-    model, clip, vae = refiner
+    model, clip, _ = refiner
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     base = sample(base_model, encode_text(base_clip, "a lighthouse"), encode_text(base_clip, "blurry"), latent,
                   SampleSettings(3, 6, 7.0, "euler", "normal", end_at_step=4))
