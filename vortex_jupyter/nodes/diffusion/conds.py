@@ -162,6 +162,8 @@ def _twin_area(side: list[Cond], c: Cond) -> None:
     twin = {**c, "cross_attn": smallest["cross_attn"]}
     if "added" in smallest:  # the model's other inputs come from that prompt too (ComfyUI's model_conds)
         twin["added"] = smallest["added"]
+    if "concat" in smallest:
+        twin["concat"] = smallest["concat"]
     side.append(twin)
 
 
@@ -247,10 +249,19 @@ def _rows(vs: list[torch.Tensor], batch: int) -> torch.Tensor:
     return torch.cat([v if v.shape[0] == batch else v.repeat(math.ceil(batch / v.shape[0]), 1)[:batch] for v in vs])
 
 
+def _concat_part(concat: torch.Tensor | None, area: list[int] | None) -> torch.Tensor | None:
+    """An entry's concat channels cut to its area (ComfyUI's ``CONDNoiseShape``)."""
+    if concat is None or area is None:
+        return concat
+    return concat.narrow(2, area[2], area[0]).narrow(3, area[3], area[1])
+
+
 def _can_share(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     if a[0].shape != b[0].shape or a[6] is not b[6]:  # entries with different controls never share a call
         return False
     if (a[5] is None) != (b[5] is None) or (a[5] is not None and a[5].shape[1] != b[5].shape[1]):
+        return False
+    if (a[7] is None) != (b[7] is None):  # an inpainting UNet's concat (``inpaint.py``)
         return False
     s1, s2 = a[3].shape, b[3].shape
     if s1 == s2:
@@ -270,7 +281,8 @@ def calc_cond_batch(apply: ApplyModel, sides: list[list[Cond] | None], x: torch.
         for c in side or ():
             found = _area_and_mult(c, x, sigma)
             if found is not None:
-                pending.append((*found, c["cross_attn"], i, c.get("added"), c.get("control")))
+                pending.append((*found, c["cross_attn"], i, c.get("added"), c.get("control"),
+                                _concat_part(c.get("concat"), found[2])))
     while pending:
         group = [j for j in range(len(pending)) if _can_share(pending[j], pending[0])][::-1]
         items = [pending.pop(j) for j in group]
@@ -279,8 +291,10 @@ def calc_cond_batch(apply: ApplyModel, sides: list[list[Cond] | None], x: torch.
         context = _context([it[3] for it in items], batch)
         added = None if items[0][5] is None else _rows([it[5] for it in items], batch)
         control = {} if items[0][6] is None else {"control": items[0][6]}  # a ControlNet (``controlnet.py``)
+        if items[0][7] is not None:
+            control["concat"] = torch.cat([it[7] for it in items])
         predicted = apply(inputs, sigma.repeat(len(items)), context, added, **control).chunk(len(items))
-        for (_, mult, area, _, side, _, _), pred in zip(items, predicted):
+        for (_, mult, area, _, side, *_), pred in zip(items, predicted):
             out, count = outs[side], counts[side]
             if area is not None:
                 out = out.narrow(2, area[2], area[0]).narrow(3, area[3], area[1])

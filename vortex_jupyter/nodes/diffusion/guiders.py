@@ -54,11 +54,16 @@ def time_ids(config: Any, width: int) -> int:
 def unet_apply(unet: Any, ms: ModelSampling) -> conds_mod.ApplyModel:
     """``apply(x, sigma, context, added, control) -> denoised`` for a diffusers UNet2DConditionModel;
     ``added`` (SDXL: pooled text embedding + 6 size ids; the refiner: 5) goes in as ``added_cond_kwargs``, a
-    ``control`` (``controlnet.RunControl``) adds its residuals to the skips and middle block."""
+    ``control`` (``controlnet.RunControl``) adds its residuals to the skips and middle block, a
+    ``concat`` (``inpaint.py``) is appended to the scaled input's channels."""
 
     def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-              added: torch.Tensor | None = None, control: Any = None) -> torch.Tensor:
-        xc = ms.calculate_input(sigma, x).to(unet.dtype)
+              added: torch.Tensor | None = None, control: Any = None, concat: torch.Tensor | None = None
+              ) -> torch.Tensor:
+        xc = ms.calculate_input(sigma, x)
+        if concat is not None:  # an inpainting UNet's mask + masked-image channels, after the latent
+            xc = torch.cat([xc, concat.to(xc)], dim=1)
+        xc = xc.to(unet.dtype)
         t = ms.timestep(sigma).float()
         kwargs: dict[str, Any] = {}
         if added is not None:
@@ -105,6 +110,8 @@ class Guider:
              extras: dict[str, Any]) -> Denoiser:
         prepared = {k: conds_mod.prepare(v, k) for k, v in self.conditioning.items()}
         conds_mod.add_model_inputs(prepared, self.family)
+        if "concat" in extras:  # an inpainting UNet: each entry's extra input channels (``inpaint.py``)
+            extras["concat"].add_to(prepared)
         ready = conds_mod.process(ms, prepared, shape, device)
         return lambda x, sigma: self.predict(apply, ready, x, sigma, extras)
 

@@ -11,6 +11,7 @@ the registry (``nodes.registry`` imports it lazily):
 - ``model_nodes``: MODEL patches (ModelSamplingDiscrete, RescaleCFG);
 - ``flow_nodes``: SD3 / Flux / AuraFlow (ModelSampling*, EmptySD3LatentImage, their text encoders);
 - ``upscale_nodes``: upscale models (UpscaleModelLoader, ImageUpscaleWithModel, on spandrel).
+- ``vision_nodes``: InpaintModelConditioning, CLIP vision (CLIPVisionLoader/Encode), unCLIP.
 
 Importing these modules must not import torch: the registry imports them to list node types
 in the kernel. Each ``FUNCTION`` imports the heavy modules (``text``, ``vae``, ``latent``,
@@ -35,6 +36,7 @@ from . import (
     sampling_nodes,
     sigma_nodes,
     upscale_nodes,
+    vision_nodes,
 )
 from .conditioning_nodes import CLIPTextEncode
 from .latent_nodes import EmptyLatentImage, LatentUpscale, VAEDecode, VAEEncode
@@ -42,7 +44,7 @@ from .loader_nodes import CheckpointLoaderSimple, LoraLoader
 from .sampling_nodes import KSampler, KSamplerAdvanced
 
 _FAMILIES = (loader_nodes, conditioning_nodes, sampling_nodes, sigma_nodes, latent_nodes, model_nodes, flow_nodes,
-             upscale_nodes)
+             upscale_nodes, vision_nodes)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {k: v for m in _FAMILIES for k, v in m.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {

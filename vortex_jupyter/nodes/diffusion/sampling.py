@@ -166,11 +166,16 @@ def _sample(guider: Guider, unet: Any, ms: ModelSampling, sampler: Sampler, sigm
         raise ValueError(f"the noise has shape {tuple(noise.shape)} but the latent {tuple(start.shape)} "
                          "(fix: generate the noise for this latent)")
     extras: dict[str, Any] = {}
-    denoise = guider.bind(model_apply(guider.family, unet, ms), ms, tuple(start.shape), device, extras)
     mask = latent.get("noise_mask") if isinstance(latent, dict) else None
-    if mask is not None:
-        denoise = _inpainting(denoise, _mask_for(mask, tuple(start.shape), device), start,
-                              _inpaint_noise(sampler, noise, seed), ms)
+    denoise_mask = None if mask is None else _mask_for(mask, tuple(start.shape), device)
+    from .inpaint import concat_source  # an inpainting UNet's extra input channels (``inpaint.py``)
+
+    concat = concat_source(guider.family, unet, start, denoise_mask)
+    if concat is not None:
+        extras["concat"] = concat
+    denoise = guider.bind(model_apply(guider.family, unet, ms), ms, tuple(start.shape), device, extras)
+    if denoise_mask is not None:
+        denoise = _inpainting(denoise, denoise_mask, start, _inpaint_noise(sampler, noise, seed), ms)
     ctx = current()
     total = _steps_of(sampler, sigmas)
     previews = AsyncPreviews(ctx, PreviewThrottle())
