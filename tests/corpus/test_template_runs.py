@@ -8,7 +8,9 @@ Test data rule (the only changes made to a template before running it):
   ``unet_name`` / ``clip_name`` / ``vae_name`` -> ``vortex-tiny-{unet,clip,vae}.safetensors``,
   ``lora_name`` -> a LoRA made for the tiny model here, UpscaleModelLoader's ``model_name`` ->
   the built-in tiny 4x ESRGAN ``vortex-tiny-upscale-x4.safetensors``, and CLIPLoader's ``type``
-  (which names the model family of the file) -> ``stable_diffusion``;
+  (which names the model family of the file) -> ``stable_diffusion``; ``control_net_name`` -> the
+  built-in tiny ControlNet of the graph's tiny checkpoint (``vortex-tiny-sdxl-controlnet.safetensors``
+  with ``vortex-tiny-sdxl``, else ``vortex-tiny-controlnet.safetensors``);
 - sizes shrink: ``width`` / ``height`` pairs keep their aspect with the longer side at most
   64 px (multiples of 8, at least 16), ``batch_size`` at most 2, ``megapixels`` the smallest
   the node accepts;
@@ -48,6 +50,15 @@ def _sdxl_base(ckpt_name: str) -> bool:
     return "xl" in low and "refiner" not in low
 LORA = "tiny-test-lora.safetensors"
 UPSCALER = "vortex-tiny-upscale-x4.safetensors"
+CONTROLNETS = {"sd1": "vortex-tiny-controlnet.safetensors", "sdxl": "vortex-tiny-sdxl-controlnet.safetensors"}
+_NO_TINY_CONTROLNET = "its ControlNet is of a family without a tiny ControlNet yet (only SD1 and SDXL have one)"
+#: Fully known templates that cannot run on the tiny models yet, and why (strict xfail: a fix shows).
+PENDING = {
+    "sd3.5_large_blur.json": f"SD3.5 Large: {_NO_TINY_CONTROLNET}",
+    "sd3.5_large_canny_controlnet_example.json": f"SD3.5 Large: {_NO_TINY_CONTROLNET}",
+    "image_qwen_Image_2512_controlnet.json": f"Qwen-Image: {_NO_TINY_CONTROLNET}; ResizeImageMaskNode's "
+                                             "resize_type widgets do not load either (VE-104)",
+}
 
 
 def known_templates() -> list[str]:
@@ -139,9 +150,23 @@ def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
             target = input_dir / params["image"]
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels, "RGBA").save(target)
+    _tiny_controlnets(graph)
 
 
-@pytest.mark.parametrize("name", known_templates())
+def _tiny_controlnets(graph: vx.Graph) -> None:
+    """``control_net_name`` -> the tiny ControlNet of the family the graph's checkpoint became."""
+    sdxl = any(n.params.get("ckpt_name") == SDXL for n in graph.nodes.values())
+    for node in graph.nodes.values():
+        if isinstance(node.params.get("control_net_name"), str):
+            node.params["control_net_name"] = CONTROLNETS["sdxl" if sdxl else "sd1"]
+
+
+def _runnable() -> list[Any]:
+    return [pytest.param(n, marks=pytest.mark.xfail(reason=PENDING[n], strict=True)) if n in PENDING else n
+            for n in known_templates()]
+
+
+@pytest.mark.parametrize("name", _runnable())
 def test_each_fully_known_template_runs_on_the_tiny_model(name: str, folders: dict[str, Path], executor: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VORTEX_INPUT_DIR", str(folders["input"]))

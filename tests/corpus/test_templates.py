@@ -13,6 +13,12 @@ from .corpus import Survey, survey, table
 
 #: Templates whose round trip may differ, each with the reason. None so far.
 ROUND_TRIP_EXCEPTIONS: dict[str, str] = {}
+#: Fully known templates whose API export has a problem we know of, with the reason; each must
+#: still have it (a fix shows here and the entry goes).
+EXPORT_EXCEPTIONS: dict[str, str] = {
+    "image_qwen_Image_2512_controlnet.json": "saved by a ComfyUI whose ResizeImageMaskNode 'scale total pixels' "
+                                             "had no 'multiple' setting: its scale_method lands on 'multiple' (VE-104)",
+}
 
 
 @pytest.fixture(scope="module")
@@ -46,4 +52,6 @@ def test_widget_values_land_on_the_inputs_the_files_name(corpus: Survey) -> None
 def test_fully_known_templates_export_an_api_prompt_that_validates(corpus: Survey) -> None:
     known = [t for t in corpus.templates if t.known]
     assert known, "no template uses only node types we implement"
-    assert {t.name: t.disallowed for t in known if t.disallowed} == {}
+    disallowed = {t.name: t.disallowed for t in known if t.disallowed}
+    assert {n: d for n, d in disallowed.items() if n not in EXPORT_EXCEPTIONS} == {}
+    assert sorted(n for n in disallowed if n in EXPORT_EXCEPTIONS) == sorted(EXPORT_EXCEPTIONS)

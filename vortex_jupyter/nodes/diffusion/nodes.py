@@ -11,6 +11,7 @@ the registry (``nodes.registry`` imports it lazily):
 - ``model_nodes``: MODEL patches (ModelSamplingDiscrete, RescaleCFG);
 - ``flow_nodes``: SD3 / Flux / AuraFlow (ModelSampling*, EmptySD3LatentImage, their text encoders);
 - ``upscale_nodes``: upscale models (UpscaleModelLoader, ImageUpscaleWithModel, on spandrel).
+- ``controlnet_nodes``: ControlNets (ControlNetLoader, DiffControlNetLoader, ControlNetApply[Advanced]).
 - ``vision_nodes``: InpaintModelConditioning, CLIP vision (CLIPVisionLoader/Encode), unCLIP.
 
 Importing these modules must not import torch: the registry imports them to list node types
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 from . import (
     conditioning_nodes,
+    controlnet_nodes,
     flow_nodes,
     latent_nodes,
     loader_nodes,
@@ -44,7 +46,7 @@ from .loader_nodes import CheckpointLoaderSimple, LoraLoader
 from .sampling_nodes import KSampler, KSamplerAdvanced
 
 _FAMILIES = (loader_nodes, conditioning_nodes, sampling_nodes, sigma_nodes, latent_nodes, model_nodes, flow_nodes,
-             upscale_nodes, vision_nodes)
+             upscale_nodes, controlnet_nodes, vision_nodes)
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {k: v for m in _FAMILIES for k, v in m.NODE_CLASS_MAPPINGS.items()}
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
