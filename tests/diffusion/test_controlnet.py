@@ -323,6 +323,16 @@ def test_a_diff_controlnet_needs_the_model_of_diffcontrolnetloader(sd1: Any, mod
         assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_the_tiny_controlnets_build_byte_identical_files_offline(tmp_path: Path) -> None:
+    from vortex_jupyter.nodes.diffusion.tiny_controlnet import tiny_controlnet_single_file
+
+    for family in ("sd1", "sdxl"):
+        a = tiny_controlnet_single_file(family, tmp_path / "a")
+        b = tiny_controlnet_single_file(family, tmp_path / "b")
+        assert a.name == TINY_CONTROLNET_NAMES[family] and a.read_bytes() == b.read_bytes()
+        assert (a.parent / a.name.removesuffix(".safetensors") / "config.json").is_file()
+
+
 def test_set_union_type_sets_comfyuis_control_type_on_a_copy(sd1: Any) -> None:
     net = sd1[3]
     canny = SetUnionControlNetType().set_controlnet_type(net, "canny/lineart/anime_lineart/mlsd")[0]
