@@ -104,6 +104,24 @@ class DisableNoise(RandomNoise):
         return torch.zeros(latent["samples"].shape, dtype=torch.float32)
 
 
+def fix_empty_latent_channels(model: Any, latent: Any) -> Any:
+    """An all-zero LATENT with another channel count than the model's (EmptyLatentImage's 4 for
+    an SD3/Flux model, EmptySD3LatentImage's 16 for SD1) becomes zeros of the model's channels,
+    BEFORE the noise is drawn for it, as ComfyUI's ``fix_empty_latent_channels``."""
+    if not isinstance(latent, dict) or "samples" not in latent or not hasattr(model, "unet"):
+        return latent
+    samples = torch.as_tensor(latent["samples"])
+    if samples.ndim != 4 or bool(samples.any()):
+        return latent
+    from .transformer_apply import latent_channels
+
+    with model.unet.use() as unet:
+        channels = latent_channels(str(getattr(model, "family", "sd1")), unet)
+    if samples.shape[1] == channels:
+        return latent
+    return {**latent, "samples": torch.zeros([samples.shape[0], channels, *samples.shape[2:]])}
+
+
 def _latent_samples(latent: Any, model: ModelHandle, unet: Any) -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise ValueError("input 'latent_image' is not a LATENT (fix: connect an EmptyLatentImage, VAEEncode "
@@ -260,6 +278,7 @@ def sample(model: ModelHandle, positive: Any, negative: Any, latent: dict[str, A
     out = dict(latent)
     if sigmas is None:  # the window starts after the last step: nothing to do
         return out
+    latent = fix_empty_latent_channels(model, latent)
     source: RandomNoise = RandomNoise(s.seed) if s.add_noise else DisableNoise()
     noise = source.generate(latent)
     out["samples"], _ = run(CFGGuider(model, positive, negative, s.cfg), Sampler(s.sampler_name), sigmas,

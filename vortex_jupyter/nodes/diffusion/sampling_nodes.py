@@ -122,8 +122,9 @@ class SamplerCustom(Heavy):
     def sample(self, model: Any, add_noise: bool, noise_seed: int, cfg: float, positive: Any, negative: Any,
                sampler: Any, sigmas: Any, latent_image: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         from .guiders import CFGGuider
-        from .sampling import DisableNoise, RandomNoise, run
+        from .sampling import DisableNoise, RandomNoise, fix_empty_latent_channels, run
 
+        latent_image = fix_empty_latent_channels(model, latent_image)
         noise = (RandomNoise(noise_seed) if add_noise else DisableNoise()).generate(latent_image)
         samples, denoised = run(CFGGuider(model, positive, negative, cfg), _sampler(sampler), sigmas, noise,
                                 latent_image, noise_seed)
@@ -150,11 +151,12 @@ class SamplerCustomAdvanced(Heavy):
 
     def sample(self, noise: Any, guider: Any, sampler: Any, sigmas: Any, latent_image: dict[str, Any]
                ) -> tuple[dict[str, Any], dict[str, Any]]:
-        from .sampling import run
+        from .sampling import fix_empty_latent_channels, run
 
         if not hasattr(noise, "generate") or not hasattr(guider, "bind"):
             raise ValueError("inputs 'noise' and 'guider' need a NOISE (RandomNoise, DisableNoise) and a GUIDER "
                              "(CFGGuider, BasicGuider, DualCFGGuider)")
+        latent_image = fix_empty_latent_channels(guider.model, latent_image)
         samples, denoised = run(guider, _sampler(sampler), sigmas, noise.generate(latent_image), latent_image,
                                 noise.seed)
         return _custom_outputs(latent_image, samples, denoised)
