@@ -4,7 +4,9 @@ Test data rule (the only changes made to a template before running it):
 
 - model files become the built-in tiny models': ``ckpt_name`` -> ``vortex-tiny-sdxl`` for an
   SDXL base checkpoint (a name with "xl" and not "refiner": ``sd_xl_base_1.0``, ``sd_xl_turbo``),
-  else ``vortex-tiny`` (an SDXL refiner too: there is no tiny refiner yet),
+  ``vortex-tiny-sdxl-refiner`` for an SDXL refiner, ``vortex-tiny-sd3`` / ``vortex-tiny-flux``
+  for an SD3 / Flux checkpoint (a name with "sd3", or "flux" but not Flux 2), else
+  ``vortex-tiny``; CLIPVisionLoader's ``clip_name`` -> ``vortex-tiny-clip-vision.safetensors``,
   ``unet_name`` / ``clip_name`` / ``vae_name`` -> ``vortex-tiny-{unet,clip,vae}.safetensors``,
   ``lora_name`` -> a LoRA made for the tiny model here, UpscaleModelLoader's ``model_name`` ->
   the built-in tiny 4x ESRGAN ``vortex-tiny-upscale-x4.safetensors``, and CLIPLoader's ``type``
@@ -42,12 +44,30 @@ from .corpus import survey, templates_dir
 TINY = {"ckpt_name": "vortex-tiny", "unet_name": "vortex-tiny-unet.safetensors",
         "clip_name": "vortex-tiny-clip.safetensors", "vae_name": "vortex-tiny-vae.safetensors"}
 SDXL = "vortex-tiny-sdxl"
+CLIP_VISION = "vortex-tiny-clip-vision.safetensors"
 IMAGE_PARAMS = ("image",)
 
 
 def _sdxl_base(ckpt_name: str) -> bool:
     low = ckpt_name.lower()
     return "xl" in low and "refiner" not in low
+
+
+def _checkpoint(ckpt_name: str) -> str:
+    """The tiny checkpoint of a template's checkpoint: SDXL base, the SDXL refiner, SD3, Flux
+    (not Flux 2, another family), else SD1."""
+    import re
+
+    low = ckpt_name.lower()
+    if _sdxl_base(ckpt_name):
+        return SDXL
+    if "xl" in low:
+        return "vortex-tiny-sdxl-refiner"
+    if "sd3" in low:
+        return "vortex-tiny-sd3"
+    if "flux" in low and not re.search(r"flux[._-]?[23]", low):
+        return "vortex-tiny-flux"
+    return TINY["ckpt_name"]
 LORA = "tiny-test-lora.safetensors"
 UPSCALER = "vortex-tiny-upscale-x4.safetensors"
 CONTROLNETS = {"sd1": "vortex-tiny-controlnet.safetensors", "sdxl": "vortex-tiny-sdxl-controlnet.safetensors"}
@@ -135,7 +155,9 @@ def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
         params = node.params
         for name, tiny in TINY.items():
             if isinstance(params.get(name), str):
-                params[name] = SDXL if name == "ckpt_name" and _sdxl_base(params[name]) else tiny
+                params[name] = _checkpoint(params[name]) if name == "ckpt_name" else tiny
+        if node.type == "CLIPVisionLoader" and isinstance(params.get("clip_name"), str):
+            params["clip_name"] = CLIP_VISION
         if isinstance(params.get("lora_name"), str):
             params["lora_name"] = LORA
         if node.type == "CLIPLoader":
