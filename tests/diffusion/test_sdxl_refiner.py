@@ -80,3 +80,23 @@ def test_a_base_prompt_on_the_refiner_is_a_clear_error(refiner: tuple[Any, Any, 
     sd1 = [[torch.zeros(1, 77, 64), {}]]
     with pytest.raises(ValueError, match="refiner"):
         sample(model, sd1, sd1, {"samples": torch.zeros(1, 4, 8, 8)}, SampleSettings(1, 2, 1.0, "euler", "normal"))
+
+
+def test_the_refiner_single_file_holds_the_folders_weights_in_the_original_layout(refiner: tuple[Any, Any, Any]
+                                                                                  ) -> None:
+    """``vortex-tiny-sdxl-refiner`` loads its single file (G under ``conditioner.embedders.0.model.``
+    in open_clip names, as sd_xl_refiner_1.0.safetensors); every part equals the folder's."""
+    from vortex_jupyter.nodes.diffusion import families, tiny_sdxl
+    from vortex_jupyter.nodes.diffusion.loaders import _folder_handles
+
+    path = tiny_sdxl.tiny_refiner_single_file()
+    shapes, _ = families.read_header(path)
+    assert "conditioner.embedders.0.model.transformer.resblocks.0.attn.in_proj_weight" in shapes
+    assert not any(k.startswith("conditioner.embedders.1.") for k in shapes)
+    from_folder = _folder_handles("folder", tiny_sdxl.tiny_sdxl_refiner(), arbiter=None)
+    for a, b in ((refiner[0].unet, from_folder[0].unet), (refiner[1].encoder, from_folder[1].encoder),
+                 (refiner[2].vae, from_folder[2].vae)):
+        with a.use() as ma, b.use() as mb:
+            sa, sb = ma.state_dict(), mb.state_dict()
+            assert set(sa) == set(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert refiner[0].family == from_folder[0].family == "sdxl_refiner"

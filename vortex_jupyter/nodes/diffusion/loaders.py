@@ -54,10 +54,10 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
     tiny = _TINY.fullmatch(ckpt_name)
     if tiny:
         return "folder", models.tiny(seed=int(tiny.group(1) or 0))
-    if ckpt_name == TINY_REFINER_NAME:
-        from .tiny_sdxl import tiny_sdxl_refiner
+    if ckpt_name in (TINY_REFINER_NAME, TINY_REFINER_NAME + ".safetensors"):
+        from .tiny_sdxl import tiny_refiner_single_file
 
-        return "folder", tiny_sdxl_refiner()
+        return "file", tiny_refiner_single_file()
     if ckpt_name in _TINY_SDXL:
         from .tiny_sdxl import tiny_sdxl_single_file
 
@@ -78,7 +78,8 @@ def check_checkpoint_name(ckpt_name: str) -> None:
     only when the node runs (their cache lives outside the models folder)."""
     if not isinstance(ckpt_name, str) or not ckpt_name.strip():
         raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
-    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in (*_TINY_SDXL, *_TINY_FLOW, TINY_REFINER_NAME):
+    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in (*_TINY_SDXL, *_TINY_FLOW, TINY_REFINER_NAME,
+                                                               TINY_REFINER_NAME + ".safetensors"):
         _find_local(ckpt_name)
 
 

@@ -23,6 +23,8 @@ from . import ldm
 
 CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
 CLIP_G_PREFIX = "conditioner.embedders.1.model."
+#: The SDXL refiner's only text encoder, OpenCLIP-G, is its first embedder.
+REFINER_G_PREFIX = "conditioner.embedders.0.model."
 
 _LAYER = {"layer_norm1": "ln_1", "layer_norm2": "ln_2", "self_attn.out_proj": "attn.out_proj",
           "mlp.fc1": "mlp.c_fc", "mlp.fc2": "mlp.c_proj"}
@@ -30,6 +32,7 @@ _TOP = {"embeddings.token_embedding.weight": "token_embedding.weight",
         "embeddings.position_embedding.weight": "positional_embedding",
         "final_layer_norm.weight": "ln_final.weight", "final_layer_norm.bias": "ln_final.bias"}
 _QKV = ("q_proj", "k_proj", "v_proj")
+_G_PROBE = "transformer.resblocks.0.attn.in_proj_weight"
 
 
 def _strip(key: str) -> str:
@@ -98,12 +101,23 @@ def sdxl_to_single_file(parts: dict[str, Any], configs: dict[str, dict[str, Any]
 
 PREFIXES = {"unet": ldm.UNET_PREFIX, "vae": ldm.VAE_PREFIX, "text_encoder": CLIP_L_PREFIX,
             "text_encoder_2": CLIP_G_PREFIX}
+REFINER_PREFIXES = {"unet": ldm.UNET_PREFIX, "vae": ldm.VAE_PREFIX, "text_encoder_2": REFINER_G_PREFIX}
+
+
+def refiner_to_single_file(parts: dict[str, Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The refiner's diffusers state dicts (``unet``, ``vae``, ``text_encoder_2``) -> its original
+    layout (``sd_xl_refiner_1.0.safetensors``: G under ``conditioner.embedders.0.model.``)."""
+    state: dict[str, Any] = {}
+    state.update(ldm.unet_to_ldm(parts["unet"], configs["unet"]))
+    state.update(ldm.vae_to_ldm(parts["vae"], configs["vae"]))
+    state.update({REFINER_G_PREFIX + k: v for k, v in clip_g_to_open_clip(parts["text_encoder_2"]).items()})
+    return {k: v.detach().contiguous() for k, v in state.items()}
 
 
 def part_from_single_file(part: str, state: dict[str, Any], configs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """One component's diffusers state dict out of an SDXL single-file state dict (CLIP-L named
     as ``CLIPTextModel`` names it in transformers 5: without ``text_model.``)."""
-    prefix = PREFIXES[part]
+    prefix = PREFIXES[part] if part != "text_encoder_2" or CLIP_G_PREFIX + _G_PROBE in state else REFINER_G_PREFIX
     own = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     if part == "text_encoder":
         return {_strip(k): v for k, v in own.items() if not k.endswith("position_ids")}

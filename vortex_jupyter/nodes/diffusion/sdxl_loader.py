@@ -113,3 +113,75 @@ def _load_part(path: Path, part: str, configs: dict[str, dict[str, Any]]) -> Any
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
         raise ModelError(f"checkpoint {path.name!r}: its {part} does not match the SDXL config: {exc}",
                          hint="only SDXL base-shaped single files load as SDXL") from exc
+
+
+# ----------------------------------------------------------------------------- the refiner
+
+
+def refiner_base_configs() -> dict[str, dict[str, Any]]:
+    """SDXL refiner 1.0's diffusers configs (for files without our metadata): a 4-level UNet
+    (384..1536 channels, 4 transformer layers) reading OpenCLIP-G alone (1280) and 5 size/score ids."""
+    base = sdxl_base_configs()
+    unet = dict(base["unet"], block_out_channels=[384, 768, 1536, 1536], attention_head_dim=[6, 12, 24, 24],
+                transformer_layers_per_block=4, cross_attention_dim=1280,
+                projection_class_embeddings_input_dim=2560,
+                down_block_types=["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+                up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"])
+    return {"unet": unet, "vae": base["vae"], "text_encoder_2": base["text_encoder_2"]}
+
+
+def is_refiner_file(shapes: dict[str, Any]) -> bool:
+    """An SDXL refiner single file: size embeddings and OpenCLIP-G as the first (only) embedder."""
+    from .sdxl_keys import _G_PROBE, REFINER_G_PREFIX
+
+    return f"{ldm_unet_prefix()}label_emb.0.0.weight" in shapes and REFINER_G_PREFIX + _G_PROBE in shapes
+
+
+def ldm_unet_prefix() -> str:
+    from .ldm import UNET_PREFIX
+
+    return UNET_PREFIX
+
+
+def load_refiner_handles(name: str, path: Path, arbiter: MemoryArbiter | None
+                         ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
+    """MODEL/CLIP/VAE handles of an SDXL refiner single file (``family="sdxl_refiner"``, a CLIP
+    of G alone); each part loads lazily from its own tensors."""
+    from transformers import CLIPTokenizer
+
+    from .single_file import config_folder
+    from .tokenizer import write_tokenizer
+
+    _, meta = families.read_header(path)
+    raw = meta.get("vortex_configs")
+    configs = refiner_base_configs() if raw is None else {k: dict(v) for k, v in json.loads(raw).items()
+                                                           if k in ("unet", "vae", "text_encoder_2")}
+    tok_dir = models.models_root() / ".tokenizers" / "clip"
+    if not (tok_dir / "vocab.json").is_file():
+        write_tokenizer(tok_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    sched_src = config_folder({})  # SD's scheduler (the refiner's is the base model's)
+    sched = json.loads((sched_src / "scheduler" / "scheduler_config.json").read_text())
+    device, dtype = device_and_dtype()
+    size = path.stat().st_size
+    key = f"{path.resolve()}|{path.stat().st_mtime_ns}|{device}|{dtype}"
+
+    def component(part: str, share: float) -> Component:
+        def load() -> Any:
+            from .sdxl_keys import REFINER_PREFIXES, part_from_single_file
+            from .single_file import read_state_dict
+
+            quiet_progress()
+            state, _ = read_state_dict(path, (REFINER_PREFIXES[part],))
+            try:
+                module = build_module(part, part_from_single_file(part, state, configs), configs[part])
+            except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                raise ModelError(f"checkpoint {path.name!r}: its {part} does not match the SDXL refiner config: "
+                                 f"{exc}", hint="only SDXL refiner-shaped files load as a refiner") from exc
+            return module.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        return Component(f"{key}|{part}", load, int(size * share), arbiter)
+
+    scaling = float(configs["vae"].get("scaling_factor", 0.13025))
+    return (ModelHandle(name, component("unet", 0.75), sched, family="sdxl_refiner"),
+            ClipHandle(name, component("text_encoder_2", 0.2), tokenizer, kind="sdxl_refiner"),
+            VaeHandle(name, component("vae", 0.05), scaling))

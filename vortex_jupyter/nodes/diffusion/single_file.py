@@ -186,6 +186,10 @@ def load_single_file_handles(name: str, path: Path, arbiter: MemoryArbiter | Non
         flow = checkpoint_family(shapes)
         if flow is not None:  # SD3 / Flux
             return load_flow_single_file(name, path, flow, arbiter)
+        from .sdxl_loader import is_refiner_file, load_refiner_handles
+
+        if is_refiner_file(shapes):
+            return load_refiner_handles(name, path, arbiter)
         if families.is_sdxl_unet(shapes, header_meta):
             from .sdxl_loader import load_sdxl_handles
 

@@ -39,8 +39,8 @@ from typing import Any
 from . import models
 from .tokenizer import write_tokenizer
 
-__all__ = ["TINY_REFINER_NAME", "TINY_SDXL_NAME", "tiny_sdxl", "tiny_sdxl_configs", "tiny_sdxl_refiner",
-           "tiny_sdxl_single_file"]
+__all__ = ["TINY_REFINER_NAME", "TINY_SDXL_NAME", "tiny_refiner_single_file", "tiny_sdxl", "tiny_sdxl_configs",
+           "tiny_sdxl_refiner", "tiny_sdxl_single_file"]
 
 TINY_SDXL_NAME = "vortex-tiny-sdxl"
 #: Bump when the configs or the build change: old caches are rebuilt, never reused.
@@ -200,7 +200,7 @@ def tiny_sdxl_refiner(cache_dir: str | os.PathLike[str] | None = None, *, seed: 
     """The tiny SDXL refiner's diffusers folder (``StableDiffusionXLImg2ImgPipeline``), built on first use."""
     root = Path(cache_dir) if cache_dir is not None else models.models_root()
     folder = root / TINY_REFINER_NAME
-    marker = {"version": BUILD_VERSION, "family": "sdxl_refiner", "seed": seed}
+    marker = {"version": BUILD_VERSION + 1, "family": "sdxl_refiner", "seed": seed}  # +1: with its single file
     try:
         if json.loads((folder / models._MARKER).read_text()) == marker:
             return folder
@@ -211,18 +211,40 @@ def tiny_sdxl_refiner(cache_dir: str | os.PathLike[str] | None = None, *, seed: 
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / f"{folder.name}.lock")):
         tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        single = tmp.with_suffix(".safetensors")
         try:
-            _build_refiner(tmp, seed)
+            mods = _build_refiner(tmp, seed)
+            _write_refiner_single_file(single, mods)
             (tmp / models._MARKER).write_text(json.dumps(marker))
             if folder.exists():
                 shutil.rmtree(folder)
+            os.replace(single, folder.with_name(folder.name + ".safetensors"))
             os.replace(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+            single.unlink(missing_ok=True)
     return folder
 
 
-def _build_refiner(folder: Path, seed: int) -> None:
+def tiny_refiner_single_file(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The tiny refiner as one ``.safetensors`` in the refiner's original layout."""
+    folder = tiny_sdxl_refiner(cache_dir)
+    return folder.with_name(folder.name + ".safetensors")
+
+
+def _write_refiner_single_file(path: Path, mods: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    from .sdxl_keys import refiner_to_single_file
+
+    configs: dict[str, Any] = {"unet": models._plain(mods["unet"].config), "vae": models._plain(mods["vae"].config),
+                               "text_encoder_2": mods["text_encoder_2"].config.to_dict()}
+    state = refiner_to_single_file({k: m.state_dict() for k, m in mods.items()}, configs)
+    meta = {"vortex_configs": json.dumps(dict(configs, family="sdxl_refiner"), sort_keys=True)}
+    save_file(state, str(path), metadata=meta)
+
+
+def _build_refiner(folder: Path, seed: int) -> dict[str, Any]:
     import torch
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection
@@ -253,3 +275,4 @@ def _build_refiner(folder: Path, seed: int) -> None:
              "image_encoder": [None, None], "feature_extractor": [None, None],
              "requires_aesthetics_score": True, "force_zeros_for_empty_prompt": False}
     (folder / "model_index.json").write_text(json.dumps(index, indent=1))
+    return mods
