@@ -187,3 +187,45 @@ def test_a_lora_for_sdxls_second_encoder_patches_it(models_dir: Path, tiny_handl
     torch.testing.assert_close(again, before)  # the input CLIP is unchanged
     with pytest.raises(ModelError, match="second text encoder"):
         load_lora(tiny_handles[0], tiny_handles[1], "g-only.safetensors", 0.0, 1.0)
+
+
+def test_unclip_conditioning_on_sdxl_is_revision_the_image_embedding_becomes_the_pooled(models_dir: Any) -> None:
+    """ComfyUI's SDXL ``sdxl_pooled``: with unCLIPConditioning the pooled text embedding is
+    replaced by the image embedding, noised on a squaredcos schedule with the sampler's seed - 10,
+    followed by the noise level's sinusoidal embedding, times strength, cut to the pooled width
+    (written out here independently)."""
+    import math
+
+    from vortex_jupyter.nodes.diffusion import conds
+    from vortex_jupyter.nodes.diffusion.clip_vision import ClipVisionOutput
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
+    from vortex_jupyter.nodes.diffusion.text import encode_text
+    from vortex_jupyter.nodes.diffusion.vision_nodes import unCLIPConditioning
+
+    model, clip, _ = load_checkpoint("vortex-tiny-sdxl")
+    cond = encode_text(clip, "a cat")
+    width = cond[0][1]["pooled_output"].shape[1]
+    embeds = torch.randn(1, 40, generator=torch.Generator().manual_seed(4))
+    output = ClipVisionOutput(last_hidden_state=None, penultimate_hidden_states=None, image_embeds=embeds)
+    revised = unCLIPConditioning().apply_adm(cond, output, 0.8, 0.25)[0]
+    entry = {**revised[0][1], "seed": 110}
+    got = conds.sdxl_added(entry, "positive")[:, :-6]
+
+    level = round(999 * 0.25)
+    bars = [math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2 for t in range(1001)]
+    ac = 1.0
+    for i in range(level + 1):
+        ac *= 1 - min(1 - bars[i + 1] / bars[i], 0.999)
+    noise = torch.randn(embeds.size(), generator=torch.manual_seed(100))
+    z = math.sqrt(ac) * embeds + math.sqrt(1 - ac) * noise
+    half = width // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half) / half)
+    emb = torch.cat([torch.cos(level * freqs), torch.sin(level * freqs)])[None, :]
+    want = (torch.cat([z, emb], dim=1) * 0.8)[:, :width]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    plain = sample(model, cond, cond, latent, SampleSettings(3, 2, 1.0, "euler", "normal"))
+    with_image = sample(model, revised, cond, latent, SampleSettings(3, 2, 1.0, "euler", "normal"))
+    assert not torch.equal(plain["samples"], with_image["samples"])

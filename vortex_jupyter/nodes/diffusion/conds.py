@@ -45,6 +45,12 @@ def sdxl_added(c: Cond, side: str) -> torch.Tensor:
     ComfyUI's ``SDXL.encode_adm`` reads from the options, in its order: height, width, crop_h,
     crop_w, target_height, target_width (768, 768, 0, 0, then the height and width)."""
     pooled = c.get("pooled_output")
+    if isinstance(pooled, torch.Tensor) and c.get("unclip_conditioning"):  # revision: the image embedding
+        from .revision import revision_pooled
+
+        seed = c.get("seed")
+        pooled = revision_pooled(c["unclip_conditioning"], pooled.reshape(pooled.shape[0], -1).shape[1],
+                                 None if seed is None else int(seed) - 10)
     if not isinstance(pooled, torch.Tensor):
         raise ValueError(f"input {side!r}: an SDXL model needs the pooled text embedding its CLIP gives "
                          "(fix: encode the prompt with the SDXL checkpoint's CLIP, e.g. CLIPTextEncode or "
@@ -72,7 +78,7 @@ def refiner_added(c: Cond, side: str) -> torch.Tensor:
     return torch.cat([pooled, torch.tensor([ids], dtype=torch.float32).repeat(pooled.shape[0], 1)], dim=1)
 
 
-def add_model_inputs(prepared: dict[str, list[Cond]], family: str) -> None:
+def add_model_inputs(prepared: dict[str, list[Cond]], family: str, seed: int | None = None) -> None:
     """Give every entry what the model's family needs besides the text embedding as ``added``
     (SDXL: pooled + size ids; SD3: pooled; Flux: pooled + guidance, ``transformer_apply``)."""
     if any("control" in c for entries in prepared.values() for c in entries):
@@ -86,6 +92,10 @@ def add_model_inputs(prepared: dict[str, list[Cond]], family: str) -> None:
         return
     if family not in ("sdxl", "sd3", "flux"):
         return
+    if seed is not None and family == "sdxl":  # the sampler's seed (SDXL revision's augmentation noise)
+        for entries in prepared.values():
+            for c in entries:
+                c.setdefault("seed", seed)
     if family != "sdxl":
         from .transformer_apply import model_inputs
     for side, entries in prepared.items():

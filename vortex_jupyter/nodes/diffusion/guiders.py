@@ -111,7 +111,7 @@ class Guider:
     def bind(self, apply: conds_mod.ApplyModel, ms: ModelSampling, shape: tuple[int, ...], device: Any,
              extras: dict[str, Any]) -> Denoiser:
         prepared = {k: conds_mod.prepare(v, k) for k, v in self.conditioning.items()}
-        conds_mod.add_model_inputs(prepared, self.family)
+        conds_mod.add_model_inputs(prepared, self.family, extras.get("seed"))
         if "concat" in extras:  # an inpainting UNet: each entry's extra input channels (``inpaint.py``)
             extras["concat"].add_to(prepared)
         ready = conds_mod.process(ms, prepared, shape, device)

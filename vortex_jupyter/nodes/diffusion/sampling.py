@@ -183,7 +183,7 @@ def _sample(guider: Guider, unet: Any, ms: ModelSampling, sampler: Sampler, sigm
     if noise.shape != start.shape:
         raise ValueError(f"the noise has shape {tuple(noise.shape)} but the latent {tuple(start.shape)} "
                          "(fix: generate the noise for this latent)")
-    extras: dict[str, Any] = {}
+    extras: dict[str, Any] = {} if seed is None else {"seed": int(seed)}
     mask = latent.get("noise_mask") if isinstance(latent, dict) else None
     denoise_mask = None if mask is None else _mask_for(mask, tuple(start.shape), device)
     from .inpaint import concat_source  # an inpainting UNet's extra input channels (``inpaint.py``)
