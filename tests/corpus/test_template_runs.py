@@ -12,7 +12,11 @@ Test data rule (the only changes made to a template before running it):
   the built-in tiny 4x ESRGAN ``vortex-tiny-upscale-x4.safetensors``, and CLIPLoader's ``type``
   (which names the model family of the file) -> ``stable_diffusion``; ``control_net_name`` -> the
   built-in tiny ControlNet of the graph's tiny checkpoint (``vortex-tiny-sdxl-controlnet.safetensors``
-  with ``vortex-tiny-sdxl``, else ``vortex-tiny-controlnet.safetensors``);
+  with ``vortex-tiny-sdxl``, else ``vortex-tiny-controlnet.safetensors``); in a graph whose
+  checkpoint or diffusion model is SD3's or Flux's (the same names), ``unet_name`` / ``vae_name``
+  become that family's tiny split transformer / VAE, and DualCLIPLoader / TripleCLIPLoader files
+  their tiny text encoder of the same role (a name with "t5" -> ``vortex-tiny-t5.safetensors``,
+  "clip_g" -> ``vortex-tiny-clip-g.safetensors``, else ``vortex-tiny-clip-l.safetensors``);
 - sizes shrink: ``width`` / ``height`` pairs keep their aspect with the longer side at most
   64 px (multiples of 8, at least 16), ``batch_size`` at most 2, ``megapixels`` the smallest
   the node accepts;
@@ -78,6 +82,10 @@ PENDING = {
     "sd3.5_large_canny_controlnet_example.json": f"SD3.5 Large: {_NO_TINY_CONTROLNET}",
     "image_qwen_Image_2512_controlnet.json": f"Qwen-Image: {_NO_TINY_CONTROLNET}; ResizeImageMaskNode's "
                                              "resize_type widgets do not load either (VE-104)",
+    "image_kandinsky5_t2i.json": "Kandinsky 5: DualCLIPLoader type 'kandinsky5_image' needs its text encoders "
+                                 "(Qwen2.5-VL + CLIP-L), a model family we do not run yet",
+    "image_newbieimage_exp0_1-t2i.json": "NewBie: DualCLIPLoader type 'newbie' needs its text encoders (Gemma 3 "
+                                         "4B + Jina CLIP v2), a model family we do not run yet",
 }
 
 
@@ -108,6 +116,9 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from vortex_jupyter.nodes.diffusion.tiny_sdxl import tiny_sdxl_single_file
 
     tiny_sdxl_single_file()
+    from vortex_jupyter.nodes.diffusion.tiny_flow_split import tiny_flow_split_files
+
+    tiny_flow_split_files()  # the tiny SD3 / Flux models, their single and split files
     _write_lora(root / "loras" / LORA)
     return {"models": root, "input": tmp_path_factory.mktemp("input"), "output": tmp_path_factory.mktemp("output")}
 
@@ -151,6 +162,7 @@ def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
     """Apply the test data rule (module docstring) to ``graph`` in place."""
     from PIL import Image
 
+    flow = _flow_family(graph)
     for node in graph.nodes.values():
         params = node.params
         for name, tiny in TINY.items():
@@ -172,7 +184,39 @@ def tiny_copy(graph: vx.Graph, input_dir: Path) -> None:
             target = input_dir / params["image"]
             target.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels, "RGBA").save(target)
+    _tiny_flow(graph, flow)
     _tiny_controlnets(graph)
+
+
+#: The tiny SD3 / Flux split files a flow graph's model names become (module docstring).
+FLOW = {"sd3": {"unet_name": "vortex-tiny-sd3-transformer.safetensors", "vae_name": "vortex-tiny-sd3-vae.safetensors"},
+        "flux": {"unet_name": "vortex-tiny-flux-transformer.safetensors",
+                 "vae_name": "vortex-tiny-flux-ae.safetensors"}}
+FLOW_CLIPS = ("clip_name1", "clip_name2", "clip_name3")
+
+
+def _flow_family(graph: vx.Graph) -> str | None:
+    """"sd3" / "flux" when the graph's checkpoint or diffusion model is one (as ``_checkpoint``)."""
+    for node in graph.nodes.values():
+        for key in ("ckpt_name", "unet_name"):
+            family = {"vortex-tiny-sd3": "sd3", "vortex-tiny-flux": "flux"}.get(_checkpoint(str(node.params.get(key))))
+            if family is not None:
+                return family
+    return None
+
+
+def _tiny_flow(graph: vx.Graph, family: str | None) -> None:
+    if family is None:
+        return
+    for node in graph.nodes.values():
+        params = node.params
+        for key, tiny in FLOW[family].items():
+            if isinstance(params.get(key), str):
+                params[key] = tiny
+        for key in [k for k in FLOW_CLIPS if isinstance(params.get(k), str)]:
+            low = params[key].lower()
+            params[key] = ("vortex-tiny-t5.safetensors" if "t5" in low else "vortex-tiny-clip-g.safetensors"
+                           if "clip_g" in low else "vortex-tiny-clip-l.safetensors")
 
 
 def _tiny_controlnets(graph: vx.Graph) -> None:
@@ -220,3 +264,19 @@ def test_sdxl_templates_run_on_the_tiny_sdxl_model(tmp_path: Path) -> None:
         tiny_copy(graph, tmp_path)
         loaders = [n.params["ckpt_name"] for n in graph.nodes.values() if n.type == "CheckpointLoaderSimple"]
         assert SDXL in loaders, (name, loaders)
+
+
+def test_sd3_and_flux_templates_run_on_their_tiny_models(tmp_path: Path) -> None:
+    """The rule sends SD3 / Flux checkpoints, diffusion models, VAEs and text encoders to the tiny
+    SD3 / Flux files, so those templates sample the SD3 / Flux families."""
+    flow = [t for t in known_templates() if "sd3" in t or ("flux" in t and "flux2" not in t)]
+    assert len([t for t in flow if t not in PENDING]) >= 6
+    tiny = {n for names in FLOW.values() for n in names.values()} | {
+        "vortex-tiny-sd3", "vortex-tiny-flux", "vortex-tiny-clip-l.safetensors", "vortex-tiny-clip-g.safetensors",
+        "vortex-tiny-t5.safetensors"}
+    for name in flow:
+        graph = vx.load(json.loads((templates_dir() / name).read_text(encoding="utf-8")))
+        tiny_copy(graph, tmp_path)
+        models = [v for n in graph.nodes.values() for k, v in n.params.items()
+                  if k in ("ckpt_name", "unet_name", "vae_name", *FLOW_CLIPS)]
+        assert models and set(models) <= tiny, (name, models)

@@ -76,7 +76,8 @@ def test_checkpoints_list_diffusers_folders_as_one_entry(root: Path) -> None:
 
 def test_builtin_tiny_split_names_come_first_in_the_split_loaders_lists(root: Path) -> None:
     touch(root / "vae" / "a.safetensors")
-    assert listing.vae_names() == ["vortex-tiny-vae.safetensors", "a.safetensors"]
+    assert listing.vae_names() == ["vortex-tiny-vae.safetensors", "vortex-tiny-sd3-vae.safetensors",
+                                   "vortex-tiny-flux-ae.safetensors", "a.safetensors"]
     assert listing.text_encoder_names()[0] == "vortex-tiny-clip.safetensors"
     assert listing.diffusion_model_names()[0] == "vortex-tiny-unet.safetensors"
 

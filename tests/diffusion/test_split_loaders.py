@@ -241,12 +241,12 @@ WRONG = {
                               "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048)}, "SDXL"),
         ("sd2.safetensors", {"input_blocks.0.0.weight": (320, 4, 3, 3),
                              "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "SD2.x"),
-        ("flux.safetensors", {"double_blocks.0.img_attn.qkv.weight": (9, 3), "img_in.weight": (3, 64)},
-         "Flux-style transformer"),
+        ("wan.safetensors", {"patch_embedding.weight": (5120, 16, 1, 2, 2), "blocks.0.self_attn.q.weight": (4, 4)},
+         "video transformer (Wan family)"),
         ("inpaint.safetensors", {"model.diffusion_model.input_blocks.0.0.weight": (320, 9, 3, 3)}, "9 input channels"),
     ],
-    "vae": [("flux-vae.safetensors", {"decoder.conv_in.weight": (512, 16, 3, 3),
-                                      "decoder.up.0.block.0.conv1.weight": (128, 256, 3, 3)}, "16 latent channels"),
+    "vae": [("video-vae.safetensors", {"decoder.conv_in.weight": (512, 16, 3, 3, 3),
+                                       "decoder.up.0.block.0.conv1.weight": (128, 256, 3, 3, 3)}, "video VAE"),
             ("taesd.safetensors", {"taesd_decoder.1.weight": (64, 4, 3, 3)}, "TAESD")],
     "clip": [("clip_g.safetensors", {"text_model.embeddings.token_embedding.weight": (10, 1280),
                                      **{f"text_model.encoder.layers.{i}.mlp.fc1.weight": (1, 1) for i in range(32)}},
@@ -280,10 +280,12 @@ def test_validation_problem_names_the_node_and_port_of_an_sdxl_unet(models_dir: 
     assert len(problems) == 1 and problems[0].port == "unet_name" and "SDXL" in problems[0].message
 
 
-def test_cliploader_types_other_than_stable_diffusion_need_issue_11() -> None:
-    verdict = CLIPLoader.VALIDATE_INPUTS(models.TINY_SPLIT_NAMES["clip"], "sd3")
-    assert isinstance(verdict, str) and verdict.startswith("type:") and "'sd3'" in verdict and "issue 11" in verdict
-    assert CLIPLoader.VALIDATE_INPUTS(models.TINY_SPLIT_NAMES["clip"], "stable_diffusion") is True
+def test_cliploader_types_other_than_stable_diffusion_and_sd3_need_issue_11() -> None:
+    verdict = CLIPLoader.VALIDATE_INPUTS(models.TINY_SPLIT_NAMES["clip"], "stable_cascade")
+    assert isinstance(verdict, str) and verdict.startswith("type:") and "'stable_cascade'" in verdict
+    assert "issue 11" in verdict
+    for clip_type in ("stable_diffusion", "sd3"):  # sd3: SD3's CLIP with the file's CLIP-L only
+        assert CLIPLoader.VALIDATE_INPUTS(models.TINY_SPLIT_NAMES["clip"], clip_type) is True
     with pytest.raises(ModelError, match="issue 11"):
         load_clip(models.TINY_SPLIT_NAMES["clip"], "wan")
 

@@ -6,7 +6,8 @@ loaders (``split.py``) call the same ``inspect_*`` functions on the shapes of a 
 dict (pickles have no header).
 
 What we load: the SD1 family (a 4-channel UNet with cross-attention on a 768-wide CLIP-L text
-encoder, the 4-channel KL VAE), in any of these layouts, as ComfyUI does:
+encoder, the 4-channel KL VAE), in any of these layouts, as ComfyUI does (SD3 / Flux
+transformers and text encoders: ``flow_families.py``; their 16-channel VAEs: here):
 
 - UNet: ldm names (``input_blocks.*``) with or without ``model.diffusion_model.`` (a full
   checkpoint works too, as in ComfyUI), or diffusers names (``down_blocks.*``, ``conv_in``);
@@ -20,9 +21,9 @@ first family: a UNet with ``label_emb`` size embeddings whose cross-attention is
 CLIP-L + OpenCLIP-G, 768 + 1280 = 2048 in the real model; our files also say so in metadata).
 Recognising SDXL does not make the split loaders run it yet: ``inspect_unet`` still refuses it.
 
-Everything else (SD2's 1024-wide or SDXL's 2048-wide cross-attention, DiT/MMDiT/Flux
-transformers, 16-channel VAEs, T5/LLM text encoders, ...) is a ``ModelError`` that names what
-the file looks like and says it needs the model families of issue 11. Files written by us carry
+Everything else (SD2's 1024-wide or SDXL's 2048-wide cross-attention, other DiTs, video VAEs,
+LLM text encoders, ...) is a ``ModelError`` that names what the file looks like and says it
+needs the model families of issue 11. Files written by us carry
 their exact diffusers config in the ``vortex_configs`` metadata; without it SD1.5's is assumed.
 """
 
@@ -40,7 +41,8 @@ from ...errors import ModelError
 Shapes = dict[str, tuple[int, ...]]
 
 _MAX_HEADER = 100 * 1024 * 1024
-NEEDS_FAMILIES = "vortex-jupyter runs the SD1 family only; other model families come with issue 11"
+NEEDS_FAMILIES = ("vortex-jupyter's split loaders run SD1, SD3 and Flux files so far; other model families "
+                  "come with issue 11")
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ def _check_unet_shapes(name: str, layout: Layout, context: tuple[int, ...] | Non
 
 
 def inspect_vae(name: str, shapes: Shapes, meta: dict[str, str]) -> Layout:
-    """The layout of an SD1-style KL VAE (4 latent channels), or ModelError."""
+    """The layout of a KL VAE with 4 latent channels (SD1) or 16 (SD3 / Flux), or ModelError."""
     cfg = vortex_config(meta, "vae")
     if "decoder.up_blocks.0.resnets.0.norm1.weight" in shapes:  # ComfyUI's diffusers test
         layout, conv = Layout("diffusers", "", cfg), shapes.get("decoder.conv_in.weight")
@@ -170,11 +172,11 @@ def inspect_vae(name: str, shapes: Shapes, meta: dict[str, str]) -> Layout:
                      else "an unknown model (no KL VAE keys: decoder.up.* or decoder.up_blocks.*)")
             raise _wrong(name, "VAE", f"is {looks}", "use an SD1/SD1.5 VAE (e.g. vae-ft-mse-840000)")
         layout, conv = Layout("ldm", prefix, cfg), shapes[prefix + "decoder.conv_in.weight"]
-    want = int(cfg.get("latent_channels", 4))
-    if conv is None or len(conv) != 4 or conv[1] != want:
+    wants = (int(cfg["latent_channels"]),) if "latent_channels" in cfg else (4, 16)
+    if conv is None or len(conv) != 4 or conv[1] not in wants:
         dims = "a video VAE (3-D convolutions)" if conv is not None and len(conv) == 5 else \
-            f"a VAE with {conv[1] if conv else '?'} latent channels (SD3/Flux-style; SD1 uses {want})"
-        raise _wrong(name, "VAE", f"is {dims}", "use an SD1/SD1.5 VAE")
+            f"a VAE with {conv[1] if conv else '?'} latent channels (SD1 uses 4, SD3 and Flux 16)"
+        raise _wrong(name, "VAE", f"is {dims}", "use an SD1/SD1.5 VAE, or SD3's / Flux's")
     return layout
 
 
@@ -193,14 +195,17 @@ def inspect_clip(name: str, shapes: Shapes, meta: dict[str, str]) -> Layout:
     if token is None:
         looks = next((desc for marker, desc in _TE_OTHERS if _common_prefix(shapes, marker) is not None),
                      "an unknown model (no CLIP text encoder keys)")
-        raise _wrong(name, "text encoder", f"is {looks}", "use an SD1 CLIP-L file (e.g. clip_l.safetensors)")
+        raise _wrong(name, "text encoder", f"is {looks}", "use an SD1 CLIP-L file (e.g. clip_l.safetensors) with "
+                     "type 'stable_diffusion'; a T5-XXL or OpenCLIP-G file alone loads with type 'sd3' (SD3), "
+                     "and DualCLIPLoader type 'flux' takes CLIP-L + T5-XXL")
     width = shapes[token + "embeddings.token_embedding.weight"][1]
     layers = len({k[len(token):].split(".")[2] for k in shapes if k.startswith(token + "encoder.layers.")})
     want_width, want_layers = int(cfg.get("hidden_size", 768)), int(cfg.get("num_hidden_layers", 12))
     if (width, layers) != (want_width, want_layers):
         family = "CLIP-G (SDXL/SD3)" if width == 1280 else "CLIP-H (SD2)" if width == 1024 else f"{width}-wide CLIP"
         raise _wrong(name, "text encoder", f"is a {family} text encoder ({layers} layers of width {width}; "
-                     f"SD1's CLIP-L has {want_layers} of {want_width})", "use an SD1 CLIP-L file")
+                     f"SD1's CLIP-L has {want_layers} of {want_width})", "use an SD1 CLIP-L file with type "
+                     "'stable_diffusion'; OpenCLIP-G loads with type 'sd3', or DualCLIPLoader type 'sdxl'")
     return Layout("transformers", token, cfg)
 
 

@@ -98,24 +98,29 @@ def real_vae_config(family: str) -> dict[str, Any]:
                 use_quant_conv=False, use_post_quant_conv=False)
 
 
-def real_text_configs(family: str, shapes: dict[str, Any]) -> dict[str, Any]:
-    """CLIP-L / OpenCLIP-G / T5-XXL configs for the encoders a real file holds."""
+def real_text_config(part: str, t5_layers: int = 24) -> dict[str, Any]:
+    """The real config of CLIP-L (``part`` "text_encoder"), OpenCLIP-G ("text_encoder_2") or
+    T5-XXL v1.1 ("t5", with ``t5_layers`` blocks)."""
     clip = {"vocab_size": 49408, "max_position_embeddings": 77, "bos_token_id": 49406, "eos_token_id": 49407,
             "pad_token_id": 49407}
-    out: dict[str, Any] = {}
-    if any(k.startswith(TEXT["text_encoder"]) for k in shapes):
-        out["text_encoder"] = dict(clip, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                   num_attention_heads=12, projection_dim=768, hidden_act="quick_gelu")
-    if any(k.startswith(TEXT["text_encoder_2"]) for k in shapes):
-        out["text_encoder_2"] = dict(clip, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
-                                     num_attention_heads=20, projection_dim=1280, hidden_act="gelu")
-    if any(k.startswith(TEXT["t5"]) for k in shapes):
-        blocks = {k.split(".")[4] for k in shapes if k.startswith(TEXT["t5"] + "encoder.block.")}
-        out["t5"] = {"vocab_size": 32128, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": len(blocks) or 24,
-                     "num_heads": 64, "feed_forward_proj": "gated-gelu", "is_encoder_decoder": False,
-                     "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
-                     "pad_token_id": 0, "eos_token_id": 1, "dropout_rate": 0.0, "use_cache": False}
-    return out
+    if part == "text_encoder":
+        return dict(clip, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                    num_attention_heads=12, projection_dim=768, hidden_act="quick_gelu")
+    if part == "text_encoder_2":
+        return dict(clip, hidden_size=1280, intermediate_size=5120, num_hidden_layers=32,
+                    num_attention_heads=20, projection_dim=1280, hidden_act="gelu")
+    return {"vocab_size": 32128, "d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": t5_layers,
+            "num_heads": 64, "feed_forward_proj": "gated-gelu", "is_encoder_decoder": False,
+            "relative_attention_num_buckets": 32, "relative_attention_max_distance": 128,
+            "pad_token_id": 0, "eos_token_id": 1, "dropout_rate": 0.0, "use_cache": False}
+
+
+def real_text_configs(family: str, shapes: dict[str, Any]) -> dict[str, Any]:
+    """CLIP-L / OpenCLIP-G / T5-XXL configs for the encoders a real file holds."""
+    block = TEXT["t5"] + "encoder.block."
+    blocks = {k[len(block):].split(".")[0] for k in shapes if k.startswith(block)}
+    return {part: real_text_config(part, len(blocks) or 24) for part, prefix in TEXT.items()
+            if any(k.startswith(prefix) for k in shapes)}
 
 
 def builtin_tokenizers() -> tuple[Any, Any]:

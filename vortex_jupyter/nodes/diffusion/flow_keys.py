@@ -279,6 +279,29 @@ def flux_from_original(state: dict[str, Any], prefix: str = "") -> dict[str, Any
     return _from_original(_FLUX, state, prefix)
 
 
+def _shapes_from_diffusers(layout: _Layout, shapes: Shapes) -> Shapes:
+    """The original names and shapes of diffusers-named tensors, from shapes alone (torch-free):
+    a fused tensor stacks its parts along dim 0, and swapping halves keeps a shape."""
+    lists = {d: o for o, (d, _) in layout.blocks.items()}
+    names, _ = _names(layout, _block_counts(shapes, lists))
+    out: Shapes = {}
+    for original, parts in names.items():
+        present = [tuple(shapes[d]) for d in parts if d in shapes]
+        if present:
+            out[original] = (sum(s[0] for s in present), *present[0][1:])
+    return out
+
+
+def sd3_shapes_from_diffusers(shapes: Shapes) -> Shapes:
+    """``SD3Transformer2DModel`` names and shapes -> the original MMDiT's (for ``*_config_from_original``)."""
+    return _shapes_from_diffusers(_SD3, shapes)
+
+
+def flux_shapes_from_diffusers(shapes: Shapes) -> Shapes:
+    """``FluxTransformer2DModel`` names and shapes -> Black Forest Labs' (for ``*_config_from_original``)."""
+    return _shapes_from_diffusers(_FLUX, shapes)
+
+
 # ----------------------------------------------------------------------------- configs from shapes
 
 SD3_HEAD_DIM = 64  # every Stability MMDiT: heads = width // 64

@@ -4,7 +4,8 @@ Each list is ``folders.list_names(kind)`` (ComfyUI's folders under the models ro
 ``extra_model_paths.yaml``), with the built-in tiny model's names first so a fresh install has
 a working default: ``vortex-tiny`` (and ``vortex-tiny-sdxl``, ``-sd3``, ``-flux``) for checkpoints, and its split files
 ``vortex-tiny-unet.safetensors`` / ``vortex-tiny-clip.safetensors`` /
-``vortex-tiny-vae.safetensors`` for UNETLoader / CLIPLoader / VAELoader (built on first use).
+``vortex-tiny-vae.safetensors`` for UNETLoader / CLIPLoader / VAELoader (built on first use),
+followed by the tiny SD3 / Flux split files (``tiny_flow_split.FILES``).
 """
 
 from __future__ import annotations
@@ -27,16 +28,23 @@ def checkpoint_names() -> list[str]:
     return names[:1] + list(_MORE) + [n for n in names[1:] if n not in _MORE]
 
 
+def _split_names(part: str, kind: str) -> list[str]:
+    from .tiny_flow_split import names
+
+    builtins = [TINY_SPLIT_NAMES[part], *names(part)]
+    return builtins + [n for n in list_names(kind) if n not in builtins]
+
+
 def vae_names() -> list[str]:
-    return _with_builtin(TINY_SPLIT_NAMES["vae"], "vae")
+    return _split_names("vae", "vae")
 
 
 def text_encoder_names() -> list[str]:
-    return _with_builtin(TINY_SPLIT_NAMES["clip"], "text_encoders")
+    return _split_names("clip", "text_encoders")
 
 
 def diffusion_model_names() -> list[str]:
-    return _with_builtin(TINY_SPLIT_NAMES["unet"], "diffusion_models")
+    return _split_names("unet", "diffusion_models")
 
 
 def lora_names() -> list[str]:

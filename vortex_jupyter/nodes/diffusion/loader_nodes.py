@@ -1,11 +1,13 @@
-"""Loader nodes: checkpoints, split files (UNet / text encoder / VAE), LoRAs and CLIP skip.
+"""Loader nodes: checkpoints, split files (UNet / text encoders / VAE), LoRAs and CLIP skip.
 
 ComfyUI's names, inputs, widget order, defaults and categories. Model names come from
 ComfyUI's folders (``folders.py``: the models root and ``extra_model_paths.yaml``); each
 loader's ``VALIDATE_INPUTS`` accepts any file in those folders (not only the listed ones, as in
 ComfyUI) and reports a missing file, or a ``.safetensors`` of a model family we lack, before the
 run starts. The built-in tiny model's names (``vortex-tiny``, ``vortex-tiny-unet.safetensors``,
-``vortex-tiny-clip.safetensors``, ``vortex-tiny-vae.safetensors``) are always listed first.
+``vortex-tiny-clip.safetensors``, ``vortex-tiny-vae.safetensors``) are always listed first, then
+the tiny SD3 / Flux split files (``tiny_flow_split``). DualCLIPLoader and TripleCLIPLoader
+build SDXL / SD3 / Flux CLIPs from one file per encoder (``flow_split``).
 """
 
 from __future__ import annotations
@@ -15,12 +17,16 @@ from typing import Any
 from .node_base import Heavy, ckpt_names, lora_names, verdict
 
 #: CLIPLoader's ``type`` choices (ComfyUI's list, plus types seen in newer official templates).
-#: Only "stable_diffusion" loads here; the rest need the model families of issue 11.
+#: "stable_diffusion" and "sd3" load here; the rest need the model families of issue 11.
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart",
               "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image",
               "hunyuan_image", "flux2", "ovis", "longcat_image", "cogvideox", "lens", "pixeldit",
               "ideogram4", "boogu", "krea2", "joyimage", "mage", "minimax", "yue2", "fibo2", "flux3",
               "moss_image")
+#: DualCLIPLoader's (ComfyUI's list, plus types of newer official templates); "sdxl", "sd3" and
+#: "flux" load here.
+DUAL_CLIP_TYPES = ("sdxl", "sd3", "flux", "hunyuan_video", "hidream", "hunyuan_image", "hunyuan_video_15",
+                   "kandinsky5", "kandinsky5_image", "newbie", "ace")
 WEIGHT_DTYPES = ("default", "fp8_e4m3fn", "fp8_e4m3fn_fast", "fp8_e5m2")
 _LORA_STRENGTH = {"default": 1.0, "min": -100.0, "max": 100.0, "step": 0.01}
 
@@ -93,8 +99,9 @@ class CLIPLoader(Heavy):
     CATEGORY = "advanced/loaders"
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
-    DESCRIPTION = ("Loads a text encoder. Recipes: stable_diffusion: CLIP-L (SD1), the only type "
-                   "vortex-jupyter runs so far; the other types need model families of issue 11.")
+    DESCRIPTION = ("Loads a text encoder. Recipes: stable_diffusion: CLIP-L (SD1); sd3: T5-XXL / OpenCLIP-G "
+                   "/ CLIP-L (SD3's CLIP with that encoder only); the other types need model families of "
+                   "issue 11.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -112,12 +119,78 @@ class CLIPLoader(Heavy):
         kind = verdict(check_clip_type, type)
         if kind is not True:  # the type decides the family: say that first
             return f"type: {kind}"
+        if type == "sd3":
+            return _check_clips("CLIPLoader", {"clip_name": clip_name}, type)
         return _check_split("clip", clip_name)
 
     def load_clip(self, clip_name: str, type: str = "stable_diffusion", device: str = "default") -> tuple[Any]:
         from .split import load_clip
 
         return (load_clip(clip_name, type, device),)
+
+
+def _check_clips(node: str, names: dict[str, object], clip_type: str) -> bool | str:
+    from .flow_split import check_text_encoders
+
+    return verdict(lambda _: check_text_encoders(node, names, clip_type), node)
+
+
+_DEVICE = {"device": (["default", "cpu"], {"advanced": True})}
+
+
+class DualCLIPLoader(Heavy):
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+    DESCRIPTION = ("Loads two text encoders as one CLIP. Recipes: sdxl: clip-l, clip-g; sd3: clip-l, clip-g / "
+                   "clip-l, t5 / clip-g, t5; flux: clip-l, t5 (the other types need model families of issue 11).")
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        names = _names("clip")
+        return {"required": {"clip_name1": (names,), "clip_name2": (names,), "type": (list(DUAL_CLIP_TYPES),)},
+                "optional": dict(_DEVICE)}
+
+    @classmethod
+    def VORTEX_INPUTS_TOKEN(cls) -> tuple[str, ...]:
+        return tuple(_names("clip"))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, clip_name1: str, clip_name2: str, type: str) -> bool | str:
+        return _check_clips("DualCLIPLoader", {"clip_name1": clip_name1, "clip_name2": clip_name2}, type)
+
+    def load_clip(self, clip_name1: str, clip_name2: str, type: str, device: str = "default") -> tuple[Any]:
+        from .flow_split import load_text_encoders
+
+        return (load_text_encoders("DualCLIPLoader", {"clip_name1": clip_name1, "clip_name2": clip_name2},
+                                   type, device),)
+
+
+class TripleCLIPLoader(Heavy):
+    CATEGORY = "advanced/loaders"
+    RETURN_TYPES = ("CLIP",)
+    FUNCTION = "load_clip"
+    DESCRIPTION = "Loads SD3's three text encoders as one CLIP. Recipes: sd3: clip-l, clip-g, t5."
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        names = _names("clip")
+        return {"required": {"clip_name1": (names,), "clip_name2": (names,), "clip_name3": (names,)}}
+
+    @classmethod
+    def VORTEX_INPUTS_TOKEN(cls) -> tuple[str, ...]:
+        return tuple(_names("clip"))
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, clip_name1: str, clip_name2: str, clip_name3: str) -> bool | str:
+        names: dict[str, object] = {"clip_name1": clip_name1, "clip_name2": clip_name2, "clip_name3": clip_name3}
+        return _check_clips("TripleCLIPLoader", names, "sd3")
+
+    def load_clip(self, clip_name1: str, clip_name2: str, clip_name3: str) -> tuple[Any]:
+        from .flow_split import load_text_encoders
+
+        names = {"clip_name1": clip_name1, "clip_name2": clip_name2, "clip_name3": clip_name3}
+        return (load_text_encoders("TripleCLIPLoader", names, "sd3"),)
 
 
 class UNETLoader(Heavy):
@@ -209,6 +282,8 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "VAELoader": VAELoader,
     "CLIPLoader": CLIPLoader,
     "UNETLoader": UNETLoader,
+    "DualCLIPLoader": DualCLIPLoader,
+    "TripleCLIPLoader": TripleCLIPLoader,
     "LoraLoader": LoraLoader,
     "LoraLoaderModelOnly": LoraLoaderModelOnly,
     "CLIPSetLastLayer": CLIPSetLastLayer,

@@ -3,8 +3,11 @@
 Names resolve like ComfyUI's (``folders.find`` in ``diffusion_models``/``unet``,
 ``text_encoders``/``clip`` and ``vae``), except the built-in tiny split files
 (``vortex-tiny[-s<seed>]-{unet,clip,vae}.safetensors``), which ``models.tiny_split_files()``
-writes on first use. ``families.py`` decides what a file is; a file of another model family is a
+writes on first use, and the tiny SD3 / Flux ones (``tiny_flow_split.FILES``). ``families.py``
+decides what a file is (``flow_families.py`` for SD3 / Flux transformers, which ``flow_split.py``
+loads, as it loads CLIPLoader's type "sd3"); a file of another model family is a
 ``ModelError`` at validation (``.safetensors``: from the header alone) or at the node's run.
+16-channel VAEs (SD3 / Flux) load here too, with the scaling ``flow_families.vae_config`` picks.
 
 Each loader returns a handle at once; the module itself loads lazily through the memory arbiter
 (``components.Component``), like CheckpointLoaderSimple's parts. Building a module: the file's
@@ -25,7 +28,7 @@ from typing import Any
 
 from ...errors import ModelError
 from ...workers.arbiter import MemoryArbiter
-from . import families, folders, models
+from . import families, flow_families, folders, models
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 
 TINY_SPLIT = re.compile(r"vortex-tiny(?:-s(\d+))?-(unet|clip|vae)\.safetensors")
@@ -61,10 +64,20 @@ def split_path(part: str, name: object) -> Path:
     seed = _builtin(part, name)
     if seed is not None:
         return models.tiny_split_files(seed=seed)[part]
+    if _flow_builtin(part, name):
+        from .tiny_flow_split import tiny_flow_split_files
+
+        return tiny_flow_split_files()[name]
     if part == "vae" and name in _COMFY_VAES:
         raise ModelError(f"vae_name {name!r} is {_COMFY_VAES[name]}, which vortex-jupyter does not load yet",
                          hint="pick a VAE file from the vae folders (an SD1 VAE)")
     return folders.find(kind, name, field, builtin=models.TINY_SPLIT_NAMES[part])
+
+
+def _flow_builtin(part: str, name: object) -> bool:
+    from .tiny_flow_split import FILES
+
+    return isinstance(name, str) and FILES.get(name, ("",))[0] == part
 
 
 def peek(path: Path) -> tuple[families.Shapes, dict[str, str]]:
@@ -84,14 +97,21 @@ def peek(path: Path) -> tuple[families.Shapes, dict[str, str]]:
 
 def check_split(part: str, name: object) -> None:
     """Validation: ModelError now for a missing file, or a ``.safetensors`` of another family."""
-    if isinstance(name, str) and _builtin(part, name) is not None:
+    if isinstance(name, str) and (_builtin(part, name) is not None or _flow_builtin(part, name)):
         return  # always there (built on first use)
     from .single_file import SAFETENSORS_SUFFIXES
 
     path = split_path(part, name)
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         shapes, meta = peek(path)
-        PARTS[part][3](str(name), shapes, meta)
+        _inspect(part, str(name), shapes, meta)
+
+
+def _inspect(part: str, name: str, shapes: families.Shapes, meta: dict[str, str]
+             ) -> families.Layout | flow_families.Transformer:
+    """What the file is: an SD3 / Flux transformer (diffusion models), else ``families``' answer."""
+    found = flow_families.transformer(name, shapes, meta) if part == "unet" else None
+    return found if found is not None else PARTS[part][3](name, shapes, meta)
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -102,6 +122,10 @@ def load_unet(unet_name: str, weight_dtype: str = "default", arbiter: MemoryArbi
     """UNETLoader: MODEL from a diffusion-model file. ``weight_dtype`` fp8_*: weights stored in
     fp8 and cast per layer to the compute dtype (as ComfyUI; ``_fast`` is the same here)."""
     path, layout = _open("unet", unet_name)
+    if isinstance(layout, flow_families.Transformer):
+        from .flow_split import load_transformer
+
+        return load_transformer(unet_name, path, layout, weight_dtype, arbiter)
     device, dtype = device_and_dtype()
     storage = _storage_dtype(weight_dtype)
     key = f"{_identity(path)}|unet|{device}|{dtype}|{weight_dtype}"
@@ -118,24 +142,42 @@ def load_unet(unet_name: str, weight_dtype: str = "default", arbiter: MemoryArbi
 
 
 def load_vae(vae_name: str, arbiter: MemoryArbiter | None = None) -> VaeHandle:
-    """VAELoader: VAE from an ldm- or diffusers-layout file."""
+    """VAELoader: VAE from an ldm- or diffusers-layout file (4 or 16 latent channels)."""
     path, layout = _open("vae", vae_name)
+    assert isinstance(layout, families.Layout)
     device, dtype = device_and_dtype()
-    cfg = layout.config or models.sd15_configs()["vae"]
+    cfg = layout.config or _vae_config(vae_name, path, layout)
+    layout = families.Layout(layout.kind, layout.prefix, cfg)
     key = f"{_identity(path)}|vae|{device}|{dtype}"
 
     def load() -> Any:
         return _build("vae", vae_name, path, layout).to(device=device, dtype=dtype).eval().requires_grad_(False)
 
     scaling = float(cfg.get("scaling_factor", 0.18215))
-    return VaeHandle(vae_name, Component(key, load, path.stat().st_size, arbiter), scaling)
+    return VaeHandle(vae_name, Component(key, load, path.stat().st_size, arbiter), scaling,
+                     shift_factor=float(cfg.get("shift_factor") or 0.0))
+
+
+def _vae_config(name: str, path: Path, layout: families.Layout) -> dict[str, Any]:
+    """A file without our metadata: SD1.5's VAE, or with 16 latent channels SD3's / Flux's."""
+    shapes, meta = peek(path)
+    conv = shapes.get(layout.prefix + "decoder.conv_in.weight", ())
+    if len(conv) == 4 and conv[1] == 16:
+        return flow_families.vae_config(name, meta)
+    return models.sd15_configs()["vae"]
 
 
 def load_clip(clip_name: str, clip_type: str = "stable_diffusion", device_choice: str = "default",
               arbiter: MemoryArbiter | None = None) -> ClipHandle:
-    """CLIPLoader: CLIP from an SD1 CLIP-L file (``type`` must be "stable_diffusion")."""
+    """CLIPLoader: CLIP from an SD1 CLIP-L file (type "stable_diffusion"), or SD3's CLIP with the
+    one encoder (CLIP-L, OpenCLIP-G or T5-XXL) of the file (type "sd3", ``flow_split``)."""
     check_clip_type(clip_type)
+    if clip_type == "sd3":
+        from .flow_split import load_text_encoders
+
+        return load_text_encoders("CLIPLoader", {"clip_name": clip_name}, "sd3", device_choice, arbiter)
     path, layout = _open("clip", clip_name)
+    assert isinstance(layout, families.Layout)
     device, dtype = device_and_dtype()
     if device_choice == "cpu":  # ComfyUI: load and offload device both the CPU
         import torch
@@ -150,17 +192,22 @@ def load_clip(clip_name: str, clip_type: str = "stable_diffusion", device_choice
     return ClipHandle(clip_name, comp, _tokenizer())
 
 
+#: CLIPLoader's types that load here (the others need model families of issue 11).
+CLIP_TYPES = ("stable_diffusion", "sd3")
+
+
 def check_clip_type(clip_type: object) -> None:
-    if clip_type != "stable_diffusion":
+    if clip_type not in CLIP_TYPES:
         raise ModelError(f"CLIPLoader type {clip_type!r} needs the text encoders of the {clip_type} model "
                          f"family; {families.NEEDS_FAMILIES}",
-                         hint="use type 'stable_diffusion' with an SD1 CLIP-L file")
+                         hint="use type 'stable_diffusion' with an SD1 CLIP-L file, or 'sd3' with a CLIP-L, "
+                              "OpenCLIP-G or T5-XXL file")
 
 
-def _open(part: str, name: str) -> tuple[Path, families.Layout]:
+def _open(part: str, name: str) -> tuple[Path, families.Layout | flow_families.Transformer]:
     path = split_path(part, name)
     shapes, meta = peek(path)
-    return path, PARTS[part][3](name, shapes, meta)
+    return path, _inspect(part, name, shapes, meta)
 
 
 def _identity(path: Path) -> str:
@@ -190,11 +237,12 @@ def _tokenizer() -> Any:
 # ----------------------------------------------------------------------------- building modules
 
 
-def _build(part: str, name: str, path: Path, layout: families.Layout) -> Any:
+def _build(part: str, name: str, path: Path, layout: families.Layout | flow_families.Transformer) -> Any:
     """The component's module on the CPU, its weights exactly the file's tensors."""
     from .single_file import read_state_dict
 
     quiet_progress()
+    assert isinstance(layout, families.Layout)
     state, _ = read_state_dict(path, (layout.prefix,))
     state = {k[len(layout.prefix):]: v for k, v in state.items() if k.startswith(layout.prefix)}
     cfg = layout.config or models.sd15_configs()[_CONFIG_KEY[part]]
@@ -236,13 +284,13 @@ def _assign(module: Any, state: dict[str, Any], name: str, what: str) -> None:
     wanted = set(module.state_dict())
     missing = sorted(wanted - set(state))
     if missing:
-        raise ModelError(f"{what} {name!r} lacks {len(missing)} weights an SD1 {what} needs "
+        raise ModelError(f"{what} {name!r} lacks {len(missing)} weights its config needs "
                          f"(e.g. {', '.join(missing[:3])})",
                          hint="the file is incomplete or of another model family")
     try:
         module.load_state_dict({k: state[k] for k in wanted}, strict=True, assign=True)
     except RuntimeError as exc:
-        raise ModelError(f"{what} {name!r} does not fit the SD1 {what} config: {str(exc).splitlines()[-1]}",
+        raise ModelError(f"{what} {name!r} does not fit its config: {str(exc).splitlines()[-1]}",
                          hint="the file is of another model family or size") from exc
 
 
