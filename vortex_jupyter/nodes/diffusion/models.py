@@ -226,6 +226,9 @@ def build_components(folder: Path, configs: dict[str, dict[str, Any]], *, seed: 
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
+    from .components import quiet_progress
+
+    quiet_progress()  # no "Writing model shards" bars in notebooks and logs
     vocab = write_tokenizer(folder / "tokenizer")
     text_cfg = dict(configs["text_encoder"], vocab_size=max(vocab, configs["text_encoder"]["vocab_size"]),
                     bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)

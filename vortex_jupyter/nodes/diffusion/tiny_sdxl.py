@@ -133,6 +133,9 @@ def build_sdxl_components(folder: Path, configs: dict[str, dict[str, Any]], *, s
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+    from .components import quiet_progress
+
+    quiet_progress()  # no "Writing model shards" bars in notebooks and logs
     vocab = write_tokenizer(folder / "tokenizer")
     write_tokenizer(folder / "tokenizer_2")
     ids = {"bos_token_id": vocab - 2, "eos_token_id": vocab - 1, "pad_token_id": vocab - 1}
