@@ -10,7 +10,8 @@ Formats: diffusers/peft (``unet.<module>.lora_A.weight`` / ``lora_B``), old diff
 (``lora_unet_*``/``lora_te_*``, SDXL's ``lora_te1_*``/``lora_te2_*``, converted by diffusers' own
 ``lora_state_dict``, which needs no peft). SDXL's second text encoder (``text_encoder_2.``) is
 patched on the CLIP's ``encoder_2``. ``scale`` is ``alpha / rank`` when the file has alphas, else 1.
-Strength 0 leaves the model untouched (the node returns its input unchanged).
+Strength 0 leaves the model untouched (the node returns its input unchanged). SD3 and Flux
+models (and their CLIP-L / OpenCLIP-G / T5 encoders) take ComfyUI's layouts in ``lora_flow``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .loaders import lora_path
 _PAIRS = (("lora_A.weight", "lora_B.weight"), ("lora.down.weight", "lora.up.weight"),
           ("lora_linear_layer.down.weight", "lora_linear_layer.up.weight"),
           ("lora_down.weight", "lora_up.weight"))
+FLOW_FAMILIES = ("sd3", "flux")  # lora_flow.py's
 PREFIXES = {"unet": "unet.", "text_encoder": "text_encoder.", "text_encoder_2": "text_encoder_2."}
 
 
@@ -133,6 +135,10 @@ def load_lora(model: ModelHandle, clip: ClipHandle | None, lora_name: str, stren
     if strength_model == 0 and strength_clip == 0:
         return model, clip
     path = lora_path(lora_name)
+    if getattr(model, "family", "sd1") in FLOW_FAMILIES:
+        from .lora_flow import load_flow_lora
+
+        return load_flow_lora(model, clip, lora_name, path, strength_model, strength_clip)
     state, alphas = read_lora(path)
     tag = f"+lora:{path}:{path.stat().st_mtime_ns}"
     new_model, new_clip = model, clip
