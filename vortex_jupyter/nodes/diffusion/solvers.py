@@ -9,6 +9,8 @@ on, as ComfyUI's callback does. The stochastic samplers live in ``solvers_sde``.
 The maths follow the published methods exactly as ComfyUI runs them, e.g. Euler
 ``x += (x - denoised) / sigma * (sigma_next - sigma)``; the final step to sigma 0 is plain
 Euler (Heun, DPM2) or lands on the denoised estimate (LMS, iPNDM, DEIS), as in ComfyUI.
+On a flow-matching model (``x = (1 - sigma) x0 + sigma noise``) they run unchanged in its sigma,
+as ComfyUI's do; the samplers that step in log-SNR or add noise adapt (``snr``, ``solvers_sde``).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ the CFG++ variants of DPM++ 2M / 2S ancestral (same signature as ``solvers``).
 CFG++ samplers step along the unconditional prediction and add the guidance once per step;
 they ask the guider for it by setting ``run.extras["need_uncond"]`` (the guider then always
 evaluates the negative, even at cfg 1, as ComfyUI does for them).
+
+ER-SDE and SEEDS-2 step in the model's half log-SNR (``snr``: ``-log(sigma)`` on a discrete
+model, ``-logit(sigma)`` on a flow model, whose first sigma of 1 moves just below it); RES
+multistep, gradient estimation and the DPM++ CFG++ pair work in ``-log(sigma)`` on every model,
+as ComfyUI's do.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .snr import half_log_snr, offset_first_sigma, sigma_at
 from .solvers import Run, to_d
 from .solvers_sde import ancestral_step, default_noise
 
@@ -157,7 +163,8 @@ def er_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, s_noise: float = 1.0
     noise = default_noise(x, run.seed)
     scale = noise_scaler or _er_noise_scaler
     points = torch.arange(0, 200.0, dtype=torch.float32, device=x.device)
-    lambdas = sigmas.log().neg().neg().exp()  # sigma / alpha, with alpha = 1 for these models
+    sigmas = offset_first_sigma(run.ms, sigmas)
+    lambdas = half_log_snr(run.ms, sigmas).neg().exp()  # ER-SDE's lambda: sigma / alpha
     old: torch.Tensor | None = None
     old_d: torch.Tensor | None = None
     for i in range(len(sigmas) - 1):
@@ -198,6 +205,7 @@ def seeds_2(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s
     noise = default_noise(x, run.seed)
     inject = eta > 0 and s_noise > 0
     fac = 1 / (2 * r)
+    sigmas = offset_first_sigma(run.ms, sigmas)
     for i in range(len(sigmas) - 1):
         sigma, nxt = sigmas[i], sigmas[i + 1]
         denoised = run.denoise(x, sigma)
@@ -205,11 +213,11 @@ def seeds_2(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s
         if nxt == 0:
             x = denoised
             continue
-        lam_s, lam_t = sigma.log().neg(), nxt.log().neg()
+        lam_s, lam_t = half_log_snr(run.ms, sigma), half_log_snr(run.ms, nxt)
         h = lam_t - lam_s
         h_eta = h * (eta + 1)
         lam_s1 = torch.lerp(lam_s, lam_t, r)
-        sigma_s1 = lam_s1.neg().exp()
+        sigma_s1 = sigma_at(run.ms, lam_s1)
         alpha_s1, alpha_t = sigma_s1 * lam_s1.exp(), nxt * lam_t.exp()
         x2 = sigma_s1 / sigma * (-r * h * eta).exp() * x - alpha_s1 * torch.expm1(-r * h_eta) * denoised
         sde = None

@@ -11,6 +11,11 @@ step adds is reproducible from the run's seed, the way ComfyUI draws it:
 
 Options (``eta``, ``s_noise``, ``r``, ``solver_type``) keep ComfyUI's defaults; the sampler
 nodes (SamplerEulerAncestral, SamplerDPMPP_2M_SDE, ...) pass other values.
+
+On a flow-matching model (``snr.is_flow(run.ms)``, ComfyUI's CONST) the ancestral samplers take
+ComfyUI's rectified-flow steps (``*_rf``: step down, then rescale the signal and re-noise to
+the next level); the DPM++ SDE family steps in the flow's half log-SNR and Euler CFG++ scales
+by its signal level ``alpha = 1 - sigma`` (``snr``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 import torch
 
+from .snr import half_log_snr, is_flow, offset_first_sigma, sigma_at
 from .solvers import Run, to_d
 
 NoiseSampler = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -71,7 +77,7 @@ def ancestral_step(sigma: torch.Tensor, sigma_next: torch.Tensor, eta: float = 1
 
 def euler_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0
                     ) -> torch.Tensor:
-    if getattr(run.ms, "prediction", "") == "flow":
+    if is_flow(run.ms):
         return euler_ancestral_rf(run, x, sigmas, eta, s_noise)
     noise = default_noise(x, run.seed)
     for i in range(len(sigmas) - 1):
@@ -85,11 +91,27 @@ def euler_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float 
     return x
 
 
+def rf_ancestral_step(sigma: Any, sigma_next: Any, eta: float) -> tuple[Any, Any, Any]:
+    """(sigma_down, renoise, rescale) of a rectified-flow ancestral step: the deterministic
+    target ``sigma_down = s' (1 + (s'/s - 1) eta)``, then ``x * rescale + noise * renoise``
+    with ``rescale = (1 - s') / (1 - sigma_down)`` lands exactly at level ``s'``."""
+    down = sigma_next * (1 + (sigma_next / sigma - 1) * eta)
+    alpha_next, alpha_down = 1 - sigma_next, 1 - down
+    renoise = (sigma_next ** 2 - down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
+    return down, renoise, alpha_next / alpha_down
+
+
+def _flow_toward(x: torch.Tensor, sigma: Any, target: Any, denoised: torch.Tensor) -> torch.Tensor:
+    """The flow ODE step (Euler, exact for a fixed denoised estimate) from ``sigma`` to ``target``."""
+    ratio = target / sigma
+    return ratio * x + (1 - ratio) * denoised
+
+
 def euler_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
                        s_noise: float = 1.0) -> torch.Tensor:
     """Euler ancestral on a flow-matching model (``x = (1 - s) x0 + s noise``), as ComfyUI runs
-    ``euler_ancestral`` there: step down to ``sigma_down = s' (1 + (s'/s - 1) eta)``, rescale
-    to the next level's signal and add back exactly the noise that brings it to ``s'``."""
+    ``euler_ancestral`` there: step down to ``sigma_down``, rescale to the next level's signal
+    and add back exactly the noise that brings it to ``s'`` (``rf_ancestral_step``)."""
     noise = default_noise(x, run.seed)
     for i in range(len(sigmas) - 1):
         sigma, nxt = sigmas[i], sigmas[i + 1]
@@ -98,18 +120,17 @@ def euler_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: flo
         if nxt == 0:
             x = denoised
             continue
-        down = nxt * (1 + (nxt / sigma - 1) * eta)
-        alpha_next, alpha_down = 1 - nxt, 1 - down
-        renoise = (nxt ** 2 - down ** 2 * alpha_next ** 2 / alpha_down ** 2) ** 0.5
-        ratio = down / sigma
-        x = ratio * x + (1 - ratio) * denoised
+        down, renoise, rescale = rf_ancestral_step(sigma, nxt, eta)
+        x = _flow_toward(x, sigma, down, denoised)
         if eta > 0:
-            x = (alpha_next / alpha_down) * x + noise(sigma, nxt) * s_noise * renoise
+            x = rescale * x + noise(sigma, nxt) * s_noise * renoise
     return x
 
 
 def dpm_2_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0
                     ) -> torch.Tensor:
+    if is_flow(run.ms):
+        return dpm_2_ancestral_rf(run, x, sigmas, eta, s_noise)
     noise = default_noise(x, run.seed)
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
@@ -127,8 +148,32 @@ def dpm_2_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float 
     return x
 
 
+def dpm_2_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
+                       s_noise: float = 1.0) -> torch.Tensor:
+    """DPM-2 ancestral on a flow model (ComfyUI's ``sample_dpm_2_ancestral_RF``): the DPM-2 step
+    in sigma to the RF ``sigma_down``, then rescaled and re-noised to the next level."""
+    noise = default_noise(x, run.seed)
+    for i in range(len(sigmas) - 1):
+        sigma, nxt = sigmas[i], sigmas[i + 1]
+        denoised = run.denoise(x, sigma)
+        down, renoise, rescale = rf_ancestral_step(sigma, nxt, eta)
+        run.step(i, x, denoised)
+        d = to_d(x, sigma, denoised)
+        if down == 0:
+            x = x + d * (down - sigma)
+            continue
+        mid = sigma.log().lerp(down.log(), 0.5).exp()
+        x2 = x + d * (mid - sigma)
+        x = x + to_d(x2, mid, run.denoise(x2, mid)) * (down - sigma)
+        # ComfyUI re-noises here at any eta (at eta 0 the rescale is 1 and the noise weight 0)
+        x = rescale * x + noise(sigma, nxt) * s_noise * renoise
+    return x
+
+
 def dpmpp_2s_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
                        s_noise: float = 1.0) -> torch.Tensor:
+    if is_flow(run.ms):
+        return dpmpp_2s_ancestral_rf(run, x, sigmas, eta, s_noise)
     noise = default_noise(x, run.seed)
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
@@ -149,12 +194,45 @@ def dpmpp_2s_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: flo
     return x
 
 
+def _flow_midpoint(sigma: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """The level halfway between ``sigma`` and ``down`` in the flow's log-SNR, in the exact form
+    of ComfyUI's RF 2S (``log((1 - s) / s)`` and ``1 / (e^lambda + 1)``); from sigma 1, whose
+    log-SNR is infinite, ComfyUI's 0.9999."""
+    if sigma == 1.0:
+        return sigma.new_tensor(0.9999)
+    lam, lam_down = ((1 - sigma) / sigma).log(), ((1 - down) / down).log()
+    return ((lam + (lam_down - lam) / 2).exp() + 1) ** -1
+
+
+def dpmpp_2s_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
+                          s_noise: float = 1.0) -> torch.Tensor:
+    """DPM-Solver++(2S) ancestral on a flow model (ComfyUI's ``sample_dpmpp_2s_ancestral_RF``):
+    a flow step to the log-SNR midpoint, the full step to ``sigma_down`` from its estimate, then
+    the RF rescale and re-noise; the last step, to sigma 0, is Euler."""
+    noise = default_noise(x, run.seed)
+    for i in range(len(sigmas) - 1):
+        sigma, nxt = sigmas[i], sigmas[i + 1]
+        denoised = run.denoise(x, sigma)
+        down, renoise, rescale = rf_ancestral_step(sigma, nxt, eta)
+        run.step(i, x, denoised)
+        if nxt == 0:
+            x = x + to_d(x, sigma, denoised) * (down - sigma)
+        else:
+            mid = _flow_midpoint(sigma, down)
+            denoised2 = run.denoise(_flow_toward(x, sigma, mid, denoised), mid)
+            x = _flow_toward(x, sigma, down, denoised2)
+        if nxt > 0 and eta > 0:
+            x = rescale * x + noise(sigma, nxt) * s_noise * renoise
+    return x
+
+
 def dpmpp_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0,
               r: float = 0.5, gpu: bool = False) -> torch.Tensor:
     """DPM-Solver++ (stochastic): a stage at ``r`` of the step in log-SNR, both stages noised."""
     if len(sigmas) <= 1:
         return x
-    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)
+    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)  # over the schedule as given
+    sigmas = offset_first_sigma(run.ms, sigmas)
     for i in range(len(sigmas) - 1):
         sigma, nxt = sigmas[i], sigmas[i + 1]
         denoised = run.denoise(x, sigma)
@@ -162,11 +240,11 @@ def dpmpp_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
         if nxt == 0:
             x = denoised
             continue
-        lam_s, lam_t = sigma.log().neg(), nxt.log().neg()
+        lam_s, lam_t = half_log_snr(run.ms, sigma), half_log_snr(run.ms, nxt)
         h = lam_t - lam_s
         lam_s1 = lam_s + r * h
         fac = 1 / (2 * r)
-        sigma_s1 = lam_s1.neg().exp()
+        sigma_s1 = sigma_at(run.ms, lam_s1)
         alpha_s, alpha_s1, alpha_t = sigma * lam_s.exp(), sigma_s1 * lam_s1.exp(), nxt * lam_t.exp()
         down, up = ancestral_step(lam_s.neg().exp(), lam_s1.neg().exp(), eta)
         h_ = down.log().neg() - lam_s
@@ -194,7 +272,8 @@ def _multistep_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float, 
     term from the last estimates, then Brownian noise; the step to sigma 0 lands on denoised."""
     if len(sigmas) <= 1:
         return x
-    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)
+    noise = BrownianNoise(x, sigmas, run.seed, cpu=not gpu)  # over the schedule as given
+    sigmas = offset_first_sigma(run.ms, sigmas)
     olds: list[Any] = [None, None]
     hs: list[Any] = [None, None]
     h: Any = None
@@ -205,7 +284,7 @@ def _multistep_sde(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float, 
         if nxt == 0:
             x = denoised
         else:
-            lam_s, lam_t = sigma.log().neg(), nxt.log().neg()
+            lam_s, lam_t = half_log_snr(run.ms, sigma), half_log_snr(run.ms, nxt)
             h = lam_t - lam_s
             h_eta = h * (eta + 1)
             alpha_t = nxt * lam_t.exp()
@@ -301,7 +380,9 @@ def euler_ancestral_cfg_pp(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta:
         if nxt == 0:
             x = denoised
             continue
-        alpha_s, alpha_t = sigma * sigma.log().neg().exp(), nxt * nxt.log().neg().exp()
+        alpha_s, alpha_t = sigma * half_log_snr(run.ms, sigma).exp(), nxt * half_log_snr(run.ms, nxt).exp()
+        # From a flow's sigma 1 alpha_s is 0: sigma / alpha_s is infinite, and ancestral_step's
+        # min() against the NaN it makes keeps sigma_next (all fresh noise), as ComfyUI's does.
         d = to_d(x, sigma, alpha_s * uncond)
         down, up = ancestral_step(sigma / alpha_s, nxt / alpha_t, eta)
         x = alpha_t * denoised + (alpha_t * down) * d
