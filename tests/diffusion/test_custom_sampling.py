@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -154,3 +155,33 @@ def test_cfg_pp_samplers_reduce_to_their_plain_version_when_both_prompts_agree(t
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
     c = ksampler(tiny_handles, conds, cfg_pp, "karras", empty(), steps=6, cfg=5.0)
     assert not torch.allclose(b, c, atol=1e-2)  # with different prompts the guidance matters
+
+
+def test_dpmpp_2s_ancestral_cfg_pp_follows_comfyuis_current_steps() -> None:
+    """Both stages start from x moved by the guidance (denoised - uncond) and use the guided
+    estimates; written out here for eta 0 (no noise) on a toy guided/unguided pair."""
+    from vortex_jupyter.nodes.diffusion.model_sampling import ModelSampling
+    from vortex_jupyter.nodes.diffusion.solvers import Run
+    from vortex_jupyter.nodes.diffusion.solvers_extra import dpmpp_2s_ancestral_cfg_pp
+
+    ms = ModelSampling.from_config({"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"})
+    extras: dict[str, Any] = {}
+
+    def guided(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        extras["uncond_denoised"] = 0.5 * x
+        return 0.3 + 0.2 * x
+
+    x0 = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(2))
+    sigmas = torch.tensor([8.0, 3.0, 0.0])
+    got = dpmpp_2s_ancestral_cfg_pp(Run(guided, ms, 1, extras=extras), x0.clone(), sigmas, eta=0.0)
+
+    x = x0.double()
+    s_t, s_next = 8.0, 3.0
+    d, u = 0.3 + 0.2 * x, 0.5 * x
+    t, t_next = -math.log(s_t), -math.log(s_next)
+    h = t_next - t
+    s_mid = math.exp(-(t + h / 2))
+    x2 = (s_mid / s_t) * (x + d - u) - math.expm1(-h / 2) * d
+    x = (s_next / s_t) * (x + d - u) - math.expm1(-h) * (0.3 + 0.2 * x2)
+    x = 0.3 + 0.2 * x  # the last step lands on the guided estimate
+    torch.testing.assert_close(got.double(), x, rtol=1e-5, atol=1e-5)

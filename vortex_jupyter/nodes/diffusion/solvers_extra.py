@@ -47,27 +47,29 @@ def dpmpp_2m_cfg_pp(run: Run, x: torch.Tensor, sigmas: torch.Tensor) -> torch.Te
 
 def dpmpp_2s_ancestral_cfg_pp(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
                               s_noise: float = 1.0) -> torch.Tensor:
+    """DPM-Solver++(2S) ancestral, CFG++ (ComfyUI's current form): both stages start from ``x``
+    moved by the step's guidance ``denoised - uncond`` and land on the guided estimates; the last
+    step (to sigma 0) lands on the guided estimate."""
     noise = default_noise(x, run.seed)
     run.extras["need_uncond"] = True
     for i in range(len(sigmas) - 1):
         sigma = sigmas[i]
         denoised = run.denoise(x, sigma)
         uncond = _uncond(run)
-        guidance = denoised - uncond
         down, up = ancestral_step(sigma, sigmas[i + 1], eta)
         run.step(i, x, denoised)
         if down == 0:
-            x = x + to_d(x, sigma, uncond) * (down - sigma)
+            x = denoised
         else:
             t, t_next = sigma.log().neg(), down.log().neg()
             h = t_next - t
             s = t + h / 2
-            x2 = (s.neg().exp() / t.neg().exp()) * x - (-h / 2).expm1() * uncond
-            run.denoise(x2, s.neg().exp())  # ComfyUI evaluates here and keeps the uncond of it
-            x = (t_next.neg().exp() / t.neg().exp()) * x - (-h).expm1() * _uncond(run)
+            guided_x = x + (denoised - uncond)
+            x2 = (s.neg().exp() / t.neg().exp()) * guided_x - (-h / 2).expm1() * denoised
+            denoised_2 = run.denoise(x2, s.neg().exp())
+            x = (t_next.neg().exp() / t.neg().exp()) * guided_x - (-h).expm1() * denoised_2
         if sigmas[i + 1] > 0:
             x = x + noise(sigma, sigmas[i + 1]) * s_noise * up
-        x = x + guidance
     return x
 
 
