@@ -332,3 +332,20 @@ def test_single_file_and_folder_hold_identical_weights(family: str, models_dir: 
     assert from_file[0].scheduler_config == from_folder[0].scheduler_config
     assert (from_file[2].scaling_factor, from_file[2].shift_factor) == (from_folder[2].scaling_factor,
                                                                         from_folder[2].shift_factor)
+
+
+def test_the_compute_dtype_per_family_and_its_override(monkeypatch: Any) -> None:
+    from vortex_jupyter.errors import ModelError
+    from vortex_jupyter.nodes.diffusion.components import device_and_dtype
+
+    monkeypatch.delenv("VORTEX_DTYPE", raising=False)
+    monkeypatch.setenv("VORTEX_DEVICE", "cpu")
+    assert device_and_dtype("flux") == ("cpu", torch.float32)  # the CPU computes in fp32, any family
+    monkeypatch.setenv("VORTEX_DEVICE", "cuda")
+    bf16 = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert device_and_dtype("flux") == ("cuda", bf16) and device_and_dtype("sd3") == ("cuda", torch.float16)
+    monkeypatch.setenv("VORTEX_DTYPE", "bf16")
+    assert device_and_dtype("sdxl") == ("cuda", torch.bfloat16)
+    monkeypatch.setenv("VORTEX_DTYPE", "fp8")
+    with pytest.raises(ModelError, match="VORTEX_DTYPE"):
+        device_and_dtype()

@@ -24,12 +24,30 @@ _LOCKS: dict[str, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
 
-def device_and_dtype() -> tuple[str, Any]:
-    """Where models run: CUDA in fp16 when available (``VORTEX_DEVICE`` overrides), else CPU fp32."""
+#: ``VORTEX_DTYPE`` values: the compute dtype on a GPU for every model family.
+DTYPES = ("fp16", "bf16", "fp32")
+
+
+def device_and_dtype(family: str | None = None) -> tuple[str, Any]:
+    """Where models run and in which dtype: CUDA when available (``VORTEX_DEVICE`` overrides),
+    there fp16, except Flux in bf16 where the GPU has it (Flux's activations overflow fp16, as
+    ComfyUI's Flux prefers bf16); ``VORTEX_DTYPE`` (fp16, bf16, fp32) overrides on a GPU. The
+    CPU computes in fp32."""
     import torch
 
     device = os.environ.get("VORTEX_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
-    return device, (torch.float16 if device.startswith("cuda") else torch.float32)
+    if not device.startswith("cuda"):
+        return device, torch.float32
+    chosen = os.environ.get("VORTEX_DTYPE", "").strip().lower()
+    if chosen:
+        if chosen not in DTYPES:
+            from ...errors import ModelError
+
+            raise ModelError(f"VORTEX_DTYPE is {chosen!r}", hint=f"set it to one of {', '.join(DTYPES)}, or unset it")
+        return device, {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[chosen]
+    if family == "flux" and torch.cuda.is_bf16_supported():
+        return device, torch.bfloat16
+    return device, torch.float16
 
 
 def module_bytes(module: Any) -> int:

@@ -223,7 +223,7 @@ def load_flow_single_file(name: str, path: Path, family: str, arbiter: MemoryArb
     clip_tok, t5_tok = builtin_tokenizers()
     if configs.get("tokenizers") != "builtin" and "t5" in configs:
         t5_tok = t5.load_tokenizer(None)
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(family)
     size = path.stat().st_size
     key = f"{path.resolve()}|{path.stat().st_mtime_ns}|{device}|{dtype}"
 

@@ -73,7 +73,7 @@ def folder_handles(name: str, where: Path, family: str, arbiter: MemoryArbiter |
         raise ModelError(f"checkpoint {name!r} ({src}) has no readable CLIP tokenizer: {exc}",
                          hint="the download is incomplete; fetch the folder again") from exc
     t5_tokenizer = t5.load_tokenizer(where / tok_sub)
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(family)
     key = f"{src}|{device}|{dtype}"
     sizes = _sizes(where, dtype)
 

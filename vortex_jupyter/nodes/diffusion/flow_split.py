@@ -59,7 +59,7 @@ def load_transformer(unet_name: str, path: Path, found: Transformer, weight_dtyp
     from .flow_loader import scheduler_for
     from .split import _identity, _storage_dtype
 
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(found.family)
     storage = _storage_dtype(weight_dtype)
     key = f"{_identity(path)}|transformer|{device}|{dtype}|{weight_dtype}"
 
@@ -180,7 +180,7 @@ def load_text_encoders(node: str, names: dict[str, str], clip_type: str, device_
     found = {field: (_path(field, name), name) for field, name in names.items()}
     encoders = {field: _read_role(field, name, path) for field, (path, name) in found.items()}
     kind = combine(node, [(f, found[f][1], e.role) for f, e in encoders.items()], clip_type)
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(kind or None)
     if device_choice == "cpu":  # ComfyUI: load and offload device both the CPU
         device, dtype = "cpu", torch.float32
     from .split import _identity
