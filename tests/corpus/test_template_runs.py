@@ -12,7 +12,8 @@ Test data rule (the only changes made to a template before running it):
   the built-in tiny 4x ESRGAN ``vortex-tiny-upscale-x4.safetensors``, and CLIPLoader's ``type``
   (which names the model family of the file) -> ``stable_diffusion``; ``control_net_name`` -> the
   built-in tiny ControlNet of the graph's tiny checkpoint (``vortex-tiny-sdxl-controlnet.safetensors``
-  with ``vortex-tiny-sdxl``, else ``vortex-tiny-controlnet.safetensors``); in a graph whose
+  with ``vortex-tiny-sdxl``, ``vortex-tiny-sd3-controlnet.safetensors`` with ``vortex-tiny-sd3``,
+  else ``vortex-tiny-controlnet.safetensors``); in a graph whose
   checkpoint or diffusion model is SD3's or Flux's (the same names), ``unet_name`` / ``vae_name``
   become that family's tiny split transformer / VAE, and DualCLIPLoader / TripleCLIPLoader files
   their tiny text encoder of the same role (a name with "t5" -> ``vortex-tiny-t5.safetensors``,
@@ -74,12 +75,11 @@ def _checkpoint(ckpt_name: str) -> str:
     return TINY["ckpt_name"]
 LORA = "tiny-test-lora.safetensors"
 UPSCALER = "vortex-tiny-upscale-x4.safetensors"
-CONTROLNETS = {"sd1": "vortex-tiny-controlnet.safetensors", "sdxl": "vortex-tiny-sdxl-controlnet.safetensors"}
-_NO_TINY_CONTROLNET = "its ControlNet is of a family without a tiny ControlNet yet (only SD1 and SDXL have one)"
+CONTROLNETS = {"sd1": "vortex-tiny-controlnet.safetensors", "sdxl": "vortex-tiny-sdxl-controlnet.safetensors",
+               "sd3": "vortex-tiny-sd3-controlnet.safetensors"}
+_NO_TINY_CONTROLNET = "its ControlNet is of a family without a tiny ControlNet yet (only SD1, SDXL and SD3 have one)"
 #: Fully known templates that cannot run on the tiny models yet, and why (strict xfail: a fix shows).
 PENDING = {
-    "sd3.5_large_blur.json": f"SD3.5 Large: {_NO_TINY_CONTROLNET}",
-    "sd3.5_large_canny_controlnet_example.json": f"SD3.5 Large: {_NO_TINY_CONTROLNET}",
     "image_qwen_Image_2512_controlnet.json": f"Qwen-Image: {_NO_TINY_CONTROLNET}; ResizeImageMaskNode's "
                                              "resize_type widgets do not load either (VE-104)",
     "image_kandinsky5_t2i.json": "Kandinsky 5: DualCLIPLoader type 'kandinsky5_image' needs its text encoders "
@@ -221,10 +221,11 @@ def _tiny_flow(graph: vx.Graph, family: str | None) -> None:
 
 def _tiny_controlnets(graph: vx.Graph) -> None:
     """``control_net_name`` -> the tiny ControlNet of the family the graph's checkpoint became."""
-    sdxl = any(n.params.get("ckpt_name") == SDXL for n in graph.nodes.values())
+    checkpoints = {n.params.get("ckpt_name") for n in graph.nodes.values()}
+    family = "sdxl" if SDXL in checkpoints else "sd3" if "vortex-tiny-sd3" in checkpoints else "sd1"
     for node in graph.nodes.values():
         if isinstance(node.params.get("control_net_name"), str):
-            node.params["control_net_name"] = CONTROLNETS["sdxl" if sdxl else "sd1"]
+            node.params["control_net_name"] = CONTROLNETS[family]
 
 
 def _runnable() -> list[Any]:

@@ -4,8 +4,9 @@ sampler evaluates it, with ComfyUI's semantics (``nodes.py`` ControlNetApply*, `
 
 Values:
 
-- CONTROL_NET (``ControlNetHandle``): a file's ``ControlNetModel`` as a ``Component`` (loaded on
-  demand through the memory arbiter, its own entry), its family ("sd1"/"sdxl") and options
+- CONTROL_NET (``ControlNetHandle``): a file's ``ControlNetModel`` (SD3: ``SD3ControlNetModel``,
+  ``controlnet_sd3.py``) as a ``Component`` (loaded on demand through the memory arbiter, its
+  own entry), its family ("sd1"/"sdxl"/"sd3") and options
   (SetUnionControlNetType's ``control_type``; ComfyUI's global average pooling for files named
   ``*_shuffle``).
 - An applied control (``AppliedControl``), stored under ``options["control"]`` of each
@@ -26,7 +27,9 @@ function asks ``RunControl.residuals``: the previous control's residuals, plus, 
 (and SDXL's pooled text + size ids) as the UNet, the hint resized to the latent x 8
 (nearest-exact, centre crop) and repeated over the batch, times ``strength``. They are added
 to the UNet's skip connections and middle block (diffusers' ``down_block_additional_residuals``
-/ ``mid_block_additional_residual``, exactly ComfyUI's ``control['output'/'middle']``).
+/ ``mid_block_additional_residual``, exactly ComfyUI's ``control['output'/'middle']``). An SD3
+ControlNet's residuals go to the MMDiT's joint blocks instead (``RunControl.blocks``,
+``controlnet_sd3.py``).
 """
 
 from __future__ import annotations
@@ -103,9 +106,9 @@ def load_controlnet(name: str, model: ModelHandle | None = None, arbiter: Memory
 
 
 def build_module(name: str, path: Path, info: ControlNetInfo, model: ModelHandle | None = None) -> Any:
-    """The file's ControlNetModel on the CPU, its weights exactly the file's tensors (plus the
-    MODEL's UNet weights for a diff ControlNet)."""
-    from diffusers import ControlNetModel
+    """The file's ControlNetModel (SD3ControlNetModel) on the CPU, its weights exactly the file's
+    tensors (plus the MODEL's UNet weights for a diff ControlNet)."""
+    from diffusers import ControlNetModel, SD3ControlNetModel
 
     from .single_file import read_state_dict
 
@@ -114,7 +117,7 @@ def build_module(name: str, path: Path, info: ControlNetInfo, model: ModelHandle
     state = {k[len(info.prefix):]: v for k, v in state.items() if k.startswith(info.prefix)}
     state.pop("difference", None)
     with torch.device("meta"):  # no random init: every weight comes from the file
-        net = ControlNetModel.from_config(info.config)
+        net = (SD3ControlNetModel if info.layout == "mmdit" else ControlNetModel).from_config(info.config)
     expected = list(net.state_dict())
     if info.layout == "ldm":
         if model is not None:
@@ -184,6 +187,22 @@ def _check_net(control_net: Any, name: str) -> ControlNetHandle:
     return control_net
 
 
+def _check_vae(net: ControlNetHandle, vae: Any, node: str) -> Any:
+    """SD3 ControlNets take the hint VAE-encoded: the apply node's ``vae`` must be connected."""
+    from .components import VaeHandle
+
+    if net.family != "sd3":
+        return vae
+    if vae is None:
+        raise ValueError(f"{node}: input 'vae' is not connected, but the ControlNet {net.name!r} is an SD3 "
+                         "ControlNet, which takes its hint image VAE-encoded (fix: connect the checkpoint's VAE "
+                         "to the vae input of Apply ControlNet)")
+    if not isinstance(vae, VaeHandle):
+        raise ValueError(f"{node}: input 'vae' is a {type(vae).__name__}, not a VAE (fix: connect the VAE "
+                         "output of the checkpoint loader or a VAELoader)")
+    return vae
+
+
 def _hint(image: Any) -> torch.Tensor:
     """IMAGE ``[B, H, W, C]`` -> the hint ``[B, C, H, W]`` float32 on the CPU."""
     from .latent_ops import as_image
@@ -208,6 +227,9 @@ def apply_controlnet(conditioning: Any, control_net: Any, image: Any, strength: 
     if strength == 0:
         return conditioning  # type: ignore[no-any-return]
     net, hint, node = _check_net(control_net, "control_net"), _hint(image), current().node_id
+    if net.family == "sd3":  # ComfyUI fails at sampling ("This Controlnet needs a VAE"); we say it here
+        raise ValueError(f"ControlNetApply: the ControlNet {net.name!r} is an SD3 ControlNet, which needs a VAE "
+                         "(fix: use Apply ControlNet (ControlNetApplyAdvanced) and connect the checkpoint's VAE)")
     out = []
     for embedding, options in _pairs(conditioning, "conditioning"):
         control = AppliedControl(net, hint, strength, (0.0, 1.0), _previous(options), node=node)
@@ -222,6 +244,7 @@ def apply_controlnet_advanced(positive: Any, negative: Any, control_net: Any, im
     if strength == 0:
         return positive, negative
     net, hint, node = _check_net(control_net, "control_net"), _hint(image), current().node_id
+    vae = _check_vae(net, vae, "Apply ControlNet")
     made: dict[int, AppliedControl] = {}
     sides = []
     for name, conditioning in (("positive", positive), ("negative", negative)):
@@ -330,6 +353,13 @@ class RunControl:
         if prev is not None:
             down, mid = [p + d for p, d in zip(prev[0], down, strict=True)], prev[1] + mid
         return down, mid
+
+    def blocks(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor, added: torch.Tensor | None,
+               depth: int) -> list[torch.Tensor | None] | None:
+        """An SD3 control chain's residuals for the ``depth`` joint blocks (``controlnet_sd3.py``)."""
+        from .controlnet_sd3 import control_blocks
+
+        return control_blocks(self, x, sigma, context, added, depth)
 
     def _hint_for(self, x: torch.Tensor, device: Any, dtype: Any) -> torch.Tensor:
         key = (x.shape[2], x.shape[3], device, dtype)

@@ -13,8 +13,13 @@ Torch-free: validation inspects ``.safetensors`` headers in the kernel. ComfyUI'
 
 A *diff* ControlNet (ldm layout with a ``difference`` key) stores its weights as differences
 from the base UNet's (DiffControlNetLoader adds the MODEL's). ControlLoRA (``lora_controlnet``),
-T2I adapters, union ("ControlNet++") and transformer ControlNets (SD3/Flux) are recognised and
-refused with a clear ``ModelError``.
+T2I adapters, union ("ControlNet++") and the transformer ControlNets of other families (Flux,
+Qwen-Image, Stability's original SD3.5 layout) are recognised and refused with a clear ``ModelError``.
+
+SD3 ControlNets (layout "mmdit") are diffusers ``SD3ControlNetModel`` files: ``pos_embed``,
+``pos_embed_input`` (the VAE-encoded hint's patch embedding), ``time_text_embed``,
+``context_embedder``, ``transformer_blocks.N`` (joint blocks) and ``controlnet_blocks.N``, as
+ComfyUI's ``load_controlnet_mmdit`` reads them (the InstantX SD3 ControlNets and ours).
 
 Family: what our ``vortex_configs`` metadata says, else from the config: "sdxl" with size
 embeddings (``label_emb`` / ``add_embedding``), "sd1" without (SD2's 1024-wide and the SDXL
@@ -37,14 +42,15 @@ from . import ldm
 
 Shapes = dict[str, tuple[int, ...]]
 LDM_PREFIX = "control_model."
-FAMILY_NAMES = {"sd1": "SD1", "sdxl": "SDXL"}
+FAMILY_NAMES = {"sd1": "SD1", "sdxl": "SDXL", "sd3": "SD3"}
 _ZERO = re.compile(r"(?:controlnet_down_blocks|zero_convs)\.(\d+)")
 
 
 @dataclass(frozen=True)
 class ControlNetInfo:
-    """What a ControlNet file is: ``layout`` "ldm" or "diffusers", the key ``prefix``,
-    ``family`` ("sd1"/"sdxl"), whether it is a ``diff`` ControlNet, and its diffusers config."""
+    """What a ControlNet file is: ``layout`` "ldm", "diffusers" or "mmdit" (SD3), the key
+    ``prefix``, ``family`` ("sd1"/"sdxl"/"sd3"), whether it is a ``diff`` ControlNet, and its
+    diffusers config."""
 
     layout: str
     prefix: str
@@ -105,14 +111,16 @@ def controlnet_from_ldm(state: dict[str, Any], expected: list[str], config: dict
 
 _OTHERS = ((("lora_controlnet",), "a Control-LoRA"), (("control_add_embedding.", "task_embedding"),
            "a union ControlNet (ControlNet++)"), (("transformer_blocks.", "controlnet_blocks.",
-           "pos_embed_input.", "controlnet_x_embedder."), "a transformer ControlNet (SD3/Flux/Qwen family)"),
+           "pos_embed_input.", "controlnet_x_embedder."), "a transformer ControlNet of another family (Flux or "
+           "Qwen-Image)"),
            (("adapter.", "body.0.", "conv_in.weight"), "a T2I adapter"))
 _CONTEXT = {768: "SD1", 1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner"}
 
 
 def _unsupported(name: str, what: str) -> ModelError:
     return ModelError(f"control_net_name {name!r} is {what}, which vortex-jupyter does not run yet",
-                      hint="use an SD1 or SDXL ControlNet (original or diffusers layout)")
+                      hint="use an SD1 or SDXL ControlNet (original or diffusers layout) or an "
+                      "SD3 ControlNet in diffusers' SD3ControlNetModel layout")
 
 
 def layout_of(name: str, shapes: Shapes) -> tuple[str, str]:
@@ -121,6 +129,8 @@ def layout_of(name: str, shapes: Shapes) -> tuple[str, str]:
         if "task_embedding" in shapes or any(k.startswith("control_add_embedding.") for k in shapes):
             raise _unsupported(name, "a union ControlNet (ControlNet++)")
         return "diffusers", ""
+    if "pos_embed_input.proj.weight" in shapes and "controlnet_blocks.0.weight" in shapes:
+        return _mmdit_layout(name, shapes)
     for prefix in (LDM_PREFIX, ""):
         if prefix + "zero_convs.0.0.weight" in shapes:
             if prefix + "task_embedding" in shapes:
@@ -132,11 +142,24 @@ def layout_of(name: str, shapes: Shapes) -> tuple[str, str]:
     raise _unsupported(name, "not a ControlNet (no zero_convs.* or controlnet_cond_embedding.* keys)")
 
 
+def _mmdit_layout(name: str, shapes: Shapes) -> tuple[str, str]:
+    """An SD3 ControlNet ComfyUI's ``load_controlnet_mmdit`` reads, or what else it is."""
+    if "transformer_blocks.0.adaLN_modulation.1.bias" in shapes:  # ComfyUI's load_controlnet_sd35
+        raise _unsupported(name, "a Stability SD3.5 ControlNet in its original layout (ControlNetEmbedder)")
+    if "pos_embed.proj.weight" not in shapes or "context_embedder.weight" not in shapes:
+        raise _unsupported(name, "an SD3.5 ControlNet without its own patch and text embeddings")
+    return "mmdit", ""
+
+
 def inspect_controlnet(name: str, shapes: Shapes, meta: dict[str, str], config_json: Path | None = None
                        ) -> ControlNetInfo:
     """What the ControlNet file is (module docstring); ModelError for anything we cannot run."""
     layout, prefix = layout_of(name, shapes)
     declared = _metadata(meta)
+    if layout == "mmdit":
+        config = (declared.get("controlnet") or _sibling_config(config_json, "SD3ControlNetModel")
+                  or sd3_config(shapes))
+        return ControlNetInfo(layout, prefix, "sd3", False, dict(config))
     config = declared.get("controlnet") or _sibling_config(config_json) or infer_config(shapes, layout, prefix)
     family = declared.get("family") or _family(name, config)
     return ControlNetInfo(layout, prefix, str(family), "difference" in shapes, dict(config))
@@ -150,7 +173,7 @@ def _metadata(meta: dict[str, str]) -> dict[str, Any]:
     return data if isinstance(data, dict) and "controlnet" in data else {}
 
 
-def _sibling_config(path: Path | None) -> dict[str, Any]:
+def _sibling_config(path: Path | None, cls: str = "ControlNetModel") -> dict[str, Any]:
     """A diffusers ``config.json`` beside the file (a ControlNet downloaded as a folder)."""
     if path is None or not path.is_file():
         return {}
@@ -158,7 +181,7 @@ def _sibling_config(path: Path | None) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    if not isinstance(data, dict) or data.get("_class_name") != "ControlNetModel":
+    if not isinstance(data, dict) or data.get("_class_name") != cls:
         return {}
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
@@ -201,7 +224,7 @@ def controlnet_path(name: object) -> Path:
 
 def check_controlnet_name(name: object) -> None:
     """Validation (loads nothing, builds nothing): ModelError for a missing file, or a
-    ``.safetensors`` that is no SD1/SDXL ControlNet."""
+    ``.safetensors`` that is no SD1/SDXL/SD3 ControlNet."""
     from . import families
     from .tiny_controlnet import TINY_CONTROLNET_NAMES
 
@@ -238,6 +261,26 @@ def infer_config(shapes: Shapes, layout: str, prefix: str) -> dict[str, Any]:
         cfg.update(addition_embed_type="text_time", addition_time_embed_dim=256,
                    projection_class_embeddings_input_dim=adm[1])
     return cfg
+
+
+def sd3_config(shapes: Shapes) -> dict[str, Any]:
+    """An SD3ControlNetModel config read off the tensor shapes: 64-channel heads (as every SD3
+    model and ComfyUI's ``model_detection`` assume), the position table's side from its rows."""
+    width, hint_in, patch, _ = shapes["pos_embed_input.proj.weight"]
+    latent = shapes["pos_embed.proj.weight"][1]
+    context = shapes["context_embedder.weight"]
+    table = shapes.get("pos_embed.pos_embed")
+    blocks = _count(shapes, r"transformer_blocks\.(\d+)\.")
+    head = 64 if width % 64 == 0 else width
+    return {"patch_size": patch, "in_channels": latent, "out_channels": latent, "num_layers": blocks,
+            "attention_head_dim": head, "num_attention_heads": width // head,
+            "joint_attention_dim": context[1], "caption_projection_dim": context[0],
+            "pooled_projection_dim": shapes["time_text_embed.text_embedder.linear_1.weight"][1],
+            "pos_embed_max_size": round(table[1] ** 0.5) if table else 96,
+            "extra_conditioning_channels": hint_in - latent,
+            "qk_norm": "rms_norm" if "transformer_blocks.0.attn.norm_q.weight" in shapes else None,
+            "dual_attention_layers": sorted(int(m.group(1)) for k in shapes
+                                            if (m := re.fullmatch(r"transformer_blocks\.(\d+)\.attn2\.to_q\.weight", k)))}
 
 
 def _count(shapes: Shapes, pattern: str) -> int:

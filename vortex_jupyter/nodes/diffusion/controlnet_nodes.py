@@ -3,11 +3,14 @@
 - ControlNetLoader / DiffControlNetLoader: ``control_net_name`` from ComfyUI's ``controlnet``
   folders (``controlnet/``, ``t2i_adapter/``; ``folders.py``), the built-in tiny ControlNets
   (``vortex-tiny-controlnet.safetensors`` for vortex-tiny, ``vortex-tiny-sdxl-controlnet.safetensors``
-  for vortex-tiny-sdxl) listed first. Original (``control_model.*``) and diffusers layouts
-  load; a diff ControlNet needs DiffControlNetLoader's MODEL (its weights are differences).
+  for vortex-tiny-sdxl, ``vortex-tiny-sd3-controlnet.safetensors`` for vortex-tiny-sd3) listed
+  first. Original (``control_model.*``) and diffusers layouts load, SD3 ControlNets in diffusers'
+  ``SD3ControlNetModel`` layout; a diff ControlNet needs DiffControlNetLoader's MODEL.
 - ControlNetApplyAdvanced ("Apply ControlNet"): positive and negative, ``strength``, the
   ``start_percent``/``end_percent`` window of the sampling during which the control acts, and
-  ComfyUI's optional ``vae`` (used only by ControlNets of families we do not run yet).
+  ComfyUI's optional ``vae`` (required by SD3 ControlNets, which take the hint VAE-encoded).
+- ControlNetApplySD3 ("Apply Controlnet with VAE", deprecated in ComfyUI): the same with the
+  ``vae`` required, before the image.
 - ControlNetApply ("Apply ControlNet (OLD)", deprecated in ComfyUI): one conditioning; the
   control is also applied to the negative prompt's entries that have none.
 - SetUnionControlNetType: ComfyUI's union types (only union ControlNets read them).
@@ -115,6 +118,16 @@ class ControlNetApplyAdvanced(Heavy):
                                          end_percent, vae)
 
 
+class ControlNetApplySD3(ControlNetApplyAdvanced):
+    DEPRECATED = True
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        spec = ControlNetApplyAdvanced.INPUT_TYPES()["required"]
+        order = ("positive", "negative", "control_net", "vae", "image", "strength", "start_percent", "end_percent")
+        return {"required": {name: ("VAE",) if name == "vae" else spec[name] for name in order}}
+
+
 class SetUnionControlNetType(Heavy):
     CATEGORY = "conditioning/controlnet"
     RETURN_TYPES = ("CONTROL_NET",)
@@ -133,6 +146,7 @@ class SetUnionControlNetType(Heavy):
 _NODES: list[tuple[type, str]] = [
     (ControlNetLoader, "Load ControlNet Model"), (DiffControlNetLoader, "Load ControlNet Model (diff)"),
     (ControlNetApply, "Apply ControlNet (OLD)"), (ControlNetApplyAdvanced, "Apply ControlNet"),
+    (ControlNetApplySD3, "Apply Controlnet with VAE"),
     (SetUnionControlNetType, "SetUnionControlNetType"),
 ]
 

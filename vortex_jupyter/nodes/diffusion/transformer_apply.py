@@ -6,7 +6,8 @@ denoised estimate, so every sampler, guider and conditioning feature works on th
 - **SD3** (diffusers ``SD3Transformer2DModel``): the latent as it is (``FlowSampling``: the
   model sees ``x`` unscaled), timestep ``sigma * 1000``, ``context`` = CLIP-L/G joined and
   padded to T5's width, then T5 (``text.encode_sd3``), ``added`` = the pooled CLIP-L + G
-  vector (``pooled_output``, ComfyUI's ``y``);
+  vector (``pooled_output``, ComfyUI's ``y``); an SD3 ControlNet's residuals (``control``,
+  ``controlnet_sd3.py``) as ``block_controlnet_hidden_states``;
 - **Flux** (diffusers ``FluxTransformer2DModel``): the latent cut into 2x2 patches, one token
   per patch (``(c, ph, pw)`` order), positions ``(0, row, col)`` per patch and ``(0, 0, 0)``
   per text token, timestep ``sigma`` (the model multiplies by 1000 itself, as ComfyUI's), and
@@ -45,8 +46,16 @@ def _pad(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _tokens(hidden: torch.Tensor, model: Any) -> torch.Tensor:
+    """An empty ``[B, tokens, width]`` like the MMDiT's image tokens for ``hidden``."""
+    b, _, h, w = hidden.shape
+    width = int(model.config.num_attention_heads) * int(model.config.attention_head_dim)
+    return hidden.new_empty(b, (h // PATCH) * (w // PATCH), width)
+
+
 def sd3_apply(model: Any, ms: Any) -> ApplyModel:
     dtype = model.dtype  # once: diffusers' ``dtype`` walks the modules (about 1 ms a call)
+    depth = len(model.transformer_blocks)
 
     def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
               added: torch.Tensor | None = None, control: Any = None) -> torch.Tensor:
@@ -54,9 +63,15 @@ def sd3_apply(model: Any, ms: Any) -> ApplyModel:
             raise ValueError("an SD3 model needs the pooled text embedding of its CLIP (fix: encode the "
                              "prompt with an SD3 CLIP: TripleCLIPLoader, or the checkpoint's CLIP)")
         h, w = x.shape[-2:]
-        out = model(hidden_states=_pad(ms.calculate_input(sigma, x)).to(dtype),
-                    encoder_hidden_states=context.to(dtype), pooled_projections=added.to(dtype),
-                    timestep=ms.timestep(sigma).to(dtype), return_dict=False)[0]
+        hidden = _pad(ms.calculate_input(sigma, x)).to(dtype)
+        kwargs: dict[str, Any] = {}
+        blocks = None if control is None else control.blocks(x, sigma, context, added, depth)
+        if blocks:  # an SD3 ControlNet (``controlnet_sd3.py``): residuals after the joint blocks
+            from .controlnet_sd3 import per_block
+
+            kwargs["block_controlnet_hidden_states"] = per_block(blocks, depth, _tokens(hidden, model))
+        out = model(hidden_states=hidden, encoder_hidden_states=context.to(dtype), pooled_projections=added.to(dtype),
+                    timestep=ms.timestep(sigma).to(dtype), return_dict=False, **kwargs)[0]
         return ms.calculate_denoised(sigma, out[..., :h, :w].float(), x)
 
     return apply
