@@ -102,17 +102,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("VORTEX_WORKER_THREADS", str(args.threads))
     os.environ.setdefault("VORTEX_MODELS_DIR", str(Path(tempfile.gettempdir()) / "vortex-bench-models"))
+    rows(args.repeat, args.threads)
+
+
+def rows(repeat: int, threads: int) -> None:
+    """The ControlNet rows (``diffusion.py --family controlnet`` prints them too)."""
     os.environ.setdefault("VORTEX_INPUT_DIR", str(ROOT / "examples" / "images"))
     graph = _graph(4)
     cfg = float(graph.nodes["3"].params["cfg"])
     embeds = inputs(graph)
-    print(f"tiny model + tiny SD1 ControlNet (examples/controlnet.json), 64x64, cfg {cfg:g}, euler/normal, "
-          f"{args.threads} torch thread(s), best of {args.repeat}")
+    print(f"\ntiny model + tiny SD1 ControlNet (examples/controlnet.json), 64x64, cfg {cfg:g}, euler/normal, "
+          f"{threads} torch thread(s), best of {repeat}")
     print(HEADER)
     for steps in (4, 20):
-        base = median_time(pipeline_runner(steps, cfg, embeds), args.repeat)
+        base = median_time(pipeline_runner(steps, cfg, embeds), repeat)
         for name in executors():
-            eng = median_time(engine_runner(steps, name), args.repeat)
+            eng = median_time(engine_runner(steps, name), repeat)
             print(row(f"{steps:>2} steps: ControlNet engine[{name}] vs pipeline", base, eng, 10, 20))
 
 

@@ -18,6 +18,12 @@ UpscaleModelLoader -> ImageUpscaleWithModel, a new colour per repeat so only the
 upscale run) beside calling spandrel's descriptor directly on the same image
 (``ModelLoader().load_from_file``, one call, no tiling: the images fit a tile).
 
+GPU mode (``--gpu``) also has SDXL base (2.6B UNet), SD3 medium (2B MMDiT) and Flux dev (12B)
+rows at real transformer/UNet size with random weights (``--family``; SD3/Flux text encoders have
+one layer at the real widths: their cost is not measured), each beside its diffusers pipeline
+given the same embeddings, in the family's GPU dtype (Flux bf16). ``--shape tiny --device cpu``
+runs the same code on the tiny models (a smoke test without a GPU).
+
 GPU mode (``--gpu``): SD1.5-SHAPED random-weight models in fp16 (UNet 860M params), built once
 into ``$VORTEX_MODELS_DIR/checkpoints/sd15-random``; 20 steps at 512x512 through the engine
 beside the raw diffusers loop (scheduler + UNet + CFG, then VAE decode) on the same modules.
@@ -142,7 +148,7 @@ def raw_loop_runner(folder: Path, embeds: tuple[Any, Any], steps: int, size: int
     return run
 
 
-def sdxl_embeds(graph_json: dict[str, Any]) -> dict[str, Any]:
+def sdxl_embeds(graph_json: dict[str, Any], ckpt: str = "vortex-tiny-sdxl") -> dict[str, Any]:
     """The SDXL example's prompts encoded once by our nodes: embeddings, pooled outputs, size ids."""
     import torch
 
@@ -151,7 +157,7 @@ def sdxl_embeds(graph_json: dict[str, Any]) -> dict[str, Any]:
     from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
     from vortex_jupyter.nodes.diffusion.text import encode_text
 
-    _, clip, _ = load_checkpoint("vortex-tiny-sdxl")
+    _, clip, _ = load_checkpoint(ckpt)
     p = graph_json["6"]["inputs"]
     [[pos, pos_opts]] = CLIPTextEncodeSDXL().encode(clip, p["width"], p["height"], p["crop_w"], p["crop_h"],
                                                      p["target_width"], p["target_height"], p["text_g"],
@@ -188,12 +194,14 @@ def sdxl_raw_loop_runner(folder: Path, e: dict[str, Any], steps: int, size: int)
     return run
 
 
-def sdxl_pipeline_runner(folder: Path, e: dict[str, Any], steps: int, size: int) -> Callable[[int], Any]:
+def sdxl_pipeline_runner(folder: Path, e: dict[str, Any], steps: int, size: int, device: str = "cpu",
+                         dtype: Any = None) -> Callable[[int], Any]:
     """``StableDiffusionXLPipeline`` given the same embeddings, pooled outputs and size ids."""
     import torch
     from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline
 
-    pipe = StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True)
+    pipe = StableDiffusionXLPipeline.from_pretrained(folder, local_files_only=True).to(device, dtype or torch.float32)
+    e = {k: v.to(device, dtype or torch.float32) if k != "time_ids" else v for k, v in e.items()}
     pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, timestep_spacing="linspace",
                                                         steps_offset=0)
     pipe.set_progress_bar_config(disable=True)
@@ -304,7 +312,7 @@ def cpu_upscale(args: argparse.Namespace) -> None:
             print(row(f"{size}->{size * 4}: upscale engine[{name}] vs spandrel", base, eng, 10, 20))
 
 
-def flow_inputs(family: str, graph_json: dict[str, Any], steps: int) -> dict[str, Any]:
+def flow_inputs(family: str, graph_json: dict[str, Any], steps: int, ckpt: str | None = None) -> dict[str, Any]:
     """The SD3 / Flux example's prompts encoded once by our nodes, and the sigmas its KSampler
     walks (the example's ModelSampling node and scheduler), for the diffusers pipeline."""
     from vortex_jupyter.nodes.diffusion import flow_nodes
@@ -313,7 +321,7 @@ def flow_inputs(family: str, graph_json: dict[str, Any], steps: int) -> dict[str
     from vortex_jupyter.nodes.diffusion.schedules import ksampler_sigmas
     from vortex_jupyter.nodes.diffusion.text import encode_text
 
-    model, clip, _ = load_checkpoint(f"vortex-tiny-{family}")
+    model, clip, _ = load_checkpoint(ckpt or f"vortex-tiny-{family}")
     ks = graph_json["3"]["inputs"]
     if family == "sd3":
         p = graph_json["6"]["inputs"]
@@ -334,16 +342,17 @@ def flow_inputs(family: str, graph_json: dict[str, Any], steps: int) -> dict[str
             "guidance": guidance, "sigmas": sigmas[:-1].tolist()}
 
 
-def flow_pipeline_runner(family: str, folder: Path, e: dict[str, Any], steps: int, size: int
-                         ) -> Callable[[int], Any]:
+def flow_pipeline_runner(family: str, folder: Path, e: dict[str, Any], steps: int, size: int,
+                         device: str = "cpu", dtype: Any = None) -> Callable[[int], Any]:
     """``StableDiffusion3Pipeline`` / ``FluxPipeline`` given the same embeddings and sigmas
     (a shift-1 flow scheduler: the sigmas are shifted already), decoding to an image."""
     import torch
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, StableDiffusion3Pipeline
 
     cls: Any = StableDiffusion3Pipeline if family == "sd3" else FluxPipeline
-    pipe = cls.from_pretrained(folder, local_files_only=True)
+    pipe = cls.from_pretrained(folder, local_files_only=True).to(device, dtype or torch.float32)
     pipe.scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0)
+    e = {k: v.to(device, dtype or torch.float32) if isinstance(v, torch.Tensor) else v for k, v in e.items()}
     pipe.set_progress_bar_config(disable=True)
     extra: dict[str, Any] = {}
     if family == "sd3":
@@ -424,6 +433,10 @@ def cpu_main(args: argparse.Namespace) -> None:
     for family in ("sd3", "flux"):
         if args.family in ("all", family):
             cpu_flow(args, family)
+    if args.family in ("all", "controlnet"):
+        from controlnet import rows as controlnet_rows  # benchmarks/controlnet.py
+
+        controlnet_rows(args.repeat, args.threads)
     if args.family == "all":
         cpu_upscale(args)
 
@@ -461,17 +474,119 @@ def gpu_main(args: argparse.Namespace) -> None:
     for ex in executors():
         eng = median_time(engine_runner(graph_json, 20, args.size, name, ex), args.repeat)
         print(row(f"engine[{ex}] vs raw loop + decode", raw, eng, 2, 0))
+    if args.family in ("all", "sdxl"):
+        gpu_sdxl(args, device)
+    for family in ("sd3", "flux"):
+        if args.family in ("all", family):
+            gpu_flow(args, family, device)
+
+
+def real_flow_shapes(family: str) -> Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]]:
+    """The GPU rows' configs: the real transformer (SD3 medium's MMDiT, Flux dev's) and the real
+    16-channel VAE; text encoders of the real widths with one layer (their cost is not measured:
+    the engine caches the prompts, the pipeline is given their embeddings)."""
+    from vortex_jupyter.nodes.diffusion.flow_files import real_vae_config
+
+    def reshape(c: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        out = dict(c, vae=real_vae_config(family))
+        clip = {"num_hidden_layers": 1, "hidden_act": "gelu"}
+        out["text_encoder"] = dict(c["text_encoder"], hidden_size=768, intermediate_size=3072, projection_dim=768,
+                                   num_attention_heads=12, **clip)
+        t5 = "text_encoder_3" if family == "sd3" else "text_encoder_2"
+        out[t5] = dict(c[t5], d_model=4096, d_kv=64, d_ff=10240, num_heads=64, num_layers=1)
+        if family == "sd3":
+            out["text_encoder_2"] = dict(c["text_encoder_2"], hidden_size=1280, intermediate_size=5120,
+                                         projection_dim=1280, num_attention_heads=20, **clip)
+            out["transformer"] = {"sample_size": 128, "patch_size": 2, "in_channels": 16, "out_channels": 16,
+                                  "num_layers": 24, "attention_head_dim": 64, "num_attention_heads": 24,
+                                  "joint_attention_dim": 4096, "caption_projection_dim": 1536,
+                                  "pooled_projection_dim": 2048, "pos_embed_max_size": 192}
+        else:
+            out["transformer"] = {"patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38,
+                                  "attention_head_dim": 128, "num_attention_heads": 24, "joint_attention_dim": 4096,
+                                  "pooled_projection_dim": 768, "guidance_embeds": True,
+                                  "axes_dims_rope": [16, 56, 56]}
+        return out
+
+    return reshape
+
+
+def gpu_sdxl(args: argparse.Namespace, device: str) -> None:
+    """SDXL base at its real size with random weights (``sdxl_loader.sdxl_base_configs``): the
+    example through the engine beside ``StableDiffusionXLPipeline`` given the same embeddings."""
+    import torch
+
+    from vortex_jupyter.nodes.diffusion import models
+    from vortex_jupyter.nodes.diffusion.components import device_and_dtype
+    from vortex_jupyter.nodes.diffusion.sdxl_loader import sdxl_base_configs
+    from vortex_jupyter.nodes.diffusion.tiny_sdxl import build_sdxl_components, tiny_sdxl_configs
+
+    dtype = device_and_dtype("sdxl")[1]
+    name = f"sdxl-{args.shape}-random-{device}"
+    folder = models.models_root() / "checkpoints" / name
+    if not (folder / "model_index.json").is_file():
+        t0 = time.perf_counter()
+        configs = dict(tiny_sdxl_configs(), **(sdxl_base_configs() if args.shape != "tiny" else {}))
+        with torch.device(device):
+            mods = build_sdxl_components(folder, configs, seed=0)
+        for sub, module in mods.items():  # stored in the compute dtype
+            module.to(dtype).save_pretrained(folder / sub, safe_serialization=True)
+        print(f"built sdxl {args.shape} random {dtype} weights in {time.perf_counter() - t0:.1f} s at {folder}")
+    graph_json = json.loads((ROOT / "examples" / "txt2img_sdxl.json").read_text())
+    graph_json["4"]["inputs"]["ckpt_name"] = name
+    graph_json["5"]["inputs"].update({"width": args.size, "height": args.size})
+    e = sdxl_embeds(graph_json, name)
+    print(f"\nSDXL ({args.shape}-shaped) {dtype}, {args.size}x{args.size}, 20 steps, median of {args.repeat}")
+    print(HEADER)
+    base = median_time(sdxl_pipeline_runner(folder, e, 20, args.size, device, dtype), args.repeat)
+    for ex in executors():
+        eng = median_time(sdxl_engine_runner(graph_json, 20, ex), args.repeat)
+        print(row(f"SDXL engine[{ex}] vs pipeline", base, eng, 2, 0))
+
+
+def gpu_flow(args: argparse.Namespace, family: str, device: str) -> None:
+    """SD3 / Flux at real transformer size with random weights: the example through the engine
+    beside the diffusers pipeline given the same embeddings and sigmas (20 steps)."""
+    import torch
+
+    from vortex_jupyter.nodes.diffusion import models
+    from vortex_jupyter.nodes.diffusion.components import device_and_dtype
+    from vortex_jupyter.nodes.diffusion.tiny_flow import build_flow_components
+
+    dtype = device_and_dtype(family)[1]
+    name = f"{family}-{args.shape}-random-{device}"
+    folder = models.models_root() / "checkpoints" / name
+    if not (folder / "model_index.json").is_file():
+        t0 = time.perf_counter()
+        reshape = real_flow_shapes(family) if args.shape != "tiny" else None
+        with torch.device(device):  # random init on the GPU
+            build_flow_components(folder, family, seed=0, reshape=reshape, dtype=dtype)
+        print(f"built {family} {args.shape} random {dtype} weights in {time.perf_counter() - t0:.1f} s at {folder}")
+    graph_json = json.loads((ROOT / "examples" / f"txt2img_{family}.json").read_text())
+    graph_json["4"]["inputs"]["ckpt_name"] = name
+    graph_json["5"]["inputs"].update({"width": args.size, "height": args.size})
+    if family == "flux":
+        graph_json["11"]["inputs"].update({"width": args.size, "height": args.size})
+    e = flow_inputs(family, graph_json, 20, name)
+    print(f"\n{family.upper()} ({args.shape}-shaped transformer) {dtype}, {args.size}x{args.size}, 20 steps, "
+          f"median of {args.repeat}")
+    print(HEADER)
+    base = median_time(flow_pipeline_runner(family, folder, e, 20, args.size, device, dtype), args.repeat)
+    for ex in executors():
+        eng = median_time(sdxl_engine_runner(graph_json, 20, ex), args.repeat)
+        print(row(f"{family.upper()} engine[{ex}] vs pipeline", base, eng, 2, 0))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--gpu", action="store_true", help="SD1.5-shaped fp16 models at 512x512 on CUDA")
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--family", choices=("all", "sd1", "sdxl", "sd3", "flux", "upscale"), default="all",
+    parser.add_argument("--family", choices=("all", "sd1", "sdxl", "sd3", "flux", "controlnet", "upscale"), default="all",
                         help="CPU mode: which model families get rows (sd1 always, except with upscale)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (CPU mode)")
     parser.add_argument("--device", default="cuda", help="--gpu mode's device (cpu: a smoke test)")
-    parser.add_argument("--shape", choices=("sd15", "tiny"), default="sd15", help="--gpu mode's model shape")
+    parser.add_argument("--shape", choices=("sd15", "tiny"), default="sd15",
+                        help="--gpu mode's model shape: real sizes (SD1.5; SD3 medium / Flux dev transformers) or tiny")
     parser.add_argument("--size", type=int, default=512, help="--gpu mode's image size")
     args = parser.parse_args()
     from diffusers.utils import logging as dlog

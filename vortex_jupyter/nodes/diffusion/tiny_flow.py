@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -133,8 +134,11 @@ def _build(root: Path, folder: Path, family: str, seed: int) -> None:
         single.unlink(missing_ok=True)
 
 
-def build_flow_components(folder: Path, family: str, *, seed: int) -> dict[str, Any]:
-    """Create the modules with seeded random weights and save them as a diffusers folder."""
+def build_flow_components(folder: Path, family: str, *, seed: int,
+                          reshape: Callable[[dict[str, dict[str, Any]]], dict[str, dict[str, Any]]] | None = None,
+                          dtype: Any = None) -> dict[str, Any]:
+    """Create the modules with seeded random weights and save them as a diffusers folder;
+    ``reshape`` changes the configs (the GPU benchmark's real sizes), ``dtype`` the stored dtype."""
     import torch
     from diffusers import (
         AutoencoderKL,
@@ -159,6 +163,8 @@ def build_flow_components(folder: Path, family: str, *, seed: int) -> dict[str, 
         write_tokenizer(folder / "tokenizer_2")
     t5_vocab = write_t5_tokenizer(folder / t5_sub)
     configs = tiny_flow_configs(family, clip_vocab, t5_vocab)
+    if reshape is not None:
+        configs = reshape(configs)
     t5_key = "text_encoder_3" if family == "sd3" else "text_encoder_2"
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(seed)
@@ -176,6 +182,8 @@ def build_flow_components(folder: Path, family: str, *, seed: int) -> dict[str, 
         torch.manual_seed(seed + 4)
         mods[t5_key] = T5EncoderModel(T5Config(**configs[t5_key]))
     for name, module in mods.items():
+        if dtype is not None:
+            module.to(dtype)
         module.save_pretrained(folder / name, safe_serialization=True)
     scheduler: Any = FlowMatchEulerDiscreteScheduler(**configs["scheduler"])
     scheduler.save_pretrained(folder / "scheduler")
