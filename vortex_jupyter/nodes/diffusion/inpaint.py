@@ -34,8 +34,12 @@ from typing import Any
 import torch
 
 from ...errors import ModelError
+from . import latent_format
 from .latent_ops import as_image, as_mask
 from .vae import RATIO, crop_pixels, vae_encode
+
+#: The conditioning option that says which factors ``concat_latent_image`` is in (``latent_format``).
+CONCAT_FORMAT = "concat_latent_format"
 
 #: ComfyUI's ``blank_inpaint_image_like``: the latent of a black image, per channel (SD1/SDXL VAE).
 BLANK_LATENT = (0.8223, -0.6876, 0.6364, 0.1380)
@@ -70,11 +74,12 @@ def inpaint_conditioning(positive: Any, negative: Any, vae: Any, pixels: Any, ma
     from .conditioning_nodes import set_values
 
     original, masked, m = masked_pixels(pixels, mask)
-    concat_latent = vae_encode(vae, masked, _NODE)["samples"]
+    encoded = vae_encode(vae, masked, _NODE)
     latent = vae_encode(vae, original, _NODE)
     if noise_mask:
         latent["noise_mask"] = m
-    values = {"concat_latent_image": concat_latent, "concat_mask": m}
+    values = {"concat_latent_image": encoded["samples"], "concat_mask": m,
+              CONCAT_FORMAT: encoded[latent_format.KEY]}  # read in the model's factors at sampling
     return set_values(positive, values), set_values(negative, values), latent
 
 
@@ -111,6 +116,8 @@ class ConcatSource:
     keys: tuple[str, ...]
     latent: torch.Tensor  # the latent being sampled, in the sampler's scale
     denoise_mask: torch.Tensor | None  # the run's noise mask at latent size, or None
+    #: the model's latent factors (``latent_format``): a concat image encoded by another VAE is read in them
+    factors: tuple[float, float] = latent_format.FAMILIES["sd1"]
 
     def add_to(self, prepared: dict[str, list[dict[str, Any]]]) -> None:
         for entries in prepared.values():
@@ -120,6 +127,9 @@ class ConcatSource:
     def concat_for(self, c: dict[str, Any]) -> torch.Tensor:
         shape, device = self.latent.shape, self.latent.device
         image = c.get("concat_latent_image")
+        if image is not None and c.get(CONCAT_FORMAT) is not None:
+            image = latent_format.samples_in({"samples": torch.as_tensor(image), latent_format.KEY: c[CONCAT_FORMAT]},
+                                             self.factors)
         image = self.latent if image is None else torch.as_tensor(image).to(device, torch.float32)
         if image.shape[1:] != shape[1:]:
             image = center_resize(image, shape[2], shape[3])
@@ -156,4 +166,4 @@ def concat_source(family: str, unet: Any, latent: torch.Tensor, denoise_mask: to
                          f"latent; only inpainting UNets ({2 * latent.shape[1] + 1} channels: latent, mask, masked "
                          "image) are supported",
                          hint="use a regular or an inpainting checkpoint of this family")
-    return ConcatSource(INPAINT_KEYS, latent, denoise_mask)
+    return ConcatSource(INPAINT_KEYS, latent, denoise_mask, latent_format.FAMILIES.get(family, latent_format.FAMILIES["sd1"]))

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from ..context import current
+from . import latent_format
 from .components import ModelHandle, oom_guard
 from .guiders import CFGGuider, Guider, model_apply
 from .model_sampling import ModelSampling
@@ -126,8 +127,10 @@ def _latent_samples(latent: Any, model: ModelHandle, unet: Any) -> torch.Tensor:
     if not isinstance(latent, dict) or "samples" not in latent:
         raise ValueError("input 'latent_image' is not a LATENT (fix: connect an EmptyLatentImage, VAEEncode "
                          "or sampler output)")
-    samples = torch.as_tensor(latent["samples"]).to(torch.float32)
+    from . import latent_format
     from .transformer_apply import latent_channels
+
+    samples = torch.as_tensor(latent_format.samples_in(latent, latent_format.of_model(model))).to(torch.float32)
 
     channels = latent_channels(model.family, unet)
     if samples.shape[1] != channels and not bool(samples.any()):  # ComfyUI: an empty latent adapts
@@ -278,6 +281,7 @@ def sample(model: ModelHandle, positive: Any, negative: Any, latent: dict[str, A
     out = dict(latent)
     if sigmas is None:  # the window starts after the last step: nothing to do
         return out
+    out[latent_format.KEY] = latent_format.of_model(model)
     latent = fix_empty_latent_channels(model, latent)
     source: RandomNoise = RandomNoise(s.seed) if s.add_noise else DisableNoise()
     noise = source.generate(latent)

@@ -97,12 +97,15 @@ class KSamplerAdvanced(Heavy):
         return (sample(model, positive, negative, latent_image, settings),)
 
 
-def _custom_outputs(latent: dict[str, Any], samples: Any, denoised: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    out = dict(latent)
-    out["samples"] = samples
+def _custom_outputs(latent: dict[str, Any], samples: Any, denoised: Any, model: Any
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(output, denoised_output), in the model's latent factors (``latent_format``)."""
+    from . import latent_format
+
+    out = {**latent, "samples": samples, latent_format.KEY: latent_format.of_model(model)}
     if denoised is None:
         return out, out
-    return out, {**latent, "samples": denoised}
+    return out, {**out, "samples": denoised}
 
 
 class SamplerCustom(Heavy):
@@ -128,7 +131,7 @@ class SamplerCustom(Heavy):
         noise = (RandomNoise(noise_seed) if add_noise else DisableNoise()).generate(latent_image)
         samples, denoised = run(CFGGuider(model, positive, negative, cfg), _sampler(sampler), sigmas, noise,
                                 latent_image, noise_seed)
-        return _custom_outputs(latent_image, samples, denoised)
+        return _custom_outputs(latent_image, samples, denoised, model)
 
 
 def _sampler(value: Any) -> Any:
@@ -159,7 +162,7 @@ class SamplerCustomAdvanced(Heavy):
         latent_image = fix_empty_latent_channels(guider.model, latent_image)
         samples, denoised = run(guider, _sampler(sampler), sigmas, noise.generate(latent_image), latent_image,
                                 noise.seed)
-        return _custom_outputs(latent_image, samples, denoised)
+        return _custom_outputs(latent_image, samples, denoised, guider.model)
 
 
 class KSamplerSelect(Heavy):
@@ -332,8 +335,13 @@ class AddNoise(Heavy):
 
         ms = ModelSampling.from_config(model.scheduler_config)
         scale = torch.abs(sigmas[0] - sigmas[-1]) if len(sigmas) > 1 else sigmas[0]
-        noisy = ms.noise_scaling(scale, noise.generate(latent_image), latent_image["samples"].float())
-        return ({**latent_image, "samples": torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0)},)
+        from . import latent_format
+
+        target = latent_format.of_model(model)
+        samples = torch.as_tensor(latent_format.samples_in(latent_image, target)).float()
+        noisy = ms.noise_scaling(scale, noise.generate(latent_image), samples)
+        return ({**latent_image, "samples": torch.nan_to_num(noisy, nan=0.0, posinf=0.0, neginf=0.0),
+                 latent_format.KEY: target},)
 
 
 _NODES: list[tuple[type, str]] = [

@@ -4,6 +4,8 @@ Conventions (as ComfyUI's ``comfy.sd.VAE``): pixels enter the VAE as ``2 * p - 1
 as ``clamp((x + 1) / 2, 0, 1)``; an encoded latent is the distribution's mean (deterministic),
 here shifted and multiplied by the VAE's shift and scaling factors (SD3/Flux's 16-channel VAEs
 have a shift; ComfyUI's ``process_latent_in``) because our LATENTs are in the sampler's scale;
+the encoded LATENT records those factors (``latent_format``) and a decode first reads a latent in
+its own VAE's factors, so any VAE decodes any model's latent as in ComfyUI;
 images whose sides are not multiples of 8 are cropped to them around the centre
 (``(size % 8) // 2`` pixels off the top/left), as ComfyUI's ``vae_encode_crop_pixels`` does.
 
@@ -20,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import latent_format
 from .components import VaeHandle, oom_guard
 from .latent_ops import as_image, as_mask
 from .tiled import three_pass
@@ -60,7 +63,8 @@ def _to_image(x: Any) -> np.ndarray:
 def vae_decode(vae: VaeHandle, samples: dict[str, Any]) -> np.ndarray:
     with vae.vae.use() as module, torch.inference_mode():
         decode = _decoder(vae, module)
-        images = oom_guard(lambda: decode(samples["samples"]), module.device)
+        z = latent_format.samples_in(samples, latent_format.of_vae(vae))
+        images = oom_guard(lambda: decode(z), module.device)
     return _to_image(images)
 
 
@@ -70,12 +74,12 @@ def vae_encode(vae: VaeHandle, pixels: Any, node: str = "VAEEncode") -> dict[str
     with vae.vae.use() as module, torch.inference_mode():
         encode = _encoder(vae, module)
         latent = oom_guard(lambda: encode(x), module.device)
-    return {"samples": latent}
+    return {"samples": latent, latent_format.KEY: latent_format.of_vae(vae)}
 
 
 def vae_decode_tiled(vae: VaeHandle, samples: dict[str, Any], tile: int, overlap: int) -> np.ndarray:
     """VAEDecodeTiled's decode: ``tile`` and ``overlap`` in latent pixels (ComfyUI's tile_size // 8)."""
-    z = samples["samples"]
+    z = latent_format.samples_in(samples, latent_format.of_vae(vae))
     if z.ndim != 4:
         raise ValueError(f"VAEDecodeTiled: samples have shape {tuple(z.shape)}; this VAE decodes images "
                          "[B, C, H, W] (fix: connect an image latent, not a video one)")
@@ -96,7 +100,7 @@ def vae_encode_tiled(vae: VaeHandle, pixels: Any, tile: int, overlap: int) -> di
             return three_pass(x, encode, tile, tile, overlap, 1 / RATIO, channels,
                               node="VAEEncodeTiled", square_first=True)
         latent = oom_guard(run, module.device)
-    return {"samples": latent}
+    return {"samples": latent, latent_format.KEY: latent_format.of_vae(vae)}
 
 
 def inpaint_inputs(pixels: Any, mask: Any, grow_mask_by: int) -> tuple[Any, Any]:
