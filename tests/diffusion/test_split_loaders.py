@@ -237,8 +237,9 @@ def _shaped(path: Path, shapes: dict[str, tuple[int, ...]]) -> str:
 
 WRONG = {
     "unet": [
-        ("sdxl.safetensors", {"input_blocks.0.0.weight": (320, 4, 3, 3), "label_emb.0.0.weight": (1280, 2816),
-                              "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048)}, "SDXL"),
+        ("unclip.safetensors", {"input_blocks.0.0.weight": (320, 4, 3, 3), "label_emb.0.0.weight": (1280, 2048),
+                                "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 1024)},
+         "class embeddings and cross-attention width 1024"),
         ("sd2.safetensors", {"input_blocks.0.0.weight": (320, 4, 3, 3),
                              "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024)}, "SD2.x"),
         ("wan.safetensors", {"patch_embedding.weight": (5120, 16, 1, 2, 2), "blocks.0.self_attn.q.weight": (4, 4)},
@@ -272,12 +273,12 @@ def test_files_of_other_families_are_refused_at_validation_and_at_run(models_dir
     assert info.value.code == "VE-800" and family in info.value.message
 
 
-def test_validation_problem_names_the_node_and_port_of_an_sdxl_unet(models_dir: Path) -> None:
-    _shaped(models_dir / "diffusion_models" / "sdxl-base.safetensors", WRONG["unet"][0][1])
+def test_validation_problem_names_the_node_and_port_of_an_unsupported_unet(models_dir: Path) -> None:
+    _shaped(models_dir / "diffusion_models" / "sd21-unclip.safetensors", WRONG["unet"][0][1])
     g = vx.Graph()
-    node = g.add("UNETLoader", unet_name="sdxl-base.safetensors", weight_dtype="default")
+    node = g.add("UNETLoader", unet_name="sd21-unclip.safetensors", weight_dtype="default")
     problems = [p for p in g.problems() if p.node == node.id]
-    assert len(problems) == 1 and problems[0].port == "unet_name" and "SDXL" in problems[0].message
+    assert len(problems) == 1 and problems[0].port == "unet_name" and "class embeddings" in problems[0].message
 
 
 def test_cliploader_types_other_than_stable_diffusion_and_sd3_need_issue_11() -> None:
@@ -369,3 +370,40 @@ def test_sd15_sized_ldm_names_are_the_ones_diffusers_own_converter_reads(part: s
     ours, unused = ldm.from_ldm(_part(ckpt, ldm.UNET_PREFIX if part == "unet" else ldm.VAE_PREFIX),
                                 ldm.unet_names(state, cfg) if part == "unet" else ldm.vae_names(state, cfg))
     assert not unused and {k: tuple(v.shape) for k, v in ours.items()} == {k: tuple(v.shape) for k, v in state.items()}
+
+
+def test_unet_loader_loads_an_sdxl_unet_file_and_renders_like_the_checkpoint(tmp_path: Path, models_dir: Path,
+                                                                             monkeypatch: Any) -> None:
+    """An SDXL UNet file (ldm names with ``label_emb``, as SDXL diffusion-model files are) loads
+    through UNETLoader as the SDXL family and, with the checkpoint's CLIP and VAE, renders
+    exactly what the checkpoint renders (it was refused as "another family")."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from vortex_jupyter.nodes.diffusion import families
+    from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
+    from vortex_jupyter.nodes.diffusion.split import check_split, load_unet
+    from vortex_jupyter.nodes.diffusion.tiny_sdxl import tiny_sdxl_single_file
+
+    from .conftest import render
+
+    single = tiny_sdxl_single_file()
+    _, meta = families.read_header(single)
+    with safe_open(str(single), framework="pt") as f:
+        unet = {k[len("model.diffusion_model."):]: f.get_tensor(k) for k in f.keys()  # noqa: SIM118 (not a dict)
+                if k.startswith("model.diffusion_model.")}
+    folder = tmp_path / "diffusion_models"
+    folder.mkdir()
+    configs = json.loads(meta["vortex_configs"])
+    save_file(unet, str(folder / "tiny-sdxl-unet.safetensors"),
+              metadata={"vortex_configs": json.dumps({"unet": configs["unet"]})})
+    monkeypatch.setenv("VORTEX_EXTRA_MODEL_PATHS", "")
+    monkeypatch.setattr("vortex_jupyter.nodes.diffusion.folders.folders",
+                        lambda kind, strict=True: [folder] if kind == "diffusion_models" else [])
+    check_split("unet", "tiny-sdxl-unet.safetensors")  # validation accepts it
+    model = load_unet("tiny-sdxl-unet.safetensors")
+    assert model.family == "sdxl"
+    base = load_checkpoint("vortex-tiny-sdxl")
+    assert (render((model, base[1], base[2]), seed=4, steps=2) == render(base, seed=4, steps=2)).all()

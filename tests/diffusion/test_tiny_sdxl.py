@@ -128,14 +128,17 @@ def _real_header(context: int, adm: tuple[int, int]) -> families.Shapes:
             f"{_VAE}decoder.conv_in.weight": (512, 4, 3, 3), f"{_VAE}decoder.up.0.block.0.norm1.weight": (128,)}
 
 
-def test_real_sdxl_files_are_recognised_by_shape_and_the_refiner_is_a_clear_error() -> None:
+def test_real_sdxl_files_are_recognised_by_shape_base_and_refiner() -> None:
     base = families.inspect_checkpoint("sd_xl_base_1.0", _real_header(2048, (1280, 2816)), {})
     assert base == families.Family("sdxl", ("unet", "clip_l", "clip_g", "vae"))
     unet_only = {k.removeprefix(_UNET): v for k, v in _real_header(2048, (1280, 2816)).items() if k.startswith(_UNET)}
     assert families.inspect_checkpoint("sdxl unet", unet_only, {}).family == "sdxl"
-    refiner = {k: v for k, v in _real_header(1280, (1536, 2560)).items() if not k.startswith(_L)}
-    with pytest.raises(ModelError, match="SDXL refiner"):
-        families.inspect_checkpoint("sd_xl_refiner_1.0", refiner, {})
+    refiner = {k.replace(_G, "conditioner.embedders.0.model."): v
+               for k, v in _real_header(1280, (1536, 2560)).items() if not k.startswith(_L)}
+    assert families.inspect_checkpoint("sd_xl_refiner_1.0", refiner, {}).family == "sdxl_refiner"
+    odd = {**_real_header(1024, (1280, 2048))}  # class embeddings at SD2's width: not a family we load
+    with pytest.raises(ModelError, match="class embeddings"):
+        families.inspect_checkpoint("sd21-unclip", {k: v for k, v in odd.items() if k.startswith(_UNET)}, {})
 
 
 def test_the_folder_runs_a_64px_two_step_denoise_in_diffusers(sdxl_path: Path) -> None:

@@ -134,6 +134,8 @@ def _first(shapes: Shapes, prefix: str, pattern: str) -> tuple[int, ...] | None:
 
 
 _CONTEXT_FAMILY = {1024: "SD2.x", 2048: "SDXL", 1280: "SDXL refiner"}
+#: Cross-attention widths of SDXL base and refiner UNets (with class embeddings they load).
+SDXL_UNET_WIDTHS = {2048: "sdxl", 1280: "sdxl_refiner"}
 
 
 def _check_unet_shapes(name: str, layout: Layout, context: tuple[int, ...] | None, adm: bool,
@@ -142,9 +144,10 @@ def _check_unet_shapes(name: str, layout: Layout, context: tuple[int, ...] | Non
     width = context[1] if context is not None and len(context) == 2 else None
     fix = "use an SD1/SD1.5 UNet with this node for now"
     if adm:  # SDXL conditions on image size through class ("ADM") embeddings
-        family = "SDXL refiner" if width == 1280 else "SDXL"
-        raise _wrong(name, "diffusion model", f"is a UNet of the {family} family (it has class embeddings, "
-                     f"cross-attention width {width})", fix)
+        if width in SDXL_UNET_WIDTHS or layout.config.get("addition_embed_type") == "text_time":
+            return  # an SDXL base (2048) or refiner (1280) UNet: UNETLoader loads it (split.py)
+        raise _wrong(name, "diffusion model", f"is a UNet with class embeddings and cross-attention width "
+                     f"{width} (not SDXL's 2048 or its refiner's 1280)", fix)
     if width is not None and width != want:
         known = _CONTEXT_FAMILY.get(width)
         looks = (f"is a UNet of the {known} family (cross-attention width {width}; SD1 uses {want})" if known
@@ -283,5 +286,11 @@ def inspect_checkpoint(name: str, shapes: Shapes, meta: dict[str, str]) -> Famil
     if flow is not None:  # the transformer, and T5 when the file carries it
         t5 = any(k.startswith("text_encoders.t5xxl.") for k in shapes)
         return Family(flow, ("unet", *parts, *(("t5",) if t5 else ())))
-    inspect_unet(name, shapes, meta)  # raises for SD2, the refiner, DiTs, ... with what it looks like
+    prefix = _common_prefix(shapes, "input_blocks.0.0.weight")
+    if prefix is not None and prefix + "label_emb.0.0.weight" in shapes:
+        context = _first(shapes, prefix, r"(?:input|middle|output)_blocks?\..*attn2\.to_k\.weight")
+        if context is not None and len(context) == 2 and context[1] == 1280:
+            return Family("sdxl_refiner", (*parts, *(("clip_g",) if "clip_g" not in parts and any(
+                k.startswith("conditioner.embedders.0.model.") for k in shapes) else ())))
+    inspect_unet(name, shapes, meta)  # raises for SD2, DiTs, video models, ... with what it looks like
     return Family("sd1", parts)

@@ -126,7 +126,8 @@ def load_unet(unet_name: str, weight_dtype: str = "default", arbiter: MemoryArbi
         from .flow_split import load_transformer
 
         return load_transformer(unet_name, path, layout, weight_dtype, arbiter)
-    device, dtype = device_and_dtype()
+    family, layout = _unet_family(path, layout)
+    device, dtype = device_and_dtype(family)
     storage = _storage_dtype(weight_dtype)
     key = f"{_identity(path)}|unet|{device}|{dtype}|{weight_dtype}"
 
@@ -138,7 +139,29 @@ def load_unet(unet_name: str, weight_dtype: str = "default", arbiter: MemoryArbi
         return module.eval().requires_grad_(False)
 
     size = path.stat().st_size // (4 if storage is not None else 1)
-    return ModelHandle(unet_name, Component(key, load, size, arbiter), models.tiny_configs()["scheduler"])
+    return ModelHandle(unet_name, Component(key, load, size, arbiter), models.tiny_configs()["scheduler"],
+                       family=family)
+
+
+def _unet_family(path: Path, layout: families.Layout) -> tuple[str, families.Layout]:
+    """"sd1", or "sdxl" / "sdxl_refiner" for a UNet with class embeddings of those widths, with
+    the config to build it (the file's metadata, else SDXL base 1.0's / refiner 1.0's)."""
+    shapes, _ = peek(path)
+    ldm_names = layout.kind == "ldm"
+    marker = layout.prefix + ("label_emb." if ldm_names else "add_embedding.")
+    if not any(k.startswith(marker) for k in shapes):
+        return "sd1", layout
+    pattern = (r"(?:input|middle|output)_blocks?\..*attn2\.to_k\.weight" if ldm_names
+               else r"(?:down|mid|up)_blocks?\..*attn2\.to_k\.weight")
+    context = families._first(shapes, layout.prefix, pattern)
+    width = int(layout.config.get("cross_attention_dim") or (context[1] if context else 2048))
+    family = families.SDXL_UNET_WIDTHS.get(width, "sdxl")
+    if layout.config:
+        return family, layout
+    from .sdxl_loader import refiner_base_configs, sdxl_base_configs
+
+    config = (sdxl_base_configs() if family == "sdxl" else refiner_base_configs())["unet"]
+    return family, families.Layout(layout.kind, layout.prefix, config)
 
 
 def load_vae(vae_name: str, arbiter: MemoryArbiter | None = None) -> VaeHandle:
