@@ -12,6 +12,28 @@ from .comfy_core import CORE_NODE_TYPES
 from .model import NodeData
 
 
+def pack_of(node: NodeData) -> tuple[str, str]:
+    """``(pack id, version)`` a UI file records for a node (``cnr_id``/``aux_id``, ``ver``), or ``("", "")``."""
+    kept = node.extra.get("comfy_ui")
+    raw = kept.get("raw") if isinstance(kept, dict) else None
+    props = raw.get("properties") if isinstance(raw, dict) else None
+    props = props if isinstance(props, dict) else {}
+    pack, ver = props.get("cnr_id") or props.get("aux_id"), props.get("ver")
+    if not isinstance(pack, str) or pack == "comfy-core":
+        return "", ""
+    return pack, ver if isinstance(ver, str) else ""
+
+
+def install_hint(node: NodeData) -> str | None:
+    """How to get the pack a node of a type we lack comes from (``vtx``), if the file names it."""
+    pack, ver = pack_of(node)
+    if not pack:
+        return None
+    at = f"@{ver}" if ver else ""
+    return (f"install its pack: `vtx install <folder, wheel or git+URL{at} of {pack}>` "
+            "(`vtx suggest WORKFLOW -o vortex.toml` lists every pack the file names)")
+
+
 def describe_unknown(node: NodeData) -> str:
     """What a node type we lack is, from what its UI file says of it (``properties.cnr_id`` /
     ``aux_id`` / ``ver``, as ComfyUI writes them) or, without that, ComfyUI's core node list."""

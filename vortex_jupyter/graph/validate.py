@@ -41,7 +41,7 @@ from ..errors import Problem, ValidationError
 from . import modes, topology
 from .model import Edge, GraphModel, NodeData
 from .ports import compatible
-from .unknown import describe_unknown
+from .unknown import describe_unknown, install_hint
 
 __all__ = ["MAX_INT", "MAX_STRING", "check", "describe", "describe_unknown", "validate", "validate_ordered"]
 
@@ -221,6 +221,9 @@ class _TypeNames:
 def _unknown_type(node: NodeData, types: _TypeNames) -> Problem:
     close = types.close(node.type)
     hint = f"did you mean {_or_list(close)}?" if close else "install or register the node type, or remove the node"
+    install = install_hint(node)
+    if install:
+        hint = install + "; or " + hint
     return Problem("VE-101", node.id, None, f"unknown node type {node.type!r}: {describe_unknown(node)}", hint)
 
 

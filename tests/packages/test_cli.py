@@ -1,0 +1,56 @@
+"""The vtx command, and what `vortex validate` says of a node from a pack that is not installed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vortex_jupyter.packages.cli import main
+
+from .conftest import comfy_pack
+
+
+def test_install_list_tree_remove(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["install", str(comfy_pack(tmp_path / "a", "old-six", "six<1.16"))]) == 0
+    out = capsys.readouterr().out
+    assert "installed old-six 1.0.0 into env old-six: 1 node types" in out and "WEB_DIRECTORY" in out
+    assert main(["list"]) == 0
+    assert "old-six 1.0.0  env=old-six" in capsys.readouterr().out
+    assert main(["tree"]) == 0
+    tree = capsys.readouterr().out.splitlines()
+    assert tree[0].startswith("env old-six") and tree[1:] == ["  pack old-six 1.0.0", "    six==1.15.0"]
+    assert main(["tree", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["old-six"]["packages"] == {"six": "1.15.0"}
+    assert main(["lock"]) == 0 and main(["sync"]) == 0
+    assert main(["remove", "old-six"]) == 0
+    capsys.readouterr()
+    assert main(["list"]) == 0 and "no packs installed" in capsys.readouterr().out
+
+
+def test_errors_exit_2_with_the_ve_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["install", str(tmp_path)]) == 2
+    assert "[VE-900]" in capsys.readouterr().err
+    assert main(["remove", "nope"]) == 2
+    assert "no pack named 'nope'" in capsys.readouterr().err
+
+
+def test_suggest_writes_a_manifest(tmp_path: Path) -> None:
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"extra": {"node_versions": {"comfy-core": "1", "my-pack": "1.2.0"}}, "nodes": []}))
+    assert main(["suggest", str(wf), "-o", str(tmp_path / "vortex.toml")]) == 0
+    assert '[packs."my-pack"]' in (tmp_path / "vortex.toml").read_text()
+
+
+def test_validate_says_which_pack_a_missing_node_type_comes_from(tmp_path: Path) -> None:
+    import vortex_jupyter as vx
+
+    node = {"id": 1, "type": "FooNode", "properties": {"cnr_id": "foo-pack", "ver": "1.2.0"},
+            "widgets_values": [], "inputs": [], "outputs": [], "pos": [0, 0], "size": [100, 100],
+            "mode": 0, "order": 0, "flags": {}}
+    wf = tmp_path / "wf.json"
+    wf.write_text(json.dumps({"nodes": [node], "links": [], "version": 0.4}))
+    [problem] = vx.load(str(wf)).problems()
+    assert problem.code == "VE-101" and "pack 'foo-pack'" in problem.message
+    assert "vtx install" in problem.hint and "@1.2.0 of foo-pack" in problem.hint

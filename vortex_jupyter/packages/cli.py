@@ -1,0 +1,138 @@
+"""The ``vtx`` command: install, lock and inspect node packs and their environments.
+
+    vtx install SOURCE... | -m vortex.toml   a folder, wheel, sdist or git+URL[@REV]
+    vtx remove NAME...
+    vtx list [--json]                        packs, versions, envs, node types
+    vtx tree [--json]                        envs -> packs -> locked packages
+    vtx lock | sync | update                 resolve again / recreate envs from the locks / both
+    vtx suggest WORKFLOW [-o vortex.toml]    the packs a ComfyUI workflow says it used
+
+State lives in ``$VORTEX_PACKS_DIR`` (``envs.packs_dir``). Errors print one line with their VE
+code and a fix, and exit 2 (as ``vortex`` does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import VortexError
+from .envs import PackStore
+from .manifest import Manifest, suggest
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vtx", description="Manage vortex-jupyter node packs.")
+    sub = p.add_subparsers(dest="command", required=True)
+    ins = sub.add_parser("install", help="install packs (folder, wheel, sdist, git+URL[@REV])")
+    ins.add_argument("sources", nargs="*")
+    ins.add_argument("-m", "--manifest", help="install every pack a vortex.toml lists")
+    rem = sub.add_parser("remove", help="remove installed packs")
+    rem.add_argument("names", nargs="+")
+    for name, text in (("list", "the installed packs"), ("tree", "envs -> packs -> locked packages")):
+        sub.add_parser(name, help=text).add_argument("--json", action="store_true")
+    sub.add_parser("lock", help="resolve every env again and rewrite its pylock.toml")
+    sub.add_parser("sync", help="recreate every env from its lock (hashes verified)")
+    sub.add_parser("update", help="fetch packs again, lock and sync")
+    sug = sub.add_parser("suggest", help="vortex.toml entries for a ComfyUI workflow's packs")
+    sug.add_argument("workflow")
+    sug.add_argument("-o", "--output", help="merge into this vortex.toml (default: print)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args, PackStore.default())
+    except VortexError as exc:
+        print(f"vtx {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _install(args: argparse.Namespace, store: PackStore) -> int:
+    sources = list(args.sources)
+    if args.manifest:
+        sources += [e.source for e in Manifest.load(args.manifest).packs.values() if e.source]
+    if not sources:
+        print("vtx install: nothing to install (give a source or -m vortex.toml)", file=sys.stderr)
+        return 2
+    for source in sources:
+        entry = store.install(source)
+        print(f"installed {entry['name']} {entry['version']} into env {entry['env']}: "
+              f"{len(entry['nodes'])} node types")
+        for note in entry["notes"]:
+            print(f"  note: {note}")
+    return 0
+
+
+def _remove(args: argparse.Namespace, store: PackStore) -> int:
+    for name in args.names:
+        store.remove(name)
+        print(f"removed {name}")
+    return 0
+
+
+def _list(args: argparse.Namespace, store: PackStore) -> int:
+    packs = store.packs()
+    if args.json:
+        print(json.dumps(packs, indent=2, sort_keys=True))
+        return 0
+    if not packs:
+        print(f"no packs installed (in {store.root})")
+    for entry in sorted(packs.values(), key=lambda e: e["name"].lower()):
+        nodes = ", ".join(entry.get("nodes", [])) or "-"
+        print(f"{entry['name']} {entry['version']}  env={entry['env']}  source={entry['source']}  nodes: {nodes}")
+    return 0
+
+
+def _tree(args: argparse.Namespace, store: PackStore) -> int:
+    tree = store.tree()
+    if args.json:
+        print(json.dumps(tree, indent=2, sort_keys=True))
+        return 0
+    for env, body in tree.items():
+        print(f"env {env}  ({store.python(env)})")
+        for name, version in body["packs"].items():
+            print(f"  pack {name} {version}")
+        for name, version in sorted(body["packages"].items()):
+            print(f"    {name}=={version}")
+    return 0
+
+
+def _simple(verb: str) -> Any:
+    def run(args: argparse.Namespace, store: PackStore) -> int:
+        envs = getattr(store, verb)()
+        print(f"{verb}: {len(envs)} env(s) {', '.join(envs)}".rstrip())
+        return 0
+    return run
+
+
+def _suggest(args: argparse.Namespace, store: PackStore) -> int:
+    try:
+        workflow = json.loads(Path(args.workflow).read_text())
+    except (OSError, ValueError) as exc:
+        print(f"vtx suggest: cannot read {args.workflow}: {exc}", file=sys.stderr)
+        return 2
+    proposed = suggest(workflow if isinstance(workflow, dict) else {})
+    if args.output:
+        out = Path(args.output)
+        current = Manifest.load(out) if out.is_file() else Manifest()
+        current.merge(proposed).save(out)
+        print(f"{out}: {len(proposed.packs)} pack(s) suggested")
+    else:
+        sys.stdout.write(proposed.dumps())
+    return 0
+
+
+_COMMANDS = {"install": _install, "remove": _remove, "list": _list, "tree": _tree,
+             "lock": _simple("lock"), "sync": _simple("sync"), "update": _simple("update"),
+             "suggest": _suggest}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
