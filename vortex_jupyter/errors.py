@@ -16,8 +16,9 @@ The tree::
      │    └── UpstreamFailedError (VE-505)
      ├── ProtocolError (VE-600)          a malformed frame on a kernel<->worker or canvas channel
      ├── PathError (VE-700)              a file path escapes its root or is otherwise unsafe
-     └── ModelError (VE-800)             a checkpoint is missing, corrupt or unsafe
-          └── ModelNotFoundError (VE-800)  the model file is in no models folder
+     ├── ModelError (VE-800)             a checkpoint is missing, corrupt or unsafe
+     │    └── ModelNotFoundError (VE-800)  the model file is in no models folder
+     └── PackRejected (VE-910)          a node pack's scan found HIGH/CRITICAL findings
 
 Validation problems carry their own codes (``PROBLEM_CODES``). Every message names the
 node, port or field, the offending value, and what to do about it. A node's own check
@@ -46,6 +47,7 @@ __all__ = [
     "NodeDefinitionError",
     "NodeOutOfMemoryError",
     "NodeTimeoutError",
+    "PackRejected",
     "PathError",
     "Problem",
     "ProtocolError",
@@ -256,6 +258,20 @@ class ModelNotFoundError(ModelError):
     """A model file named by a loader is in none of the model folders (validation: VE-117)."""
 
 
+class PackRejected(VortexError):
+    """A node pack's scan (``vortex_jupyter.packages.scan``) found HIGH or CRITICAL findings that
+    no ``--allow RULE`` accepts. ``pack`` names it; ``rules`` are the blocking rule ids."""
+
+    code = "VE-910"
+
+    def __init__(
+        self, message: str, *, pack: str = "", rules: tuple[str, ...] = (), hint: str | None = None
+    ) -> None:
+        self.pack = pack
+        self.rules = rules
+        super().__init__(message, hint=hint)
+
+
 #: Every exception class by code, for re-raising errors that crossed a process boundary.
 ERROR_CLASSES: dict[str, type[VortexError]] = {
     cls.code: cls
@@ -275,5 +291,6 @@ ERROR_CLASSES: dict[str, type[VortexError]] = {
         ProtocolError,
         PathError,
         ModelError,
+        PackRejected,
     )
 }
