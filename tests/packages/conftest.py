@@ -66,8 +66,9 @@ def comfy_pack(folder: Path, name: str, dep: str, node: str = "SixVersion") -> P
     return write_pack(folder, name, [dep], COMFY_INIT % {"node": node})
 
 
-def build_wheel(tmp: Path, name: str, module: str, init: str) -> Path:
-    """A real wheel (hatchling through ``uv build``) of a pack whose code is package ``module``."""
+def build_wheel(tmp: Path, name: str, module: str, init: str, kind: str = "wheel") -> Path:
+    """A real wheel (or ``kind="sdist"``) built by hatchling through ``uv build``, of a pack whose
+    code is package ``module``."""
     src = tmp / f"{name}-src"
     (src / module).mkdir(parents=True)
     (src / module / "__init__.py").write_text(init)
@@ -86,9 +87,9 @@ def build_wheel(tmp: Path, name: str, module: str, init: str) -> Path:
         """))
     from vortex_jupyter.packages.lock import uv
 
-    subprocess.run([uv(), "build", "--wheel", "--no-build-isolation", "-q", "--out-dir", str(tmp / "dist"),
+    subprocess.run([uv(), "build", f"--{kind}", "--no-build-isolation", "-q", "--out-dir", str(tmp / "dist"),
                     str(src)], check=True, capture_output=True)
-    return next((tmp / "dist").glob("*.whl"))
+    return next((tmp / "dist").glob("*.whl" if kind == "wheel" else "*.tar.gz"))
 
 
 @pytest.fixture(scope="session")

@@ -61,6 +61,12 @@ def test_a_wheel_pack_installs(tmp_path: Path) -> None:
     assert (entry["name"], entry["version"], entry["nodes"]) == ("vx-nodes", "2.0.0", ["add_one"])
 
 
+def test_an_sdist_pack_installs(tmp_path: Path) -> None:
+    sdist = build_wheel(tmp_path, "vx-sdist", "vx_sdist", VX_NODE_INIT, kind="sdist")
+    entry = PackStore.default().install(str(sdist))
+    assert (entry["name"], entry["version"], entry["nodes"]) == ("vx-sdist", "2.0.0", ["add_one"])
+
+
 def test_a_git_checkout_installs_at_a_revision(tmp_path: Path) -> None:
     repo = write_pack(tmp_path / "repo", "git-pack", [], VX_NODE_INIT)
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
