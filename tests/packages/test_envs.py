@@ -10,6 +10,7 @@ import pytest
 
 from vortex_jupyter.packages.envs import PackStore
 from vortex_jupyter.packages.lock import LockError, core_pins, locked_packages
+from vortex_jupyter.packages.pack import PackError
 
 from .conftest import VX_NODE_INIT, build_wheel, comfy_pack, write_pack
 
@@ -98,3 +99,17 @@ def test_sync_recreates_envs_from_the_locks_and_remove_drops_them(tmp_path: Path
     assert _py(store, "old-six", "import six; print(six.__version__)") == "1.15.0"
     store.remove("Old_Six")
     assert store.packs() == {} and not (packs_env / "envs" / "old-six").exists()
+
+
+def test_a_pack_that_fails_to_load_is_not_installed_and_its_env_is_put_back(tmp_path: Path) -> None:
+    store = PackStore.default()
+    store.install(str(comfy_pack(tmp_path / "a", "old-six", "six<1.16")))
+    lock_before = store.lock_path("old-six").read_text()
+    # resolves with old-six, so it joins (and re-locks, re-syncs) that env before failing to import
+    broken = write_pack(tmp_path / "b", "broken", ["toolz"], "import toolz\nraise RuntimeError('boom')\n")
+    with pytest.raises(PackError, match="boom"):
+        store.install(str(broken))
+    assert list(store.packs()) == ["old-six"] and store.envs() == {"old-six": ["old-six"]}
+    assert store.lock_path("old-six").read_text() == lock_before
+    assert not (store.root / "src" / "broken").exists()
+    assert _py(store, "old-six", "import importlib.util as u; print(u.find_spec('toolz'))") == "None"

@@ -18,7 +18,8 @@ Policy:
   ``sys.path``. (The alternative, a ``.pth`` naming only the pinned packages' folders, cannot
   work for packages installed flat into one site-packages.)
 - Every install is ``uv pip sync`` of the lock: hashes are verified. ``state.json`` is
-  written only once the pack's env is synced and its node types are discovered.
+  written only once the pack's env is synced and its node types are discovered; a failed
+  install puts the env's lock, the env and the pack's previous code back.
 """
 
 from __future__ import annotations
@@ -145,14 +146,27 @@ class PackStore:
     # ------------------------------------------------------------------ install / remove
 
     def install(self, source: str) -> dict[str, Any]:
-        """Install a pack from a folder, wheel, sdist or git URL; returns its state entry."""
+        """Install a pack from a folder, wheel, sdist or git URL; returns its state entry.
+        A failure (resolution, hashes, the pack's import) leaves the packs and envs as they were."""
         with _fetched(source) as folder:
             info = _read(folder, source)
             state = self._state()
+            before = {e: self.lock_path(e).read_text() for e in state["envs"] if self.lock_path(e).is_file()}
             env = self._place(state, info)
-            src = self.root / "src" / info.key
-            shutil.rmtree(src, ignore_errors=True)
+            src, old_src = self.root / "src" / info.key, self.root / "src" / f".previous-{info.key}"
+            shutil.rmtree(old_src, ignore_errors=True)
+            if src.exists():
+                src.rename(old_src)
             shutil.copytree(folder, src, ignore=shutil.ignore_patterns(".git", "__pycache__"))
+        try:
+            entry = self._install_into(state, info, env, src)
+        except BaseException:
+            self._roll_back(env, before.get(env), src, old_src)
+            raise
+        shutil.rmtree(old_src, ignore_errors=True)
+        return entry
+
+    def _install_into(self, state: dict[str, Any], info: PackInfo, env: str, src: Path) -> dict[str, Any]:
         packs = [p for p in state["envs"].get(env, []) if p != info.key] + [info.key]
         entry = {"name": info.name, "version": info.version, "source": info.source, "env": env,
                  "dependencies": list(info.dependencies), "publisher": info.publisher,
@@ -165,6 +179,18 @@ class PackStore:
         entry["notes"] = sorted(set(found["notes"]) | set(info.notes))
         self._save(state)
         return entry
+
+    def _roll_back(self, env: str, lock_text: str | None, src: Path, old_src: Path) -> None:
+        shutil.rmtree(src, ignore_errors=True)
+        if old_src.exists():
+            old_src.rename(src)
+        if lock_text is None:  # a new env: drop it
+            self.lock_path(env).unlink(missing_ok=True)
+            shutil.rmtree(self.root / "envs" / env, ignore_errors=True)
+            return
+        self.lock_path(env).write_text(lock_text)
+        if self.python(env).exists():
+            sync_env(self.python(env), self.lock_path(env))
 
     def _requirements(self, state: dict[str, Any], packs: list[str]) -> list[str]:
         return [d for p in packs for d in state["packs"][p]["dependencies"]]
