@@ -13,7 +13,8 @@ The tree::
      │    ├── WorkerCrashedError (VE-502)
      │    ├── NodeOutOfMemoryError (VE-503)
      │    ├── RunCancelledError (VE-504)
-     │    └── UpstreamFailedError (VE-505)
+     │    ├── UpstreamFailedError (VE-505)
+     │    └── SandboxViolation (VE-506)     the worker sandbox blocked what a node tried
      ├── ProtocolError (VE-600)          a malformed frame on a kernel<->worker or canvas channel
      ├── PathError (VE-700)              a file path escapes its root or is otherwise unsafe
      ├── ModelError (VE-800)             a checkpoint is missing, corrupt or unsafe
@@ -52,6 +53,7 @@ __all__ = [
     "Problem",
     "ProtocolError",
     "RunCancelledError",
+    "SandboxViolation",
     "UnknownNodeTypeError",
     "UnsafeFileName",
     "UpstreamFailedError",
@@ -236,6 +238,14 @@ class UpstreamFailedError(ExecutionError):
     code = "VE-505"
 
 
+class SandboxViolation(ExecutionError):
+    """A node in a sandboxed worker tried something its sandbox forbids (a file outside its
+    folders, the network, a program, another process); the message names the action and the
+    fix the setting or pack permission that would allow it (``workers/sandbox.py``)."""
+
+    code = "VE-506"
+
+
 class ProtocolError(VortexError):
     """A frame on a kernel<->worker or canvas channel is malformed, oversized or unexpected."""
 
@@ -288,6 +298,7 @@ ERROR_CLASSES: dict[str, type[VortexError]] = {
         NodeOutOfMemoryError,
         RunCancelledError,
         UpstreamFailedError,
+        SandboxViolation,
         ProtocolError,
         PathError,
         ModelError,

@@ -355,10 +355,17 @@ def snoop(token, pids):
         finally:
             os.close(fd)
 
-    for name in os.listdir("/dev/shm"):
+    def listing(folder, instead):  # a Landlock sandbox (issue 12) denies the listings themselves
+        try:
+            return os.listdir(folder)
+        except OSError as exc:
+            denied.append(f"{folder}: {exc.strerror}")
+            return instead
+
+    for name in listing("/dev/shm", []):
         scan_file(f"/dev/shm/{name}")
     me = os.getpid()
-    for pid in [p for p in os.listdir("/proc") if p.isdigit() and int(p) != me]:
+    for pid in [p for p in listing("/proc", [str(p) for p in pids]) if p.isdigit() and int(p) != me]:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError as exc:

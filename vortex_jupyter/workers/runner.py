@@ -33,6 +33,7 @@ from ..errors import ProtocolError, RunCancelledError
 from ..nodes import context as node_context
 from ..nodes.images import encode_image
 from ..nodes.spec import NodeResult, NodeSpec
+from . import sandbox
 from .codefiles import restore_files
 from .protocol import Failed, Finished, Message, Preview, Progress
 from .store import ObjectStore, summary
@@ -250,6 +251,7 @@ class Runner:
     def _call(self, spec: NodeSpec, node_id: str, batch: int, kwargs: dict[str, Any]) -> Any:
         token = node_context.activate(WorkerContext(self, batch, node_id))
         self._in_node = True
+        sandbox.begin_node()
         try:
             assert spec.fn is not None
             if self.interrupt is not None:  # a cancel that arrived while args were resolved
@@ -266,8 +268,9 @@ class Runner:
                              f"of memory: {_memory_reason(exc)}", traceback.format_exc()) from None
         except BaseException as exc:  # SystemExit from node code must not end the worker
             # a VortexError keeps its code and fix (VE-700 unsafe path, VE-800 missing model),
-            # worded as the inline executor words it
-            code, message = failure_message(node_id, spec.type, exc)
+            # worded as the inline executor words it; a PermissionError the sandbox caused names
+            # the action it blocked (VE-506)
+            code, message = failure_message(node_id, spec.type, sandbox.translate(exc))
             raise TaskFailed(code, type(exc).__name__, message, traceback.format_exc()) from None
         finally:
             self._in_node = False

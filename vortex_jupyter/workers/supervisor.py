@@ -134,6 +134,9 @@ class Supervisor:
     def __init__(self, config: PoolConfig | None = None, on_segment: Any = None) -> None:
         self.config = config or PoolConfig()
         if self.config.sandbox:  # the kernel maps every owner's segments: its memory is closed too
+            from .sandbox import require
+
+            require()  # says what this machine supports; a clear error if strict cannot work here
             procs.close_to_peers()
         self.pool_id = next(_POOL_IDS)
         self.shm_prefix = f"vx{os.getpid()}p{self.pool_id}-"

@@ -287,7 +287,8 @@ class Worker:
         self.arena.close()
         procs.kill_marked(self.cfg.prefix)  # what our nodes started, wherever it went ...
         if os.getpgrp() == os.getpid():  # ... and our group, ourselves included
-            os.killpg(os.getpid(), signal.SIGKILL)
+            with contextlib.suppress(OSError):  # (a sandboxed worker may signal only itself)
+                os.killpg(os.getpid(), signal.SIGKILL)
         os._exit(0)
 
 
@@ -392,6 +393,10 @@ def main(cfg: WorkerConfig) -> int:
     arena = Arena(cfg.prefix, cfg.arena_bytes, on_segment=segments, memfd=strict)
     set_worker_arena(arena)
     worker = Worker(cfg, chan, arena)
+    if strict:  # after the heavy imports, before any thread or node: Landlock, seccomp, audit hook
+        from . import sandbox
+
+        sandbox.apply(sandbox.Policy(), cfg.log_path)
     memory = {"rss": _rss(), "arena": arena.segment_bytes,
               "total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
     chan.send(p.Hello(p.VERSION, cfg.uid, os.getpid(), cfg.device, caps + (["sandbox"] if strict else []), memory))
