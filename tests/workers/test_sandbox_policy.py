@@ -156,7 +156,7 @@ def test_reading_another_workers_segment_by_name_is_blocked(outcome):
 
 def test_listing_another_workers_descriptors_is_blocked(outcome):
     got = _check(outcome, "proc_fds", "/fd'")
-    assert outcome[0] or got["value"] > 0
+    assert got["value"] > 0 if not outcome[0] else "no permission allows this" in got["message"]
 
 
 def test_libc_open_through_ctypes_is_still_blocked_and_named(outcome):

@@ -31,7 +31,7 @@ NEVER = ""  # no permission allows it
 def violation(what: str, fix: str, source: str) -> SandboxViolation:
     hint = (f"{fix}, or set VORTEX_SANDBOX=off (trusted code only)" if fix
             else "no permission allows this; only VORTEX_SANDBOX=off does (trusted code only)")
-    return SandboxViolation(f"the sandbox ({source}) blocked {what}", hint=hint)
+    return SandboxViolation(f"the sandbox ({source}) blocked an attempt to {what}", hint=hint)
 
 
 def _note(what: str, fix: str) -> None:
@@ -89,6 +89,8 @@ class Hook:
             _note(f"open({path!r}) for reading", self._grant("read", path))
 
     def _grant(self, kind: str, path: str) -> str:
+        if path.startswith(("/proc/", "/dev/shm/")):  # other processes' memory: no permission opens it
+            return NEVER
         folder = os.path.dirname(path) or path
         return f'a pack may be granted the folder with {PERMS} {kind} = ["{folder}"] in its pyproject.toml'
 
