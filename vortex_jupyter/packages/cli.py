@@ -6,6 +6,10 @@
     vtx tree [--json]                        envs -> packs -> locked packages
     vtx lock | sync | update                 resolve again / recreate envs from the locks / both
     vtx suggest WORKFLOW [-o vortex.toml]    the packs a ComfyUI workflow says it used
+    vtx scan PATH [--allow RULE] [--json]    bandit, guarddog, picklescan/modelscan on a pack
+
+``install`` scans each pack first and refuses HIGH/CRITICAL findings unless ``--allow RULE``
+names them; the report is stored beside the locks.
 
 State lives in ``$VORTEX_PACKS_DIR`` (``envs.packs_dir``). Errors print one line with their VE
 code and a fix, and exit 2 (as ``vortex`` does).
@@ -33,6 +37,10 @@ def _parser() -> argparse.ArgumentParser:
     ins = sub.add_parser("install", help="install packs (folder, wheel, sdist, git+URL[@REV])")
     ins.add_argument("sources", nargs="*")
     ins.add_argument("-m", "--manifest", help="install every pack a vortex.toml lists")
+    ins.add_argument("--allow", action="append", default=[], metavar="RULE",
+                     help="accept a HIGH/CRITICAL scan finding of this rule (repeatable)")
+    scn = sub.add_parser("scan", help="scan a pack (bandit, guarddog, picklescan, modelscan)")
+    scn.add_argument("rest", nargs=argparse.REMAINDER, help="a pack path, then --allow RULE / --json / --all")
     rem = sub.add_parser("remove", help="remove installed packs")
     rem.add_argument("names", nargs="+")
     for name, text in (("list", "the installed packs"), ("tree", "envs -> packs -> locked packages")):
@@ -47,6 +55,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["scan"]:  # the scanner has its own options (``scan.main``)
+        from .scan import main as scan_main
+
+        return scan_main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         return _COMMANDS[args.command](args, PackStore.default())
@@ -63,7 +76,7 @@ def _install(args: argparse.Namespace, store: PackStore) -> int:
         print("vtx install: nothing to install (give a source or -m vortex.toml)", file=sys.stderr)
         return 2
     for source in sources:
-        entry = store.install(source)
+        entry = store.install(source, allow=args.allow)
         print(f"installed {entry['name']} {entry['version']} into env {entry['env']}: "
               f"{len(entry['nodes'])} node types")
         for note in entry["notes"]:

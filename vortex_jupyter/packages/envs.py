@@ -33,7 +33,7 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,6 +137,10 @@ class PackStore:
     def lock_path(self, env: str) -> Path:
         return self.root / "locks" / f"pylock.{env}.toml"
 
+    def scan_path(self, pack_key: str) -> Path:
+        """The pack's last scan report (JSON), stored with the locks."""
+        return self.root / "locks" / f"scan.{pack_key}.json"
+
     def python(self, env: str) -> Path:
         return self.root / "envs" / env / "bin" / "python"
 
@@ -145,11 +149,19 @@ class PackStore:
 
     # ------------------------------------------------------------------ install / remove
 
-    def install(self, source: str) -> dict[str, Any]:
+    def install(self, source: str, allow: Iterable[str] = ()) -> dict[str, Any]:
         """Install a pack from a folder, wheel, sdist or git URL; returns its state entry.
-        A failure (resolution, hashes, the pack's import) leaves the packs and envs as they were."""
+        The pack is scanned first (``scan.py``): HIGH/CRITICAL findings refuse it (PackRejected)
+        unless ``allow`` names their rules; the report is kept beside the locks.
+        A failure (scan, resolution, hashes, the pack's import) leaves the packs and envs as they were."""
+        from .scan import scan
+
         with _fetched(source) as folder:
             info = _read(folder, source)
+            report = scan(folder, pack=info.name)
+            report.check(allow)
+            self.scan_path(info.key).parent.mkdir(parents=True, exist_ok=True)
+            self.scan_path(info.key).write_text(report.to_json())
             state = self._state()
             before = {e: self.lock_path(e).read_text() for e in state["envs"] if self.lock_path(e).is_file()}
             env = self._place(state, info)
