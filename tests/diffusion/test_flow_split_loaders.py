@@ -397,7 +397,7 @@ def test_wrong_combinations_name_the_input_and_the_fix(files: dict[str, Path]) -
         (DualCLIPLoader, (CLIP_G, T5, "flux"), ["clip_name1", "OpenCLIP-G", "type 'flux' does not use",
                                                 "one CLIP-L and one T5-XXL"]),
         (DualCLIPLoader, (T5, CLIP_L, "sdxl"), ["clip_name1", "T5-XXL", "type 'sdxl' does not use"]),
-        (DualCLIPLoader, (CLIP_L, T5, "hidream"), ["type 'hidream'", "issue 11", "'sdxl', 'sd3' or 'flux'"]),
+        (DualCLIPLoader, (CLIP_L, T5, "hidream"), ["type 'hidream'", "not supported yet", "'sdxl', 'sd3' or 'flux'"]),
         (TripleCLIPLoader, (CLIP_L, T5, T5), ["clip_name2", "clip_name3", "both T5-XXL", "OpenCLIP-G file"]),
     ]
     for node, args, says in cases:

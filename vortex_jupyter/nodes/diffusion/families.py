@@ -23,7 +23,7 @@ Recognising SDXL does not make the split loaders run it yet: ``inspect_unet`` st
 
 Everything else (SD2's 1024-wide or SDXL's 2048-wide cross-attention, other DiTs, video VAEs,
 LLM text encoders, ...) is a ``ModelError`` that names what the file looks like and says it
-needs the model families of issue 11. Files written by us carry
+names a family we do not run yet. Files written by us carry
 their exact diffusers config in the ``vortex_configs`` metadata; without it SD1.5's is assumed.
 """
 
@@ -41,8 +41,8 @@ from ...errors import ModelError
 Shapes = dict[str, tuple[int, ...]]
 
 _MAX_HEADER = 100 * 1024 * 1024
-NEEDS_FAMILIES = ("vortex-jupyter's split loaders run SD1, SD3 and Flux files so far; other model families "
-                  "come with issue 11")
+NEEDS_FAMILIES = ("vortex-jupyter's loaders run SD1, SDXL (base and refiner), SD3 and Flux files; other model "
+                  "families are not supported yet")
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,11 @@ def load_text_encoders(node: str, names: dict[str, str], clip_type: str, device_
     clip_tok, t5_tok = builtin_tokenizers()
     if "t5" in slots and not next(e for e in encoders.values() if e.role == "t5").builtin_tokenizer:
         t5_tok = t5.load_tokenizer(None)
+    real_clip = [found[f][1] for f, e in encoders.items() if e.role != "t5" and not e.builtin_tokenizer]
+    if real_clip:  # a real CLIP-L / G file: CLIP's real vocabulary when it can be found
+        from . import clip_tokenizer
+
+        clip_tok = clip_tokenizer.for_file(False, real_clip[0])
     return ClipHandle(" + ".join(names.values()), slots.get("clip_l"), clip_tok,  # type: ignore[arg-type]
                       encoder_2=slots.get("clip_g"), t5=slots.get("t5"),
                       t5_tokenizer=t5_tok if "t5" in slots else None, kind=kind)

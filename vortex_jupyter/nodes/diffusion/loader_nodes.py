@@ -17,7 +17,7 @@ from typing import Any
 from .node_base import Heavy, ckpt_names, lora_names, verdict
 
 #: CLIPLoader's ``type`` choices (ComfyUI's list, plus types seen in newer official templates).
-#: "stable_diffusion" and "sd3" load here; the rest need the model families of issue 11.
+#: "stable_diffusion" and "sd3" load here; the rest are model families we do not run yet.
 CLIP_TYPES = ("stable_diffusion", "stable_cascade", "sd3", "stable_audio", "mochi", "ltxv", "pixart",
               "cosmos", "lumina2", "wan", "hidream", "chroma", "ace", "omnigen2", "qwen_image",
               "hunyuan_image", "flux2", "ovis", "longcat_image", "cogvideox", "lens", "pixeldit",
@@ -100,8 +100,8 @@ class CLIPLoader(Heavy):
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     DESCRIPTION = ("Loads a text encoder. Recipes: stable_diffusion: CLIP-L (SD1); sd3: T5-XXL / OpenCLIP-G "
-                   "/ CLIP-L (SD3's CLIP with that encoder only); the other types need model families of "
-                   "issue 11.")
+                   "/ CLIP-L (SD3's CLIP with that encoder only); the other types are model families we do "
+                   "not run yet.")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -143,7 +143,7 @@ class DualCLIPLoader(Heavy):
     RETURN_TYPES = ("CLIP",)
     FUNCTION = "load_clip"
     DESCRIPTION = ("Loads two text encoders as one CLIP. Recipes: sdxl: clip-l, clip-g; sd3: clip-l, clip-g / "
-                   "clip-l, t5 / clip-g, t5; flux: clip-l, t5 (the other types need model families of issue 11).")
+                   "clip-l, t5 / clip-g, t5; flux: clip-l, t5 (the other types are families we do not run yet).")
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:

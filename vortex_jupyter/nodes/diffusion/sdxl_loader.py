@@ -76,14 +76,15 @@ def build_module(part: str, state: dict[str, Any], config: dict[str, Any]) -> An
 def load_sdxl_handles(name: str, path: Path, arbiter: MemoryArbiter | None
                       ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
     """MODEL/CLIP/VAE handles of an SDXL single file; modules load lazily, one part each."""
-    from transformers import CLIPTokenizer
 
     from .single_file import config_folder
 
     _, meta = families.read_header(path)
     configs = _configs(meta)
     cfg = config_folder({"vortex_configs": json.dumps(configs, sort_keys=True)})
-    tokenizer = CLIPTokenizer.from_pretrained(str(cfg / "tokenizer"), local_files_only=True)
+    from . import clip_tokenizer
+
+    tokenizer = clip_tokenizer.for_file("vortex_configs" in meta, path.name)
     sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
     device, dtype = device_and_dtype()
     size = path.stat().st_size
@@ -147,19 +148,15 @@ def load_refiner_handles(name: str, path: Path, arbiter: MemoryArbiter | None
                          ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
     """MODEL/CLIP/VAE handles of an SDXL refiner single file (``family="sdxl_refiner"``, a CLIP
     of G alone); each part loads lazily from its own tensors."""
-    from transformers import CLIPTokenizer
-
     from .single_file import config_folder
-    from .tokenizer import write_tokenizer
 
     _, meta = families.read_header(path)
     raw = meta.get("vortex_configs")
     configs = refiner_base_configs() if raw is None else {k: dict(v) for k, v in json.loads(raw).items()
                                                            if k in ("unet", "vae", "text_encoder_2")}
-    tok_dir = models.models_root() / ".tokenizers" / "clip"
-    if not (tok_dir / "vocab.json").is_file():
-        write_tokenizer(tok_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+    from . import clip_tokenizer
+
+    tokenizer = clip_tokenizer.for_file(raw is not None, path.name)
     sched_src = config_folder({})  # SD's scheduler (the refiner's is the base model's)
     sched = json.loads((sched_src / "scheduler" / "scheduler_config.json").read_text())
     device, dtype = device_and_dtype()

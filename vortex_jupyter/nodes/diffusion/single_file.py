@@ -177,7 +177,6 @@ def load_single_file_handles(name: str, path: Path, arbiter: MemoryArbiter | Non
                              ) -> tuple[ModelHandle, ClipHandle, VaeHandle]:
     """MODEL/CLIP/VAE handles for a single file; each component reads only its own tensors
     (safetensors reads lazily, so the file's other parts are never loaded for it)."""
-    from transformers import CLIPTokenizer
 
     if path.suffix.lower() in SAFETENSORS_SUFFIXES:
         from .flow_files import checkpoint_family, load_flow_single_file
@@ -194,9 +193,11 @@ def load_single_file_handles(name: str, path: Path, arbiter: MemoryArbiter | Non
             from .sdxl_loader import load_sdxl_handles
 
             return load_sdxl_handles(name, path, arbiter)
+    from . import clip_tokenizer
+
     _, meta = _peek(path)
     cfg = config_folder(meta)
-    tokenizer = CLIPTokenizer.from_pretrained(str(cfg / "tokenizer"), local_files_only=True)
+    tokenizer = clip_tokenizer.for_file("vortex_configs" in meta, path.name)
     sched = json.loads((cfg / "scheduler" / "scheduler_config.json").read_text())
     device, dtype = device_and_dtype()
     size = path.stat().st_size

@@ -40,7 +40,7 @@ PARTS: dict[str, tuple[str, str, str, Any]] = {
 }
 _CONFIG_KEY = {"unet": "unet", "clip": "text_encoder", "vae": "vae"}
 #: Names ComfyUI's VAELoader offers that are not files of the vae folders.
-_COMFY_VAES = {"pixel_space": "ComfyUI's pass-through VAE for pixel-space models (issue 11's families)",
+_COMFY_VAES = {"pixel_space": "ComfyUI's pass-through VAE for pixel-space models (families we do not run yet)",
                **{n: "ComfyUI's tiny approximate VAE (TAESD, built from vae_approx/ files)"
                   for n in ("taesd", "taesdxl", "taesd3", "taef1", "taef2", "taeqi2_1")}}
 _HEADERS: dict[tuple[str, int, int], tuple[families.Shapes, dict[str, str]]] = {}
@@ -212,10 +212,12 @@ def load_clip(clip_name: str, clip_type: str = "stable_diffusion", device_choice
         return _build("clip", clip_name, path, layout).to(device=device, dtype=dtype).eval().requires_grad_(False)
 
     comp = Component(key, load, path.stat().st_size, arbiter, device if device_choice == "cpu" else None)
-    return ClipHandle(clip_name, comp, _tokenizer())
+    from . import clip_tokenizer
+
+    return ClipHandle(clip_name, comp, clip_tokenizer.for_file(bool(layout.config), clip_name))
 
 
-#: CLIPLoader's types that load here (the others need model families of issue 11).
+#: CLIPLoader's types that load here (the others are model families we do not run yet).
 CLIP_TYPES = ("stable_diffusion", "sd3")
 
 
@@ -246,15 +248,6 @@ def _storage_dtype(weight_dtype: str) -> Any:
         raise ModelError(f"weight_dtype {weight_dtype!r} is not one of {sorted(table)}",
                          hint="pick one of UNETLoader's weight_dtype choices")
     return table[weight_dtype]
-
-
-def _tokenizer() -> Any:
-    """The package's offline CLIP tokenizer (the one the tiny model and single files use)."""
-    from transformers import CLIPTokenizer
-
-    from .single_file import config_folder
-
-    return CLIPTokenizer.from_pretrained(str(config_folder({}) / "tokenizer"), local_files_only=True)
 
 
 # ----------------------------------------------------------------------------- building modules
