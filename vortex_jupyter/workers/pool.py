@@ -27,6 +27,7 @@ import atexit
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from ..nodes.spec import NodeSpec
 from . import protocol as p
 from .arbiter import env_budgets
 from .codefiles import code_files
-from .process import WorkerProcess
+from .process import WorkerProcess, process_running
 from .shm import Attachments
 from .supervisor import PoolConfig, Supervisor
 from .tensors import TensorHandle, to_torch, wrap
@@ -192,6 +193,12 @@ class WorkerPool:
         for w in list(self.supervisor.workers.values()):
             if w.alive:
                 w.poll()  # reads the EOF of a dead worker (no-op while a batch reads its socket)
+                # its process is gone but the EOF not read yet (the monitor held the socket a
+                # moment): read again, briefly, rather than report a dead worker's outputs alive
+                deadline = time.monotonic() + 1.0
+                while w.alive and w.pid and not process_running(w.pid) and time.monotonic() < deadline:
+                    time.sleep(0.002)
+                    w.poll()
             if not w.alive and not w.buried:
                 self.supervisor.bury(w)  # -> _on_death records its keys; starts the replacement
         return self.take_lost()

@@ -44,7 +44,7 @@ def signal_name(status: int) -> str:
 _PF_EXITING = 0x4  # linux/sched.h: the task is in do_exit()
 
 
-def _running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
     """``pid`` exists and is not on its way out: not a zombie waiting to be reaped, nor dying
     (a process whose socket reached EOF because it is exiting is already ``PF_EXITING``)."""
     try:
@@ -300,7 +300,7 @@ class WorkerProcess:
         """Stop the process now; ``reason`` ("timeout", "oom", "cancel", ...) is what we report."""
         self.kill_reason = self.kill_reason or reason
         if self.pid:
-            if not self.exited.is_set() and _running(self.pid):
+            if not self.exited.is_set() and process_running(self.pid):
                 self.killed_alive = True  # so its SIGKILL status is ours, not the system's
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, sig)
@@ -316,7 +316,7 @@ class WorkerProcess:
         """"crashed with SIGSEGV", "exited with code 3", ... (waits briefly for the status;
         longer when the process is gone or going: then its status is on its way, and a busy
         machine may be slow to deliver it)."""
-        if not self.exited.wait(wait) and wait and self.pid and not _running(self.pid):
+        if not self.exited.wait(wait) and wait and self.pid and not process_running(self.pid):
             self.exited.wait(10.0)
         if self.kill_reason == "oom":
             return f"was killed for using {self.peak_rss / 2**20:.0f} MiB, over its memory limit"
