@@ -97,7 +97,10 @@ _EDIT = """([sel, kind, value]) => {
   const t = Date.now();
   if (kind === "param") h.setParam("add1", "b", value);
   else if (kind === "drag") h.moveNode("add2", value, 330);
-  else if (kind === "connect") { if (value) h.connect("add1", 0, "add2", "b"); else h.disconnect("add2", "b"); }
+  else if (kind === "connect") {
+    if (!value) h.disconnect("add2", "b");
+    else { const r = h.connect("add1", 0, "add2", "b"); if (!r.ok) throw new Error(`connect refused: ${r.reason}`); }
+  }
   else if (kind === "delete") { if (value) h.addNode("tmp", "IntAdd", 640, 330); else h.deleteNode("tmp"); }
   return t;
 }"""
@@ -214,6 +217,9 @@ def pair(rtc: JupyterLab, browser: Any) -> Iterator[tuple[User, User]]:
     alice, bob = User(browser, rtc, "alice"), User(browser, rtc, "bob")
     alice.open("flow.vortex.json")
     bob.open("flow.vortex.json")
+    for user in (alice, bob):  # the kernel's node specs give the nodes their ports (connect needs them)
+        until(lambda u=user: u.hook("h.portPosition('add1', 'output', 0)") is not None, timeout=60,
+              what=f"the node specs to reach {user.name}")
     try:
         yield alice, bob
     finally:
