@@ -83,3 +83,24 @@ def test_install_scans_first_refuses_a_hostile_pack_and_allow_accepts_it(tmp_pat
     stored = json.loads(PackStore.default().scan_path("evil-pack").read_text())
     assert any(f["rule"] == "threat-network-exfiltration" for f in stored["findings"])
     assert main(["scan", str(pack)]) == 1  # `vtx scan` is the same scanner, without installing
+
+
+def test_doctor_reports_what_this_machine_supports(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vtx doctor`` says what the sandbox can use here (the same check a strict pool makes),
+    where uv is, which scanners are installed and whether the packs folder is writable."""
+    from vortex_jupyter.workers import sandbox
+
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    caps = sandbox.capabilities()
+    assert report["sandbox"]["landlock_abi"] == caps["landlock_abi"]
+    assert report["sandbox"]["strict_possible"] == bool(caps["landlock_abi"] and caps["seccomp"])
+    assert report["uv"]["path"] and report["uv"]["version"].startswith("uv ")
+    assert set(report["scanners"]) == {"bandit", "guarddog", "picklescan", "modelscan"}
+    assert main(["doctor"]) == 0
+    text = capsys.readouterr().out
+    assert "VORTEX_SANDBOX=strict" in text and "packs folder" in text
+    monkeypatch.setenv("VORTEX_PACKS_DIR", str(tmp_path / "packs"))
+    monkeypatch.setattr("os.access", lambda path, mode: False)  # a folder the user may not write (CI is root)
+    assert main(["doctor"]) == 1 and "NOT writable" in capsys.readouterr().out

@@ -7,6 +7,7 @@
     vtx lock | sync | update                 resolve again / recreate envs from the locks / both
     vtx suggest WORKFLOW [-o vortex.toml]    the packs a ComfyUI workflow says it used
     vtx scan PATH [--allow RULE] [--json]    bandit, guarddog, picklescan/modelscan on a pack
+    vtx doctor [--json]                      sandbox support (Landlock, seccomp), uv, scanners
 
 ``install`` scans each pack first and refuses HIGH/CRITICAL findings unless ``--allow RULE``
 names them; the report is stored beside the locks.
@@ -48,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("lock", help="resolve every env again and rewrite its pylock.toml")
     sub.add_parser("sync", help="recreate every env from its lock (hashes verified)")
     sub.add_parser("update", help="fetch packs again, lock and sync")
+    sub.add_parser("doctor", help="what this machine supports: sandbox, uv, scanners, packs folder"
+                   ).add_argument("--json", action="store_true")
     sug = sub.add_parser("suggest", help="vortex.toml entries for a ComfyUI workflow's packs")
     sug.add_argument("workflow")
     sug.add_argument("-o", "--output", help="merge into this vortex.toml (default: print)")
@@ -143,9 +146,57 @@ def _suggest(args: argparse.Namespace, store: PackStore) -> int:
     return 0
 
 
+def doctor_report(store: PackStore) -> dict[str, Any]:
+    """What a pack setup needs, as this machine has it (``vtx doctor``)."""
+    import importlib.util
+    import os
+    import subprocess
+
+    from ..workers import sandbox
+    from .lock import uv
+
+    caps = sandbox.capabilities()
+    strict_missing = [what for what, ok in (("Landlock", caps.get("landlock_abi")), ("seccomp", caps.get("seccomp")))
+                      if not ok]
+    try:
+        uv_bin = uv()
+        uv_version = subprocess.run([uv_bin, "--version"], capture_output=True, text=True, timeout=30,
+                                    check=False).stdout.strip()
+    except (VortexError, OSError, subprocess.SubprocessError) as exc:
+        uv_bin, uv_version = None, f"missing: {exc}"
+    root = store.root
+    probe = root if root.exists() else next((p for p in root.parents if p.exists()), root)
+    return {
+        "sandbox": {**caps, "strict_possible": not strict_missing, "missing": strict_missing},
+        "uv": {"path": uv_bin, "version": uv_version},
+        "scanners": {tool: importlib.util.find_spec(tool) is not None
+                     for tool in ("bandit", "guarddog", "picklescan", "modelscan")},
+        "packs_dir": {"path": str(root), "writable": os.access(probe, os.W_OK)},
+    }
+
+
+def _doctor(args: argparse.Namespace, store: PackStore) -> int:
+    report = doctor_report(store)
+    if args.json:
+        print(json.dumps(report, indent=1, sort_keys=True))
+    else:
+        sb = report["sandbox"]
+        print(f"sandbox: Landlock ABI {sb['landlock_abi'] or 'none'}, seccomp {'yes' if sb['seccomp'] else 'no'}, "
+              f"user namespaces {'yes' if sb['user_namespaces'] else 'no'}, bubblewrap {sb['bubblewrap'] or 'absent'}")
+        print("  VORTEX_SANDBOX=strict " + ("can run here" if sb["strict_possible"] else
+                                            f"cannot run here: missing {', '.join(sb['missing'])}"))
+        print(f"uv: {report['uv']['version']} ({report['uv']['path'] or 'not found'})")
+        scanners = report["scanners"]
+        print("scanners: " + ", ".join(f"{t} {'yes' if ok else 'missing'}" for t, ok in scanners.items()))
+        where = report["packs_dir"]
+        print(f"packs folder: {where['path']} ({'writable' if where['writable'] else 'NOT writable'})")
+    ok = report["uv"]["path"] is not None and report["packs_dir"]["writable"]
+    return 0 if ok else 1
+
+
 _COMMANDS = {"install": _install, "remove": _remove, "list": _list, "tree": _tree,
              "lock": _simple("lock"), "sync": _simple("sync"), "update": _simple("update"),
-             "suggest": _suggest}
+             "suggest": _suggest, "doctor": _doctor}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
