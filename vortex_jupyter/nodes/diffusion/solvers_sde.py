@@ -129,34 +129,18 @@ def euler_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: flo
 
 def dpm_2_ancestral(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0, s_noise: float = 1.0
                     ) -> torch.Tensor:
-    if is_flow(run.ms):
-        return dpm_2_ancestral_rf(run, x, sigmas, eta, s_noise)
-    noise = default_noise(x, run.seed)
-    for i in range(len(sigmas) - 1):
-        sigma = sigmas[i]
-        denoised = run.denoise(x, sigma)
-        down, up = ancestral_step(sigma, sigmas[i + 1], eta)
-        run.step(i, x, denoised)
-        d = to_d(x, sigma, denoised)
-        if down == 0:
-            x = x + d * (down - sigma)
-            continue
-        mid = sigma.log().lerp(down.log(), 0.5).exp()
-        x2 = x + d * (mid - sigma)
-        x = x + to_d(x2, mid, run.denoise(x2, mid)) * (down - sigma)
-        x = x + noise(sigma, sigmas[i + 1]) * s_noise * up
-    return x
-
-
-def dpm_2_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: float = 1.0,
-                       s_noise: float = 1.0) -> torch.Tensor:
-    """DPM-2 ancestral on a flow model (ComfyUI's ``sample_dpm_2_ancestral_RF``): the DPM-2 step
-    in sigma to the RF ``sigma_down``, then rescaled and re-noised to the next level."""
+    """DPM-2 ancestral: the DPM-2 step in sigma to ``sigma_down``, then noise back up to the next
+    level; on a flow model the RF ``sigma_down`` with its rescale (ComfyUI's
+    ``sample_dpm_2_ancestral_RF``, which re-noises at any eta: at eta 0 the weight is 0)."""
+    flow = is_flow(run.ms)
     noise = default_noise(x, run.seed)
     for i in range(len(sigmas) - 1):
         sigma, nxt = sigmas[i], sigmas[i + 1]
         denoised = run.denoise(x, sigma)
-        down, renoise, rescale = rf_ancestral_step(sigma, nxt, eta)
+        if flow:
+            down, up, rescale = rf_ancestral_step(sigma, nxt, eta)
+        else:
+            (down, up), rescale = ancestral_step(sigma, nxt, eta), 1.0
         run.step(i, x, denoised)
         d = to_d(x, sigma, denoised)
         if down == 0:
@@ -165,8 +149,7 @@ def dpm_2_ancestral_rf(run: Run, x: torch.Tensor, sigmas: torch.Tensor, eta: flo
         mid = sigma.log().lerp(down.log(), 0.5).exp()
         x2 = x + d * (mid - sigma)
         x = x + to_d(x2, mid, run.denoise(x2, mid)) * (down - sigma)
-        # ComfyUI re-noises here at any eta (at eta 0 the rescale is 1 and the noise weight 0)
-        x = rescale * x + noise(sigma, nxt) * s_noise * renoise
+        x = rescale * x + noise(sigma, nxt) * s_noise * up
     return x
 
 
