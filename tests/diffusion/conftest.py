@@ -86,3 +86,45 @@ def render(handles: Any, seed: int, steps: int) -> Any:
     pos, neg = encode_text(clip, "a cat"), encode_text(clip, "")
     settings = SampleSettings(seed, steps, 7.0, "euler", "normal")
     return vae_decode(vae, sample(model, pos, neg, {"samples": torch.zeros(1, 4, 8, 8)}, settings))
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def example_image(example: Path, out: Path, models: Path, *extra: str) -> Any:
+    """The pixels of the one PNG ``vortex run EXAMPLE -o OUT *extra`` writes, in a new process
+    on the inline executor (the examples' test: from a clone, through the CLI)."""
+    import subprocess
+    import sys
+
+    import numpy as np
+    from PIL import Image
+
+    env = {**os.environ, "VORTEX_MODELS_DIR": str(models), "VORTEX_EXECUTOR": "inline"}
+    proc = subprocess.run([sys.executable, "-m", "vortex_jupyter.cli", "run", str(example), "-o", str(out), *extra],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    [png] = sorted(out.glob("*.png"))
+    return np.asarray(Image.open(png))
+
+
+def digest(pixels: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(pixels.tobytes()).hexdigest()
+
+
+def rerun_with_new_seed(graph: Any, seed: int = 302) -> tuple[set[str], Any, Any]:
+    """Run ``graph`` (inline), change only KSampler ``3``'s seed and run again: (the nodes the
+    second run started, first run, second run); both runs succeed and decode different images."""
+    import numpy as np
+
+    first = graph.run(executor="inline")
+    assert first.status == "ok", first.errors
+    started: list[str] = []
+    graph.on_event(lambda e: started.append(e.node) if type(e).__name__ == "NodeStarted" else None)
+    graph.nodes["3"].params["seed"] = seed
+    second = graph.run(executor="inline")
+    assert second.status == "ok", second.errors
+    assert not np.array_equal(first.outputs["8"][0], second.outputs["8"][0])
+    return set(started), first, second

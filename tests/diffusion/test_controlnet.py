@@ -4,11 +4,7 @@ both file layouts, diff ControlNets, wrong-family errors, and ``examples/control
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +25,8 @@ from vortex_jupyter.nodes.diffusion.controlnet_nodes import (
 from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
 from vortex_jupyter.nodes.diffusion.tiny_controlnet import TINY_CONTROLNET_NAMES, tiny_controlnet
 from vortex_jupyter.nodes.registry import REGISTRY
+
+from .conftest import digest, example_image, rerun_with_new_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "controlnet.json"
@@ -345,15 +343,7 @@ def test_set_union_type_sets_comfyuis_control_type_on_a_copy(sd1: Any) -> None:
 
 
 def _cli(out: Path, models: Path, *extra: str) -> str:
-    env = {**os.environ, "VORTEX_MODELS_DIR": str(models), "VORTEX_EXECUTOR": "inline"}
-    proc = subprocess.run([sys.executable, "-m", "vortex_jupyter.cli", "run", str(EXAMPLE), "-i",
-                           str(ROOT / "examples" / "images"), "-o", str(out), *extra],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    [png] = sorted(out.glob("vortex_controlnet_*.png"))
-    from PIL import Image
-
-    return hashlib.sha256(np.asarray(Image.open(png)).tobytes()).hexdigest()
+    return digest(example_image(EXAMPLE, out, models, "-i", str(ROOT / "examples" / "images"), *extra))
 
 
 def test_the_example_runs_through_the_cli_the_same_in_two_processes(tmp_path: Path, models_dir: Path) -> None:
@@ -367,14 +357,8 @@ def test_a_seed_change_reruns_only_sampler_decoder_and_saver(tmp_path: Path, mod
     g = vx.load(EXAMPLE)
     assert {n.type for n in g.nodes.values()} >= {"LoadImage", "Canny", "ControlNetLoader", "ControlNetApplyAdvanced"}
     g.nodes["3"].params["seed"] = 301
-    first = g.run(executor="inline")
-    assert first.status == "ok", first.errors
-    started: list[str] = []
-    g.on_event(lambda e: started.append(e.node) if type(e).__name__ == "NodeStarted" else None)
-    g.nodes["3"].params["seed"] = 302
-    second = g.run(executor="inline")
-    assert second.status == "ok" and set(started) == {"3", "8", "9"}
-    assert not np.array_equal(first.outputs["8"][0], second.outputs["8"][0])
+    started, _, second = rerun_with_new_seed(g)
+    assert started == {"3", "8", "9"}
     g.nodes["11"].params["strength"] = 0.0  # no control: the plain txt2img image of that seed
     plain = g.run(executor="inline")
     assert plain.status == "ok" and not np.array_equal(plain.outputs["8"][0], second.outputs["8"][0])

@@ -4,14 +4,10 @@ FluxGuidance), T5 prompts, and the examples through the CLI."""
 
 from __future__ import annotations
 
-import hashlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -22,6 +18,8 @@ from vortex_jupyter.nodes.diffusion.flow_sampling import FlowSampling, FluxSampl
 from vortex_jupyter.nodes.diffusion.loaders import load_checkpoint
 from vortex_jupyter.nodes.diffusion.sampling import SampleSettings, sample
 from vortex_jupyter.nodes.diffusion.text import encode_flux, encode_sd3, encode_text
+
+from .conftest import digest, example_image, rerun_with_new_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -254,16 +252,9 @@ def test_euler_ancestral_on_a_flow_model_uses_the_rectified_flow_step(sd3: tuple
 
 
 def _cli(example: Path, out: Path, models: Path, *extra: str) -> str:
-    env = {**os.environ, "VORTEX_MODELS_DIR": str(models), "VORTEX_EXECUTOR": "inline"}
-    proc = subprocess.run([sys.executable, "-m", "vortex_jupyter.cli", "run", str(example), "-o", str(out), *extra],
-                          capture_output=True, text=True, timeout=300, env=env, check=False)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    [png] = sorted(out.glob("*.png"))
-    from PIL import Image
-
-    image = np.asarray(Image.open(png))
+    image = example_image(example, out, models, *extra)
     assert image.shape == (64, 64, 3) and image.std() > 0
-    return hashlib.sha256(image.tobytes()).hexdigest()
+    return digest(image)
 
 
 @pytest.mark.parametrize("family", ["sd3", "flux"])
@@ -279,15 +270,8 @@ def test_the_example_runs_through_the_cli_the_same_in_two_processes(family: str,
 def test_a_seed_change_reruns_only_sampler_decoder_and_saver(family: str, tmp_path: Path, models_dir: Path,
                                                              monkeypatch: Any) -> None:
     monkeypatch.setenv("VORTEX_OUTPUT_DIR", str(tmp_path))
-    g = vx.load(ROOT / "examples" / f"txt2img_{family}.json")
-    first = g.run(executor="inline")
-    assert first.status == "ok", first.errors
-    started: list[str] = []
-    g.on_event(lambda e: started.append(e.node) if type(e).__name__ == "NodeStarted" else None)
-    g.nodes["3"].params["seed"] = 302
-    second = g.run(executor="inline")
-    assert second.status == "ok" and set(started) == {"3", "8", "9"}
-    assert not np.array_equal(first.outputs["8"][0], second.outputs["8"][0])
+    started, _, _ = rerun_with_new_seed(vx.load(ROOT / "examples" / f"txt2img_{family}.json"))
+    assert started == {"3", "8", "9"}
 
 
 def test_folder_handles_reject_nothing_silently(tmp_path: Path, models_dir: Path) -> None:
