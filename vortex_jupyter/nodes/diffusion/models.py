@@ -33,6 +33,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -114,33 +115,56 @@ def _folder_name(seed: int, width: int) -> str:
     return name if width == 32 else f"{name}-w{width}"
 
 
-def _is_built(folder: Path, seed: int, width: int) -> bool:
+def build_once(folder: Path, marker: dict[str, Any], make: Callable[[Path, Path], None], what: str) -> Path:
+    """``folder``, built once: when its marker file does not say ``marker`` (never built, or by an
+    older build), ``make(tmp, single)`` writes the diffusers folder into ``tmp`` and the single
+    file at ``single``, under a file lock (concurrent builders wait, then reuse), and both are
+    renamed into place (``folder`` and ``folder.safetensors``), so a crash never leaves half a model."""
+
+    def built() -> bool:
+        try:
+            return bool(json.loads((folder / _MARKER).read_text()) == marker)
+        except (OSError, ValueError):
+            return False
+
+    if built():
+        return folder
+    from filelock import FileLock  # a diffusers/huggingface_hub dependency
+
+    root = folder.parent
     try:
-        marker = json.loads((folder / _MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    return bool(marker == {"version": BUILD_VERSION, "seed": seed, "width": width})
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / f"{folder.name}.lock")):
+            if not built():  # another process may have built it meanwhile
+                tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                single = tmp.with_suffix(".safetensors")
+                try:
+                    make(tmp, single)
+                    (tmp / _MARKER).write_text(json.dumps(marker))
+                    if folder.exists():  # a stale build: move it out of the way
+                        shutil.rmtree(folder)
+                    os.replace(single, folder.with_name(folder.name + ".safetensors"))
+                    os.replace(tmp, folder)
+                finally:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    single.unlink(missing_ok=True)
+    except OSError as exc:
+        from ...errors import ModelError
+
+        raise ModelError(f"cannot build {what} in {str(root)!r}: {exc}",
+                         hint="point VORTEX_MODELS_DIR at a writable folder") from exc
+    return folder
 
 
 def tiny(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0, width: int = 32) -> Path:
     """The tiny model's diffusers folder, built (and its single file written) on first use."""
     root = Path(cache_dir) if cache_dir is not None else models_root()
-    folder = root / _folder_name(seed, width)
-    if _is_built(folder, seed, width):
-        return folder
-    from filelock import FileLock  # a diffusers/huggingface_hub dependency
 
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f"{folder.name}.lock")):
-            if not _is_built(folder, seed, width):  # another process may have built it meanwhile
-                _build(root, folder, seed, width)
-    except OSError as exc:
-        from ...errors import ModelError
+    def make(tmp: Path, single: Path) -> None:
+        write_single_file(single, build_components(tmp, tiny_configs(width), seed=seed))
 
-        raise ModelError(f"cannot build the tiny model in {str(root)!r}: {exc}",
-                         hint="point VORTEX_MODELS_DIR at a writable folder") from exc
-    return folder
+    return build_once(root / _folder_name(seed, width), {"version": BUILD_VERSION, "seed": seed, "width": width},
+                      make, "the tiny model")
 
 
 def tiny_single_file(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0,
@@ -201,22 +225,6 @@ def write_split_files(single: Path, paths: dict[str, Path]) -> None:
                 os.replace(tmp, paths[part])
             finally:
                 tmp.unlink(missing_ok=True)
-
-
-def _build(root: Path, folder: Path, seed: int, width: int) -> None:
-    tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
-        components = build_components(tmp, tiny_configs(width), seed=seed)
-        single = tmp.with_suffix(".safetensors")
-        write_single_file(single, components)
-        (tmp / _MARKER).write_text(json.dumps({"version": BUILD_VERSION, "seed": seed, "width": width}))
-        if folder.exists():  # a stale build (older BUILD_VERSION): move it out of the way
-            shutil.rmtree(folder)
-        os.replace(single, folder.with_name(folder.name + ".safetensors"))
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.with_suffix(".safetensors").unlink(missing_ok=True)
 
 
 def build_components(folder: Path, configs: dict[str, dict[str, Any]], *, seed: int,

@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -98,34 +96,18 @@ def _marker(family: str, seed: int) -> dict[str, Any]:
     return {"version": BUILD_VERSION, "family": family, "seed": seed, "kind": "controlnet"}
 
 
-def _is_built(folder: Path, family: str, seed: int) -> bool:
-    try:
-        return bool(json.loads((folder / models._MARKER).read_text()) == _marker(family, seed))
-    except (OSError, ValueError):
-        return False
-
-
 def tiny_controlnet(family: str = "sd1", cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny ControlNet's diffusers folder for ``family`` ("sd1", "sdxl" or "sd3"), built (with
     its single file) on first use."""
     config = _config(family)
     root = Path(cache_dir) if cache_dir is not None else models.models_root()
-    folder = _folder(root, family, seed)
-    if _is_built(folder, family, seed):
-        return folder
-    from filelock import FileLock
 
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f"{folder.name}.lock")):
-            if not _is_built(folder, family, seed):
-                _build(root, folder, config, family, seed)
-    except OSError as exc:
-        from ...errors import ModelError
+    def make(tmp: Path, single: Path) -> None:
+        net = build_sd3_controlnet(config, seed) if family == "sd3" else build_controlnet(config, seed)
+        net.save_pretrained(tmp, safe_serialization=True)
+        write_controlnet_single_file(single, net.state_dict(), config, family)
 
-        raise ModelError(f"cannot build the tiny ControlNet in {str(root)!r}: {exc}",
-                         hint="point VORTEX_MODELS_DIR at a writable folder") from exc
-    return folder
+    return models.build_once(_folder(root, family, seed), _marker(family, seed), make, "the tiny ControlNet")
 
 
 def tiny_controlnet_single_file(family: str = "sd1", cache_dir: str | os.PathLike[str] | None = None, *,
@@ -134,23 +116,6 @@ def tiny_controlnet_single_file(family: str = "sd1", cache_dir: str | os.PathLik
     SDXL, diffusers' names for SD3 (module docstring)."""
     folder = tiny_controlnet(family, cache_dir, seed=seed)
     return folder.with_name(folder.name + ".safetensors")
-
-
-def _build(root: Path, folder: Path, config: dict[str, Any], family: str, seed: int) -> None:
-    tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    single = tmp.with_suffix(".safetensors")
-    try:
-        net = build_sd3_controlnet(config, seed) if family == "sd3" else build_controlnet(config, seed)
-        net.save_pretrained(tmp, safe_serialization=True)
-        write_controlnet_single_file(single, net.state_dict(), config, family)
-        (tmp / models._MARKER).write_text(json.dumps(_marker(family, seed)))
-        if folder.exists():  # a stale build (older BUILD_VERSION)
-            shutil.rmtree(folder)
-        os.replace(single, folder.with_name(folder.name + ".safetensors"))
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        single.unlink(missing_ok=True)
 
 
 def build_controlnet(config: dict[str, Any], seed: int) -> Any:

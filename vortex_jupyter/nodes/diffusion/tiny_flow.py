@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -77,61 +75,25 @@ def tiny_flow_configs(family: str, clip_vocab: int = 770, t5_vocab: int = 279) -
     raise ValueError(f"no tiny model for family {family!r}")
 
 
-def _marker(family: str, seed: int) -> dict[str, Any]:
-    return {"version": BUILD_VERSION, "family": family, "seed": seed}
-
-
-def _is_built(folder: Path, family: str, seed: int) -> bool:
-    try:
-        return bool(json.loads((folder / models._MARKER).read_text()) == _marker(family, seed))
-    except (OSError, ValueError):
-        return False
-
-
 def tiny_flow(family: str, cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny SD3 or Flux model's diffusers folder, built (with its single file) on first use."""
     name = TINY_SD3_NAME if family == "sd3" else TINY_FLUX_NAME
     root = Path(cache_dir) if cache_dir is not None else models.models_root()
-    folder = root / (name if seed == 0 else f"{name}-s{seed}")
-    if _is_built(folder, family, seed):
-        return folder
-    from filelock import FileLock
 
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f"{folder.name}.lock")):
-            if not _is_built(folder, family, seed):
-                _build(root, folder, family, seed)
-    except OSError as exc:
-        from ...errors import ModelError
+    def make(tmp: Path, single: Path) -> None:
+        from .flow_files import write_flow_single_file
 
-        raise ModelError(f"cannot build the tiny {family} model in {str(root)!r}: {exc}",
-                         hint="point VORTEX_MODELS_DIR at a writable folder") from exc
-    return folder
+        write_flow_single_file(single, family, build_flow_components(tmp, family, seed=seed))
+
+    return models.build_once(root / (name if seed == 0 else f"{name}-s{seed}"),
+                             {"version": BUILD_VERSION, "family": family, "seed": seed}, make,
+                             f"the tiny {family} model")
 
 
 def tiny_flow_single_file(family: str, cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny model as one ``.safetensors`` in ComfyUI's checkpoint layout (``flow_files``)."""
     folder = tiny_flow(family, cache_dir, seed=seed)
     return folder.with_name(folder.name + ".safetensors")
-
-
-def _build(root: Path, folder: Path, family: str, seed: int) -> None:
-    tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    single = tmp.with_suffix(".safetensors")
-    try:
-        mods = build_flow_components(tmp, family, seed=seed)
-        from .flow_files import write_flow_single_file
-
-        write_flow_single_file(single, family, mods)
-        (tmp / models._MARKER).write_text(json.dumps(_marker(family, seed)))
-        if folder.exists():  # a stale build (older BUILD_VERSION)
-            shutil.rmtree(folder)
-        os.replace(single, folder.with_name(folder.name + ".safetensors"))
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        single.unlink(missing_ok=True)
 
 
 def build_flow_components(folder: Path, family: str, *, seed: int,

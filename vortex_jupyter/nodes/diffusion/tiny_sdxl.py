@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -73,58 +71,21 @@ def tiny_sdxl_configs(vocab_size: int = 770) -> dict[str, dict[str, Any]]:
     return {"unet": unet, "vae": vae, "text_encoder": clip_l, "text_encoder_2": clip_g, "scheduler": scheduler}
 
 
-def _marker(seed: int) -> dict[str, Any]:
-    return {"version": BUILD_VERSION, "family": "sdxl", "seed": seed}
-
-
-def _is_built(folder: Path, seed: int) -> bool:
-    try:
-        return bool(json.loads((folder / models._MARKER).read_text()) == _marker(seed))
-    except (OSError, ValueError):
-        return False
-
-
 def tiny_sdxl(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny SDXL model's diffusers folder, built (and its single file written) on first use."""
     root = Path(cache_dir) if cache_dir is not None else models.models_root()
-    folder = root / (TINY_SDXL_NAME if seed == 0 else f"{TINY_SDXL_NAME}-s{seed}")
-    if _is_built(folder, seed):
-        return folder
-    from filelock import FileLock
 
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(root / f"{folder.name}.lock")):
-            if not _is_built(folder, seed):
-                _build(root, folder, seed)
-    except OSError as exc:
-        from ...errors import ModelError
+    def make(tmp: Path, single: Path) -> None:
+        write_sdxl_single_file(single, build_sdxl_components(tmp, tiny_sdxl_configs(), seed=seed))
 
-        raise ModelError(f"cannot build the tiny SDXL model in {str(root)!r}: {exc}",
-                         hint="point VORTEX_MODELS_DIR at a writable folder") from exc
-    return folder
+    return models.build_once(root / (TINY_SDXL_NAME if seed == 0 else f"{TINY_SDXL_NAME}-s{seed}"),
+                             {"version": BUILD_VERSION, "family": "sdxl", "seed": seed}, make, "the tiny SDXL model")
 
 
 def tiny_sdxl_single_file(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny SDXL model as one ``.safetensors`` in SDXL's original key layout."""
     folder = tiny_sdxl(cache_dir, seed=seed)
     return folder.with_name(folder.name + ".safetensors")
-
-
-def _build(root: Path, folder: Path, seed: int) -> None:
-    tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    single = tmp.with_suffix(".safetensors")
-    try:
-        mods = build_sdxl_components(tmp, tiny_sdxl_configs(), seed=seed)
-        write_sdxl_single_file(single, mods)
-        (tmp / models._MARKER).write_text(json.dumps(_marker(seed)))
-        if folder.exists():  # a stale build (older BUILD_VERSION)
-            shutil.rmtree(folder)
-        os.replace(single, folder.with_name(folder.name + ".safetensors"))
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        single.unlink(missing_ok=True)
 
 
 def build_sdxl_components(folder: Path, configs: dict[str, dict[str, Any]], *, seed: int) -> dict[str, Any]:
@@ -202,31 +163,12 @@ def tiny_refiner_configs(vocab_size: int = 770) -> dict[str, dict[str, Any]]:
 def tiny_sdxl_refiner(cache_dir: str | os.PathLike[str] | None = None, *, seed: int = 0) -> Path:
     """The tiny SDXL refiner's diffusers folder (``StableDiffusionXLImg2ImgPipeline``), built on first use."""
     root = Path(cache_dir) if cache_dir is not None else models.models_root()
-    folder = root / TINY_REFINER_NAME
-    marker = {"version": BUILD_VERSION + 1, "family": "sdxl_refiner", "seed": seed}  # +1: with its single file
-    try:
-        if json.loads((folder / models._MARKER).read_text()) == marker:
-            return folder
-    except (OSError, ValueError):
-        pass
-    from filelock import FileLock
 
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / f"{folder.name}.lock")):
-        tmp = root / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        single = tmp.with_suffix(".safetensors")
-        try:
-            mods = _build_refiner(tmp, seed)
-            _write_refiner_single_file(single, mods)
-            (tmp / models._MARKER).write_text(json.dumps(marker))
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(single, folder.with_name(folder.name + ".safetensors"))
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-            single.unlink(missing_ok=True)
-    return folder
+    def make(tmp: Path, single: Path) -> None:
+        _write_refiner_single_file(single, _build_refiner(tmp, seed))
+
+    marker = {"version": BUILD_VERSION + 1, "family": "sdxl_refiner", "seed": seed}  # +1: with its single file
+    return models.build_once(root / TINY_REFINER_NAME, marker, make, "the tiny SDXL refiner")
 
 
 def tiny_refiner_single_file(cache_dir: str | os.PathLike[str] | None = None) -> Path:
