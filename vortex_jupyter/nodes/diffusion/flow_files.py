@@ -220,13 +220,13 @@ def load_flow_single_file(name: str, path: Path, family: str, arbiter: MemoryArb
 
     shapes, meta = families.read_header(path)
     configs = _configs(family, shapes, meta)
-    clip_tok, t5_tok = builtin_tokenizers()
-    if configs.get("tokenizers") != "builtin":  # a real file: real tokenizers
+    if configs.get("tokenizers") == "builtin":
+        clip_tok, t5_tok = builtin_tokenizers()
+    else:  # a real file: real tokenizers
         from . import clip_tokenizer
 
         clip_tok = clip_tokenizer.for_file(False, path.name)
-        if "t5" in configs:
-            t5_tok = t5.load_tokenizer(None)
+        t5_tok = t5.load_tokenizer(None) if "t5" in configs else None
     device, dtype = device_and_dtype(family)
     size = path.stat().st_size
     key = f"{path.resolve()}|{path.stat().st_mtime_ns}|{device}|{dtype}"

@@ -105,6 +105,7 @@ def image_ids(h: int, w: int, device: Any) -> torch.Tensor:
 def flux_apply(model: Any, ms: Any) -> ApplyModel:
     dtype = model.dtype  # once (see sd3_apply)
     guidance_embeds = bool(getattr(model.config, "guidance_embeds", False))
+    ids: dict[tuple[int, int, int, Any], tuple[torch.Tensor, torch.Tensor]] = {}  # per latent/text size, not per step
 
     def apply(x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
               added: torch.Tensor | None = None, control: Any = None) -> torch.Tensor:
@@ -114,13 +115,16 @@ def flux_apply(model: Any, ms: Any) -> ApplyModel:
         h, w = x.shape[-2:]
         xp = _pad(ms.calculate_input(sigma, x))
         hp, wp = xp.shape[-2:]
+        key = (hp, wp, context.shape[1], x.device)
+        if key not in ids:
+            ids[key] = (image_ids(hp, wp, x.device), torch.zeros(context.shape[1], 3, device=x.device))
+        positions = ids[key]
         kwargs: dict[str, Any] = {}
         if guidance_embeds:
             kwargs["guidance"] = added[:, -1].to(dtype)
         out = model(hidden_states=pack(xp).to(dtype), encoder_hidden_states=context.to(dtype),
                     pooled_projections=added[:, :-1].to(dtype), timestep=ms.timestep(sigma).to(dtype),
-                    img_ids=image_ids(hp, wp, x.device),
-                    txt_ids=torch.zeros(context.shape[1], 3, device=x.device), return_dict=False, **kwargs)[0]
+                    img_ids=positions[0], txt_ids=positions[1], return_dict=False, **kwargs)[0]
         out = unpack(out.float(), hp, wp)[..., :h, :w]
         return ms.calculate_denoised(sigma, out, x)
 
