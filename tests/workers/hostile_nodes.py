@@ -27,6 +27,13 @@ def connects(port: int) -> bool:
         return True
 
 
+def connects_unix(path: str) -> bool:
+    """A local service by its Unix socket (e.g. the kernel's own worker listener)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(path)
+        return True
+
+
 def runs_subprocess(x: int = 0) -> int:
     return subprocess.run(["true"], check=True).returncode
 

@@ -38,6 +38,9 @@ KERNEL = textwrap.dedent("""
     port = listener.getsockname()[1]
     accepted = []
     threading.Thread(target=lambda: [accepted.append(listener.accept()) for _ in range(9)], daemon=True).start()
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(tmp + "/service.sock")
+    unix.listen(8)
     victim = WorkerPool(PoolConfig(**FAST, sandbox=mode))
     pool = WorkerPool(PoolConfig(**{{**FAST, "preload": ("numpy", "torch")}}, sandbox=mode))
     ex_v, ex = WorkerExecutor(victim), WorkerExecutor(pool)
@@ -48,7 +51,8 @@ KERNEL = textwrap.dedent("""
     attacks = dict(
         ssh=(h.reads_file, dict(path="~/.ssh/id_rsa")), shadow=(h.reads_file, dict(path="/etc/shadow")),
         write_outside=(h.writes_file, dict(path=tmp + "/elsewhere/notes.txt")),
-        connect=(h.connects, dict(port=port)), subprocess=(h.runs_subprocess, {{}}),
+        connect=(h.connects, dict(port=port)), unix=(h.connects_unix, dict(path=tmp + "/service.sock")),
+        subprocess=(h.runs_subprocess, {{}}),
         os_system=(h.runs_os_system, {{}}), kill_parent=(h.signals_parent, dict(sig=kill)),
         shm_by_name=(h.reads_shm_by_name, dict(prefix=victim.supervisor.shm_prefix, token=token)),
         proc_fds=(h.lists_fds_of, dict(pid=vpid)),
@@ -133,6 +137,12 @@ def test_connecting_to_a_tcp_port_on_localhost_is_blocked(outcome):
         assert "network = true" in got["message"]
 
 
+def test_connecting_to_a_local_unix_socket_is_blocked(outcome):
+    got = _check(outcome, "unix", "open a Unix socket")
+    if outcome[0]:
+        assert "network = true" in got["message"]
+
+
 def test_subprocess_run_is_blocked(outcome):
     got = _check(outcome, "subprocess", "run a program (subprocess: ['true'])", "processes = true")
     assert outcome[0] or got["value"] == 0
@@ -206,8 +216,9 @@ def test_the_audit_hook_words_what_the_policy_forbids_and_notes_nothing_else(tmp
     sandbox.begin_node()
     hook("open", (str(tmp_path / "models" / "a.safetensors"), "rb", 0))
     hook("open", (str(tmp_path / "output" / "a.png"), "wb", 0))
-    hook("socket.__new__", (None, socket.AF_UNIX, socket.SOCK_STREAM, 0))
     assert getattr(audit.state, "action", None) is None
+    hook("socket.__new__", (None, socket.AF_UNIX, socket.SOCK_STREAM, 0))  # could reach the kernel's listener
+    assert audit.state.action[0] == "open a Unix socket (to reach a local service)"
     hook("open", (str(tmp_path / "models" / "a.safetensors"), "wb", 0))
     assert audit.state.action[0] == f"open({str(tmp_path / 'models' / 'a.safetensors')!r}) for writing"
     hook("socket.getaddrinfo", ("example.org", 443, 0, 0, 0))

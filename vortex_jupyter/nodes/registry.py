@@ -182,6 +182,8 @@ class NodeRegistry:
             self._loading = True
             try:
                 self._load_defaults()
+                if self is REGISTRY:  # the process-wide registry knows the installed packs
+                    self.load_packs()
             finally:
                 self._loading = False
                 self._loaded = True
@@ -206,6 +208,29 @@ class NodeRegistry:
         # Diffusion nodes need torch: heavy unless a class says otherwise (VORTEX_HEAVY = False).
         self._load_mappings(getattr(module, "NODE_CLASS_MAPPINGS", {}),
                             getattr(module, "NODE_DISPLAY_NAME_MAPPINGS", {}), True)
+
+    def load_packs(self, store: Any = None) -> list[str]:
+        """Register the node types of the installed node packs (``packages.runtime``): each under
+        its own name unless that is taken (the core's nodes and earlier packs win), then as
+        ``pack/type``. Returns the names registered. Pack code is not imported here."""
+        from ..packages.runtime import installed_specs
+
+        self._ensure_loaded()
+        try:
+            specs = installed_specs(store)
+        except Exception as exc:  # a damaged packs folder must not take the core's nodes down
+            self._load_failed("node packs", exc)
+            return []
+        names = []
+        with self._lock:
+            for spec in specs:
+                name = spec.type
+                current = self._specs.get(name)
+                if current is not None and current.pack != spec.pack:
+                    name = f"{spec.pack}/{spec.type}"
+                self._specs[name] = spec
+                names.append(name)
+        return names
 
     def _load_mappings(self, mappings: Mapping[str, type], names: Mapping[str, str], heavy: bool | None) -> None:
         for name, cls in mappings.items():

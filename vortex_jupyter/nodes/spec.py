@@ -140,6 +140,8 @@ class NodeSpec:
     #: (``errors.MissingFile``). A ``check`` with an ``inputs`` attribute (names) validates those
     #: inputs itself: generic validation then skips their choice lists (ComfyUI semantics).
     check: Callable[[dict[str, Any]], list[tuple[str, ...]]] | None = None
+    #: The node pack (its canonical name) whose worker runs this node; ``""``: the core's workers.
+    pack: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_inputs_by_name", {p.name: p for p in self.inputs})
@@ -174,4 +176,33 @@ class NodeSpec:
             "version": self.version,
             "inputs": [p.to_json() for p in self.inputs],
             "outputs": [{"name": o.name, "type": o.type, "is_list": o.is_list} for o in self.outputs],
+            **({"pack": self.pack} if self.pack else {}),
         }
+
+
+_PORT_KEYS = {"min": "min", "max": "max", "step": "step", "tooltip": "tooltip", "display": "display",
+              "multiline": "multiline", "forceInput": "force_input",
+              "control_after_generate": "control_after_generate"}
+
+
+def port_from_json(d: dict[str, Any]) -> PortSpec:
+    """The inverse of ``PortSpec.to_json``."""
+    extra = {ours: d[theirs] for theirs, ours in _PORT_KEYS.items() if theirs in d}
+    if "choices" in d:
+        extra["choices"] = tuple(d["choices"])
+    if "shown_when" in d:
+        extra["shown_when"] = (d["shown_when"][0], tuple(d["shown_when"][1]))
+    return PortSpec(str(d["name"]), str(d["type"]), d.get("default", MISSING), bool(d.get("required", True)),
+                    **extra)
+
+
+def spec_from_json(d: dict[str, Any], **fields: Any) -> NodeSpec:
+    """The inverse of ``NodeSpec.to_json`` (a listing entry back to a spec); ``fields`` set the
+    parts a listing does not carry (``fn``, ``hidden``, ...)."""
+    return NodeSpec(
+        type=str(d["type"]), inputs=tuple(port_from_json(i) for i in d.get("inputs", [])),
+        outputs=tuple(OutputSpec(str(o["name"]), str(o["type"]), bool(o.get("is_list", False)))
+                      for o in d.get("outputs", [])),
+        category=str(d.get("category", "")), display_name=str(d.get("display_name", "")),
+        description=str(d.get("description", "")), output_node=bool(d.get("output_node", False)),
+        version=str(d.get("version", "1")), pack=str(d.get("pack", "")), **fields)

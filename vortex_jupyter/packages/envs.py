@@ -182,12 +182,13 @@ class PackStore:
         packs = [p for p in state["envs"].get(env, []) if p != info.key] + [info.key]
         entry = {"name": info.name, "version": info.version, "source": info.source, "env": env,
                  "dependencies": list(info.dependencies), "publisher": info.publisher,
-                 "display_name": info.display_name}
+                 "display_name": info.display_name, "permissions": dict(info.permissions)}
         state["packs"][info.key] = entry
         state["envs"][env] = packs
         self._make_env(env)
         found = discover_specs(src, pack=info.name, python=str(self.python(env)))
         entry["nodes"] = sorted(s["type"] for s in found["nodes"])
+        entry["specs"] = found["nodes"]  # what the kernel registers, without importing the pack
         entry["notes"] = sorted(set(found["notes"]) | set(info.notes))
         self._save(state)
         return entry

@@ -79,6 +79,9 @@ class PackInfo:
     source: str = ""
     root: Path | None = None
     notes: tuple[str, ...] = field(default=())
+    #: ``[tool.vortex.permissions]``: what the pack's sandboxed worker may do beyond the defaults
+    #: (``network``, ``processes``: booleans; ``read``, ``write``: folders). See ``workers/sandbox.py``.
+    permissions: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -120,12 +123,34 @@ def _from_pyproject(data: dict[str, Any], where: str, root: Path | None, source:
     comfy = data.get("tool", {}).get("comfy", {})
     if not isinstance(comfy, dict):
         raise PackError(f"{where}: [tool.comfy] must be a table")
+    vortex = data.get("tool", {}).get("vortex", {})
+    permissions = _validate_permissions(vortex.get("permissions", {}) if isinstance(vortex, dict) else None, where)
     return PackInfo(
         name=_validate_name(project.get("name"), where),
         version=validate_version(project.get("version"), where),
         dependencies=_validate_deps(project.get("dependencies", []), where),
         publisher=str(comfy.get("PublisherId", "")), display_name=str(comfy.get("DisplayName", "")),
-        icon=str(comfy.get("Icon", "")), source=source, root=root)
+        icon=str(comfy.get("Icon", "")), source=source, root=root, permissions=permissions)
+
+
+_PERMISSIONS = {"network": bool, "processes": bool, "read": list, "write": list}
+
+
+def _validate_permissions(table: Any, where: str) -> dict[str, Any]:
+    hint = ("e.g. [tool.vortex.permissions] network = true, processes = false, "
+            'read = ["/data/luts"], write = []')
+    if not isinstance(table, dict):
+        raise PackError(f"{where}: [tool.vortex.permissions] must be a table", hint=hint)
+    for key, value in table.items():
+        kind = _PERMISSIONS.get(key)
+        if kind is None:
+            raise PackError(f"{where}: [tool.vortex.permissions] has no setting {key!r} "
+                            f"(known: {', '.join(_PERMISSIONS)})", hint=hint)
+        if not isinstance(value, kind) or (isinstance(value, list) and not all(isinstance(v, str) for v in value)):
+            raise PackError(f"{where}: [tool.vortex.permissions] {key} must be "
+                            f"{'true or false' if kind is bool else 'a list of folders'}, got {value!r:.60}",
+                            hint=hint)
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in table.items()}
 
 
 def _read_toml(text: str, where: str) -> dict[str, Any]:
@@ -206,9 +231,15 @@ sys.path.insert(0, path)
 mod = importlib.import_module(module)
 from vortex_jupyter.nodes.comfy import spec_from_comfy_class
 out, notes = [], []
+def entry(spec, kind):
+    d = spec.to_json()
+    d.update(pack=pack, qualified=pack + "/" + spec.type, kind=kind, hidden=list(spec.hidden),
+             always_run=bool(spec.always_run or spec.fingerprint is not None), heavy=bool(spec.heavy),
+             timeout=spec.timeout)
+    return d
 names = getattr(mod, "NODE_DISPLAY_NAME_MAPPINGS", {}) or {}
 for name, cls in (getattr(mod, "NODE_CLASS_MAPPINGS", {}) or {}).items():
-    out.append(spec_from_comfy_class(name, cls, names.get(name)).to_json())
+    out.append(entry(spec_from_comfy_class(name, cls, names.get(name)), "comfy"))
 if getattr(mod, "WEB_DIRECTORY", None):
     notes.append("WEB_DIRECTORY ignored: the vortex canvas does not run a pack's JavaScript")
 seen = {s["type"] for s in out}
@@ -219,10 +250,7 @@ for mname, m in sorted(sys.modules.items()):
         spec = getattr(value, "spec", None)
         if callable(value) and type(spec).__name__ == "NodeSpec" and spec.type not in seen:
             seen.add(spec.type)
-            out.append(spec.to_json())
-for s in out:
-    s["pack"] = pack
-    s["qualified"] = pack + "/" + s["type"]
+            out.append(entry(spec, "vx"))
 sys.stdout.write("\n@@VORTEX@@" + json.dumps({"nodes": out, "notes": notes}))
 """
 

@@ -28,10 +28,11 @@ WRITE_EVENTS = ("os.mkdir", "os.remove", "os.rmdir", "os.rename", "os.truncate",
 NEVER = ""  # no permission allows it
 
 
-def violation(what: str, fix: str, source: str) -> SandboxViolation:
-    hint = (f"{fix}, or set VORTEX_SANDBOX=off (trusted code only)" if fix
-            else "no permission allows this; only VORTEX_SANDBOX=off does (trusted code only)")
-    return SandboxViolation(f"the sandbox ({source}) blocked an attempt to {what}", hint=hint)
+def violation(what: str, fix: str, policy: Any) -> SandboxViolation:
+    off = getattr(policy, "off", "VORTEX_SANDBOX=off")
+    hint = (f"{fix}, or set {off} (trusted code only)" if fix
+            else f"no permission allows this; only {off} does (trusted code only)")
+    return SandboxViolation(f"the sandbox ({policy.source}) blocked an attempt to {what}", hint=hint)
 
 
 def _note(what: str, fix: str) -> None:
@@ -108,9 +109,13 @@ class Hook:
         state.target = f"{args[0]}:{args[1]}"
 
     def _socket(self, event: str, args: tuple[Any, ...]) -> None:
-        if args[1] != socket.AF_UNIX and not self.policy.network:
-            target = getattr(state, "target", None)
-            _note("open a network socket" + (f" to connect to {target}" if target else ""), self._net())
+        if self.policy.network:
+            return
+        if args[1] == socket.AF_UNIX:  # the worker's own socket exists already; a new one could
+            _note("open a Unix socket (to reach a local service)", self._net())  # reach the kernel's
+            return
+        target = getattr(state, "target", None)
+        _note("open a network socket" + (f" to connect to {target}" if target else ""), self._net())
 
     def _connect(self, event: str, args: tuple[Any, ...]) -> None:
         address = args[1]
@@ -138,7 +143,7 @@ class Hook:
 
     def _system(self, event: str, args: tuple[Any, ...]) -> None:
         if not self.policy.processes:
-            raise violation(f"run a program (os.system({os.fsdecode(args[0])!r}))", self._procs(), self.policy.source)
+            raise violation(f"run a program (os.system({os.fsdecode(args[0])!r}))", self._procs(), self.policy)
 
     def _kill(self, event: str, args: tuple[Any, ...]) -> None:
         if args[0] != self.me:

@@ -104,6 +104,10 @@ class _Batch:
                 for t in self.pending:
                     self.fail(t, "VE-504", "RunCancelledError", f"run cancelled before node {t.node_id!r} started")
                 return
+            pack = self.pending[0].spec.pack
+            if pack:
+                self._run_pack(pack)
+                continue
             try:
                 w = self.pool.worker(self.slot)
             except Exception as exc:
@@ -112,6 +116,29 @@ class _Batch:
                               f"process could be started ({exc})")
                 return
             self._run_segment(w, self._prepare(w))
+
+    def _run_pack(self, pack: str) -> None:
+        """The next segment: the pending tasks of node pack ``pack`` up to the first task of
+        another, on that pack's worker."""
+        try:
+            slot = self.pool.pack_slot(pack)
+        except Exception as exc:  # PackError: not installed, its environment missing
+            self._fail_pack(pack, getattr(exc, "code", "VE-900"), type(exc).__name__, exc)
+            return
+        with self.pool.holding(slot):
+            try:
+                w = self.pool.worker(slot)
+            except Exception as exc:
+                self._fail_pack(pack, "VE-502", "WorkerCrashedError", f"its pack's worker could not be started ({exc})")
+                return
+            self._run_segment(w, self._prepare(w))
+
+    def _fail_pack(self, pack: str, code: str, error_type: str, why: object) -> None:
+        hint = getattr(why, "hint", "")
+        for t in [t for t in self.pending if t.spec.pack == pack]:
+            self.fail(t, code, error_type, f"node {t.node_id!r} ({t.spec.type}, pack {pack!r}) could not run: "
+                      f"{why}" + (f"; {hint}" if hint else ""))
+        self.pending = [t for t in self.pending if t.spec.pack != pack]
 
     def _report_lost(self) -> None:
         lost = self.pool.take_lost()
@@ -126,11 +153,15 @@ class _Batch:
         the first chunk reaches the worker before the last task is encoded."""
         if self.deaths:  # only a dead worker's segment can leave producers to re-run
             self._requeue_lost_producers()
-        errors = self.pool.define(w, [t.spec for t in self.pending])
+        pack = w.pack  # a segment runs on one worker: it ends at the first task of another pack
+        errors = self.pool.define(w, [t.spec for t in self.pending if t.spec.pack == pack])
         keep: list[Task] = []
         done, scalars, suspects = self.done, _SCALARS, self.suspects
         pending = list(self.pending)
         for at, task in enumerate(pending):
+            if task.spec.pack != pack:
+                self.pending = keep + pending[at:]
+                return
             if suspects and id(task) in suspects:  # a suspect runs alone: its own segment
                 if keep:
                     self.pending = keep + pending[at:]
@@ -212,7 +243,9 @@ class _Batch:
             raise _InputLost(f"from node {ref.node!r} was lost when worker {ref.worker} stopped")
         if ref.worker == w.uid:
             return ["ref", ref.key, ref.index]
-        if self.pool.config.sandbox:  # no worker is given another's segment: the value travels
+        owner = self.pool._live(ref.worker)
+        if w.sandboxed or (owner is not None and owner.sandboxed):  # no sandboxed worker maps another's
+            # segment, nor is its own (a memfd, no name) mapped by another: the value travels
             try:
                 return _lit(self.pool.fetch(ref))
             except Exception as exc:

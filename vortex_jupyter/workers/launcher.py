@@ -166,12 +166,13 @@ def _child(config: dict, close: tuple, parent: int) -> None:
 
 
 class ForkServer:
-    """Kernel side of the fork server: ``spawn(config) -> pid``; exits go to ``on_exit``."""
+    """Kernel side of the fork server: ``spawn(config) -> pid``; exits go to ``on_exit``.
+    ``python``: the interpreter to run it with (a node pack's environment; default: ours)."""
 
     def __init__(self, preload: list[str], shm_prefix: str, log_path: str, on_exit: ExitCallback,
-                 late: Sequence[str] = ()) -> None:
+                 late: Sequence[str] = (), python: str = "") -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        cmd = [sys.executable, "-m", "vortex_jupyter.workers", "forkserver", "--fd", str(theirs.fileno()),
+        cmd = [python or sys.executable, "-m", "vortex_jupyter.workers", "forkserver", "--fd", str(theirs.fileno()),
                "--shm-prefix", shm_prefix, "--preload", ",".join(preload), "--late", ",".join(late)]
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -223,14 +224,14 @@ class ForkServer:
 class Spawner:
     """Fallback: one fresh interpreter per worker (slow start, no fork)."""
 
-    def __init__(self, log_path: str, on_exit: ExitCallback) -> None:
-        self.log_path, self.on_exit = log_path, on_exit
+    def __init__(self, log_path: str, on_exit: ExitCallback, python: str = "") -> None:
+        self.log_path, self.on_exit, self.python = log_path, on_exit, python or sys.executable
         self.alive = True
 
     def spawn(self, uid: str, config: dict, timeout: float = 60.0) -> int:
         import json
 
-        cmd = [sys.executable, "-m", "vortex_jupyter.workers", "worker", "--config", json.dumps(config)]
+        cmd = [self.python, "-m", "vortex_jupyter.workers", "worker", "--config", json.dumps(config)]
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, process_group=0)
         threading.Thread(target=self._wait, args=(proc, str(config.get("prefix", uid))), daemon=True).start()
         return proc.pid

@@ -24,12 +24,13 @@ Responsibilities:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +122,7 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._batch_ids = iter(range(1, 2**62))
         self._slot_locks = [threading.Lock() for _ in self.config.devices]
+        self._pack_locks: dict[int, threading.Lock] = {}
         self.supervisor.death_listeners.append(self._on_death)
 
     # -- workers ------------------------------------------------------------------------------
@@ -148,6 +150,16 @@ class WorkerPool:
     def release_slot(self, slot: int) -> None:
         self._slot_locks[slot].release()
 
+    def pack_slot(self, pack: str) -> int:
+        """The slot of node pack ``pack``'s worker (``Supervisor.pack_slot``; raises ``PackError``)."""
+        return self.supervisor.pack_slot(pack)
+
+    @contextlib.contextmanager
+    def holding(self, slot: int) -> Iterator[None]:
+        """Hold a pack worker's slot for one segment (concurrent runs take turns)."""
+        with self._pack_locks.setdefault(slot, threading.Lock()):
+            yield
+
     def next_batch_id(self) -> int:
         return next(self._batch_ids)
 
@@ -166,7 +178,7 @@ class WorkerPool:
                 fresh.append([sid, cloudpickle.dumps(spec), code_files(spec.fn)])
             except Exception as exc:
                 errors[sid] = f"{type(exc).__name__}: {exc}"
-        if fresh and w.send(p.DefineNodes(fresh, kernel_path())):
+        if fresh and w.send(p.DefineNodes(fresh, [] if w.pack else kernel_path())):
             w.defined.update(f[0] for f in fresh)
         return errors
 

@@ -75,6 +75,10 @@ class WorkerProcess:
     def __init__(self, slot: int, uid: str, device: str, prefix: str, log_path: str) -> None:
         self.slot, self.uid, self.device, self.prefix, self.log_path = slot, uid, device, prefix, log_path
         self.pid = 0
+        #: runs sandboxed (its segments are memfds sent to the kernel, not names in /dev/shm)
+        self.sandboxed = False
+        #: the node pack it runs (``""``: a core worker)
+        self.pack = ""
         self.chan: p.Channel | None = None
         self.hello: p.Hello | None = None
         self.events: collections.deque[p.Message] = collections.deque()

@@ -15,8 +15,9 @@ kernel, before it starts a thread or runs any node. Three layers, in this order:
    ``ioctl`` allowed on those device files only. Everything else (the home folder, ``~/.ssh``,
    ``/etc/shadow``, ``/dev/shm``, other processes' ``/proc``) is denied (``EACCES``). With ABI 4+
    TCP bind/connect are denied too; with ABI 6+ signals to processes outside the sandbox.
-2. **seccomp** (``seccomp.py``): no new programs or processes, no sockets but ``AF_UNIX``, no
-   ptrace or signals to other processes (``EPERM``).
+2. **seccomp** (``seccomp.py``): no new programs or processes, no new sockets (the worker's
+   own connection to the kernel is made before; a new ``AF_UNIX`` one could reach the kernel's
+   listener or other local services), no ptrace or signals to other processes (``EPERM``).
 3. **An audit hook**, only for the words: it notes each action the policy forbids (``open`` of
    a path outside it, a socket, ``subprocess``, ``os.kill`` of another pid, a libc call through
    ``ctypes``) and ``translate`` turns the ``PermissionError`` the kernel then gives into a
@@ -69,6 +70,8 @@ class Policy:
     processes: bool = False
     #: where the permissions come from, for the error's fix (a pack's manifest, or the setting)
     source: str = "VORTEX_SANDBOX=strict"
+    #: the setting that turns this sandbox off (named in every error's hint)
+    off: str = "VORTEX_SANDBOX=off"
 
 
 def capabilities() -> dict[str, Any]:
@@ -178,4 +181,4 @@ def translate(exc: BaseException) -> BaseException:
     what, fix = action
     if "through ctypes" in what:  # the node's own words say with what arguments
         what += f" ({exc})"
-    return audit.violation(what, fix, policy.source)
+    return audit.violation(what, fix, policy)

@@ -6,8 +6,10 @@ Default: allow. Denied with ``EPERM`` (Python raises ``PermissionError``; nothin
 - new processes: ``fork``, ``vfork``, and ``clone`` without ``CLONE_THREAD`` (threads still
   work: torch starts them). ``clone3`` passes its flags in memory, where seccomp cannot look,
   so it answers ``ENOSYS`` and glibc falls back to ``clone`` (as Docker's profile does);
-- sockets of any family but ``AF_UNIX`` (no ``AF_INET``/``AF_INET6``, netlink, packet), and
-  ``io_uring`` (it could open sockets and files behind this filter's back);
+- new sockets of any family (``AF_INET``/``AF_INET6``, netlink, packet, and ``AF_UNIX``: the
+  worker connects to the kernel before the filter is loaded, and a new Unix socket could reach
+  the kernel's listener or another local service), and ``io_uring`` (it could open sockets and
+  files behind this filter's back); ``socketpair`` (an unnamed pair, reaching nobody) stays;
 - other processes: ``ptrace``, ``process_vm_readv``/``writev``, ``pidfd_getfd``,
   ``pidfd_send_signal``, ``kcmp``; ``kill``/``rt_sigqueueinfo`` to any pid but this process's own,
   ``tgkill``/``rt_tgsigqueueinfo`` to a thread of another process, ``tkill`` (a bare thread id
@@ -26,7 +28,6 @@ import os
 from typing import Any
 
 CLONE_THREAD = 0x00010000
-AF_UNIX = 1
 
 PROCESSES = ("execve", "execveat", "fork", "vfork")
 NETWORK = ("io_uring_setup", "io_uring_enter", "io_uring_register")
@@ -64,7 +65,7 @@ def install(*, network: bool = False, processes: bool = False) -> None:
         _rule(f, deny, "clone", sc.Arg(0, sc.MASKED_EQ, CLONE_THREAD, 0))
     _rule(f, sc.ERRNO(errno.ENOSYS), "clone3")
     if not network:
-        _rule(f, deny, "socket", sc.Arg(0, sc.NE, AF_UNIX))
+        _rule(f, deny, "socket")
     me = os.getpid()
     for name in ("kill", "rt_sigqueueinfo", "tgkill", "rt_tgsigqueueinfo"):
         # only ``pid == me`` passes (a negative pid, a group, is huge as unsigned: denied too)

@@ -104,6 +104,34 @@ def sandbox_mode() -> str:
     raise VortexError(f"VORTEX_SANDBOX = {raw!r} is not a sandbox mode", hint='set it to "strict" or leave it unset')
 
 
+def pack_sandbox_mode() -> str:
+    """``VORTEX_PACK_SANDBOX`` for node packs' workers: ``"auto"`` (the default: strict where the
+    machine supports it, else unsandboxed with a warning), ``"strict"`` (refuse to run a pack
+    unsandboxed) or ``"off"``. Returns ``"strict"`` or ``""``."""
+    raw = os.environ.get("VORTEX_PACK_SANDBOX", "").strip().lower() or "auto"
+    if raw in ("off", "none", "0"):
+        return ""
+    if raw not in ("auto", "strict"):
+        from ..errors import VortexError
+
+        raise VortexError(f"VORTEX_PACK_SANDBOX = {raw!r} is not a sandbox mode",
+                          hint='set it to "auto" (the default), "strict" or "off"')
+    from . import sandbox
+
+    if raw == "strict":
+        sandbox.require()
+        return "strict"
+    caps = sandbox.capabilities()
+    if caps["landlock_abi"] and caps["seccomp"]:
+        return "strict"
+    import warnings
+
+    warnings.warn(f"vortex-jupyter: node packs run UNSANDBOXED: this machine lacks Landlock or seccomp ({caps}); "
+                  "set VORTEX_PACK_SANDBOX=strict to refuse instead (`vtx doctor` says what is missing)",
+                  stacklevel=2)
+    return ""
+
+
 @dataclass
 class PoolConfig:
     devices: list[str] = field(default_factory=default_devices)
@@ -155,6 +183,12 @@ class Supervisor:
         #: maps a sandboxed worker's segment from its descriptor (the pool's ``Attachments.adopt``)
         self.on_segment: Any = on_segment
         self.launcher: ForkServer | Spawner = self._make_launcher()
+        #: node packs' workers: pack -> slot (after the device slots), slot -> how to start it,
+        #: and a launcher per pack environment's python (``packages.runtime``)
+        self.pack_slots: dict[str, int] = {}
+        self._pack_workers: dict[int, Any] = {}
+        self._env_launchers: dict[str, ForkServer | Spawner] = {}
+        self._pack_sandbox: str | None = None
         atexit.register(self.close)  # no orphans, no /dev/shm leaks when the kernel exits
         threading.Thread(target=self._monitor, name="vx-monitor", daemon=True).start()
         if self.config.warm_start:
@@ -164,15 +198,51 @@ class Supervisor:
         with contextlib.suppress(Exception):  # the first batch spawns again and reports the error
             self.start()
 
-    def _make_launcher(self) -> ForkServer | Spawner:
+    def _make_launcher(self, python: str = "", tag: str = "") -> ForkServer | Spawner:
         if self.config.use_forkserver:
             try:
-                return ForkServer(list(self.config.preload), self.shm_prefix,
-                                  os.path.join(self.tmpdir, "forkserver.log"), self._on_exit,
-                                  list(self.config.late_preload))
+                return ForkServer(list(self.config.preload), self.shm_prefix + tag,
+                                  os.path.join(self.tmpdir, f"forkserver{tag}.log"), self._on_exit,
+                                  list(self.config.late_preload), python)
             except OSError:
                 pass
-        return Spawner(os.path.join(self.tmpdir, "spawner.log"), self._on_exit)
+        return Spawner(os.path.join(self.tmpdir, f"spawner{tag}.log"), self._on_exit, python)
+
+    # -- node packs ---------------------------------------------------------------------------
+    def pack_slot(self, pack: str) -> int:
+        """The slot of node pack ``pack``'s worker (its settings read now, its process started
+        on first use). Raises ``PackError`` when the pack or its environment is missing."""
+        from ..packages.runtime import pack_worker
+
+        info = pack_worker(pack)  # read again each time: a pack installed anew gets a new worker
+        with self._spawn_lock:
+            if self._pack_sandbox is None:
+                self._pack_sandbox = self.config.sandbox or pack_sandbox_mode()
+            slot = self.pack_slots.get(pack)
+            if slot is None:
+                slot = len(self.config.devices) + len(self.pack_slots)
+                self.pack_slots[pack] = slot
+            elif self._pack_workers[slot] != info:
+                self._pack_workers[slot] = info
+                old = self.workers.get(slot)
+                if old is not None and old.alive:  # its modules are the old code's
+                    old.kill("pack reinstalled")
+                    old.dead.wait(5.0)
+                    self.bury(old)  # what it held is lost (recomputed); respawned with the new code
+            self._pack_workers[slot] = info
+            return slot
+
+    def _launcher_of(self, slot: int) -> ForkServer | Spawner:
+        info = self._pack_workers.get(slot)
+        if info is None:
+            if not self.launcher.alive:
+                self.launcher = self._make_launcher()
+            return self.launcher
+        launcher = self._env_launchers.get(info.python)
+        if launcher is None or not launcher.alive:  # one per environment; its workers fork from it
+            tag = f"e{len(self._env_launchers)}"
+            launcher = self._env_launchers[info.python] = self._make_launcher(info.python, tag)
+        return launcher
 
     # -- spawning -----------------------------------------------------------------------------
     def start(self) -> None:
@@ -198,21 +268,23 @@ class Supervisor:
         if self._closed.is_set():
             raise RuntimeError("the worker pool is closed")
         uid = f"{slot}g{next(self._generation)}"
-        device = self.config.devices[slot]
+        info = self._pack_workers.get(slot)  # a node pack's worker: the first device, its env
+        device = self.config.devices[0 if info else slot]
+        sandbox = (self._pack_sandbox or "") if info else self.config.sandbox
         w = WorkerProcess(slot, uid, device, f"{self.shm_prefix}{uid}-",
                           os.path.join(self.tmpdir, f"worker-{uid}.log"))
+        w.sandboxed, w.pack = bool(sandbox), info.pack if info else ""
         cfg = WorkerConfig(uid, self._listener.getsockname(), w.prefix, device, self.config.arena_bytes,
                            self.config.heartbeat, w.log_path, self.config.threads, list(self.config.late_preload),
-                           self.config.sandbox)
+                           sandbox, w.pack, list(info.paths) if info else [],
+                           dict(info.permissions) if info else {})
         w.on_segment = self.on_segment
-        if not self.launcher.alive:
-            self.launcher = self._make_launcher()
-        w.pid = self.launcher.spawn(uid, cfg.to_dict(), self.config.spawn_timeout)
+        w.pid = self._launcher_of(slot).spawn(uid, cfg.to_dict(), self.config.spawn_timeout)
         self._by_pid[w.pid] = w
         self.workers[slot] = w
         try:
             chan, hello = self._accept(uid, w)
-            w.attach(chan, hello, self._first_segment(chan, w) if self.config.sandbox else None)
+            w.attach(chan, hello, self._first_segment(chan, w) if w.sandboxed else None)
         except BaseException:
             w.kill("spawn")
             w._mark_dead("handshake failed")
@@ -231,7 +303,7 @@ class Supervisor:
             except TimeoutError:
                 continue
             sock.settimeout(None)
-            chan = p.Channel(sock, allow_pickle=False, fds=bool(self.config.sandbox))
+            chan = p.Channel(sock, allow_pickle=False, fds=w.sandboxed)
             try:
                 hello = chan.recv(min(left, 10.0))
             except ProtocolError:
@@ -314,6 +386,8 @@ class Supervisor:
                 if w.chan is not None:
                     w.chan.close()
             self.launcher.close()
+            for launcher in self._env_launchers.values():
+                launcher.close()
             self._listener.close()
             unlink_prefix(self.shm_prefix)
             shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -66,6 +66,11 @@ class WorkerConfig:
     #: ``"strict"``: memfd segments handed to the kernel only, a non-dumpable process without
     #: capabilities (``procs.sandbox_self``); ``""``: named segments (fast, one user).
     sandbox: str = ""
+    #: A node pack's worker: the pack (canonical name), its import folders (first on
+    #: ``sys.path``) and its ``[tool.vortex.permissions]`` (``sandbox.Policy`` fields).
+    pack: str = ""
+    paths: list[str] = field(default_factory=list)
+    permissions: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -228,7 +233,9 @@ class Worker:
         elif isinstance(msg, p.Cancel):
             self.runner.cancel(msg.batch, msg.node, msg.reason)
         elif isinstance(msg, p.DefineNodes):
-            self.runner.define(msg.specs, msg.path)
+            # a pack's worker keeps its environment's own sys.path: the kernel's would put the
+            # core's site-packages before the pack's (its nodes are PackCalls: nothing to find there)
+            self.runner.define(msg.specs, [] if self.cfg.pack else msg.path)
         elif isinstance(msg, p.Execute):
             self.runner.pin(msg.tasks)
             feed = self.feeds.get(msg.batch)
@@ -381,6 +388,9 @@ def main(cfg: WorkerConfig) -> int:
     procs.lead_own_group()  # (the fork server's child did already; a spawned one leads too)
     procs.worst_oom_score()  # the OOM killer takes a worker, not the kernel
     os.environ[procs.MARKER] = cfg.prefix  # inherited by what nodes start; unique (kernel pid, pool, uid)
+    if cfg.pack:  # its nodes import the pack (``packages.runtime.PackCall``), and only here
+        sys.path[:0] = [path for path in cfg.paths if path not in sys.path]
+        os.environ["VORTEX_WORKER_PACK"] = cfg.pack
     strict = cfg.sandbox == "strict"
     _redirect_output(cfg.log_path)
     caps = _setup_device(cfg)
@@ -396,7 +406,11 @@ def main(cfg: WorkerConfig) -> int:
     if strict:  # after the heavy imports, before any thread or node: Landlock, seccomp, audit hook
         from . import sandbox
 
-        sandbox.apply(sandbox.Policy(), cfg.log_path)
+        policy = sandbox.Policy(**cfg.permissions)
+        if cfg.pack:
+            policy.source = f"pack {cfg.pack!r}, with its [tool.vortex.permissions]"
+            policy.off = "VORTEX_PACK_SANDBOX=off"
+        sandbox.apply(policy, cfg.log_path)
     memory = {"rss": _rss(), "arena": arena.segment_bytes,
               "total": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")}
     chan.send(p.Hello(p.VERSION, cfg.uid, os.getpid(), cfg.device, caps + (["sandbox"] if strict else []), memory))
