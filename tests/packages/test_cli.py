@@ -54,6 +54,11 @@ def test_validate_says_which_pack_a_missing_node_type_comes_from(tmp_path: Path)
     [problem] = vx.load(str(wf)).problems()
     assert problem.code == "VE-101" and "pack 'foo-pack'" in problem.message
     assert "vtx install" in problem.hint and "@1.2.0 of foo-pack" in problem.hint
+    # a pack outside the registry is recorded by its GitHub owner/repo (aux_id): the hint is the command
+    node["properties"] = {"aux_id": "someone/foo-nodes", "ver": "4b1c2d3"}
+    wf.write_text(json.dumps({"nodes": [node], "links": [], "version": 0.4}))
+    [problem] = vx.load(str(wf)).problems()
+    assert "`vtx install git+https://github.com/someone/foo-nodes@4b1c2d3`" in problem.hint
 
 
 def test_install_scans_first_refuses_a_hostile_pack_and_allow_accepts_it(tmp_path: Path,
@@ -98,9 +103,24 @@ def test_doctor_reports_what_this_machine_supports(tmp_path: Path, capsys: pytes
     assert report["sandbox"]["strict_possible"] == bool(caps["landlock_abi"] and caps["seccomp"])
     assert report["uv"]["path"] and report["uv"]["version"].startswith("uv ")
     assert set(report["scanners"]) == {"bandit", "guarddog", "picklescan", "modelscan"}
+    assert report["sandbox"]["packs_setting"] == "auto"
+    assert report["sandbox"]["packs_sandboxed"] == report["sandbox"]["strict_possible"]
     assert main(["doctor"]) == 0
     text = capsys.readouterr().out
     assert "VORTEX_SANDBOX=strict" in text and "packs folder" in text
+    assert "node packs' workers (VORTEX_PACK_SANDBOX=auto): sandboxed" in text
+    # an installed pack whose environment was deleted: doctor says so and how to fix it
+    from vortex_jupyter.packages.envs import PackStore
+
+    store = PackStore.default()
+    store.install(str(comfy_pack(tmp_path / "p", "old-six", "six<1.16")))
+    import shutil
+
+    shutil.rmtree(store.root / "envs" / "old-six")
+    assert main(["doctor"]) == 1
+    text = capsys.readouterr().out
+    assert "pack old-six: [VE-900] the environment 'old-six' of pack 'old-six' is missing" in text
+    assert "`vtx sync`" in text
     monkeypatch.setenv("VORTEX_PACKS_DIR", str(tmp_path / "packs"))
     monkeypatch.setattr("os.access", lambda path, mode: False)  # a folder the user may not write (CI is root)
     assert main(["doctor"]) == 1 and "NOT writable" in capsys.readouterr().out

@@ -113,3 +113,22 @@ def test_a_pack_that_fails_to_load_is_not_installed_and_its_env_is_put_back(tmp_
     assert store.lock_path("old-six").read_text() == lock_before
     assert not (store.root / "src" / "broken").exists()
     assert _py(store, "old-six", "import importlib.util as u; print(u.find_spec('toolz'))") == "None"
+
+
+def test_a_core_living_in_a_venv_is_linked_after_the_packs_own_packages(tmp_path: Path) -> None:
+    """``--system-site-packages`` of a core venv would reach the base python's site-packages, not
+    the core venv's: ``link_core`` adds those (with their ``.pth`` files) after the env's own."""
+    from vortex_jupyter.packages.envs import link_core
+
+    store = PackStore.default()
+    store.install(str(comfy_pack(tmp_path / "a", "old-six", "six<1.16")))
+    core = tmp_path / "core-site"
+    (core / "only_in_core").mkdir(parents=True)
+    (core / "only_in_core" / "__init__.py").write_text("WHERE = 'core'\n")
+    (core / "six.py").write_text("__version__ = 'core'\n")  # the pack's own six must win over it
+    (core / "extra").mkdir()
+    (core / "extra" / "editable_thing.py").write_text("X = 1\n")
+    (core / "_editable.pth").write_text(str(core / "extra") + "\n")
+    link_core(store.python("old-six"), [str(core)])
+    code = "import only_in_core, six, editable_thing; print(only_in_core.WHERE, six.__version__, editable_thing.X)"
+    assert _py(store, "old-six", code) == "core 1.15.0 1"

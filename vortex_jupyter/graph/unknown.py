@@ -30,7 +30,10 @@ def install_hint(node: NodeData) -> str | None:
     if not pack:
         return None
     at = f"@{ver}" if ver else ""
-    return (f"install its pack: `vtx install <folder, wheel or git+URL{at} of {pack}>` "
+    # ``aux_id`` of a pack outside the registry is its GitHub ``owner/repo``: the source is known
+    where = (f"git+https://github.com/{pack}{at}" if pack.count("/") == 1 and " " not in pack
+             else f"<folder, wheel or git+URL{at} of {pack}>")
+    return (f"install its pack: `vtx install {where}` "
             "(`vtx suggest WORKFLOW -o vortex.toml` lists every pack the file names)")
 
 

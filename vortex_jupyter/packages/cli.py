@@ -166,8 +166,21 @@ def doctor_report(store: PackStore) -> dict[str, Any]:
         uv_bin, uv_version = None, f"missing: {exc}"
     root = store.root
     probe = root if root.exists() else next((p for p in root.parents if p.exists()), root)
+    setting = os.environ.get("VORTEX_PACK_SANDBOX", "").strip().lower() or "auto"
+    packs = {}
+    for name in sorted(store.packs()):
+        try:
+            from .runtime import pack_worker
+
+            pack_worker(name, store)
+            packs[name] = "ok"
+        except VortexError as exc:
+            packs[name] = str(exc)  # (names the fix)
     return {
-        "sandbox": {**caps, "strict_possible": not strict_missing, "missing": strict_missing},
+        "sandbox": {**caps, "strict_possible": not strict_missing, "missing": strict_missing,
+                    "packs_setting": setting,
+                    "packs_sandboxed": setting != "off" and not strict_missing},
+        "packs": packs,
         "uv": {"path": uv_bin, "version": uv_version},
         "scanners": {tool: importlib.util.find_spec(tool) is not None
                      for tool in ("bandit", "guarddog", "picklescan", "modelscan")},
@@ -185,12 +198,18 @@ def _doctor(args: argparse.Namespace, store: PackStore) -> int:
               f"user namespaces {'yes' if sb['user_namespaces'] else 'no'}, bubblewrap {sb['bubblewrap'] or 'absent'}")
         print("  VORTEX_SANDBOX=strict " + ("can run here" if sb["strict_possible"] else
                                             f"cannot run here: missing {', '.join(sb['missing'])}"))
+        print(f"  node packs' workers (VORTEX_PACK_SANDBOX={sb['packs_setting']}): "
+              + ("sandboxed" if sb["packs_sandboxed"] else "UNSANDBOXED" if sb["packs_setting"] != "strict"
+                 else "refused (strict, but the sandbox cannot run here)"))
+        for name, state in report["packs"].items():
+            print(f"pack {name}: {state}")
         print(f"uv: {report['uv']['version']} ({report['uv']['path'] or 'not found'})")
         scanners = report["scanners"]
         print("scanners: " + ", ".join(f"{t} {'yes' if ok else 'missing'}" for t, ok in scanners.items()))
         where = report["packs_dir"]
         print(f"packs folder: {where['path']} ({'writable' if where['writable'] else 'NOT writable'})")
-    ok = report["uv"]["path"] is not None and report["packs_dir"]["writable"]
+    ok = (report["uv"]["path"] is not None and report["packs_dir"]["writable"]
+          and all(state == "ok" for state in report["packs"].values()))
     return 0 if ok else 1
 
 

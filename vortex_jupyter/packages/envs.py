@@ -229,6 +229,8 @@ class PackStore:
         if not self.python(env).exists():
             run_uv("venv", "--quiet", "--system-site-packages", "--python", sys.executable,
                    str(self.root / "envs" / env))
+            if sys.prefix != sys.base_prefix:  # the core itself lives in a venv: see core_site_dirs
+                link_core(self.python(env), core_site_dirs())
         sync_env(self.python(env), self.lock_path(env))
 
     def remove(self, name: str) -> None:
@@ -282,6 +284,25 @@ class PackStore:
     def pack_for_node(self, node_type: str) -> str | None:
         """The installed pack that defines ``node_type``, if any."""
         return next((e["name"] for e in self.packs().values() if node_type in e.get("nodes", [])), None)
+
+
+def core_site_dirs() -> list[str]:
+    """The core's own site-packages when the core runs in a venv: ``--system-site-packages``
+    gives a pack env the *base* interpreter's, not the core venv's (where torch and this
+    package are), so those are added with ``link_core``."""
+    import site
+
+    return [d for d in site.getsitepackages() if d.startswith(sys.prefix)]
+
+
+def link_core(python: Path, dirs: list[str]) -> Path:
+    """Make ``dirs`` (and their ``.pth`` files: editable installs) visible to the env of ``python``,
+    AFTER its own site-packages, so a pack's packages still come first."""
+    out = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    pth = Path(out) / "_vortex_core.pth"
+    pth.write_text("".join(f"import site; site.addsitedir({d!r})\n" for d in dirs))
+    return pth
 
 
 def _key(name: str, state: dict[str, Any]) -> str:
