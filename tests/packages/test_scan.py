@@ -252,3 +252,26 @@ def test_an_archive_member_that_leaves_the_archive_is_refused(tmp_path, capsys):
         scan(bad)
     assert main([str(bad)]) == 2
     assert main([str(tmp_path / "missing")]) == 2
+
+
+def test_scan_models_finds_a_downloaded_pickle_in_a_models_folder(tmp_path, monkeypatch, capsys):
+    """Weights that arrive after an install (a pack granted a models folder downloads them):
+    ``vtx scan --models`` runs picklescan/modelscan over every models folder, unpickling nothing."""
+    import pickle
+
+    from vortex_jupyter.packages.scan import main, models_folders, scan_weights
+
+    monkeypatch.setenv("VORTEX_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("VORTEX_EXTRA_MODEL_PATHS", "")
+    folder = tmp_path / "models" / "upscale_models"
+    folder.mkdir(parents=True)
+    (folder / "clean.safetensors").write_bytes(b"\x08\0\0\0\0\0\0\0{}      ")
+    assert tmp_path / "models" in models_folders()
+    assert main(["--models"]) == 0 and "no pickle files" in capsys.readouterr().out
+    (folder / "4x_fast.pth").write_bytes(pickle.dumps(_RunsOsSystem()))
+    report = scan_weights(models_folders())
+    [critical] = [f for f in report.findings if f.tool == "picklescan" and f.severity == "CRITICAL"]
+    assert critical.rule == "posix.system" and critical.path == str(folder / "4x_fast.pth")
+    assert main(["--models"]) == 1
+    assert "4x_fast.pth" in capsys.readouterr().out
+    assert not os.path.exists("/tmp/vtx-scan-test-pwned")

@@ -7,6 +7,7 @@
     vtx lock | sync | update                 resolve again / recreate envs from the locks / both
     vtx suggest WORKFLOW [-o vortex.toml]    the packs a ComfyUI workflow says it used
     vtx scan PATH [--allow RULE] [--json]    bandit, guarddog, picklescan/modelscan on a pack
+    vtx scan --models                        picklescan/modelscan on every models folder
     vtx doctor [--json]                      sandbox support (Landlock, seccomp), uv, scanners
 
 ``install`` scans each pack first and refuses HIGH/CRITICAL findings unless ``--allow RULE``

@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import os
@@ -492,12 +493,47 @@ def scan(path: str | Path, *, pack: str | None = None) -> Report:
     return Report(report.pack, report.findings, report.tools, report.notes)
 
 
+def scan_weights(folders: Iterable[str | Path], name: str = "models") -> Report:
+    """picklescan and modelscan on every pickle under ``folders`` (models folders, or what a
+    pack downloaded): weights that arrive after a pack's install scan. Nothing is unpickled."""
+    report = Report(name)
+    seen = 0
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        if not folder.is_dir():
+            continue
+        pickles = [p for p in _walk(folder) if p.is_file() and not p.is_symlink() and _looks_like_pickle(p)]
+        if not pickles:
+            continue
+        seen += len(pickles)
+        before = len(report.findings)
+        _run_tool(report, "picklescan", "picklescan", "picklescan",
+                  lambda f=folder, p=pickles: _picklescan(f, p))  # type: ignore[misc]
+        _run_tool(report, "modelscan", "modelscan", "modelscan", lambda f=folder: _modelscan(f))  # type: ignore[misc]
+        # say which folder: locations are relative to it
+        report.findings[before:] = [dataclasses.replace(f, path=str(folder / f.path)) for f in report.findings[before:]]
+    report.notes.append(f"{seen} pickle file(s) scanned" if seen else "no pickle files: nothing to scan")
+    return Report(report.pack, report.findings, report.tools, report.notes)
+
+
+def models_folders() -> list[Path]:
+    """Every folder the model loaders read (models root, each kind's folders, extra_model_paths)."""
+    from ..nodes.diffusion import folders
+    from ..nodes.diffusion.models import models_root
+
+    out = [models_root()]
+    for kind in folders.KINDS:
+        out += [Path(f) for f in folders.folders(kind, strict=False)]
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``vtx scan PATH [--allow RULE]... [--json] [--all]``: print the report; exit 1 if it blocks."""
     parser = argparse.ArgumentParser(
         prog="vtx scan", description="Scan a node pack for malicious code and pickles."
     )
-    parser.add_argument("path", help="the pack: a directory, wheel, sdist or zip")
+    parser.add_argument("path", nargs="?", help="the pack: a directory, wheel, sdist or zip")
+    parser.add_argument("--models", action="store_true",
+                        help="scan the pickles in every models folder instead (weights downloaded later)")
     parser.add_argument(
         "--allow",
         action="append",
@@ -508,8 +544,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--all", action="store_true", help="list LOW findings too")
     args = parser.parse_args(argv)
+    if (args.path is None) == (not args.models):
+        parser.error("give a pack's PATH, or --models")
     try:
-        report = scan(args.path)
+        report = scan_weights(models_folders()) if args.models else scan(args.path)
     except (FileNotFoundError, ValueError) as exc:
         print(f"vtx scan: {exc}", file=sys.stderr)
         return 2
