@@ -214,3 +214,43 @@ def test_bad_permissions_are_refused_at_install(tmp_path: Path) -> None:
         f.write('\n[tool.vortex.permissions]\nnetwork = "yes"\n')
     with pytest.raises(PackError, match=r"permissions\] network must be true or false"):
         PackStore.default().install(str(pack))
+
+
+CRASHY = '''
+import os
+
+class MaybeCrash:
+    RETURN_TYPES = ("INT",)
+    FUNCTION = "go"
+    CATEGORY = "test"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"x": ("INT", {"default": 1})}}
+
+    def go(self, x):
+        if x == 0:
+            os._exit(3)
+        return (x * 10,)
+
+NODE_CLASS_MAPPINGS = {"MaybeCrash": MaybeCrash}
+'''
+
+
+def test_a_pack_node_that_kills_its_worker_costs_that_node_only(tmp_path: Path, pack_types: list[str],
+                                                                executor: WorkerExecutor) -> None:
+    store = PackStore.default()
+    _install(store, write_pack(tmp_path / "c", "crashy", [], CRASHY), pack_types)
+    g = vx.Graph()
+    ok_before = g.add("MaybeCrash", x=1)
+    crash = g.add("MaybeCrash", x=0)
+    ok_after = g.add("MaybeCrash", x=2)
+    core = g.add("IntAdd", a=ok_before.out(0), b=ok_after.out(0))
+    run = g.run(executor=executor)
+    assert set(run.errors) == {crash.id}
+    assert run.errors[crash.id].code in ("VE-501", "VE-502") and "exit" in str(run.errors[crash.id]).lower()
+    assert run.outputs[core.id][0] == 30
+    # the pack's worker was replaced; the next run uses it
+    g[crash.id].params["x"] = 5
+    again = g.run(executor=executor)
+    assert not again.errors and again.outputs[crash.id][0] == 50
