@@ -47,10 +47,12 @@ __all__ = [
     "ValidationError",
     "VortexError",
     "__version__",
+    "history",
     "load",
     "models",
     "node",
     "open",
+    "queue",
     "registry",
 ]
 
@@ -69,11 +71,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "registry": ("vortex_jupyter.nodes.registry", "REGISTRY"),
     "Canvas": ("vortex_jupyter.canvas.widget", "Canvas"),
     "models": ("vortex_jupyter.nodes.diffusion.models", None),
+    "history": ("vortex_jupyter.history", None),  # a callable module: vx.history()
+    "queue": ("vortex_jupyter.history.queue", "queue"),
 }
 
 if TYPE_CHECKING:
     from . import _api
     from .canvas.widget import Canvas
+    from .history.queue import queue
+    from .history.table import history  # (the module is callable; see history/__init__.py)
     from .nodes.decorator import Choices, Multiline, Port, Range
     from .nodes.registry import REGISTRY as registry
     from .nodes.registry import node

@@ -252,6 +252,8 @@ class Graph:
         self._lock = threading.Lock()
         #: The latest ``Run`` started by ``run()``/``start()`` (a canvas opened later shows it).
         self.last_run: Run | None = None
+        #: Where this graph's runs come from, as the history records it ("notebook", "cli", ...).
+        self.origin = "notebook"
 
     # ---- construction ------------------------------------------------------------------
     @classmethod
@@ -263,7 +265,10 @@ class Graph:
     def engine(self) -> Engine:
         with self._lock:
             if self._engine is None:
+                from .history.provenance import record
+
                 self._engine = Engine(self.model, _registry().lookup)
+                self._engine.provenance = record  # output images record how they were made
             return self._engine
 
     @property
@@ -345,30 +350,42 @@ class Graph:
                 return owner_executor(self.owner)
         return get_executor(executor)
 
+    def _run_listeners(self, origin: str | None, history: Any = None) -> list[Callable[[Event], None]]:
+        """The graph's listeners, plus the history's recorder (``history/recorder.py``)."""
+        from .history.recorder import recorder_for
+
+        listeners = list(self._listeners)
+        recorder = recorder_for(self.model, origin or self.origin, history)
+        if recorder is not None:
+            listeners.append(recorder)
+        return listeners
+
     def run(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
-            node_timeout: float | None = None) -> Run:
+            node_timeout: float | None = None, *, origin: str | None = None, history: Any = None) -> Run:
         """Run what changed since the last run, block until done, and return the ``Run``.
 
         ``outputs`` restricts the run to those nodes and what they need. Raises
         ``ValidationError`` before running anything if the graph has problems; node failures
-        do not raise (see ``run.errors``).
+        do not raise (see ``run.errors``). Every run is recorded in the history (``vx.history()``;
+        ``history``: another ``History`` file); ``origin`` says where it came from there (default
+        ``graph.origin``: "notebook").
         """
         ex = self._executor(executor)
         cancel = CancelToken()
         state = self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
-                                listeners=list(self._listeners))
+                                listeners=self._run_listeners(origin, history), run_id=_new_run_id())
         run = self.last_run = Run(state, cancel)
         return run
 
     def start(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,
-              node_timeout: float | None = None) -> Run:
+              node_timeout: float | None = None, *, origin: str | None = None, history: Any = None) -> Run:
         """Like ``run`` but returns at once; ``run.wait()``, ``run.cancel()``, ``run.done``."""
         ex = self._executor(executor)
         cancel = CancelToken()
         from .engine.cache import cache_for
 
         state = RunState(_new_run_id(), ex, cache_for(ex))
-        listeners = list(self._listeners)
+        listeners = self._run_listeners(origin, history)
 
         def target() -> None:
             try:
@@ -381,6 +398,13 @@ class Graph:
         run = self.last_run = Run(state, cancel, thread)
         thread.start()
         return run
+
+    def queue(self, *, priority: int = 0) -> Any:
+        """Queue the graph as it is now (``vx.queue()``: one run at a time, in order, persisted
+        in the history file); returns the ``QueueItem`` (``vx.queue().wait(item)``)."""
+        from .history.queue import queue
+
+        return queue().submit(self, priority=priority, origin=self.origin)
 
     def on_event(self, fn: Callable[[Event], None]) -> Callable[[Event], None]:
         """Call ``fn(event)`` for every event of every later run (from any thread)."""

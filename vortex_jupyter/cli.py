@@ -3,6 +3,8 @@
     vortex run FILE [-o DIR] [-i DIR] [--set NODE.PARAM=VALUE ...] [--executor inline|workers]
     vortex validate FILE [-i DIR] [--json]
     vortex nodes [--json]
+    vortex history [--status S] [--since WHEN] [--node-type T] [--json] | history show RUN_ID
+    vortex reproduce IMAGE.png [-o DIR]
 
 Policy: bad input (unreadable or malformed files, invalid graphs, bad ``--set``) prints one
 line per problem with its VE code and exits 2, never with a traceback; a run where nodes fail
@@ -48,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--json", action="store_true", help="machine-readable output")
     nodes = sub.add_parser("nodes", help="list the registered node types")
     nodes.add_argument("--json", action="store_true", help="the full listing as JSON")
+    from .history.cli import add_parsers
+
+    add_parsers(sub)
     return p
 
 
@@ -73,6 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "validate":
             return _cmd_validate(args)
+        if args.command in ("history", "reproduce"):
+            from .history import cli as history_cli
+
+            return int(history_cli.cmd_history(args) if args.command == "history" else history_cli.cmd_reproduce(args))
         return _cmd_nodes(args)
     except VortexError as exc:
         _print_error(exc, sys.stderr)
@@ -206,7 +215,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if progress is not None:
         graph.on_event(progress)
     t0 = time.perf_counter()
-    run = graph.run(executor=args.executor, node_timeout=args.node_timeout)
+    run = graph.run(executor=args.executor, node_timeout=args.node_timeout, origin="cli")
     if progress is not None:
         progress.close()
     if not args.quiet:

@@ -46,7 +46,7 @@ class StandInGraph:
         for fn in self.listeners:
             fn(event)
 
-    def start(self, outputs: list[str] | None = None) -> FakeRun:
+    def start(self, outputs: list[str] | None = None, origin: str = "") -> FakeRun:
         run = FakeRun(self)
         self.started.append((outputs, run))
         return run

@@ -226,7 +226,7 @@ class CanvasSession:
                                               code="VE-000")), [])
                 return
             try:
-                self.run = start(outputs=outputs) if outputs else start()
+                self.run = start(outputs=outputs, origin="canvas") if outputs else start(origin="canvas")
             except VortexError as exc:  # e.g. validation problems: shown as a toast
                 reply(dict(refusal(exc)), [])
                 return

@@ -117,6 +117,9 @@ class Engine:
         self.lookup = lookup
         self.lock = threading.RLock()
         self.keys = KeyIndex(model, lookup, self.lock)
+        #: ``(model, keys, lookup) -> dict``: what output files record of a run (PNG ``vortex``
+        #: chunk); set by the front door (``history/provenance.record``), None: nothing.
+        self.provenance: Callable[..., dict[str, Any]] | None = None
         self.planner = Planner(model)
         self.memo = ValidationMemo(model, validator, self.lock)
         #: The executor and cache of this graph's last run (see ``_switch_note``).
@@ -461,7 +464,7 @@ class _TaskMaker:
             params = self._queue_view().params(n, params)
         if spec.hidden:
             if self._hidden is None:
-                self._hidden = _Hidden(self.engine.model, self.engine.lookup)
+                self._hidden = _Hidden(self.engine.model, self.engine.lookup, self.engine.provenance, self.keymap)
             params = {**params, **self._hidden.values(n, spec.hidden)}
         timeout = self.override
         if timeout is None:
@@ -511,13 +514,18 @@ def _dispatcher(state: RunState, listeners: Sequence[Listener]) -> Callable[[Eve
 
 
 class _Hidden:
-    """ComfyUI hidden inputs, computed once per run and only when a planned node needs them."""
+    """ComfyUI hidden inputs, computed once per run and only when a planned node needs them.
+    ``extra_pnginfo`` also carries ``vortex``: the run's provenance record (``Engine.provenance``,
+    injected by the front door: ``history/provenance.py``), with the writing node's id."""
 
-    def __init__(self, model: GraphModel, lookup: Lookup) -> None:
+    def __init__(self, model: GraphModel, lookup: Lookup, provenance: Any = None,
+                 keys: dict[str, str] | None = None) -> None:
         self.model = model
         self.lookup = lookup
+        self.provenance, self.keys = provenance, keys or {}
         self._prompt: dict[str, Any] | None = None
         self._workflow: dict[str, Any] | None = None
+        self._record: dict[str, Any] | None = None
 
     def values(self, node: str, names: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -528,6 +536,15 @@ class _Hidden:
                 out[name] = self.prompt()
             elif name == "extra_pnginfo":
                 out[name] = {"workflow": self.workflow()}
+                if self.provenance is not None:
+                    if self._record is None:
+                        try:
+                            self._record = self.provenance(self.model, dict(self.keys), self.lookup)
+                        except Exception:  # a record that cannot be made never fails the save
+                            log.exception("the provenance record of this run could not be made")
+                            self._record = {}
+                    if self._record:
+                        out[name]["vortex"] = {**self._record, "node": node}
         return out
 
     def prompt(self) -> dict[str, Any]:
