@@ -122,9 +122,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     changed = sorted(n for n, k in rec.get("keys", {}).items() if n in keys and keys[n] != k)
     if changed:
         print(f"  cache keys differ for node(s) {', '.join(changed)}: their code, params or inputs changed")
-    node = rec.get("node")
+    writer = rec.get("node")
     made = [Path(out_dir) / str(i.get("subfolder") or "") / str(i["filename"])
-            for n, ui in run._state.ui.items() if node is None or n == node
+            for n, ui in run._state.ui.items() if writer is None or n == writer
             for i in ui.get("images", []) if i.get("type", "output") == "output"]
     if not made:
         print("result: the graph wrote no image to compare")
