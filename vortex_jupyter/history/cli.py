@@ -14,7 +14,6 @@ keys differ, runs it, and compares the image the same node writes now with the o
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import tempfile
@@ -50,7 +49,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             raise FormatError(f"unknown history command {' '.join(args.show)!r}", hint="vortex history show RUN_ID")
         rec = table.run(args.show[1])
         if args.json:
-            print(json.dumps({"run": dataclasses.asdict(rec.row),
+            print(json.dumps({"run": rec.row._asdict(),
                               "nodes": rec.nodes, "outputs": [{k: v for k, v in o.items() if k != "thumbnail"}
                                                               for o in rec.outputs]}, indent=1, default=str))
             return EXIT_OK

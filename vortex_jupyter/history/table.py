@@ -13,8 +13,8 @@ import datetime as dt
 import html
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from ..errors import VortexError
 from .db import History, open_history
@@ -25,8 +25,10 @@ COLUMNS = ("id", "started", "finished", "status", "who", "origin", "elapsed", "r
            "seeds", "prompts")
 
 
-@dataclass(frozen=True, slots=True)
-class RunRow:
+class RunRow(NamedTuple):
+    """One recorded run (``seeds``/``prompts`` are decoded on first access: listing 10k runs
+    must not parse 20k JSON texts)."""
+
     id: str
     started: float
     finished: float | None
@@ -37,8 +39,16 @@ class RunRow:
     ran: int | None
     cached: int | None
     failed: int | None
-    seeds: dict[str, Any] = field(default_factory=dict)
-    prompts: dict[str, str] = field(default_factory=dict)
+    seeds_json: str | None = None
+    prompts_json: str | None = None
+
+    @property
+    def seeds(self) -> dict[str, Any]:
+        return json.loads(self.seeds_json) if self.seeds_json else {}
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return json.loads(self.prompts_json) if self.prompts_json else {}
 
     @property
     def when(self) -> dt.datetime:
@@ -114,11 +124,9 @@ class HistoryTable(Sequence[RunRow]):
             if self._limit is not None:
                 sql += " LIMIT ?"
                 args.append(int(self._limit))
+            make = RunRow._make
             with self.history._lock:
-                raw = self.history.conn.execute(sql, args).fetchall()
-            loads = json.loads
-            self._rows = [RunRow(*r[:10], loads(r[10]) if r[10] else {},  # type: ignore[call-arg]
-                                 loads(r[11]) if r[11] else {}) for r in raw]
+                self._rows = [make(r) for r in self.history.conn.execute(sql, args)]
         return self._rows
 
     def __len__(self) -> int:
@@ -131,7 +139,7 @@ class HistoryTable(Sequence[RunRow]):
         return iter(self.rows)
 
     def to_dicts(self) -> list[dict[str, Any]]:
-        return [{f.name: getattr(r, f.name) for f in fields(RunRow)} for r in self.rows]
+        return [{name: getattr(r, name) for name in COLUMNS} for r in self.rows]
 
     def to_arrow(self) -> Any:
         """The rows as a ``pyarrow.Table`` (seeds/prompts as JSON text)."""
