@@ -38,7 +38,7 @@ def fill(hist: History, runs: int) -> None:
         status = "failed" if i % 17 == 0 else "ok"
         hist.begin_run(rid, graph, origin=("notebook", "cli", "canvas")[i % 3], started=t0 + i * 60,
                        seeds={"4": i}, prompts={"6": f"a red circle {i}"})
-        types = TYPES if i % 5 else TYPES[:-1] + ("UpscaleModelLoader",)
+        types = TYPES if i % 5 else (*TYPES[:-1], "UpscaleModelLoader")
         hist.add_nodes(rid, [(str(n), t, "ok", 0.01, None, None, None, None) for n, t in enumerate(types)])
         hist.finish_run(rid, status, elapsed=0.5, stats={"ran": 8, "failed": int(status == "failed")})
 
