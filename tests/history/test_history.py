@@ -206,3 +206,29 @@ def test_an_unwritable_history_never_fails_a_run(tmp_path: Path, monkeypatch: py
     with pytest.warns(UserWarning, match="not recorded"):
         run = g.run(executor="inline")
     assert run.outputs[n.id][0] == 3
+
+
+def test_diff_against_a_recorded_version_and_restore_it_in_place(tmp_path: Path) -> None:
+    from vortex_jupyter.history.recorder import Recorder
+
+    hist = History(tmp_path / "h.sqlite")
+    g = vx.Graph()
+    a = g.add("IntAdd", a=1, b=2)
+    b = g.add("IntAdd", a=a.out(0), b=3)
+    g.on_event(Recorder(hist, g.model))
+    first = g.run(executor="inline")
+    before = g.to_json()
+    g[a.id].params["b"] = 20
+    g.disconnect(b, "a")
+    extra = g.add("IntMultiply", a=b.out(0), b=2)
+    table = HistoryTable(hist)
+    changes = table.diff(first.run_id, g)
+    assert changes == [f"added node {extra.id} (IntMultiply)", f"node {a.id} (IntAdd): b 2 -> 20",
+                       f"removed link {a.id}.0 -> {b.id}.a", f"added link {b.id}.0 -> {extra.id}.a"]
+    seen: list[str] = []
+    g.model.add_listener(lambda change: seen.append(change.kind))
+    edits = table.restore(first.run_id, g)
+    assert g.to_json() == before and edits == 4 and "node_removed" in seen  # link, node, param, link
+    assert table.diff(first.run_id, g) == []
+    again = g.run(executor="inline")  # the restored version is the cached one
+    assert again.stats["ran"] == 0 and again.outputs[b.id][0] == 6

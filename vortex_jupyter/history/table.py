@@ -5,6 +5,7 @@
 >>> h[0].id, h[0].status, h.run(h[0].id).nodes       # doctest: +SKIP
 >>> h.to_arrow()                                       # a pyarrow.Table (pip install pyarrow)  # doctest: +SKIP
 >>> h.graph(run_id)                                    # that run's graph, as a vx.Graph  # doctest: +SKIP
+>>> h.diff(run_id, g); h.restore(run_id, g)            # against / back into the graph you edit  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -172,6 +173,19 @@ class HistoryTable(Sequence[RunRow]):
         from .._api import load
 
         return load(self.history.graph(run_id))
+
+    def diff(self, run_id: str, graph: Any) -> list[str]:
+        """What changed from run ``run_id``'s graph to ``graph`` (now), in words."""
+        from .diff import diff
+
+        return diff(self.history.graph(run_id), graph)
+
+    def restore(self, run_id: str, graph: Any) -> int:
+        """Put run ``run_id``'s graph back into ``graph`` (a ``vx.Graph``; its canvas follows);
+        returns how many edits that took."""
+        from .diff import restore
+
+        return restore(graph.model, self.history.graph(run_id), origin="history")
 
     def gallery(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest output files of these runs with their run's seeds and prompts."""
