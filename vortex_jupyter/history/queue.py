@@ -176,9 +176,10 @@ class Queue:
             self._wake.notify_all()
 
     def _claim(self) -> tuple[int, str, str] | None:
-        if self.paused:
-            return None
-        with self.history.write() as db:
+        with self.history.write() as db:  # the pause is read in the claiming transaction: no race
+            paused = db.execute("SELECT value FROM settings WHERE name = 'queue.paused'").fetchone()
+            if paused is not None and paused[0] == "1":
+                return None
             row = db.execute("SELECT q.id, g.json, coalesce(q.origin, 'queue') FROM queue q JOIN graphs g "
                              "ON g.hash = q.graph WHERE q.status = 'queued' ORDER BY q.priority DESC, q.position "
                              "LIMIT 1").fetchone()
