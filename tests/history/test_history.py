@@ -149,7 +149,7 @@ def test_an_older_schema_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
     old.commit()
     old.close()
     hist = History(path)
-    assert hist.version() == VERSION == 2
+    assert hist.version() == VERSION == 3
     [row] = HistoryTable(hist).rows
     assert (row.id, row.status, row.ran, row.seeds) == ("old", "ok", 3, {})
     hist.begin_run("new", {"nodes": {}}, seeds={"1": 7})  # the new columns work
@@ -232,3 +232,22 @@ def test_diff_against_a_recorded_version_and_restore_it_in_place(tmp_path: Path)
     assert table.diff(first.run_id, g) == []
     again = g.run(executor="inline")  # the restored version is the cached one
     assert again.stats["ran"] == 0 and again.outputs[b.id][0] == 6
+
+
+def test_nodes_on_workers_record_the_worker_device_and_memory(tmp_path: Path) -> None:
+    from vortex_jupyter.history.recorder import Recorder
+    from vortex_jupyter.workers.pool import WorkerExecutor
+
+    hist = History(tmp_path / "h.sqlite")
+    g = vx.Graph()
+    n = g.add("IntAdd", a=1, b=2)
+    g.on_event(Recorder(hist, g.model))
+    ex = WorkerExecutor(devices=["cpu"], warm_start=False)
+    try:
+        run = g.run(executor=ex)
+        worker = next(iter(ex.pool.supervisor.workers.values()))
+    finally:
+        ex.pool.close()
+    [node] = HistoryTable(hist).run(run.run_id).nodes
+    assert node["node"] == n.id and node["worker"] == worker.uid and node["device"] == "cpu"
+    assert node["peak_memory"] > 10 * 2**20  # a python process with numpy: tens of MB at least

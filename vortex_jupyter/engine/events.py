@@ -65,6 +65,11 @@ class NodeFinished(Event):
     node: str = ""
     elapsed: float = 0.0
     ui: dict[str, Any] = field(default_factory=dict)
+    #: where it ran: the worker's id and device ("" in this process), and the worker's peak
+    #: resident memory so far in bytes (0: not measured)
+    worker: str = ""
+    device: str = ""
+    peak_memory: int = 0
 
 
 @dataclass(frozen=True, slots=True)

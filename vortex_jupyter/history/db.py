@@ -12,7 +12,7 @@ Schema (``PRAGMA user_version`` is its version; ``MIGRATIONS[i]`` takes version 
   graph store it once), counts, seeds and prompts (for the gallery), and the pid + process start
   time + host of the process running it.
 - ``nodes``: per run and node: type, status (ok, failed, cached), elapsed, error code, message,
-  traceback, worker.
+  traceback, worker, device and the worker's peak resident memory when it finished.
 - ``outputs``: files a run wrote (SaveImage...): path, sha256, a small PNG thumbnail.
 - ``queue`` and ``settings``: the persistent queue (``queue.py``).
 - ``file_hashes``: sha256 of model files by (path, size, mtime), so a checkpoint is hashed once.
@@ -76,6 +76,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX queue_order ON queue(status, priority DESC, position);
     CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT);
     CREATE TABLE file_hashes (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, sha256 TEXT);
+    """,
+    # 2 -> 3: where each node ran
+    """
+    ALTER TABLE nodes ADD COLUMN device TEXT;
+    ALTER TABLE nodes ADD COLUMN peak_memory INTEGER;
     """,
 ]
 VERSION = len(MIGRATIONS)
@@ -209,12 +214,12 @@ class History:
                         _dumps(seeds), _dumps(prompts), _dumps(params)))
 
     def add_nodes(self, run_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        """``(node, type, status, elapsed, code, message, traceback, worker)`` rows."""
+        """``(node, type, status, elapsed, code, message, traceback, worker[, device, peak_memory])`` rows."""
         if rows:
             with self.write() as db:
                 db.executemany("INSERT OR REPLACE INTO nodes (run_id, node, type, status, elapsed, code, message, "
-                               "traceback, worker) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                               [(run_id, *r) for r in rows])
+                               "traceback, worker, device, peak_memory) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                               [(run_id, *r, *(None,) * (10 - len(r))) for r in rows])
 
     def finish_run(self, run_id: str, status: str, *, elapsed: float, stats: dict[str, Any],
                    error: str | None = None, outputs: Sequence[tuple[str, str, str, bytes | None]] = ()) -> None:

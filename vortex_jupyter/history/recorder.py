@@ -84,30 +84,26 @@ class Recorder:
 
     def _on(self, event: Event) -> None:
         kind = event.kind
+        e: Any = event  # (each kind's fields)
         if kind == "run_started":
             from ..graph.formats import to_native
 
-            self.run_id = event.run_id
+            self.run_id = e.run_id
             seeds, prompts = seeds_and_prompts(self.model)
-            self.history.begin_run(event.run_id, to_native(self.model), who=self.user, origin=self.origin,
+            self.history.begin_run(e.run_id, to_native(self.model), who=self.user, origin=self.origin,
                                    seeds=seeds, prompts=prompts)
-            self.rows = [(n, self._type(n), "cached", None, None, None, None, None)
-                         for n in getattr(event, "cached", ())]
+            self.rows = [(n, self._type(n), "cached", None, None, None, None, None) for n in e.cached]
         elif kind == "node_finished":
-            self._add((event.node, self._type(event.node), "ok", event.elapsed,  # type: ignore[attr-defined]
-                       None, None, None, None))
-            self._outputs(event.node, getattr(event, "ui", None) or {})  # type: ignore[attr-defined]
+            self._add((e.node, self._type(e.node), "ok", e.elapsed, None, None, None,
+                       e.worker or None, e.device or None, e.peak_memory or None))
+            self._outputs(e.node, e.ui or {})
         elif kind == "node_cached":
-            self._add((event.node, self._type(event.node), "cached", None, None, None, None, None))  # type: ignore[attr-defined]
+            self._add((e.node, self._type(e.node), "cached", None, None, None, None, None))
         elif kind == "node_failed":
-            e: Any = event
             self._add((e.node, self._type(e.node), "failed", None, e.code, e.message, e.traceback, None))
         elif kind == "run_finished":
-            e = event
             self._flush()
-            self.history.finish_run(e.run_id, e.status, elapsed=e.elapsed, stats=e.stats,
-                                    error=e.error if isinstance(getattr(e, "error", None), str) else None,
-                                    outputs=self.outputs)
+            self.history.finish_run(e.run_id, e.status, elapsed=e.elapsed, stats=e.stats, outputs=self.outputs)
             self.outputs = []
             return
         if len(self.rows) >= 2000:

@@ -162,7 +162,8 @@ class HistoryTable(Sequence[RunRow]):
             raise VortexError(f"no run {run_id!r} in the history ({self.history.path})",
                               hint="vx.history() lists the runs recorded")
         nodes = [dict(r) for r in self.history.query(
-            "SELECT node, type, status, elapsed, code, message, traceback FROM nodes WHERE run_id = ? "
+            "SELECT node, type, status, elapsed, code, message, traceback, worker, device, peak_memory "
+            "FROM nodes WHERE run_id = ? "
             "ORDER BY rowid", (run_id,))]
         outputs = [dict(r) for r in self.history.query(
             "SELECT node, path, sha256, thumbnail FROM outputs WHERE run_id = ? ORDER BY rowid", (run_id,))]

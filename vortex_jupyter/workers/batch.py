@@ -388,7 +388,8 @@ class _Batch:
         self.done[task.key] = refs
         self.callbacks.on_result(task, refs)
         if self.detail or msg.ui:
-            self.emit(NodeFinished(task.run_id, task.node_id, float(msg.elapsed), msg.ui))
+            self.emit(NodeFinished(task.run_id, task.node_id, float(msg.elapsed), msg.ui, w.uid, w.device,
+                                   max(w.peak_rss, w.rss()) if self.detail else 0))
 
     def _after_death(self, w: WorkerProcess, bid: int, tasks: list[Task], i: int, watch: Watch) -> None:
         """``tasks[:i]`` were reported: apply ``deaths.judge``'s verdict, keep the rest pending
