@@ -201,9 +201,11 @@ class Supervisor:
     def _make_launcher(self, python: str = "", tag: str = "") -> ForkServer | Spawner:
         if self.config.use_forkserver:
             try:
+                # a pack environment's server preloads torch & co. but not the core's diffusion
+                # modules (late_preload): a pack's nodes import what they use
                 return ForkServer(list(self.config.preload), self.shm_prefix + tag,
                                   os.path.join(self.tmpdir, f"forkserver{tag}.log"), self._on_exit,
-                                  list(self.config.late_preload), python)
+                                  [] if python else list(self.config.late_preload), python)
             except OSError:
                 pass
         return Spawner(os.path.join(self.tmpdir, f"spawner{tag}.log"), self._on_exit, python)
@@ -275,8 +277,8 @@ class Supervisor:
                           os.path.join(self.tmpdir, f"worker-{uid}.log"))
         w.sandboxed, w.pack = bool(sandbox), info.pack if info else ""
         cfg = WorkerConfig(uid, self._listener.getsockname(), w.prefix, device, self.config.arena_bytes,
-                           self.config.heartbeat, w.log_path, self.config.threads, list(self.config.late_preload),
-                           sandbox, w.pack, list(info.paths) if info else [],
+                           self.config.heartbeat, w.log_path, self.config.threads,
+                           [] if info else list(self.config.late_preload), sandbox, w.pack, list(info.paths) if info else [],
                            dict(info.permissions) if info else {})
         w.on_segment = self.on_segment
         w.pid = self._launcher_of(slot).spawn(uid, cfg.to_dict(), self.config.spawn_timeout)
