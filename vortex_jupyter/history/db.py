@@ -14,7 +14,9 @@ Schema (``PRAGMA user_version`` is its version; ``MIGRATIONS[i]`` takes version 
 - ``nodes``: per run and node: type, status (ok, failed, cached), elapsed, error code, message,
   traceback, worker, device and the worker's peak resident memory when it finished.
 - ``outputs``: files a run wrote (SaveImage...): path, sha256, a small PNG thumbnail.
-- ``queue`` and ``settings``: the persistent queue (``queue.py``).
+- ``queue`` and ``settings``: the persistent queue (``queue.py``); a queue item of the server
+  keeps its ComfyUI ``prompt_id`` and client data; ``runs.ui`` each node's UI output (what
+  ComfyUI's ``/history`` returns as ``outputs``).
 - ``file_hashes``: sha256 of model files by (path, size, mtime), so a checkpoint is hashed once.
 
 Concurrency: WAL journal, ``busy_timeout``; every write is one short ``BEGIN IMMEDIATE``
@@ -81,6 +83,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE nodes ADD COLUMN device TEXT;
     ALTER TABLE nodes ADD COLUMN peak_memory INTEGER;
+    """,
+    # 3 -> 4: the server's ComfyUI prompts (prompt_id, client data) and each node's UI output
+    """
+    ALTER TABLE queue ADD COLUMN prompt_id TEXT;
+    ALTER TABLE queue ADD COLUMN extra TEXT;
+    CREATE INDEX queue_prompt ON queue(prompt_id);
+    CREATE INDEX queue_run ON queue(run_id);
+    ALTER TABLE runs ADD COLUMN ui TEXT;
     """,
 ]
 VERSION = len(MIGRATIONS)
@@ -222,12 +232,13 @@ class History:
                                [(run_id, *r, *(None,) * (10 - len(r))) for r in rows])
 
     def finish_run(self, run_id: str, status: str, *, elapsed: float, stats: dict[str, Any],
-                   error: str | None = None, outputs: Sequence[tuple[str, str, str, bytes | None]] = ()) -> None:
+                   error: str | None = None, outputs: Sequence[tuple[str, str, str, bytes | None]] = (),
+                   ui: dict[str, Any] | None = None) -> None:
         with self.write() as db:
             db.execute("UPDATE runs SET status = ?, finished = ?, elapsed = ?, ran = ?, cached = ?, failed = ?, "
-                       "error = ? WHERE id = ?",
+                       "error = ?, ui = ? WHERE id = ?",
                        (status, time.time(), elapsed, stats.get("ran", 0), stats.get("cached", 0),
-                        stats.get("failed", 0), error, run_id))
+                        stats.get("failed", 0), error, _dumps(ui or None), run_id))
             db.executemany("INSERT INTO outputs (run_id, node, path, sha256, thumbnail) VALUES (?, ?, ?, ?, ?)",
                            [(run_id, *o) for o in outputs])
         self.enforce_retention()

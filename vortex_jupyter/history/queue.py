@@ -17,6 +17,7 @@ process that opens the queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -53,8 +54,13 @@ _COLS = "id, status, priority, position, created, origin, run_id, error"
 class Queue:
     """The queue of one history file (``queue()`` gives the process's own)."""
 
-    def __init__(self, history: History, *, autostart: bool = True) -> None:
+    def __init__(self, history: History, *, autostart: bool = True, listeners: Any = None,
+                 on_done: Any = None) -> None:
+        """``listeners(item) -> [fn(event)]``: extra event listeners for an item's run (the
+        server's WebSocket relay), called in the runner thread before the run starts;
+        ``on_done(item)`` after each item ends, however it ended (also when it never started)."""
         self.history = history
+        self.listeners, self.on_done = listeners, on_done
         self.owner = owner_id()
         self._wake = threading.Condition()
         self._stop = threading.Event()
@@ -64,19 +70,40 @@ class Queue:
             self.start()
 
     # -- submitting -------------------------------------------------------------------------------
-    def submit(self, graph: Any, *, priority: int = 0, origin: str = "queue") -> QueueItem:
-        """Queue ``graph`` (a ``vx.Graph`` or native JSON) as it is now."""
+    def submit(self, graph: Any, *, priority: int = 0, origin: str = "queue", prompt_id: str | None = None,
+               extra: dict[str, Any] | None = None, position: float | None = None, front: bool = False) -> QueueItem:
+        """Queue ``graph`` (a ``vx.Graph`` or native JSON) as it is now. ``position``: its place
+        (default: last; ``front``: first); ``prompt_id``/``extra``: a server's ComfyUI data."""
         from ..graph.formats import to_native
 
         doc = graph if isinstance(graph, dict) else to_native(graph.model)
         with self.history.write() as db:
             digest = self.history.store_graph(db, doc)
-            last = db.execute("SELECT coalesce(max(position), 0) FROM queue").fetchone()[0]
-            cur = db.execute("INSERT INTO queue (created, priority, position, status, graph, origin) "
-                             "VALUES (?, ?, ?, 'queued', ?, ?)", (time.time(), int(priority), last + 1, digest, origin))
+            if position is None:
+                if front:
+                    position = db.execute("SELECT coalesce(min(position), 1) - 1 FROM queue").fetchone()[0]
+                else:
+                    position = db.execute("SELECT coalesce(max(position), 0) + 1 FROM queue").fetchone()[0]
+            cur = db.execute("INSERT INTO queue (created, priority, position, status, graph, origin, prompt_id, extra) "
+                             "VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
+                             (time.time(), int(priority), position, digest, origin, prompt_id,
+                              None if extra is None else json.dumps(extra, default=str)))
             item_id = int(cur.lastrowid or 0)
         self._notify()
         return self.item(item_id)
+
+    def by_prompt(self, prompt_id: str) -> tuple[QueueItem, dict[str, Any]] | None:
+        """The item (and its extra data) queued with ComfyUI ``prompt_id``."""
+        rows = self.history.query(f"SELECT {_COLS}, extra FROM queue WHERE prompt_id = ? ORDER BY id DESC LIMIT 1",
+                                  (prompt_id,))
+        if not rows:
+            return None
+        return QueueItem(*tuple(rows[0])[:8]), json.loads(rows[0]["extra"] or "{}")
+
+    def running(self) -> int | None:
+        """The id of the item this process runs now, if any."""
+        current = self._current
+        return current[0] if current is not None else None
 
     # -- looking ----------------------------------------------------------------------------------
     def item(self, item_id: int) -> QueueItem:
@@ -208,6 +235,8 @@ class Queue:
             graph = load(json.loads(graph_json))
             graph.origin = origin
             self._current = (item_id, None)
+            for fn in (self.listeners(self.item(item_id)) if self.listeners is not None else ()):
+                graph.on_event(fn)
             run = graph.start(history=self.history)
             self._current = (item_id, run)
             with self.history.write() as db:
@@ -224,6 +253,9 @@ class Queue:
             db.execute("UPDATE queue SET status = ?, error = ?, run_id = coalesce(run_id, ?) WHERE id = ?",
                        (status, error, getattr(run, "run_id", None), item_id))
         self._notify()
+        if self.on_done is not None:
+            with contextlib.suppress(Exception):  # a listener's failure must not stop the queue
+                self.on_done(self.item(item_id))
 
 
 _QUEUES: dict[str, Queue] = {}

@@ -60,6 +60,7 @@ class Recorder:
         self.history, self.model, self.origin, self.user = history, model, origin, user or who()
         self.rows: list[tuple[Any, ...]] = []
         self.outputs: list[tuple[str, str, str, bytes | None]] = []
+        self.ui: dict[str, Any] = {}
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self.run_id = ""
@@ -96,6 +97,8 @@ class Recorder:
         elif kind == "node_finished":
             self._add((e.node, self._type(e.node), "ok", e.elapsed, None, None, None,
                        e.worker or None, e.device or None, e.peak_memory or None))
+            if e.ui:
+                self.ui[e.node] = e.ui
             self._outputs(e.node, e.ui or {})
         elif kind == "node_cached":
             self._add((e.node, self._type(e.node), "cached", None, None, None, None, None))
@@ -103,8 +106,9 @@ class Recorder:
             self._add((e.node, self._type(e.node), "failed", None, e.code, e.message, e.traceback, None))
         elif kind == "run_finished":
             self._flush()
-            self.history.finish_run(e.run_id, e.status, elapsed=e.elapsed, stats=e.stats, outputs=self.outputs)
-            self.outputs = []
+            self.history.finish_run(e.run_id, e.status, elapsed=e.elapsed, stats=e.stats, outputs=self.outputs,
+                                    ui=self.ui)
+            self.outputs, self.ui = [], {}
             return
         if len(self.rows) >= 2000:
             self._flush()
