@@ -19,7 +19,10 @@ The tree::
      ├── PathError (VE-700)              a file path escapes its root or is otherwise unsafe
      ├── ModelError (VE-800)             a checkpoint is missing, corrupt or unsafe
      │    └── ModelNotFoundError (VE-800)  the model file is in no models folder
-     └── PackRejected (VE-910)          a node pack's scan found HIGH/CRITICAL findings
+     ├── PackError (VE-900)              a node pack is malformed, missing or failed to load
+     │    └── PackRejected (VE-910)      a node pack's scan found HIGH/CRITICAL findings
+     └── RequestError (VE-1000)          a bad request to ``vortex serve`` (VE-1001 malformed,
+                                         VE-1002 too large, VE-1003 no token, VE-1004 not found)
 
 Validation problems carry their own codes (``PROBLEM_CODES``). Every message names the
 node, port or field, the offending value, and what to do about it. A node's own check
@@ -48,10 +51,12 @@ __all__ = [
     "NodeDefinitionError",
     "NodeOutOfMemoryError",
     "NodeTimeoutError",
+    "PackError",
     "PackRejected",
     "PathError",
     "Problem",
     "ProtocolError",
+    "RequestError",
     "RunCancelledError",
     "SandboxViolation",
     "UnknownNodeTypeError",
@@ -268,7 +273,27 @@ class ModelNotFoundError(ModelError):
     """A model file named by a loader is in none of the model folders (validation: VE-117)."""
 
 
-class PackRejected(VortexError):
+class PackError(VortexError):
+    """A node pack is malformed, missing, or failed to load (names the file and field)."""
+
+    code = "VE-900"
+
+
+class RequestError(VortexError):
+    """A request to ``vortex serve`` is malformed, too large, unauthorised or names nothing
+    (``status``: the HTTP status it is answered with)."""
+
+    code = "VE-1000"
+    status = 400
+
+    def __init__(self, message: str, *, code: str | None = None, status: int = 400, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        if code is not None:
+            self.code = code
+        self.status = status
+
+
+class PackRejected(PackError):
     """A node pack's scan (``vortex_jupyter.packages.scan``) found HIGH or CRITICAL findings that
     no ``--allow RULE`` accepts. ``pack`` names it; ``rules`` are the blocking rule ids."""
 

@@ -47,7 +47,7 @@ else:  # pragma: no cover
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from ..errors import VortexError
+from ..errors import PackError
 
 __all__ = ["PackError", "PackInfo", "discover", "discover_specs", "read_pack", "validate_version"]
 
@@ -57,12 +57,6 @@ _SEMVER = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
     r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$")
 _NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
-
-
-class PackError(VortexError):
-    """A node pack is malformed, missing, or failed to load (names the file and field)."""
-
-    code = "VE-900"
 
 
 @dataclass(frozen=True)
