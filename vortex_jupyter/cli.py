@@ -5,6 +5,7 @@
     vortex nodes [--json]
     vortex history [--status S] [--since WHEN] [--node-type T] [--json] | history show RUN_ID
     vortex reproduce IMAGE.png [-o DIR]
+    vortex serve [--host 127.0.0.1] [--port 8188] [--models DIR] [--token TOKEN]
 
 Policy: bad input (unreadable or malformed files, invalid graphs, bad ``--set``) prints one
 line per problem with its VE code and exits 2, never with a traceback; a run where nodes fail
@@ -53,6 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     from .history.cli import add_parsers
 
     add_parsers(sub)
+    srv = sub.add_parser("serve", help="ComfyUI's HTTP/WebSocket API on this machine (needs the server extra)")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to bind (beyond loopback needs --token)")
+    srv.add_argument("--port", type=int, default=8188, help="0: any free port (printed)")
+    srv.add_argument("--models", help="the models folder (VORTEX_MODELS_DIR)")
+    srv.add_argument("--token", help="required from clients: Authorization: Bearer TOKEN or ?token=")
+    srv.add_argument("--preview-method", choices=["none", "auto"], default="none",
+                     help="auto: samplers' step previews as binary WebSocket frames (ComfyUI's default: none)")
     return p
 
 
@@ -78,6 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_run(args)
         if args.command == "validate":
             return _cmd_validate(args)
+        if args.command == "serve":
+            return _cmd_serve(args)
         if args.command in ("history", "reproduce"):
             from .history import cli as history_cli
 
@@ -160,6 +170,20 @@ def _cmd_nodes(args: argparse.Namespace) -> int:
             ins = ", ".join(f"{i['name']}:{i['type']}" for i in entry["inputs"])
             outs = ", ".join(o["type"] for o in entry["outputs"]) or "-"
             print(f"  {name}({ins}) -> {outs}")
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        from .server.app import serve
+    except ImportError as exc:
+        raise VortexError(f"vortex serve needs the server extra ({exc.name} is missing)",
+                          hint="pip install 'vortex-jupyter[server]'") from None
+    try:
+        serve(args.host, args.port, token=args.token, models=args.models, previews=args.preview_method == "auto")
+    except ImportError as exc:
+        raise VortexError(f"vortex serve needs the server extra ({exc.name} is missing)",
+                          hint="pip install 'vortex-jupyter[server]'") from None
     return EXIT_OK
 
 

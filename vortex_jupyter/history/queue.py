@@ -100,6 +100,12 @@ class Queue:
             return None
         return QueueItem(*tuple(rows[0])[:8]), json.loads(rows[0]["extra"] or "{}")
 
+    def by_prompt_item(self, item_id: int) -> tuple[str, dict[str, Any]] | None:
+        """``(prompt_id, extra)`` of a server's item (``None`` for a notebook's)."""
+        rows = self.history.query("SELECT prompt_id, extra FROM queue WHERE id = ? AND prompt_id IS NOT NULL",
+                                  (item_id,))
+        return (str(rows[0][0]), json.loads(rows[0][1] or "{}")) if rows else None
+
     def running(self) -> int | None:
         """The id of the item this process runs now, if any."""
         current = self._current
