@@ -224,11 +224,11 @@ def test_preview_frames_with_preview_method_auto(tmp_path: Path) -> None:
         _, _, previews = asyncio.run(_follow(srv, prompt))
     finally:
         srv.close()
-    assert len(previews) == 2  # one per sampler step: >II event 1 (preview image), 2 (PNG), the image
+    assert len(previews) == 2  # one per sampler step: >II event 1 (preview image), 1 JPEG / 2 PNG, the image
     for frame in previews:
-        assert frame[:8] == b"\0\0\0\x01\0\0\0\x02"
+        assert frame[:4] == b"\0\0\0\x01"
         with Image.open(io.BytesIO(frame[8:])) as im:
-            assert im.format == "PNG" and im.size[0] > 0
+            assert im.format == {b"\0\0\0\x01": "JPEG", b"\0\0\0\x02": "PNG"}[frame[4:8]] and im.size[0] > 0
 
 
 def test_beyond_loopback_a_token_is_required(tmp_path: Path) -> None:
