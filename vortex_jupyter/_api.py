@@ -22,6 +22,7 @@ import json
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -358,6 +359,14 @@ class Graph:
         recorder = recorder_for(self.model, origin or self.origin, history)
         if recorder is not None:
             listeners.append(recorder)
+        from . import telemetry
+
+        if telemetry.enabled():  # VORTEX_METRICS=1: the same metrics as vortex serve's
+            try:
+                listeners.append(telemetry.MetricsListener(self.model, origin or self.origin))
+            except ImportError:
+                warnings.warn("VORTEX_METRICS=1 needs prometheus-client (pip install 'vortex-jupyter[server]')",
+                              stacklevel=3)
         return listeners
 
     def run(self, executor: str | Executor | None = None, outputs: Iterable[str | Node] | None = None,

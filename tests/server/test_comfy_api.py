@@ -148,6 +148,15 @@ def test_comfy_api_simplified_from_pypi_runs_unchanged(server: Server) -> None:
         assert json.loads(im.text["prompt"])["3"]["inputs"]["seed"] == 7
 
 
+def test_metrics_count_the_server_s_runs(server: Server) -> None:
+    status, text = server.request("/metrics")
+    assert status == 200
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    ok = [line for line in text.splitlines() if line.startswith("vortex_runs_total{") and 'status="ok"' in line]
+    assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1 and 'origin="server"' in ok[0]
+    assert 'vortex_node_seconds_count{type="KSampler"}' in text and "vortex_queue_depth 0.0" in text
+
+
 def test_queue_object_info_and_system_stats(server: Server) -> None:
     status, info = server.request("/object_info")
     assert status == 200 and info["KSampler"]["input"]["required"]["seed"][0] == "INT"

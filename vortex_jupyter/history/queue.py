@@ -56,8 +56,8 @@ class Queue:
 
     def __init__(self, history: History, *, autostart: bool = True, listeners: Any = None,
                  on_done: Any = None) -> None:
-        """``listeners(item) -> [fn(event)]``: extra event listeners for an item's run (the
-        server's WebSocket relay), called in the runner thread before the run starts;
+        """``listeners(item, graph) -> [fn(event)]``: extra event listeners for an item's run (the
+        server's WebSocket relay and metrics), called in the runner thread before the run starts;
         ``on_done(item)`` after each item ends, however it ended (also when it never started)."""
         self.history = history
         self.listeners, self.on_done = listeners, on_done
@@ -241,7 +241,7 @@ class Queue:
             graph = load(json.loads(graph_json))
             graph.origin = origin
             self._current = (item_id, None)
-            for fn in (self.listeners(self.item(item_id)) if self.listeners is not None else ()):
+            for fn in (self.listeners(self.item(item_id), graph) if self.listeners is not None else ()):
                 graph.on_event(fn)
             run = graph.start(history=self.history)
             self._current = (item_id, run)

@@ -189,6 +189,13 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
             cache_for(get_executor()).clear()  # outputs (loaded models too) released in the workers
         return Response(status_code=200)
 
+    async def metrics(request: Any) -> Any:
+        from .. import telemetry
+
+        telemetry.set_queue_depth(api.queue_info()["exec_info"]["queue_remaining"])
+        body, content_type = telemetry.metrics_text()
+        return Response(body, media_type=content_type)
+
     async def object_info(request: Any) -> Any:
         from ..nodes.registry import REGISTRY
 
@@ -288,7 +295,7 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
         Route("/interrupt", interrupt, methods=["POST"]), Route("/free", free, methods=["POST"]),
         Route("/object_info", object_info, methods=["GET"]),
         Route("/object_info/{node_class}", object_info, methods=["GET"]),
-        Route("/system_stats", system_stats, methods=["GET"]),
+        Route("/system_stats", system_stats, methods=["GET"]), Route("/metrics", metrics, methods=["GET"]),
         Route("/view", view, methods=["GET"]), Route("/upload/image", upload_image, methods=["POST"]),
         WebSocketRoute("/ws", websocket),
     ]
@@ -313,6 +320,9 @@ def serve(host: str = "127.0.0.1", port: int = 8188, *, token: str | None = None
     """Run the server until interrupted (``vortex serve``)."""
     import uvicorn
 
+    from ..telemetry import configure_logging
+
+    configure_logging()
     token = token or os.environ.get("VORTEX_SERVER_TOKEN") or None
     if host not in LOOPBACK and not token:
         raise RequestError(f"vortex serve on {host} would let anyone who can reach this machine run graphs",

@@ -137,17 +137,22 @@ class ComfyAPI:
         self.history = history
 
     # -- the queue's hooks (runner thread) --------------------------------------------------------
-    def _listeners(self, item: Any) -> list[Any]:
+    def _listeners(self, item: Any, graph: Any) -> list[Any]:
+        from .. import telemetry
+        from ..engine.executors import get_executor
+
+        telemetry.watch_pool(get_executor())
+        metrics = telemetry.MetricsListener(graph.model, item.origin or "server")
         found = self.queue.by_prompt_item(item.id)
         if found is None:
-            return []
+            return [metrics]
         prompt_id, extra = found
         prompt = extra.get("prompt", {})
         relay = Relay(self.hub, prompt_id, extra.get("client_id"),
                       lambda node: str(prompt.get(node, {}).get("class_type", "")), self.previews)
         self.relays[item.id] = relay
         self.status()
-        return [relay]
+        return [relay, metrics]
 
     def _done(self, item: Any) -> None:
         """After the item's status is stored (so ``/history`` has it), as ComfyUI's prompt worker:

@@ -1,0 +1,59 @@
+"""Metrics and JSON logs (vortex_jupyter/telemetry.py): the notebook path without a server."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+import vortex_jupyter as vx
+from vortex_jupyter import telemetry
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and ",".join(sorted(line[len(name) + 1:line.index("}")].split(","))) == want:
+            return float(line.rsplit(" ", 1)[1])
+        if not labels and line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_notebook_runs_count_into_the_same_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VORTEX_METRICS", "1")
+    before = telemetry.metrics_text()[0].decode()
+    g = vx.Graph()
+    a = g.add("IntAdd", a=1, b=2)
+    g.add("IntDivide", a=a.out(0), b=0)
+    g.run(executor="inline", origin="notebook")
+    g.run(executor="inline", origin="notebook")
+    text = telemetry.metrics_text()[0].decode()
+
+    def delta(name: str, **labels: str) -> float:
+        return _sample(text, name, **labels) - _sample(before, name, **labels)
+
+    assert delta("vortex_runs_total", status="failed", origin="notebook") == 2
+    assert delta("vortex_node_executions_total", type="IntAdd", status="ok") == 1
+    assert delta("vortex_node_executions_total", type="IntAdd", status="cached") == 1
+    assert delta("vortex_node_executions_total", type="IntDivide", status="failed") == 2
+    assert delta("vortex_node_seconds_count", type="IntAdd") == 1
+
+
+def test_json_logs_carry_the_run_and_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VORTEX_LOG_FORMAT", "json")
+    telemetry.configure_logging()
+    logger = logging.getLogger("vortex_jupyter")
+    stream = io.StringIO()
+    logger.handlers[0].setStream(stream)  # type: ignore[attr-defined]
+    try:
+        logging.getLogger("vortex_jupyter.server").warning("node %s slow", "3", extra={"run_id": "r1", "node": "3"})
+    finally:
+        logger.handlers[:] = []
+        logger.propagate = True
+    [line] = stream.getvalue().splitlines()
+    record = json.loads(line)
+    assert record["message"] == "node 3 slow" and record["level"] == "warning"
+    assert record["run_id"] == "r1" and record["node"] == "3" and record["logger"] == "vortex_jupyter.server"
