@@ -20,6 +20,8 @@ import { RunState } from "./runstate";
 import { Scene } from "./scene";
 import { CommProvider } from "./sync";
 import { NodeList } from "./ui/a11y";
+import { HistoryPanel } from "./ui/history";
+import { pendingCount, queueAdvanced } from "./history";
 import { OutputImages } from "./ui/outputs";
 import { Overlays } from "./ui/overlays";
 import { Palette } from "./ui/palette";
@@ -65,6 +67,7 @@ export class CanvasApp implements Host {
   readonly overlays: Overlays;
   readonly outputs: OutputImages;
   readonly presence: Presence;
+  readonly history: HistoryPanel;
   private input: Input;
   private cleanups: Array<() => void> = [];
   private fitted = false;
@@ -90,10 +93,12 @@ export class CanvasApp implements Host {
     this.editor = new Editor(this.gdoc, this.scene);
     this.toolbar = new Toolbar(this.root, {
       run: () => this.send({ t: "run", outputs: null }),
+      queue: () => this.send({ t: "queue" }),
       cancel: () => this.send({ t: "cancel" }),
       add: () => this.openAddPalette(this.r.width / 2 - 150, 40),
       fit: () => this.fit(), undo: () => this.editor.undo.undo(), redo: () => this.editor.undo.redo(),
       group: () => this.group(), commands: () => this.openCommandPalette(),
+      history: () => this.toolbar.setHistoryOpen(this.history.toggle()),
     });
     this.root.append(this.stage);
     this.stage.append(this.canvas);
@@ -104,6 +109,8 @@ export class CanvasApp implements Host {
     }, this.scene);
     this.palette = new Palette(this.stage, (refocus) => { if (refocus) this.root.focus({ preventScroll: true }); },
       (e) => this.paletteKey(e));
+    this.history = new HistoryPanel(this.stage, (msg) => this.send(msg));
+    this.history.onHide = () => this.toolbar.setHistoryOpen(false);
     this.toasts = new Toasts(this.stage);
     this.outputs = new OutputImages(this.root, this.run);
     el.appendChild(this.root);
@@ -167,7 +174,10 @@ export class CanvasApp implements Host {
       if (m.event.kind === "node_failed" && !m.replay) this.toast(`${m.event.code ?? "VE-500"}: ${m.event.message ?? "failed"}`);
       // why nodes run again, e.g. "re-running 5 nodes: cached outputs belong to the workers executor"
       if (m.event.kind === "run_note" && !m.replay && m.event.message) this.toast(m.event.message, "info");
-      if (m.event.kind === "run_finished") this.toolbar.setStatus(`run ${m.event.status ?? "done"}`);
+      if (m.event.kind === "run_finished") {
+        this.toolbar.setStatus(`run ${m.event.status ?? "done"}`);
+        if (!m.replay) this.history.changed();
+      }
     } else if (m.t === "image" && buffers.length) {
       this.outputs.receive(m.node, m.final, m.mime, toBytes(buffers[0]))
         .then(() => { this.scene.setPreview(m.node, true); this.scene.touch(); })
@@ -179,6 +189,16 @@ export class CanvasApp implements Host {
         this.scene.touch();
         this.toolbar.setStatus("not run: fix the marked nodes");
       }
+    } else if (m.t === "queue_items") {
+      const advanced = queueAdvanced(this.history.queue, m.items);
+      this.toolbar.setQueued(pendingCount(m.items));
+      this.history.receive(m, []);
+      if (advanced) this.history.changed(); // a queued run finished (or was dropped)
+    } else if (m.t === "runs" || m.t === "run_diff" || m.t === "gallery_items") {
+      this.history.receive(m, buffers.map(toBytes));
+    } else if (m.t === "restored") {
+      this.toast(`Restored the graph of run ${m.run_id} (${m.edits} edit${m.edits === 1 ? "" : "s"})`, "info");
+      this.history.receive(m, []);
     } else if (m.t === "state") {
       this.run.running = m.running;
       this.toolbar.setRunning(m.running);
@@ -321,6 +341,7 @@ export class CanvasApp implements Host {
     this.presence.destroy();
     this.scene.destroy();
     this.overlays.close();
+    this.history.destroy();
     if (!this.options.doc) this.doc.destroy(); // a document's doc outlives its views
     this.root.remove();
   }

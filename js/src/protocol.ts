@@ -19,7 +19,23 @@ export interface YMsg { t: "y" }
 export interface RunMsg { t: "run"; outputs: string[] | null }
 export interface CancelMsg { t: "cancel" }
 export interface LogMsg { t: "log"; level: "error" | "warning" | "info"; message: string }
-export type ToKernel = HelloMsg | YMsg | RunMsg | CancelMsg | LogMsg;
+/** History panel: list runs (newest first); `filter` keys: status, origin, node_type, since. */
+export interface HistoryFilter { status?: string | string[]; origin?: string; node_type?: string; since?: number | string }
+export interface HistoryMsg { t: "history"; filter?: HistoryFilter; limit?: number }
+/** What changed from run `run_id`'s graph to the current one (what a restore takes back). */
+export interface DiffMsg { t: "diff"; run_id: string }
+/** Put run `run_id`'s graph back (kernel-side model edits: the doc follows for every view). */
+export interface RestoreMsg { t: "restore"; run_id: string }
+export interface GalleryMsg { t: "gallery"; limit?: number }
+/** Queue the graph as it is now. */
+export interface QueueMsg { t: "queue"; priority?: number }
+export interface QueueListMsg { t: "queue_list" }
+export interface QueuePauseMsg { t: "queue_pause" }
+export interface QueueResumeMsg { t: "queue_resume" }
+export interface QueueCancelMsg { t: "queue_cancel"; item: number }
+export type PanelRequest = HistoryMsg | DiffMsg | RestoreMsg | GalleryMsg | QueueMsg | QueueListMsg
+  | QueuePauseMsg | QueueResumeMsg | QueueCancelMsg;
+export type ToKernel = HelloMsg | YMsg | RunMsg | CancelMsg | LogMsg | PanelRequest;
 
 // ---- kernel -> view -------------------------------------------------------
 /** An engine event (`engine/events.py` `to_dict()`), previews without `data`. */
@@ -52,7 +68,51 @@ export interface ErrorMsg { t: "error"; code: string; message: string; problems?
 export interface StateMsg { t: "state"; running: boolean }
 /** The node specs, for views that have no widget trait for them (comm views). */
 export interface SpecsMsg { t: "specs"; specs: Specs }
-export type FromKernel = YMsg | EventMsg | ImageMsg | ErrorMsg | StateMsg | SpecsMsg;
+/** One recorded run (`protocol.run_row`); times in Unix seconds; seeds past 2^53 - 1 as text. */
+export interface RunRow {
+  id: string;
+  started: number;
+  finished: number | null;
+  status: string;
+  origin: string | null;
+  who: string | null;
+  elapsed: number | null;
+  ran: number;
+  cached: number;
+  failed: number;
+  seeds: Record<string, number | string>;
+  prompts: Record<string, string>;
+}
+export interface RunsMsg { t: "runs"; rows: RunRow[] }
+/** `lines`: the changes from that run's graph to now, in words; `errors`: its failed nodes. */
+export interface RunDiffMsg { t: "run_diff"; run_id: string; lines: string[]; errors: string[] }
+export interface RestoredMsg { t: "restored"; run_id: string; edits: number }
+/** An output file of a run; `thumb`: index of its PNG thumbnail in the message's buffers. */
+export interface GalleryItem {
+  run_id: string;
+  node: string;
+  path: string;
+  sha256: string | null;
+  started: number | null;
+  seeds: Record<string, number | string>;
+  prompts: Record<string, string>;
+  thumb: number | null;
+}
+export interface GalleryItemsMsg { t: "gallery_items"; items: GalleryItem[] }
+/** A pending queue item (`history/queue.py` `QueueItem`). */
+export interface QueueItem {
+  id: number;
+  status: string;
+  priority: number;
+  created: number;
+  origin: string | null;
+  run_id: string | null;
+  error: string | null;
+}
+/** The pending queue, running first; sent to every view whenever it changes. */
+export interface QueueItemsMsg { t: "queue_items"; items: QueueItem[]; paused: boolean }
+export type PanelReply = RunsMsg | RunDiffMsg | RestoredMsg | GalleryItemsMsg | QueueItemsMsg;
+export type FromKernel = YMsg | EventMsg | ImageMsg | ErrorMsg | StateMsg | SpecsMsg | PanelReply;
 
 // ---- kernel -> a workflow document's panel (`js/src/lab/panel.ts`) ----------
 /** How the document is shared ("bridge" | "file" | "room") and its file format. */

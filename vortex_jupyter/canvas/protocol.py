@@ -12,7 +12,10 @@ Messages ride anywidget custom messages: JSON content tagged by ``"t"``, binary 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal, NotRequired, TypedDict
+
+from ..errors import ProtocolError
 
 #: y-websocket framing, first varuint of a ``{"t": "y"}`` buffer.
 Y_MESSAGE_SYNC = 0
@@ -62,6 +65,57 @@ class LogMsg(TypedDict):
     message: str
 
 
+class HistoryMsg(TypedDict):
+    """List recorded runs, newest first; ``filter`` keys: status, origin, node_type, since."""
+
+    t: Literal["history"]
+    filter: NotRequired[dict[str, Any]]
+    limit: NotRequired[int]
+
+
+class DiffMsg(TypedDict):
+    """What changed from run ``run_id``'s graph to the current one (what a restore takes back)."""
+
+    t: Literal["diff"]
+    run_id: str
+
+
+class RestoreMsg(TypedDict):
+    """Put run ``run_id``'s graph back (``HistoryTable.restore``: ordinary model edits)."""
+
+    t: Literal["restore"]
+    run_id: str
+
+
+class GalleryMsg(TypedDict):
+    t: Literal["gallery"]
+    limit: NotRequired[int]
+
+
+class QueueMsg(TypedDict):
+    """Queue the graph as it is now (``Queue.submit``)."""
+
+    t: Literal["queue"]
+    priority: NotRequired[int]
+
+
+class QueueListMsg(TypedDict):
+    t: Literal["queue_list"]
+
+
+class QueuePauseMsg(TypedDict):
+    t: Literal["queue_pause"]
+
+
+class QueueResumeMsg(TypedDict):
+    t: Literal["queue_resume"]
+
+
+class QueueCancelMsg(TypedDict):
+    t: Literal["queue_cancel"]
+    item: int
+
+
 # ---- kernel -> view ---------------------------------------------------------------------
 class EventMsg(TypedDict):
     t: Literal["event"]
@@ -95,6 +149,47 @@ class SpecsMsg(TypedDict):
 
     t: Literal["specs"]
     specs: dict[str, Any]
+
+
+class RunsMsg(TypedDict):
+    """Reply to ``history``: rows as ``run_row`` makes them, newest first."""
+
+    t: Literal["runs"]
+    rows: list[dict[str, Any]]
+
+
+class RunDiffMsg(TypedDict):
+    """Reply to ``diff``: the changes in words, and the run's node failures."""
+
+    t: Literal["run_diff"]
+    run_id: str
+    lines: list[str]
+    errors: list[str]
+
+
+class RestoredMsg(TypedDict):
+    """Reply to ``restore``: how many model edits it took (the doc update goes to every view)."""
+
+    t: Literal["restored"]
+    run_id: str
+    edits: int
+
+
+class GalleryItemsMsg(TypedDict):
+    """Reply to ``gallery``: output files, newest first; ``thumb`` of an item is the index of its
+    PNG thumbnail in the message's buffers (``null``: none recorded)."""
+
+    t: Literal["gallery_items"]
+    items: list[dict[str, Any]]
+
+
+class QueueItemsMsg(TypedDict):
+    """The pending queue (running first, then in run order) and whether it is paused; sent to
+    every view whenever it changes."""
+
+    t: Literal["queue_items"]
+    items: list[dict[str, Any]]
+    paused: bool
 
 
 # ---- kernel -> a workflow document's panel (``vortex_jupyter/lab/document.py``) ------------
@@ -155,3 +250,118 @@ def event_msg(event: dict[str, Any], replay: bool = False) -> EventMsg:
 
 def image_msg(node: str, final: bool, mime: str) -> ImageMsg:
     return {"t": "image", "node": node, "final": final, "mime": mime}
+
+
+# ---- history and queue: reading requests, shaping replies -----------------------------------
+HISTORY_LIMIT = 50
+HISTORY_MAX_LIMIT = 500
+GALLERY_LIMIT = 24
+GALLERY_MAX_LIMIT = 200
+#: prompts longer than this are cut in run rows and gallery items (the panel shows a line)
+PROMPT_CHARS = 500
+HISTORY_FILTERS = frozenset({"status", "origin", "node_type", "since"})
+
+
+def read_run_id(content: Mapping[str, Any]) -> str:
+    run_id = content.get("run_id")
+    if not isinstance(run_id, str) or not 0 < len(run_id) <= 256:
+        raise ProtocolError(f"run_id has to be a run's id (a string of 1 to 256 characters) but is {run_id!r}")
+    return run_id
+
+
+def read_limit(content: Mapping[str, Any], default: int, maximum: int) -> int:
+    limit = content.get("limit", default)
+    if isinstance(limit, float) and limit.is_integer():
+        limit = int(limit)  # JS numbers are doubles
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= maximum:
+        raise ProtocolError(f"limit has to be an integer from 1 to {maximum} but is {limit!r}")
+    return limit
+
+
+def read_int(content: Mapping[str, Any], name: str, default: int | None = None) -> int:
+    value = content.get(name, default)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_SAFE_INT:
+        raise ProtocolError(f"{name} has to be an integer but is {value!r}")
+    return value
+
+
+def read_filter(content: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``filter`` of a ``history`` request as ``HistoryTable.filter`` keywords."""
+    raw = content.get("filter") or {}
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"filter has to be an object but is {raw!r}")
+    unknown = sorted(set(raw) - HISTORY_FILTERS)
+    if unknown:
+        raise ProtocolError(f"filter has no key {unknown[0]!r}; it takes {', '.join(sorted(HISTORY_FILTERS))}")
+    out: dict[str, Any] = {}
+    for name, value in raw.items():
+        if value is None or value == "":
+            continue
+        ok = isinstance(value, str) and len(value) <= 256
+        if name == "status" and isinstance(value, list):
+            ok = all(isinstance(v, str) and len(v) <= 64 for v in value) and len(value) <= 16
+        elif name == "since":
+            ok = ok or (isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not ok:
+            raise ProtocolError(f"filter {name} = {value!r} is not a "
+                                f"{'time (seconds or ISO text)' if name == 'since' else 'string'}")
+        out[name] = value
+    return out
+
+
+def _safe(value: Any) -> Any:
+    """A seed for JSON to JS: integers past 2**53 - 1 as decimal text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INT else value
+
+
+def seeds_json(seeds: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(k): _safe(v) for k, v in seeds.items()}
+
+
+def prompts_json(prompts: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v)[:PROMPT_CHARS] for k, v in prompts.items()}
+
+
+def run_row(row: Any) -> dict[str, Any]:
+    """One ``history.table.RunRow`` for a view (``started``/``finished``: Unix seconds)."""
+    return {"id": row.id, "started": row.started, "finished": row.finished, "status": row.status,
+            "origin": row.origin, "who": row.who, "elapsed": row.elapsed, "ran": row.ran or 0,
+            "cached": row.cached or 0, "failed": row.failed or 0,
+            "seeds": seeds_json(row.seeds), "prompts": prompts_json(row.prompts)}
+
+
+def runs_msg(rows: list[Any]) -> RunsMsg:
+    return {"t": "runs", "rows": [run_row(r) for r in rows]}
+
+
+def run_diff_msg(run_id: str, lines: list[str], errors: list[str]) -> RunDiffMsg:
+    return {"t": "run_diff", "run_id": run_id, "lines": lines, "errors": errors}
+
+
+def restored_msg(run_id: str, edits: int) -> RestoredMsg:
+    return {"t": "restored", "run_id": run_id, "edits": edits}
+
+
+def gallery_msg(entries: list[dict[str, Any]]) -> tuple[GalleryItemsMsg, list[bytes]]:
+    """``HistoryTable.gallery`` entries: JSON items and their thumbnails as buffers."""
+    items: list[dict[str, Any]] = []
+    buffers: list[bytes] = []
+    for e in entries:
+        thumb = e.get("thumbnail")
+        index = None
+        if isinstance(thumb, (bytes, bytearray, memoryview)) and len(thumb):
+            index = len(buffers)
+            buffers.append(bytes(thumb))
+        items.append({"run_id": e["run_id"], "node": e["node"], "path": e["path"], "sha256": e.get("sha256"),
+                      "started": e.get("started"), "seeds": seeds_json(e.get("seeds") or {}),
+                      "prompts": prompts_json(e.get("prompts") or {}), "thumb": index})
+    return {"t": "gallery_items", "items": items}, buffers
+
+
+def queue_items_msg(items: list[Any], paused: bool) -> QueueItemsMsg:
+    """``history.queue.QueueItem`` s for a view."""
+    return {"t": "queue_items", "paused": paused, "items": [
+        {"id": i.id, "status": i.status, "priority": i.priority, "created": i.created, "origin": i.origin,
+         "run_id": i.run_id, "error": i.error} for i in items]}

@@ -13,17 +13,26 @@ Policy:
 - The last image of each node and the latest run's events (states, failure messages) are
   kept, so a view that opens later shows the latest results; replayed events carry
   ``"replay": true`` so that view does not toast old failures.
+- The history panel's requests (``history``, ``diff``, ``restore``, ``gallery``) are answered
+  to the view that asked, from ``vx.history()``; a restore is ordinary model edits
+  (``HistoryTable.restore``), so the doc and every view follow as for any edit. The queue's
+  requests act on ``vx.queue()`` (its runner then runs in this kernel); the pending queue goes
+  to every view after each change, and, while items are pending, whenever a poll of the
+  queue (every ``QUEUE_POLL_S``) sees it change. A view that joins later gets it at ``hello``
+  once this session has used the queue; the queue is never opened just to show a view.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..engine.events import NodeCached, NodeFinished
-from ..errors import VortexError
+from ..errors import ValidationError, VortexError
 from ..graph.model import GraphModel
 from . import layout, protocol
 from .protocol import CANVAS_ORIGIN
@@ -35,6 +44,16 @@ _ATTR = "_vx_canvas_session"
 HISTORY_MAX = 50_000  # events kept for late views (a few per node; bounded for huge graphs)
 _FALLBACK: dict[int, CanvasSession] = {}  # graphs that refuse new attributes (__slots__)
 _SESSIONS_LOCK = threading.Lock()
+QUEUE_POLL_S = 0.5
+#: the newest runs the gallery looks through (``HistoryTable.gallery`` reads every output row,
+#: thumbnails included, of the table's runs before it keeps ``limit`` of them)
+GALLERY_RUNS = 200
+#: the history panel's requests and the session methods answering them
+_PANEL: dict[str, str] = {
+    "history": "_send_runs", "diff": "_send_diff", "restore": "_restore", "gallery": "_send_gallery",
+    "queue": "_submit", "queue_list": "_queue_list", "queue_pause": "_queue_pause",
+    "queue_resume": "_queue_resume", "queue_cancel": "_queue_cancel",
+}
 
 
 def session_for(graph: Any) -> CanvasSession:
@@ -54,6 +73,13 @@ def session_for(graph: Any) -> CanvasSession:
         return session
 
 
+def teach(exc: VortexError) -> str:
+    """An error's message with its fix, the way the canvas's other errors put it."""
+    message = getattr(exc, "message", None) or str(exc)
+    hint = getattr(exc, "hint", None)
+    return f"{message} (fix: {hint})" if hint else message
+
+
 def _specs() -> dict[str, Any]:
     """The node specs for a view's palette (``/object_info`` shape)."""
     try:
@@ -65,17 +91,17 @@ def _specs() -> dict[str, Any]:
         return {}
 
 
-def refusal(exc: BaseException) -> protocol.ErrorMsg:
-    """The message for a run that did not start. Validation problems travel as a list the
-    views mark on their nodes; the toast text stays short (the full list would cover the
-    canvas): a count, then the first problem, preferring one with no node to be shown on
-    (e.g. a cycle)."""
+def refusal(exc: BaseException, what: str = "the run did not start") -> protocol.ErrorMsg:
+    """The message for a run that did not start (or was not queued: ``what``). Validation
+    problems travel as a list the views mark on their nodes; the toast text stays short (the
+    full list would cover the canvas): a count, then the first problem, preferring one with no
+    node to be shown on (e.g. a cycle)."""
     code = str(getattr(exc, "code", "VE-000"))
     problems = list(getattr(exc, "problems", None) or [])
     if not problems:
-        return protocol.error_msg(f"the run did not start: {exc}", code=code)
+        return protocol.error_msg(f"{what}: {exc}", code=code)
     count = len(problems)
-    text = f"the run did not start: the graph has {count} problem{'s' if count != 1 else ''}, marked on the nodes"
+    text = f"{what}: the graph has {count} problem{'s' if count != 1 else ''}, marked on the nodes"
     first = next((p for p in problems if getattr(p, "node", None) is None), problems[0])
     text += f"; first: {first}"
     return protocol.error_msg(text, code=code, problems=[p.to_dict() for p in problems[:500]])
@@ -122,6 +148,12 @@ class CanvasSession:
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._ended: str | None = None  # run id of the latest run_finished event
+        #: the history file the panel reads and the queue lives in (``None``: ``VORTEX_HISTORY``)
+        self.history_file: Any = None
+        self._queue: Any = None  # the queue, once a view used it
+        self._queue_watch: threading.Thread | None = None
+        self._watch_lock = threading.Lock()
+        self._closed = threading.Event()
         on_event = getattr(graph, "on_event", None)
         if callable(on_event):
             on_event(self._on_event)
@@ -156,6 +188,8 @@ class CanvasSession:
             self.relay.hello(view_id)
         view.send(dict(protocol.state_msg(self.running)), [])
         self._replay(view.send)
+        if self._queue is not None:
+            self._queue_changed(self._queue, view.send)
 
     def receive(self, view_id: str, content: Any, buffers: list[Any]) -> None:
         """One message from a view (``protocol.py``); a bad one is answered with an error,
@@ -191,6 +225,12 @@ class CanvasSession:
             if entry["level"] == "error":
                 self.js_errors.append(entry["message"])
                 log.warning("canvas view error: %s", entry["message"])
+        elif isinstance(kind, str) and kind in _PANEL:
+            answer: Callable[[Send, dict[str, Any]], None] = getattr(self, _PANEL[kind])
+            try:
+                answer(view.send, content)
+            except VortexError as exc:  # bad fields (VE-600), an unknown run or queue item...
+                view.send(dict(protocol.error_msg(teach(exc), code=exc.code)), [])
         else:
             view.send(dict(protocol.error_msg(f"unknown canvas message type {kind!r}")), [])
 
@@ -304,6 +344,111 @@ class CanvasSession:
         if self._adopt(run):
             self._replay(self.broadcast)
 
+    # ---- the history panel ---------------------------------------------------------------
+    def _table(self) -> Any:
+        from ..history.table import history
+
+        return history(self.history_file)
+
+    def _send_runs(self, reply: Send, content: dict[str, Any]) -> None:
+        limit = protocol.read_limit(content, protocol.HISTORY_LIMIT, protocol.HISTORY_MAX_LIMIT)
+        table = self._table().filter(**protocol.read_filter(content), limit=limit)
+        reply(dict(protocol.runs_msg(table.rows)), [])
+
+    def _send_diff(self, reply: Send, content: dict[str, Any]) -> None:
+        run_id = protocol.read_run_id(content)
+        table = self._table()
+        failed = [n for n in table.run(run_id).nodes if n.get("status") == "failed"]
+        errors = [f"{n['node']} ({n.get('type') or '?'}): {n.get('code') or 'VE-500'} {n.get('message') or 'failed'}"
+                  for n in failed[:50]]
+        reply(dict(protocol.run_diff_msg(run_id, table.diff(run_id, self.graph), errors)), [])
+
+    def _restore(self, reply: Send, content: dict[str, Any]) -> None:
+        run_id = protocol.read_run_id(content)
+        # HistoryTable.restore edits ``graph.model``: a bare GraphModel's canvas passes a holder
+        graph = self.graph if hasattr(self.graph, "model") else types.SimpleNamespace(model=self.model)
+        edits = self._table().restore(run_id, graph)
+        reply(dict(protocol.restored_msg(run_id, edits)), [])
+
+    def _send_gallery(self, reply: Send, content: dict[str, Any]) -> None:
+        limit = protocol.read_limit(content, protocol.GALLERY_LIMIT, protocol.GALLERY_MAX_LIMIT)
+        msg, buffers = protocol.gallery_msg(self._table().filter(limit=GALLERY_RUNS).gallery(limit))
+        reply(dict(msg), buffers)
+
+    # ---- the queue -----------------------------------------------------------------------
+    def _queue_for(self) -> Any:
+        from ..history.queue import queue
+
+        self._queue = queue(self.history_file)
+        return self._queue
+
+    def _submit(self, reply: Send, content: dict[str, Any]) -> None:
+        from ..graph.formats import to_native
+
+        priority = protocol.read_int(content, "priority", 0)
+        problems = getattr(self.graph, "problems", None)
+        found = problems() if callable(problems) else []
+        if found:  # refused now, with the problems on the nodes, not failed later in the queue
+            reply(dict(refusal(ValidationError(found), "the graph was not queued")), [])
+            return
+        q = self._queue_for()
+        q.submit(to_native(self.model), priority=priority, origin=CANVAS_ORIGIN)
+        self._queue_changed(q)
+
+    def _queue_list(self, reply: Send, content: dict[str, Any]) -> None:
+        self._queue_changed(self._queue_for(), reply)
+
+    def _queue_pause(self, reply: Send, content: dict[str, Any]) -> None:
+        q = self._queue_for()
+        q.pause()
+        self._queue_changed(q)
+
+    def _queue_resume(self, reply: Send, content: dict[str, Any]) -> None:
+        q = self._queue_for()
+        q.resume()
+        self._queue_changed(q)
+
+    def _queue_cancel(self, reply: Send, content: dict[str, Any]) -> None:
+        item = protocol.read_int(content, "item")
+        q = self._queue_for()
+        q.cancel(item)
+        self._queue_changed(q)
+
+    def _queue_state(self, q: Any) -> tuple[protocol.QueueItemsMsg, bool]:
+        items = q.items()
+        return protocol.queue_items_msg(items, q.paused), bool(items)
+
+    def _queue_changed(self, q: Any, reply: Send | None = None) -> None:
+        """Send the queue to ``reply`` (default: every view); watch it while items are pending."""
+        msg, pending = self._queue_state(q)
+        if reply is None:
+            self.broadcast(msg)
+        else:
+            reply(dict(msg), [])
+        with self._watch_lock:
+            if pending and self._queue_watch is None and not self._closed.is_set():
+                self._queue_watch = threading.Thread(target=self._watch_queue, args=(q, msg),
+                                                     name="vortex-canvas-queue", daemon=True)
+                self._queue_watch.start()
+
+    def _watch_queue(self, q: Any, last: protocol.QueueItemsMsg) -> None:
+        """Items queued here run on the queue's thread, out of this session's sight: poll the
+        queue while items are pending and send it to every view when it changes."""
+        while not self._closed.wait(QUEUE_POLL_S):
+            try:
+                with self._watch_lock:  # decided under the lock: a submit either sees us or starts one
+                    msg, pending = self._queue_state(q)
+                    if not pending:
+                        self._queue_watch = None
+            except Exception:  # a busy or damaged file: look again at the next poll
+                log.debug("polling the queue failed", exc_info=True)
+                continue
+            if msg != last:
+                self.broadcast(msg)
+                last = msg
+            if not pending:
+                return
+
     def _place_added(self, change: Any) -> None:
         """A node added from Python (``g.add``) on an occupied spot goes right of the rest."""
         self._extents.on_change(change)
@@ -311,6 +456,7 @@ class CanvasSession:
             layout.place_new(self.model, change.node, self._lookup, extents=self._extents)
 
     def close(self) -> None:
+        self._closed.set()
         if self._place_added in self.model._listeners:
             self.model.remove_listener(self._place_added)
         off = getattr(self.graph, "off_event", None)

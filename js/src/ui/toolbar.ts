@@ -1,9 +1,13 @@
 /**
- * The toolbar over the canvas: Run, Cancel, add node, fit, undo/redo, group, and a status
- * text. Buttons carry `data-action` so tests and people find them by role and name.
+ * The toolbar over the canvas: Run, Queue (with the pending count), Cancel, add node, fit,
+ * undo/redo, group, commands, the History panel's toggle, and a status text. Buttons carry
+ * `data-action` so tests and people find them by role and name.
  */
+import { queueLabel } from "../history";
+
 export interface ToolbarActions {
   run(): void;
+  queue(): void;
   cancel(): void;
   add(): void;
   fit(): void;
@@ -11,10 +15,12 @@ export interface ToolbarActions {
   redo(): void;
   group(): void;
   commands(): void;
+  history(): void;
 }
 
 const BUTTONS: Array<[keyof ToolbarActions, string, string]> = [
   ["run", "▶ Run", "Run the graph"],
+  ["queue", queueLabel(0), "Queue the graph as it is now (queued runs go one at a time, in order)"],
   ["cancel", "■ Cancel", "Cancel the run"],
   ["add", "+ Node", "Add a node (double-click the canvas)"],
   ["fit", "Fit", "Fit the graph in view (F)"],
@@ -22,6 +28,7 @@ const BUTTONS: Array<[keyof ToolbarActions, string, string]> = [
   ["redo", "Redo", "Redo (Ctrl+Shift+Z)"],
   ["group", "Group", "Group the selected nodes (Ctrl+G)"],
   ["commands", "⌘K", "Command palette (Ctrl+K)"],
+  ["history", "History", "Run history, gallery and queue"],
 ];
 
 /** "⌘K" means nothing off a Mac: name the key the platform actually uses. */
@@ -64,12 +71,25 @@ export class Toolbar {
     this.el.appendChild(this.users);
     parent.appendChild(this.el);
     this.setRunning(false);
+    this.setHistoryOpen(false);
   }
 
   setRunning(running: boolean): void {
     (this.buttons.get("run") as HTMLButtonElement).disabled = running;
     (this.buttons.get("cancel") as HTMLButtonElement).disabled = !running;
     this.el.dataset.running = String(running);
+  }
+
+  /** The Queue button shows how many queued runs are pending. */
+  setQueued(pending: number): void {
+    const b = this.buttons.get("queue") as HTMLButtonElement;
+    b.textContent = queueLabel(pending);
+    b.dataset.pending = String(pending);
+  }
+
+  /** The History button shows whether its panel is open. */
+  setHistoryOpen(open: boolean): void {
+    (this.buttons.get("history") as HTMLButtonElement).setAttribute("aria-pressed", String(open));
   }
 
   setStatus(text: string): void {
