@@ -355,10 +355,9 @@ class Graph:
         """The graph's listeners, plus the history's recorder (``history/recorder.py``)."""
         from .history.recorder import recorder_for
 
-        listeners = list(self._listeners)
         recorder = recorder_for(self.model, origin or self.origin, history)
-        if recorder is not None:
-            listeners.append(recorder)
+        # the recorder first: when the canvas (or any listener) hears run_finished, the history has it
+        listeners = ([recorder] if recorder is not None else []) + list(self._listeners)
         from . import telemetry
 
         if telemetry.enabled():  # VORTEX_METRICS=1: the same metrics as vortex serve's

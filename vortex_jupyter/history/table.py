@@ -189,22 +189,19 @@ class HistoryTable(Sequence[RunRow]):
         return restore(graph.model, self.history.graph(run_id), origin="history")
 
     def gallery(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The newest output files of these runs with their run's seeds and prompts."""
-        ids = [r.id for r in self.rows]
-        if not ids:
-            return []
-        by_id = {r.id: r for r in self.rows}
+        """The newest ``limit`` output files of these runs, with their run's seeds and prompts."""
+        sql = ("SELECT o.run_id, o.node, o.path, o.sha256, o.thumbnail, r.seeds, r.prompts, r.started "
+               "FROM outputs o JOIN runs r ON r.id = o.run_id")
+        if self._where:  # (the filters name runs' columns; outputs has none of those names)
+            sql += " WHERE " + " AND ".join(self._where)
+        sql += " ORDER BY r.started DESC, o.rowid LIMIT ?"
         out = []
-        for chunk in range(0, len(ids), 500):
-            part = ids[chunk:chunk + 500]
-            out += [dict(r) for r in self.history.query(
-                f"SELECT run_id, node, path, sha256, thumbnail FROM outputs WHERE run_id IN ({', '.join('?' * len(part))})",
-                part)]
-        out.sort(key=lambda o: -by_id[o["run_id"]].started)
-        for o in out[:limit]:
-            row = by_id[o["run_id"]]
-            o.update(seeds=row.seeds, prompts=row.prompts, started=row.started)
-        return out[:limit]
+        for r in self.history.query(sql, (*self._args, int(limit))):
+            item = dict(r)
+            item["seeds"] = json.loads(item["seeds"]) if item["seeds"] else {}
+            item["prompts"] = json.loads(item["prompts"]) if item["prompts"] else {}
+            out.append(item)
+        return out
 
     # -- display ----------------------------------------------------------------------------------
     def __repr__(self) -> str:
