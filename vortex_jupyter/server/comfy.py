@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from ..errors import RequestError, VortexError
 log = logging.getLogger("vortex_jupyter.server")
 
 PREVIEW_IMAGE = 1
+STATUS_COALESCE_S = 0.05
 
 
 class Hub:
@@ -131,6 +133,8 @@ class ComfyAPI:
         from ..history.queue import Queue
 
         self.previews = previews
+        self._status_lock = threading.Lock()
+        self._status_pending = False
         self.hub = Hub()
         self.relays: dict[int, Relay] = {}
         self.queue = Queue(history, autostart=False, listeners=self._listeners, on_done=self._done)
@@ -177,7 +181,23 @@ class ComfyAPI:
         return {"exec_info": {"queue_remaining": int(remaining)}}
 
     def status(self) -> None:
-        self.hub.send_sync("status", {"status": self.queue_info()})
+        """Broadcast the queue's ``status``; calls within 50 ms make one broadcast (200 prompts
+        queued at once must not send 200 x every client's status)."""
+        with self._status_lock:
+            if self._status_pending:
+                return
+            self._status_pending = True
+        timer = threading.Timer(STATUS_COALESCE_S, self._send_status)
+        timer.daemon = True
+        timer.start()
+
+    def _send_status(self) -> None:
+        with self._status_lock:
+            self._status_pending = False
+        try:
+            self.hub.send_sync("status", {"status": self.queue_info()})
+        except Exception:  # a closing history: nothing to report
+            log.debug("status broadcast failed", exc_info=True)
 
     # -- /prompt ----------------------------------------------------------------------------------
     def submit(self, body: Any) -> dict[str, Any]:
