@@ -45,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="bound every node's run time (overrides the nodes' own timeouts)")
     run.add_argument("--traceback", action="store_true", help="show tracebacks of failed nodes")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar or timings table")
+    run.add_argument("--server", metavar="URL", help="run on a running `vortex serve` (or ComfyUI) instead: "
+                     "queued there, images downloaded into -o")
+    run.add_argument("--token", help="the --server's token (or VORTEX_SERVER_TOKEN)")
     val = sub.add_parser("validate", help="list every problem of a graph file")
     val.add_argument("file")
     _input_dir_arg(val)
@@ -226,7 +229,25 @@ def _find_node(graph: Any, name: str) -> str | None:
     return titled[0] if len(titled) == 1 else None
 
 
+def _cmd_run_remote(args: argparse.Namespace) -> int:
+    from .server.client import run_remote
+
+    graph = _load(args.file)
+    _apply_sets(graph, args.sets)
+    graph.validate()  # (the server validates too; this names problems before anything is sent)
+    out_dir = Path(args.output_dir or "output").resolve()
+    token = args.token or os.environ.get("VORTEX_SERVER_TOKEN")
+    prompt_id, files, entry = run_remote(graph, args.server, out_dir, token=token, quiet=args.quiet)
+    for path in files:
+        print(f"wrote {path}")
+    ok = entry.get("status", {}).get("status_str") == "success"
+    print(f"{'ok' if ok else 'failed'}: prompt {prompt_id} on {args.server}")
+    return EXIT_OK if ok else EXIT_FAILED
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.server:
+        return _cmd_run_remote(args)
     if args.output_dir:
         out_dir = Path(args.output_dir).resolve()
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -148,6 +148,22 @@ def test_comfy_api_simplified_from_pypi_runs_unchanged(server: Server) -> None:
         assert json.loads(im.text["prompt"])["3"]["inputs"]["seed"] == 7
 
 
+def test_vortex_run_against_a_running_server(server: Server, tmp_path: Path) -> None:
+    """``vortex run FILE --server URL``: queued on the server, followed, images downloaded."""
+    proc = subprocess.run([sys.executable, "-m", "vortex_jupyter.cli", "run", str(ROOT / "examples" / "txt2img.json"),
+                           "--server", server.url, "--set", "3.seed=11", "-o", str(tmp_path / "got")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "running node 3" in proc.stderr and f"on {server.url}" in proc.stdout
+    [png] = (tmp_path / "got").glob("*.png")
+    with Image.open(png) as im:
+        assert json.loads(im.text["prompt"])["3"]["inputs"]["seed"] == 11
+    bad = subprocess.run([sys.executable, "-m", "vortex_jupyter.cli", "run", str(ROOT / "examples" / "txt2img.json"),
+                          "--server", "http://127.0.0.1:9"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert bad.returncode == 2 and "VE-1004" in bad.stderr and "vortex serve" in bad.stderr
+
+
 def test_metrics_count_the_server_s_runs(server: Server) -> None:
     status, text = server.request("/metrics")
     assert status == 200
