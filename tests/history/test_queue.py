@@ -116,3 +116,16 @@ def test_the_queue_survives_a_restart(tmp_path: Path) -> None:
         assert _run_order(q, done) == order
     finally:
         q.stop()
+
+
+def test_a_running_item_is_cancelled_from_another_kernel(q: Queue) -> None:
+    long = q.submit(_graph(1, seconds=60))
+    deadline = time.monotonic() + 60
+    while q.item(long.id).status != "running" or not q.item(long.id).run_id:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = Queue(q.history, autostart=False)  # another kernel's view of the same file
+    assert other.running() is None
+    t0 = time.monotonic()
+    other.cancel(long)
+    assert q.wait(long, 30).status == "cancelled" and time.monotonic() - t0 < 20

@@ -157,10 +157,16 @@ class Queue:
         item_id = item.id if isinstance(item, QueueItem) else int(item)
         with self.history.write() as db:
             db.execute("UPDATE queue SET status = 'cancelled' WHERE id = ? AND status = 'queued'", (item_id,))
+            # running in another kernel: that kernel's runner sees the request within 0.25 s
+            db.execute("INSERT OR REPLACE INTO settings (name, value) SELECT ?, '1' FROM queue "
+                       "WHERE id = ? AND status = 'running'", (f"queue.cancel.{item_id}", item_id))
         current = self._current
         if current is not None and current[0] == item_id and current[1] is not None:
             current[1].cancel()
         return self.item(item_id)
+
+    def _cancel_requested(self, item_id: int) -> bool:
+        return self.history.setting(f"queue.cancel.{item_id}") == "1"
 
     def move(self, item: QueueItem | int, *, before: QueueItem | int | None = None) -> QueueItem:
         """Reorder: put the item just before ``before`` (``None``: at the front of its priority)."""
@@ -247,8 +253,11 @@ class Queue:
             self._current = (item_id, run)
             with self.history.write() as db:
                 db.execute("UPDATE queue SET run_id = ? WHERE id = ?", (run.run_id, item_id))
-            if self.item(item_id).status == "cancelled":  # cancelled between claim and start
-                run.cancel()
+            if self.item(item_id).status == "cancelled" or self._cancel_requested(item_id):
+                run.cancel()  # cancelled between claim and start
+            while not run.wait(0.25).done:
+                if self._cancel_requested(item_id):  # (asked from another kernel)
+                    run.cancel()
             run.wait()
             status = run.status if run.status in FINAL else "failed"
         except Exception as exc:  # e.g. a ValidationError: the item fails, the queue goes on
@@ -258,6 +267,7 @@ class Queue:
         with self.history.write() as db:
             db.execute("UPDATE queue SET status = ?, error = ?, run_id = coalesce(run_id, ?) WHERE id = ?",
                        (status, error, getattr(run, "run_id", None), item_id))
+            db.execute("DELETE FROM settings WHERE name = ?", (f"queue.cancel.{item_id}",))
         self._notify()
         if self.on_done is not None:
             with contextlib.suppress(Exception):  # a listener's failure must not stop the queue
