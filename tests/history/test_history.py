@@ -149,7 +149,7 @@ def test_an_older_schema_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
     old.commit()
     old.close()
     hist = History(path)
-    assert hist.version() == VERSION == 4
+    assert hist.version() == VERSION == 5
     [row] = HistoryTable(hist).rows
     assert (row.id, row.status, row.ran, row.seeds) == ("old", "ok", 3, {})
     hist.begin_run("new", {"nodes": {}}, seeds={"1": 7})  # the new columns work

@@ -17,6 +17,7 @@ Schema (``PRAGMA user_version`` is its version; ``MIGRATIONS[i]`` takes version 
 - ``queue`` and ``settings``: the persistent queue (``queue.py``); a queue item of the server
   keeps its ComfyUI ``prompt_id`` and client data; ``runs.ui`` each node's UI output (what
   ComfyUI's ``/history`` returns as ``outputs``).
+- ``documents``: the server's graph documents (``/api/v1/graphs``), with a version per change.
 - ``file_hashes``: sha256 of model files by (path, size, mtime), so a checkpoint is hashed once.
 
 Concurrency: WAL journal, ``busy_timeout``; every write is one short ``BEGIN IMMEDIATE``
@@ -91,6 +92,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX queue_prompt ON queue(prompt_id);
     CREATE INDEX queue_run ON queue(run_id);
     ALTER TABLE runs ADD COLUMN ui TEXT;
+    """,
+    # 4 -> 5: the server's graph documents (/api/v1/graphs)
+    """
+    CREATE TABLE documents (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, version INTEGER NOT NULL, created REAL NOT NULL,
+        updated REAL NOT NULL, graph TEXT NOT NULL);
     """,
 ]
 VERSION = len(MIGRATIONS)

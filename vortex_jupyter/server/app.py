@@ -138,6 +138,7 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
     @contextlib.asynccontextmanager
     async def lifespan(app: Any) -> AsyncIterator[None]:
         publisher = api.hub.start(asyncio.get_running_loop())
+        api.events.loop = asyncio.get_running_loop()
         api.queue.start()
         yield
         api.queue._stop.set()
@@ -287,7 +288,75 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
             if api.hub.sockets.get(sid) is ws:
                 del api.hub.sockets[sid]
 
+    # -- /api/v1 (api_v1.py: the types, the OpenAPI document, documents and events) -----------------
+    from starlette.responses import StreamingResponse
+
+    from . import api_v1 as v1
+
+    docs = v1.Documents(hist)
+
+    def typed(value: Any, status: int = 200) -> Any:
+        return Response(v1.encode(value), status_code=status, media_type="application/json")
+
+    async def v1_list(request: Any) -> Any:
+        return typed(docs.list())
+
+    async def v1_create(request: Any) -> Any:
+        return typed(docs.create(v1.decode(await request.body(), v1.GraphIn)), 201)
+
+    async def v1_get(request: Any) -> Any:
+        return typed(docs.get(request.path_params["id"]))
+
+    async def v1_patch(request: Any) -> Any:
+        return typed(docs.patch(request.path_params["id"], v1.decode(await request.body(), v1.GraphPatch)))
+
+    async def v1_delete(request: Any) -> Any:
+        docs.delete(request.path_params["id"])
+        return Response(status_code=204)
+
+    async def v1_validate(request: Any) -> Any:
+        return typed(docs.validate(request.path_params["id"]))
+
+    async def v1_run(request: Any) -> Any:
+        body = v1.decode(await request.body(), v1.RunRequest)
+        doc = docs.get(request.path_params["id"])
+        problems = docs.validate(doc.id)
+        if not problems.ok:
+            raise RequestError(f"graph {doc.id!r} has {len(problems.problems)} problem(s): "
+                               + "; ".join(f"[{p.code}] {p.message}" for p in problems.problems[:5]),
+                               code="VE-100", hint="POST .../validate lists them all")
+        item = api.queue.submit(doc.graph, priority=body.priority, origin="api", extra={"document": doc.id})
+        api.status()
+        return typed(v1.run_out(api.queue, item.id), 202)
+
+    def _item(request: Any) -> int:
+        raw = request.path_params["id"]
+        if not str(raw).isdigit():
+            raise RequestError(f"run id {raw!r} is not a number", code="VE-1001")
+        return int(raw)
+
+    async def v1_run_get(request: Any) -> Any:
+        return typed(v1.run_out(api.queue, _item(request)))
+
+    async def v1_events(request: Any) -> Any:
+        item_id = _item(request)
+        v1.run_out(api.queue, item_id)  # 404 for an unknown run
+        api.events.loop = asyncio.get_running_loop()
+        return StreamingResponse(api.events.stream(item_id, lambda: api.queue.item(item_id).done),
+                                 media_type="text/event-stream")
+
+    async def v1_openapi(request: Any) -> Any:
+        return JSONResponse(v1.openapi())
+
     routes = [
+        Route("/api/v1/graphs", v1_list, methods=["GET"]), Route("/api/v1/graphs", v1_create, methods=["POST"]),
+        Route("/api/v1/graphs/{id}", v1_get, methods=["GET"]), Route("/api/v1/graphs/{id}", v1_patch, methods=["PATCH"]),
+        Route("/api/v1/graphs/{id}", v1_delete, methods=["DELETE"]),
+        Route("/api/v1/graphs/{id}/validate", v1_validate, methods=["POST"]),
+        Route("/api/v1/graphs/{id}/run", v1_run, methods=["POST"]),
+        Route("/api/v1/runs/{id}", v1_run_get, methods=["GET"]),
+        Route("/api/v1/runs/{id}/events", v1_events, methods=["GET"]),
+        Route("/api/v1/openapi.json", v1_openapi, methods=["GET"]),
         Route("/prompt", post_prompt, methods=["POST"]), Route("/prompt", get_prompt, methods=["GET"]),
         Route("/queue", get_queue, methods=["GET"]), Route("/queue", post_queue, methods=["POST"]),
         Route("/history", get_history, methods=["GET"]), Route("/history", post_history, methods=["POST"]),

@@ -131,8 +131,10 @@ class ComfyAPI:
 
     def __init__(self, history: Any, *, previews: bool = False) -> None:
         from ..history.queue import Queue
+        from .api_v1 import Events
 
         self.previews = previews
+        self.events = Events()  # every run's engine events, for /api/v1/runs/{id}/events
         self._status_lock = threading.Lock()
         self._status_pending = False
         self.hub = Hub()
@@ -146,22 +148,23 @@ class ComfyAPI:
         from ..engine.executors import get_executor
 
         telemetry.watch_pool(get_executor())
-        metrics = telemetry.MetricsListener(graph.model, item.origin or "server")
+        metrics = [telemetry.MetricsListener(graph.model, item.origin or "server"), self.events.listener(item.id)]
         found = self.queue.by_prompt_item(item.id)
         if found is None:
-            return [metrics]
+            return metrics
         prompt_id, extra = found
         prompt = extra.get("prompt", {})
         relay = Relay(self.hub, prompt_id, extra.get("client_id"),
                       lambda node: str(prompt.get(node, {}).get("class_type", "")), self.previews)
         self.relays[item.id] = relay
         self.status()
-        return [relay, metrics]
+        return [relay, *metrics]
 
     def _done(self, item: Any) -> None:
         """After the item's status is stored (so ``/history`` has it), as ComfyUI's prompt worker:
         ``executing`` with node null, then the queue's ``status``."""
         relay = self.relays.pop(item.id, None)
+        self.events.finish(item.id)
         found = self.queue.by_prompt_item(item.id)
         if found is not None:
             prompt_id, extra = found
