@@ -378,10 +378,14 @@ class Graph:
         ``history``: another ``History`` file); ``origin`` says where it came from there (default
         ``graph.origin``: "notebook").
         """
+        from .telemetry import run_span
+
         ex = self._executor(executor)
         cancel = CancelToken()
-        state = self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
-                                listeners=self._run_listeners(origin, history), run_id=_new_run_id())
+        run_id = _new_run_id()
+        with run_span(run_id, origin or self.origin):  # (VORTEX_TRACES: the run's span)
+            state = self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
+                                    listeners=self._run_listeners(origin, history), run_id=run_id)
         run = self.last_run = Run(state, cancel)
         return run
 
@@ -395,10 +399,15 @@ class Graph:
         state = RunState(_new_run_id(), ex, cache_for(ex))
         listeners = self._run_listeners(origin, history)
 
+        from .telemetry import run_span
+
+        span_origin = origin or self.origin
+
         def target() -> None:
             try:
-                self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
-                                listeners=listeners, state=state, run_id=state.run_id)
+                with run_span(state.run_id, span_origin):
+                    self.engine.run(ex, outputs=_ids(outputs), node_timeout=node_timeout, cancel=cancel,
+                                    listeners=listeners, state=state, run_id=state.run_id)
             except BaseException as exc:  # surfaced by run.wait()
                 state.fail(exc)
 

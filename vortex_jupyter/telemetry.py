@@ -11,16 +11,25 @@ Metrics (``prometheus-client``, in a registry of our own, ``REGISTRY``):
 Who records: ``MetricsListener`` on each run (the server always; a notebook's ``Graph.run``
 when ``VORTEX_METRICS=1``); the server serves ``/metrics`` in Prometheus' text format.
 
+Traces (``opentelemetry-api``/``-sdk``; on with ``VORTEX_TRACES``: a file path for JSON lines,
+or ``otlp`` for the OTLP exporter when installed): a ``vortex.run`` span in the kernel around each
+run; its context travels in the worker protocol's ``Execute`` message (W3C ``traceparent``), so
+each node's ``vortex.node`` span in a worker is a child of the kernel's run span, and the node
+function's own ``vortex.execute`` span a child of that: run -> node -> execute, across processes.
+
 Logs: ``VORTEX_LOG_FORMAT=json`` makes ``configure_logging()`` write one JSON object per line
 (time, level, logger, message, and ``run_id``/``node``/``prompt_id`` when the record has them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 __all__ = ["MetricsListener", "configure_logging", "enabled", "metrics_text"]
@@ -138,3 +147,113 @@ def configure_logging(level: int = logging.INFO) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(level)
     logger.propagate = False
+
+
+# ---- traces ----------------------------------------------------------------------------------
+
+_TRACER: Any = None
+_TRACER_LOCK = threading.Lock()
+
+
+def tracing() -> bool:
+    return bool(os.environ.get("VORTEX_TRACES", "").strip())
+
+
+class JsonLinesExporter:
+    """An OpenTelemetry span exporter appending one JSON object per span to a file (O_APPEND:
+    the kernel and its workers write to one file)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        lines = []
+        for span in spans:
+            ctx, parent = span.get_span_context(), span.parent
+            lines.append(json.dumps({
+                "name": span.name, "trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}",
+                "parent_id": f"{parent.span_id:016x}" if parent is not None else None,
+                "start": span.start_time, "end": span.end_time, "pid": os.getpid(),
+                "attributes": dict(span.attributes or {}),
+                "status": span.status.status_code.name}, default=str) + "\n")
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, "".join(lines).encode())
+        finally:
+            os.close(fd)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def tracer() -> Any:
+    """This process's tracer (``None`` when ``VORTEX_TRACES`` is unset or opentelemetry missing)."""
+    global _TRACER
+    target = os.environ.get("VORTEX_TRACES", "").strip()
+    if not target:
+        return None
+    with _TRACER_LOCK:
+        if _TRACER is None:
+            try:
+                from opentelemetry.sdk.resources import Resource
+                from opentelemetry.sdk.trace import TracerProvider
+                from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+            except ImportError:
+                logging.getLogger("vortex_jupyter").warning(
+                    "VORTEX_TRACES is set but opentelemetry-sdk is not installed: no traces")
+                _TRACER = False
+                return None
+            provider = TracerProvider(resource=Resource.create({"service.name": "vortex-jupyter"}))
+            if target == "otlp":
+                from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+                provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            else:
+                provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(target)))  # type: ignore[arg-type]
+            _TRACER = provider.get_tracer("vortex_jupyter")
+        return _TRACER or None
+
+
+@contextlib.contextmanager
+def run_span(run_id: str, origin: str) -> Iterator[None]:
+    """The kernel's ``vortex.run`` span, current while the run executes (nothing when off)."""
+    t = tracer() if tracing() else None
+    if t is None:
+        yield
+        return
+    with t.start_as_current_span("vortex.run", attributes={"vortex.run_id": run_id, "vortex.origin": origin}):
+        yield
+
+
+def traceparent() -> str:
+    """The current span's W3C ``traceparent`` (``""`` without tracing)."""
+    if not tracing():
+        return ""
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+@contextlib.contextmanager
+def node_span(parent: str, node: str, node_type: str, key: str) -> Iterator[None]:
+    """In a worker: ``vortex.node`` (child of the kernel's run span) around a node, with the
+    function's ``vortex.execute`` span inside (nothing when the batch carries no trace)."""
+    t = tracer() if parent else None
+    if t is None:
+        yield
+        return
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    ctx = TraceContextTextMapPropagator().extract({"traceparent": parent})
+    attrs = {"vortex.node": node, "vortex.type": node_type, "vortex.key": key, "vortex.pid": os.getpid()}
+    with t.start_as_current_span("vortex.node", context=ctx, attributes=attrs), \
+            t.start_as_current_span("vortex.execute", attributes={"vortex.node": node}):
+        yield

@@ -57,3 +57,33 @@ def test_json_logs_carry_the_run_and_node(monkeypatch: pytest.MonkeyPatch) -> No
     record = json.loads(line)
     assert record["message"] == "node 3 slow" and record["level"] == "warning"
     assert record["run_id"] == "r1" and record["node"] == "3" and record["logger"] == "vortex_jupyter.server"
+
+
+def test_a_worker_s_node_spans_are_children_of_the_kernel_s_run_span(tmp_path, monkeypatch) -> None:
+    """run (kernel) -> node (worker) -> execute (worker): one trace across processes, the
+    context carried in the worker protocol's Execute message."""
+    import os
+
+    from vortex_jupyter.workers.pool import WorkerExecutor
+
+    spans_file = tmp_path / "spans.jsonl"
+    monkeypatch.setenv("VORTEX_TRACES", str(spans_file))
+    monkeypatch.setattr(telemetry, "_TRACER", None)
+    g = vx.Graph()
+    a = g.add("IntAdd", a=1, b=2)
+    g.add("IntMultiply", a=a.out(0), b=3)
+    ex = WorkerExecutor(devices=["cpu"], warm_start=False)
+    try:
+        run = g.run(executor=ex)
+    finally:
+        ex.pool.close()
+    assert not run.errors
+    spans = [json.loads(line) for line in spans_file.read_text().splitlines()]
+    [root] = [s for s in spans if s["name"] == "vortex.run"]
+    nodes = [s for s in spans if s["name"] == "vortex.node"]
+    executes = [s for s in spans if s["name"] == "vortex.execute"]
+    assert root["pid"] == os.getpid() and root["attributes"]["vortex.run_id"] == run.run_id
+    assert sorted(n["attributes"]["vortex.type"] for n in nodes) == ["IntAdd", "IntMultiply"]
+    assert {n["parent_id"] for n in nodes} == {root["span_id"]} and {n["trace_id"] for n in spans} == {root["trace_id"]}
+    assert all(n["pid"] != os.getpid() for n in nodes)  # in the worker
+    assert sorted(e["parent_id"] for e in executes) == sorted(n["span_id"] for n in nodes)

@@ -41,6 +41,7 @@ import cloudpickle
 
 from ..engine.events import Event, NodeFailed, NodeFinished, NodePreview, NodeProgress, NodeStarted
 from ..engine.executor import BatchCallbacks, CancelToken, Lit, Ref, Task
+from ..telemetry import traceparent
 from . import protocol as p
 from .deaths import Watch, judge, task_timeout
 from .pool import WorkerPool, WorkerRef, spec_id
@@ -284,14 +285,15 @@ class _Batch:
         tasks: list[Task] = []
         chunk: list[list[Any]] = []
         size, sent = FIRST_CHUNK, True
+        trace = traceparent()  # the run's span, for the worker's node spans ("" without tracing)
         for task, wire in segment:
             tasks.append(task)
             chunk.append(wire)
             if len(chunk) >= size:
-                sent = sent and w.send(p.Execute(bid, chunk, False))
+                sent = sent and w.send(p.Execute(bid, chunk, False, trace))
                 chunk, size = [], min(size * 4, MAX_CHUNK)
         if tasks:
-            sent = sent and w.send(p.Execute(bid, chunk, True))
+            sent = sent and w.send(p.Execute(bid, chunk, True, trace))
         return tasks, sent
 
     def _run_segment(self, w: WorkerProcess, segment: Iterator[tuple[Task, list[Any]]]) -> None:

@@ -18,7 +18,7 @@ import msgpack
 
 from ..errors import ProtocolError
 
-VERSION = 1
+VERSION = 2
 #: Biggest frame either side accepts (previews and batches of 10k tasks fit comfortably).
 MAX_FRAME = 64 * 1024 * 1024
 EXT_TENSOR = 1
@@ -219,13 +219,15 @@ class Execute(Message):
     batch: int
     tasks: list
     last: bool
+    #: the kernel's run span as a W3C ``traceparent`` (``""``: no tracing; ``telemetry.py``)
+    trace: str = ""
 
 
 #: The settings a worker reads from its environment while nodes run: the kernel forwards their
 #: current values (``SetEnv``) before a batch whenever they changed since the worker last heard,
 #: so ``os.environ["VORTEX_OUTPUT_DIR"] = ...`` in a notebook reaches workers started earlier.
 FORWARDED_ENV = ("VORTEX_INPUT_DIR", "VORTEX_OUTPUT_DIR", "VORTEX_TEMP_DIR", "VORTEX_MODELS_DIR",
-                 "VORTEX_EXTRA_MODEL_PATHS", "VORTEX_ALLOW_DOWNLOADS", "VORTEX_PREVIEW_INTERVAL")
+                 "VORTEX_EXTRA_MODEL_PATHS", "VORTEX_ALLOW_DOWNLOADS", "VORTEX_PREVIEW_INTERVAL", "VORTEX_TRACES")
 
 
 @_message

@@ -33,6 +33,7 @@ from ..errors import ProtocolError, RunCancelledError
 from ..nodes import context as node_context
 from ..nodes.images import encode_image
 from ..nodes.spec import NodeResult, NodeSpec
+from ..telemetry import node_span
 from . import sandbox
 from .codefiles import restore_files
 from .protocol import Failed, Finished, Message, Preview, Progress
@@ -109,6 +110,8 @@ class Runner:
         self._pin_lock = threading.Lock()
         #: batches cancelled before this thread took them up (control thread adds, main reads)
         self._cancel_queued: set[int] = set()
+        #: batch -> the kernel's run span (``traceparent``) for the nodes' spans (``telemetry``)
+        self.traces: dict[int, str] = {}
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGUSR1, self._on_signal)
 
@@ -186,6 +189,7 @@ class Runner:
         try:
             self._run_tasks(batch, feed)
         finally:
+            self.traces.pop(batch, None)
             with self._pin_lock:
                 self._pinned, deferred, self._deferred = set(), self._deferred, []
             self.store.release(deferred + self._inline_keys)
@@ -221,7 +225,12 @@ class Runner:
                              f"could not be loaded in the worker: {why}")
         kwargs = self._resolve(node_id, args)
         t0 = time.perf_counter()
-        result = self._call(spec, node_id, batch, kwargs)
+        trace = self.traces.get(batch, "")
+        if trace:
+            with node_span(trace, node_id, spec.type, key):
+                result = self._call(spec, node_id, batch, kwargs)
+        else:
+            result = self._call(spec, node_id, batch, kwargs)
         outputs, ui = self._normalize(spec, node_id, result)
         self.store.put(key, outputs)
         summaries = [summary(v) for v in outputs]

@@ -238,6 +238,8 @@ class Worker:
             self.runner.define(msg.specs, [] if self.cfg.pack else msg.path)
         elif isinstance(msg, p.Execute):
             self.runner.pin(msg.tasks)
+            if msg.trace:
+                self.runner.traces[msg.batch] = msg.trace
             feed = self.feeds.get(msg.batch)
             if feed is None:  # first chunk: the main thread starts this batch
                 feed = self.feeds[msg.batch] = queue.SimpleQueue()
