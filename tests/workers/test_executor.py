@@ -209,12 +209,15 @@ time.sleep(60)
 
 @pytest.mark.parametrize("how", ["exit", "sigkill"])
 def test_no_orphan_process_or_segment_survives_the_kernel(how):
-    code = KERNEL if how == "sigkill" else KERNEL.replace("time.sleep(60)", "")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    # "exit": the kernel exits normally once told (stdin closes), not before the test has looked
+    code = KERNEL if how == "sigkill" else KERNEL.replace("time.sleep(60)", "sys.stdin.read()")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     prefix, *pids = proc.stdout.readline().split()
     assert len(pids) == 3 and shm_names(prefix)
     if how == "sigkill":
         proc.kill()
+    else:
+        proc.stdin.close()
     proc.wait(30)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and (any(psutil.pid_exists(int(x)) for x in pids) or shm_names(prefix)):
