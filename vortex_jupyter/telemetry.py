@@ -6,7 +6,7 @@ Metrics (``prometheus-client``, in a registry of our own, ``REGISTRY``):
 - ``vortex_node_executions_total{type, status}`` (status ok / failed / cached),
   ``vortex_node_seconds{type}`` (histogram);
 - ``vortex_queue_depth`` (queued + running items), ``vortex_worker_restarts_total``,
-  ``vortex_worker_peak_memory_bytes{worker}``.
+  ``vortex_worker_peak_memory_bytes{worker}``, ``vortex_arena_bytes{worker}``, ``vortex_workers{pack}``.
 
 Who records: ``MetricsListener`` on each run (the server always; a notebook's ``Graph.run``
 when ``VORTEX_METRICS=1``); the server serves ``/metrics`` in Prometheus' text format.
@@ -101,8 +101,43 @@ def set_queue_depth(n: int) -> None:
 _WATCHED: set[int] = set()
 
 
+class _PoolCollector:
+    """At each scrape: the shared-memory arena bytes of each live worker (its ``/dev/shm``
+    segments; a sandboxed worker's unnamed ones are not counted) and how many workers live."""
+
+    def __init__(self) -> None:
+        self.supervisors: list[Any] = []
+
+    def collect(self) -> Any:
+        import glob
+
+        from prometheus_client.core import GaugeMetricFamily
+
+        arena = GaugeMetricFamily("vortex_arena_bytes", "Shared-memory arena bytes of a worker", labels=["worker"])
+        live = GaugeMetricFamily("vortex_workers", "Live worker processes", labels=["pack"])
+        counts: dict[str, int] = {}
+        for sup in self.supervisors:
+            for w in list(sup.workers.values()):
+                if not w.alive:
+                    continue
+                counts[w.pack or ""] = counts.get(w.pack or "", 0) + 1
+                size = 0
+                for path in glob.glob(f"/dev/shm/{w.prefix}*"):
+                    with contextlib.suppress(OSError):
+                        size += os.stat(path).st_size
+                arena.add_metric([w.uid], size)
+        for pack, n in counts.items():
+            live.add_metric([pack], n)
+        yield arena
+        yield live
+
+
+_POOLS = _PoolCollector()
+
+
 def watch_pool(executor: Any) -> None:
-    """Count the deaths of ``executor``'s workers (``vortex_worker_restarts_total``), once per pool."""
+    """Count the deaths of ``executor``'s workers (``vortex_worker_restarts_total``) and report its
+    workers' arenas at each scrape, once per pool."""
     pool = getattr(executor, "pool", None)
     supervisor = getattr(pool, "supervisor", None)
     if supervisor is None or id(supervisor) in _WATCHED:
@@ -110,6 +145,9 @@ def watch_pool(executor: Any) -> None:
     _WATCHED.add(id(supervisor))
     counter = _metrics()["restarts"]
     supervisor.death_listeners.append(lambda worker: counter.inc())
+    if not _POOLS.supervisors:
+        REGISTRY.register(_POOLS)
+    _POOLS.supervisors.append(supervisor)
 
 
 def metrics_text() -> tuple[bytes, str]:

@@ -171,6 +171,9 @@ def test_metrics_count_the_server_s_runs(server: Server) -> None:
     ok = [line for line in text.splitlines() if line.startswith("vortex_runs_total{") and 'status="ok"' in line]
     assert ok and float(ok[0].rsplit(" ", 1)[1]) >= 1 and 'origin="server"' in ok[0]
     assert 'vortex_node_seconds_count{type="KSampler"}' in text and "vortex_queue_depth 0.0" in text
+    arena = [line for line in text.splitlines() if line.startswith("vortex_arena_bytes{")]
+    assert arena and max(float(line.rsplit(" ", 1)[1]) for line in arena) > 0  # the worker's /dev/shm segments
+    assert 'vortex_workers{pack=""}' in text
 
 
 def test_queue_object_info_and_system_stats(server: Server) -> None:
