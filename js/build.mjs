@@ -1,5 +1,6 @@
 // Bundles src/index.ts into ../vortex_jupyter/static/widget.js (+ widget.css): one minified
-// ESM file, as anywidget's `_esm` expects. Usage: node build.mjs [--watch]
+// ESM file, as anywidget's `_esm` expects; and src/standalone.ts into standalone.js, the canvas
+// page `vortex serve` answers at / (server/rooms.py). Usage: node build.mjs [--watch]
 import * as esbuild from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -45,10 +46,12 @@ const options = {
   plugins: process.env.VX_NO_FAST_STRINGS ? [] : [FAST_STRINGS],
 };
 
+const standalone = { ...options, entryPoints: [resolve(here, "src/standalone.ts")],
+  outfile: resolve(outdir, "standalone.js") };
+
 if (process.argv.includes("--watch")) {
-  const ctx = await esbuild.context(options);
-  await ctx.watch();
+  for (const opts of [options, standalone]) await (await esbuild.context(opts)).watch();
 } else {
-  await esbuild.build(options);
+  await Promise.all([esbuild.build(options), esbuild.build(standalone)]);
   copyFileSync(resolve(here, "src/widget.css"), resolve(outdir, "widget.css"));
 }

@@ -368,6 +368,9 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
         Route("/view", view, methods=["GET"]), Route("/upload/image", upload_image, methods=["POST"]),
         WebSocketRoute("/ws", websocket),
     ]
+    from .rooms import Rooms  # Yjs rooms of the graph documents, the standalone canvas at /
+
+    routes += Rooms(docs).routes()
 
     async def vortex_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, VortexError)
