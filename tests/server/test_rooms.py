@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -259,3 +260,27 @@ def test_a_token_protected_server_refuses_a_room_socket_without_the_token(tmp_pa
         asyncio.run(main())
     finally:
         srv.close()
+
+
+def test_a_run_right_after_a_room_edit_runs_the_edit(server: Server) -> None:
+    """Rooms save on a delay; POST .../run saves an open room first."""
+    doc_id = new_document(server, "run-after-edit")["id"]
+
+    async def main() -> int:
+        async with client(server, doc_id) as (a, _):
+            nodes(a)["1"]["params"]["a"] = 1000
+            await asyncio.sleep(0.05)  # the update reaches the room; its save is still ~0.5 s away
+            status, run = await asyncio.to_thread(server.request, f"/api/v1/graphs/{doc_id}/run", {})
+            assert status == 202, run
+            return int(run["id"])
+
+    run_id = asyncio.run(main())
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status, run = server.request(f"/api/v1/runs/{run_id}")
+        if run["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.2)
+    assert run["status"] == "ok", run
+    shown = json.dumps(run["outputs"]["2"])  # PreviewAny's UI output: 1000 + 2, not the stored 1 + 2
+    assert "1002" in shown and "3" not in shown.replace("1002", ""), shown

@@ -294,6 +294,9 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
     from . import api_v1 as v1
 
     docs = v1.Documents(hist)
+    from .rooms import Rooms  # Yjs rooms of the graph documents, the standalone canvas at /
+
+    rooms = Rooms(docs)
 
     def typed(value: Any, status: int = 200) -> Any:
         return Response(v1.encode(value), status_code=status, media_type="application/json")
@@ -319,6 +322,9 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
 
     async def v1_run(request: Any) -> Any:
         body = v1.decode(await request.body(), v1.RunRequest)
+        room = rooms.rooms.get(request.path_params["id"])
+        if room is not None and not room.gone:
+            room.save()  # the room's last edits (saved on a 0.5 s delay) are part of this run
         doc = docs.get(request.path_params["id"])
         problems = docs.validate(doc.id)
         if not problems.ok:
@@ -368,9 +374,7 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
         Route("/view", view, methods=["GET"]), Route("/upload/image", upload_image, methods=["POST"]),
         WebSocketRoute("/ws", websocket),
     ]
-    from .rooms import Rooms  # Yjs rooms of the graph documents, the standalone canvas at /
-
-    routes += Rooms(docs).routes()
+    routes += rooms.routes()
 
     async def vortex_error(request: Any, exc: Exception) -> Any:
         assert isinstance(exc, VortexError)
