@@ -277,7 +277,7 @@ def test_a_run_right_after_a_room_edit_runs_the_edit(server: Server) -> None:
     run_id = asyncio.run(main())
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        status, run = server.request(f"/api/v1/runs/{run_id}")
+        _, run = server.request(f"/api/v1/runs/{run_id}")
         if run["status"] not in ("queued", "running"):
             break
         time.sleep(0.2)
