@@ -81,7 +81,9 @@ class View:
 
     def deliver_to_view(self) -> None:
         msg, buffers = self.to_view.popleft()
-        if msg.get("t") == "error":  # resync after a refused frame
+        if msg.get("t") == "error" and "reload the view" in str(msg.get("message", "")):
+            self.reload()  # the relay could not take a refused edit back (its size reserve is spent)
+        elif msg.get("t") == "error":  # resync after a refused frame
             self.to_kernel.append(({"t": "y"}, [create_sync_message(self.doc)]))
         if msg.get("t") != "y" or not buffers or buffers[0][:1] != b"\x00":
             return
@@ -95,6 +97,16 @@ class View:
 
     def busy(self) -> bool:
         return bool(self.to_kernel or self.to_view)
+
+    def reload(self) -> None:
+        """What a user does when told to reload: a fresh page (a new doc and client id) syncs anew."""
+        self.reloads = getattr(self, "reloads", 0) + 1
+        old = self.doc.client_id
+        self.doc = Doc(client_id=old + 100_000)
+        for root in ("nodes", "edges", "groups", "meta"):
+            self.doc.get(root, type=Map)
+        self.doc.observe(self._local)
+        self.to_kernel.append(({"t": "y"}, [create_sync_message(self.doc)]))
 
 
 def nth(keys: Any, index: int) -> str:

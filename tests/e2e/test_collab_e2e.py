@@ -488,11 +488,15 @@ def test_without_collaboration_the_panel_works_and_a_second_view_converges(plain
         assert one.kernel("__import__('vortex_jupyter').open('flow.vortex.json').nodes['add1'].params['a']") == 6
         until(lambda: one.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.model.dirty"),
               what="the document to be marked dirty")
-        one.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
         path = plain.notebooks / "flow.vortex.json"
-        until(lambda: json.loads(path.read_text())["nodes"][3]["params"]["a"] == 6, what="the file to be saved")
-        saved = json.loads(path.read_text())
-        assert {n["id"]: n["pos"][0] for n in saved["nodes"]}["add2"] == 444
+
+        def saved_with_both_edits() -> bool:  # (the move's coalesced write may follow the param's)
+            one.page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            saved = json.loads(path.read_text())
+            return bool(saved["nodes"][3]["params"]["a"] == 6
+                        and {n["id"]: n["pos"][0] for n in saved["nodes"]}["add2"] == 444)
+
+        until(saved_with_both_edits, timeout=30, what="the file to be saved with the param and the move")
         assert not [e for u in (one, two) for e in u.errors if "vortex" in e.lower()]
     finally:
         one.close()
