@@ -2,7 +2,8 @@
 
 Each list is ``folders.list_names(kind)`` (ComfyUI's folders under the models root plus
 ``extra_model_paths.yaml``), with the built-in tiny model's names first so a fresh install has
-a working default: ``vortex-tiny`` (and ``vortex-tiny-sdxl``, ``-sd3``, ``-flux``) for checkpoints, and its split files
+a working default: ``vortex-tiny`` (then the trained demo ``vortex-shapes``, and ``vortex-tiny-sdxl``, ``-sd3``,
+``-flux``) for checkpoints, and its split files
 ``vortex-tiny-unet.safetensors`` / ``vortex-tiny-clip.safetensors`` /
 ``vortex-tiny-vae.safetensors`` for UNETLoader / CLIPLoader / VAELoader (built on first use),
 followed by the tiny SD3 / Flux split files (``tiny_flow_split.FILES``).
@@ -12,11 +13,12 @@ from __future__ import annotations
 
 from .folders import list_names
 from .models import TINY_NAME, TINY_SPLIT_NAMES
+from .shapes import NAME as SHAPES_NAME
 from .tiny_flow import TINY_FLUX_NAME, TINY_SD3_NAME
 from .tiny_sdxl import TINY_REFINER_NAME, TINY_SDXL_NAME
 
 #: The built-in checkpoints after ``vortex-tiny``, in the order the combo box shows them.
-_MORE = (TINY_SDXL_NAME, TINY_REFINER_NAME, TINY_SD3_NAME, TINY_FLUX_NAME)
+_MORE = (SHAPES_NAME, TINY_SDXL_NAME, TINY_REFINER_NAME, TINY_SD3_NAME, TINY_FLUX_NAME)
 
 
 def _with_builtin(builtin: str, kind: str) -> list[str]:

@@ -3,6 +3,8 @@
 Resolution of a ``ckpt_name`` (first match wins):
 
 1. ``vortex-tiny`` (or ``vortex-tiny-s<seed>``): the built-in tiny model, built on first use;
+   ``vortex-shapes``: the trained demo model shipped in the package (``shapes/``; its sha256 is
+   checked first);
    ``vortex-tiny-sdxl``: the built-in tiny SDXL model (its single file, SDXL's original layout);
    ``vortex-tiny-sd3`` / ``vortex-tiny-flux``: the tiny SD3 / Flux models (``tiny_flow.py``).
 2. A file or diffusers folder in ComfyUI's ``checkpoints`` folders (``folders.py``: the models
@@ -32,7 +34,7 @@ from typing import Any
 
 from ...errors import ModelError
 from ...workers.arbiter import MemoryArbiter
-from . import folders, models
+from . import folders, models, shapes
 from .components import ClipHandle, Component, ModelHandle, VaeHandle, device_and_dtype, quiet_progress
 from .single_file import load_single_file_handles
 from .tiny_flow import NAMES
@@ -54,6 +56,8 @@ def resolve(ckpt_name: str) -> tuple[str, Path]:
     tiny = _TINY.fullmatch(ckpt_name)
     if tiny:
         return "folder", models.tiny(seed=int(tiny.group(1) or 0))
+    if ckpt_name in shapes.NAMES:
+        return "file", shapes.single_file()
     if ckpt_name in (TINY_REFINER_NAME, TINY_REFINER_NAME + ".safetensors"):
         from .tiny_sdxl import tiny_refiner_single_file
 
@@ -78,7 +82,7 @@ def check_checkpoint_name(ckpt_name: str) -> None:
     only when the node runs (their cache lives outside the models folder)."""
     if not isinstance(ckpt_name, str) or not ckpt_name.strip():
         raise ModelError(f"ckpt_name {ckpt_name!r} is empty", hint="pick a checkpoint, e.g. 'vortex-tiny'")
-    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in (*_TINY_SDXL, *_TINY_FLOW, TINY_REFINER_NAME,
+    if not _TINY.fullmatch(ckpt_name) and ckpt_name not in (*_TINY_SDXL, *_TINY_FLOW, *shapes.NAMES, TINY_REFINER_NAME,
                                                                TINY_REFINER_NAME + ".safetensors"):
         _find_local(ckpt_name)
 
