@@ -138,6 +138,14 @@ def steps(n):
     return NodeResult((n,), {"images": [{"filename": "x.png", "subfolder": "", "type": "output"}]})
 
 
+def fast_steps(n):
+    """Step previews faster than the worker's preview interval: step i is an image of value i."""
+    ctx = context.current()
+    for i in range(n):
+        ctx.preview(np.full((8, 8, 3), i, dtype=np.uint8))
+    return (n,)
+
+
 # ---- CUDA (tests/workers/test_cuda.py) -------------------------------------------------------
 def pinned_probe(n):
     import torch

@@ -3,6 +3,7 @@ liveness, and a clean end even when the kernel is killed."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 import numpy as np
 import psutil
 import pytest
+from PIL import Image
 
 from vortex_jupyter.engine.events import NodeFinished, NodePreview, NodeProgress, NodeStarted
 from vortex_jupyter.engine.executor import Ref
@@ -33,6 +35,15 @@ def test_progress_previews_and_ui_stream_back_as_engine_events(ex):
     assert previews[-1].final and previews[-1].data[:4] == b"\x89PNG"
     assert rec.events[-1].ui == {"images": [{"filename": "x.png", "subfolder": "", "type": "output"}]}
     assert ex.fetch(rec.results["s"][0]) == 3
+
+
+def test_a_fast_loop_drops_step_previews_but_always_shows_its_last_step(ex):
+    rec = run(ex, [task("f", n.fast_steps, n=50)])
+    shown = [int(np.asarray(Image.open(io.BytesIO(e.data)))[0, 0, 0]) for e in rec.events
+             if isinstance(e, NodePreview)]
+    assert shown[0] == 0 and shown[-1] == 49  # the first passes, the last was held and sent on return
+    assert len(shown) < 50 and shown == sorted(shown)
+    assert isinstance(rec.events[-1], NodeFinished)
 
 
 def test_small_outputs_are_inline_and_big_ones_stay_in_the_worker(ex):

@@ -40,7 +40,8 @@ from .protocol import Failed, Finished, Message, Preview, Progress
 from .store import ObjectStore, summary
 
 _ARG_KINDS = ("lit", "pkl", "shm", "ref")
-PREVIEW_INTERVAL = 0.05  # s between step previews of one node; finals are never dropped
+PREVIEW_INTERVAL = 0.05  # s between step previews of one node; finals are never dropped, nor is a
+# node's last step preview (held, then sent when the node returns: a fast loop still ends on its last step)
 #: Debugging aid: a directory to write one cProfile dump per node run in this worker.
 PROFILE_DIR = os.environ.get("VORTEX_WORKER_PROFILE", "")
 
@@ -61,6 +62,7 @@ class WorkerContext(node_context.NodeContext):
     def __init__(self, runner: Runner, batch: int, node_id: str) -> None:
         self.runner, self.batch, self.node_id = runner, batch, node_id
         self._last_preview = 0.0
+        self._held: Any = None  # the latest step preview the interval dropped
 
     @property
     def cancelled(self) -> bool:
@@ -73,10 +75,19 @@ class WorkerContext(node_context.NodeContext):
     def preview(self, image: Any, *, final: bool = False) -> None:
         now = time.monotonic()
         if not final and now - self._last_preview < PREVIEW_INTERVAL:
+            self._held = image
             return
+        self._held = None
         self._last_preview = now
         mime, data = encode_image(image, final)
         self.runner.send(Preview(self.batch, self.node_id or "", mime, data, final))
+
+    def flush(self) -> None:
+        """Send the step preview the interval held back (the node returned: its last step shows)."""
+        if self._held is not None:
+            image, self._held = self._held, None
+            mime, data = encode_image(image, False)
+            self.runner.send(Preview(self.batch, self.node_id or "", mime, data, False))
 
     def raise_if_cancelled(self) -> None:
         if self.runner.interrupt is not None:
@@ -258,16 +269,17 @@ class Runner:
         return kwargs
 
     def _call(self, spec: NodeSpec, node_id: str, batch: int, kwargs: dict[str, Any]) -> Any:
-        token = node_context.activate(WorkerContext(self, batch, node_id))
+        ctx = WorkerContext(self, batch, node_id)
+        token = node_context.activate(ctx)
         self._in_node = True
         sandbox.begin_node()
         try:
             assert spec.fn is not None
             if self.interrupt is not None:  # a cancel that arrived while args were resolved
                 raise Interrupted(self.interrupt)
-            if PROFILE_DIR:
-                return _profiled(spec, node_id, kwargs)
-            return spec.fn(**kwargs)
+            result = _profiled(spec, node_id, kwargs) if PROFILE_DIR else spec.fn(**kwargs)
+            ctx.flush()
+            return result
         except Interrupted as exc:
             raise self._interrupted(spec, node_id, exc.reason) from None
         except RunCancelledError:
