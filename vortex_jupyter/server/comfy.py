@@ -58,12 +58,16 @@ class Hub:
 
     async def send(self, event: Any, data: Any, sid: str | None = None) -> None:
         targets = list(self.sockets.values()) if sid is None else [self.sockets[sid]] if sid in self.sockets else []
+        if not targets:
+            return
+        binary = isinstance(event, int)
+        payload = bytes(data) if binary else json.dumps({"type": event, "data": data}, default=str)  # once for all
         for ws in targets:
             try:
-                if isinstance(event, int):
-                    await ws.send_bytes(bytes(data))
+                if binary:
+                    await ws.send_bytes(payload)
                 else:
-                    await ws.send_text(json.dumps({"type": event, "data": data}, default=str))
+                    await ws.send_text(payload)
             except Exception:  # a client gone mid-send: its handler removes it
                 log.debug("ws send failed", exc_info=True)
 
