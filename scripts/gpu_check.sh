@@ -14,6 +14,7 @@ step() { echo; echo "== $*"; "$@" || { echo "!! failed: $*"; status=1; }; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 step python3 -c "import torch, diffusers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'diffusers', diffusers.__version__)"
 step python3 -m pytest -q -p no:cacheprovider -m gpu tests/workers/test_cuda.py
+step python3 -m pytest -q -p no:cacheprovider tests/server/test_telemetry.py -k gpu  # NVML: GPU memory in /metrics
 step python3 benchmarks/workers.py --cuda
 step python3 benchmarks/workers.py --only b
 step python3 benchmarks/diffusion.py --gpu

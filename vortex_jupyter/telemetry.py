@@ -6,7 +6,11 @@ Metrics (``prometheus-client``, in a registry of our own, ``REGISTRY``):
 - ``vortex_node_executions_total{type, status}`` (status ok / failed / cached),
   ``vortex_node_seconds{type}`` (histogram);
 - ``vortex_queue_depth`` (queued + running items), ``vortex_worker_restarts_total``,
-  ``vortex_worker_peak_memory_bytes{worker}``, ``vortex_arena_bytes{worker}``, ``vortex_workers{pack}``.
+  ``vortex_worker_peak_memory_bytes{worker}``, ``vortex_arena_bytes{worker}``, ``vortex_workers{pack}``;
+- ``vortex_gpu_memory_used_bytes{device, name}`` and ``vortex_gpu_memory_total_bytes{device, name}``
+  per NVIDIA GPU, read through NVML (``nvidia-ml-py``) at each scrape: every process's use of the
+  device, as ``nvidia-smi`` shows it, without importing torch or making a CUDA context in the
+  server. No NVML (no driver, no GPU, the package absent): no GPU series.
 
 Who records: ``MetricsListener`` on each run (the server always; a notebook's ``Graph.run``
 when ``VORTEX_METRICS=1``); the server serves ``/metrics`` in Prometheus' text format.
@@ -36,6 +40,7 @@ __all__ = ["MetricsListener", "configure_logging", "enabled", "metrics_text"]
 
 _METRICS: dict[str, Any] = {}
 REGISTRY: Any = None
+log = logging.getLogger(__name__)
 
 
 def enabled() -> bool:
@@ -63,6 +68,7 @@ def _metrics() -> dict[str, Any]:
             peak=Gauge("vortex_worker_peak_memory_bytes", "Peak resident memory of a worker", ["worker"],
                        registry=REGISTRY),
         )
+        REGISTRY.register(_GPUS)
     return _METRICS
 
 
@@ -133,6 +139,73 @@ class _PoolCollector:
 
 
 _POOLS = _PoolCollector()
+
+
+class _Nvml:
+    """NVML, initialised once on first use; ``None`` devices when the machine has none."""
+
+    def __init__(self) -> None:
+        self._lib: Any = None
+        self._tried = False
+        self._lock = threading.Lock()
+
+    def lib(self) -> Any:
+        with self._lock:
+            if not self._tried:
+                self._tried = True
+                try:
+                    import pynvml  # type: ignore[import-untyped]
+
+                    pynvml.nvmlInit()
+                    self._lib = pynvml
+                except Exception as exc:  # no driver, no GPU, no package: nothing to report
+                    log.debug("NVML is not available: %s", exc)
+            return self._lib
+
+
+_NVML = _Nvml()
+
+
+def gpu_memory(nvml: Any = None) -> list[dict[str, Any]]:
+    """Each NVIDIA GPU's memory: ``{"index", "name", "total", "used", "free"}`` (bytes), from
+    NVML; ``[]`` without one. ``nvml``: the ``pynvml`` module to use (default: the real one)."""
+    lib = nvml if nvml is not None else _NVML.lib()
+    if lib is None:
+        return []
+    out = []
+    try:
+        for index in range(lib.nvmlDeviceGetCount()):
+            handle = lib.nvmlDeviceGetHandleByIndex(index)
+            name = lib.nvmlDeviceGetName(handle)
+            info = lib.nvmlDeviceGetMemoryInfo(handle)
+            out.append({"index": index, "name": name.decode() if isinstance(name, bytes) else str(name),
+                        "total": int(info.total), "used": int(info.used), "free": int(info.free)})
+    except Exception as exc:  # a device fell off the bus: report the rest, never fail a scrape
+        log.warning("reading GPU memory through NVML failed: %s", exc)
+    return out
+
+
+class _GpuCollector:
+    def __init__(self, nvml: Any = None) -> None:
+        self.nvml = nvml
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        devices = gpu_memory(self.nvml)
+        if not devices:
+            return
+        used = GaugeMetricFamily("vortex_gpu_memory_used_bytes", "GPU memory in use (all processes)",
+                                 labels=["device", "name"])
+        total = GaugeMetricFamily("vortex_gpu_memory_total_bytes", "GPU memory", labels=["device", "name"])
+        for d in devices:
+            used.add_metric([f"cuda:{d['index']}", d["name"]], d["used"])
+            total.add_metric([f"cuda:{d['index']}", d["name"]], d["total"])
+        yield used
+        yield total
+
+
+_GPUS = _GpuCollector()
 
 
 def watch_pool(executor: Any) -> None:

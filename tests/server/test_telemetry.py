@@ -87,3 +87,47 @@ def test_a_worker_s_node_spans_are_children_of_the_kernel_s_run_span(tmp_path, m
     assert {n["parent_id"] for n in nodes} == {root["span_id"]} and {n["trace_id"] for n in spans} == {root["trace_id"]}
     assert all(n["pid"] != os.getpid() for n in nodes)  # in the worker
     assert sorted(e["parent_id"] for e in executes) == sorted(n["span_id"] for n in nodes)
+
+
+class _FakeNvml:
+    """NVML's calls for two GPUs: this machine has none, and NVML cannot be made to report one
+    (the real module is used on a lent GPU machine by scripts/gpu_check.sh)."""
+
+    class _Info:
+        def __init__(self, total: int, used: int) -> None:
+            self.total, self.used, self.free = total, used, total - used
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 2
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:
+        return b"NVIDIA H100" if handle == 0 else b"NVIDIA L4"
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> _Info:
+        if handle == 1:
+            raise RuntimeError("GPU is lost")
+        return self._Info(80 << 30, 3 << 30)
+
+
+def test_gpu_memory_per_device_parses_as_prometheus_text_and_a_lost_gpu_fails_no_scrape() -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    registry = CollectorRegistry()
+    registry.register(telemetry._GpuCollector(_FakeNvml()))
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+    used = families["vortex_gpu_memory_used_bytes"].samples
+    assert [(s.labels, s.value) for s in used] == [({"device": "cuda:0", "name": "NVIDIA H100"}, 3 << 30)]
+    assert families["vortex_gpu_memory_total_bytes"].samples[0].value == 80 << 30
+
+
+def test_gpu_series_are_there_exactly_when_nvml_sees_a_gpu() -> None:
+    gpus = telemetry.gpu_memory()  # none on a CPU machine; the real NVML on a lent GPU machine
+    text = telemetry.metrics_text()[0].decode()
+    assert "vortex_runs_total" in text
+    assert ("vortex_gpu_memory_used_bytes{" in text) == bool(gpus)
+    for g in gpus:
+        assert 0 < g["used"] <= g["total"] and f'device="cuda:{g["index"]}"' in text

@@ -221,9 +221,16 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
         free = 0
         with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo") as f:
             free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
-        devices = [{"name": d, "type": d.partition(":")[0], "index": int(d.partition(":")[2] or 0),
-                    "vram_total": 0, "vram_free": 0, "torch_vram_total": 0, "torch_vram_free": 0}
-                   for d in default_devices()]
+        from ..telemetry import gpu_memory
+
+        vram = {g["index"]: g for g in gpu_memory()}  # NVML: no torch, no CUDA context in the server
+        devices = []
+        for d in default_devices():
+            kind, _, index = d.partition(":")
+            g = vram.get(int(index or 0), {}) if kind == "cuda" else {}
+            devices.append({"name": f"{d} {g['name']}" if g else d, "type": kind, "index": int(index or 0),
+                            "vram_total": g.get("total", 0), "vram_free": g.get("free", 0),
+                            "torch_vram_total": g.get("total", 0), "torch_vram_free": g.get("free", 0)})
         return JSONResponse({"system": {"os": os.name, "ram_total": physical_memory(), "ram_free": free,
                                         "comfyui_version": f"vortex-jupyter {version('vortex-jupyter')}",
                                         "python_version": platform.python_version(), "pytorch_version": version("torch"),
