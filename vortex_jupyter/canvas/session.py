@@ -20,6 +20,8 @@ Policy:
   to every view after each change, and, while items are pending, whenever a poll of the
   queue (every ``QUEUE_POLL_S``) sees it change. A view that joins later gets it at ``hello``
   once this session has used the queue; the queue is never opened just to show a view.
+  The answers themselves are ``panel.py``'s, shared with ``vortex serve``'s rooms
+  (``server/rooms.py``), which serve the same messages to the standalone canvas.
 """
 
 from __future__ import annotations
@@ -27,14 +29,14 @@ from __future__ import annotations
 import logging
 import threading
 import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..engine.events import NodeCached, NodeFinished
 from ..errors import ValidationError, VortexError
 from ..graph.model import GraphModel
-from . import layout, protocol
+from . import layout, panel, protocol
+from .panel import refusal
 from .protocol import CANVAS_ORIGIN
 from .sync import Relay, Send
 from .ydoc import GraphDoc, default_lookup
@@ -45,15 +47,6 @@ HISTORY_MAX = 50_000  # events kept for late views (a few per node; bounded for 
 _FALLBACK: dict[int, CanvasSession] = {}  # graphs that refuse new attributes (__slots__)
 _SESSIONS_LOCK = threading.Lock()
 QUEUE_POLL_S = 0.5
-#: the newest runs the gallery looks through (``HistoryTable.gallery`` reads every output row,
-#: thumbnails included, of the table's runs before it keeps ``limit`` of them)
-GALLERY_RUNS = 200
-#: the history panel's requests and the session methods answering them
-_PANEL: dict[str, str] = {
-    "history": "_send_runs", "diff": "_send_diff", "restore": "_restore", "gallery": "_send_gallery",
-    "queue": "_submit", "queue_list": "_queue_list", "queue_pause": "_queue_pause",
-    "queue_resume": "_queue_resume", "queue_cancel": "_queue_cancel",
-}
 
 
 def session_for(graph: Any) -> CanvasSession:
@@ -73,13 +66,6 @@ def session_for(graph: Any) -> CanvasSession:
         return session
 
 
-def teach(exc: VortexError) -> str:
-    """An error's message with its fix, the way the canvas's other errors put it."""
-    message = getattr(exc, "message", None) or str(exc)
-    hint = getattr(exc, "hint", None)
-    return f"{message} (fix: {hint})" if hint else message
-
-
 def _specs() -> dict[str, Any]:
     """The node specs for a view's palette (``/object_info`` shape)."""
     try:
@@ -89,22 +75,6 @@ def _specs() -> dict[str, Any]:
     except Exception:  # a broken node package must not take the editor down with it
         log.exception("node registry failed; the canvas palette will be empty")
         return {}
-
-
-def refusal(exc: BaseException, what: str = "the run did not start") -> protocol.ErrorMsg:
-    """The message for a run that did not start (or was not queued: ``what``). Validation
-    problems travel as a list the views mark on their nodes; the toast text stays short (the
-    full list would cover the canvas): a count, then the first problem, preferring one with no
-    node to be shown on (e.g. a cycle)."""
-    code = str(getattr(exc, "code", "VE-000"))
-    problems = list(getattr(exc, "problems", None) or [])
-    if not problems:
-        return protocol.error_msg(f"{what}: {exc}", code=code)
-    count = len(problems)
-    text = f"{what}: the graph has {count} problem{'s' if count != 1 else ''}, marked on the nodes"
-    first = next((p for p in problems if getattr(p, "node", None) is None), problems[0])
-    text += f"; first: {first}"
-    return protocol.error_msg(text, code=code, problems=[p.to_dict() for p in problems[:500]])
 
 
 @dataclass
@@ -225,12 +195,11 @@ class CanvasSession:
             if entry["level"] == "error":
                 self.js_errors.append(entry["message"])
                 log.warning("canvas view error: %s", entry["message"])
-        elif isinstance(kind, str) and kind in _PANEL:
-            answer: Callable[[Send, dict[str, Any]], None] = getattr(self, _PANEL[kind])
+        elif isinstance(kind, str) and kind in panel.KINDS:
             try:
-                answer(view.send, content)
+                self._panel(kind, view.send, content)
             except VortexError as exc:  # bad fields (VE-600), an unknown run or queue item...
-                view.send(dict(protocol.error_msg(teach(exc), code=exc.code)), [])
+                view.send(dict(panel.error_for(exc)), [])
         else:
             view.send(dict(protocol.error_msg(f"unknown canvas message type {kind!r}")), [])
 
@@ -344,38 +313,22 @@ class CanvasSession:
         if self._adopt(run):
             self._replay(self.broadcast)
 
-    # ---- the history panel ---------------------------------------------------------------
-    def _table(self) -> Any:
-        from ..history.table import history
+    # ---- the history and queue panels (``panel.py``) -------------------------------------
+    def _panel(self, kind: str, reply: Send, content: dict[str, Any]) -> None:
+        if kind in panel.HISTORY_KINDS:
+            from ..history.table import history
 
-        return history(self.history_file)
+            # HistoryTable.restore edits ``graph.model``: a bare GraphModel's canvas passes a holder
+            graph = self.graph if hasattr(self.graph, "model") else types.SimpleNamespace(model=self.model)
+            msg, buffers = panel.answer(kind, content, history(self.history_file), graph)
+            reply(dict(msg), buffers)
+        elif kind == "queue":
+            self._submit(reply, content)
+        else:
+            q = self._queue_for()
+            panel.change(q, kind, content)
+            self._queue_changed(q, reply if kind == "queue_list" else None)
 
-    def _send_runs(self, reply: Send, content: dict[str, Any]) -> None:
-        limit = protocol.read_limit(content, protocol.HISTORY_LIMIT, protocol.HISTORY_MAX_LIMIT)
-        table = self._table().filter(**protocol.read_filter(content), limit=limit)
-        reply(dict(protocol.runs_msg(table.rows)), [])
-
-    def _send_diff(self, reply: Send, content: dict[str, Any]) -> None:
-        run_id = protocol.read_run_id(content)
-        table = self._table()
-        failed = [n for n in table.run(run_id).nodes if n.get("status") == "failed"]
-        errors = [f"{n['node']} ({n.get('type') or '?'}): {n.get('code') or 'VE-500'} {n.get('message') or 'failed'}"
-                  for n in failed[:50]]
-        reply(dict(protocol.run_diff_msg(run_id, table.diff(run_id, self.graph), errors)), [])
-
-    def _restore(self, reply: Send, content: dict[str, Any]) -> None:
-        run_id = protocol.read_run_id(content)
-        # HistoryTable.restore edits ``graph.model``: a bare GraphModel's canvas passes a holder
-        graph = self.graph if hasattr(self.graph, "model") else types.SimpleNamespace(model=self.model)
-        edits = self._table().restore(run_id, graph)
-        reply(dict(protocol.restored_msg(run_id, edits)), [])
-
-    def _send_gallery(self, reply: Send, content: dict[str, Any]) -> None:
-        limit = protocol.read_limit(content, protocol.GALLERY_LIMIT, protocol.GALLERY_MAX_LIMIT)
-        msg, buffers = protocol.gallery_msg(self._table().filter(limit=GALLERY_RUNS).gallery(limit))
-        reply(dict(msg), buffers)
-
-    # ---- the queue -----------------------------------------------------------------------
     def _queue_for(self) -> Any:
         from ..history.queue import queue
 
@@ -385,7 +338,7 @@ class CanvasSession:
     def _submit(self, reply: Send, content: dict[str, Any]) -> None:
         from ..graph.formats import to_native
 
-        priority = protocol.read_int(content, "priority", 0)
+        priority = panel.priority(content)
         problems = getattr(self.graph, "problems", None)
         found = problems() if callable(problems) else []
         if found:  # refused now, with the problems on the nodes, not failed later in the queue
@@ -395,32 +348,9 @@ class CanvasSession:
         q.submit(to_native(self.model), priority=priority, origin=CANVAS_ORIGIN)
         self._queue_changed(q)
 
-    def _queue_list(self, reply: Send, content: dict[str, Any]) -> None:
-        self._queue_changed(self._queue_for(), reply)
-
-    def _queue_pause(self, reply: Send, content: dict[str, Any]) -> None:
-        q = self._queue_for()
-        q.pause()
-        self._queue_changed(q)
-
-    def _queue_resume(self, reply: Send, content: dict[str, Any]) -> None:
-        q = self._queue_for()
-        q.resume()
-        self._queue_changed(q)
-
-    def _queue_cancel(self, reply: Send, content: dict[str, Any]) -> None:
-        item = protocol.read_int(content, "item")
-        q = self._queue_for()
-        q.cancel(item)
-        self._queue_changed(q)
-
-    def _queue_state(self, q: Any) -> tuple[protocol.QueueItemsMsg, bool]:
-        items = q.items()
-        return protocol.queue_items_msg(items, q.paused), bool(items)
-
     def _queue_changed(self, q: Any, reply: Send | None = None) -> None:
         """Send the queue to ``reply`` (default: every view); watch it while items are pending."""
-        msg, pending = self._queue_state(q)
+        msg, pending = panel.queue_state(q)
         if reply is None:
             self.broadcast(msg)
         else:
@@ -437,7 +367,7 @@ class CanvasSession:
         while not self._closed.wait(QUEUE_POLL_S):
             try:
                 with self._watch_lock:  # decided under the lock: a submit either sees us or starts one
-                    msg, pending = self._queue_state(q)
+                    msg, pending = panel.queue_state(q)
                     if not pending:
                         self._queue_watch = None
             except Exception:  # a busy or damaged file: look again at the next poll
