@@ -66,6 +66,38 @@ def session_for(graph: Any) -> CanvasSession:
         return session
 
 
+#: a node's last image: (mime, final, bytes)
+Image = tuple[str, bool, bytes]
+
+
+def remember(events: list[dict[str, Any]], images: dict[str, Image], data: dict[str, Any]) -> list[panel.Answer]:
+    """Keep engine event ``data`` for views that open later (``events``: the latest run's, less
+    previews and progress, emptied by ``run_started``; ``images``: each node's last) and return
+    what every view is sent for it: a preview's image message (its bytes as the buffer), then
+    the event. Shared by a notebook's session and ``vortex serve``'s rooms."""
+    kind = data.get("kind")
+    if kind == "run_started":
+        events.clear()
+    if kind not in ("node_preview", "node_progress") and len(events) < HISTORY_MAX:
+        events.append({k: v for k, v in data.items() if k != "data"})
+    out: list[panel.Answer] = []
+    if kind == "node_preview" and data.get("data"):
+        node, final, mime = str(data.get("node")), bool(data.get("final")), str(data.get("mime", "image/png"))
+        images[node] = (mime, final, bytes(data["data"]))
+        out.append((protocol.image_msg(node, final, mime), [images[node][2]]))
+    out.append((protocol.event_msg(data), []))
+    return out
+
+
+def replay(events: list[dict[str, Any]], images: dict[str, Image]) -> list[panel.Answer]:
+    """What a view that opens later is sent: the latest run's node states and failure messages
+    (``replay: true``), then its images (a replayed run_started clears a view's output strip,
+    so images must come after it)."""
+    out: list[panel.Answer] = [(protocol.event_msg(event, replay=True), []) for event in list(events)]
+    out += [(protocol.image_msg(node, final, mime), [data]) for node, (mime, final, data) in list(images.items())]
+    return out
+
+
 def _specs() -> dict[str, Any]:
     """The node specs for a view's palette (``/object_info`` shape)."""
     try:
@@ -113,7 +145,7 @@ class CanvasSession:
         self.relay = Relay(self.doc)
         self.run: Any = None
         self.running = False
-        self.images: dict[str, tuple[str, bool, bytes]] = {}  # node -> (mime, final, data)
+        self.images: dict[str, Image] = {}  # node -> (mime, final, data)
         #: the latest run's events (no previews/progress), replayed to views that open later
         self.history: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -204,12 +236,8 @@ class CanvasSession:
             view.send(dict(protocol.error_msg(f"unknown canvas message type {kind!r}")), [])
 
     def _replay(self, send: Send) -> None:
-        """The latest run's node states and failure messages, then its images (a replayed
-        run_started clears a view's output strip, so images must come after it)."""
-        for event in list(self.history):
-            send(dict(protocol.event_msg(event, replay=True)), [])
-        for node, (mime, final, data) in list(self.images.items()):
-            send(dict(protocol.image_msg(node, final, mime)), [data])
+        for msg, buffers in replay(self.history, self.images):
+            send(dict(msg), buffers)
 
     def broadcast(self, msg: Any, buffers: list[bytes] | None = None) -> None:
         for view in list(self.views.values()):
@@ -266,17 +294,11 @@ class CanvasSession:
         data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
         kind = data.get("kind")
         if kind == "run_started":
-            self.history = []
             self._set_running(True)
-        if kind not in ("node_preview", "node_progress") and len(self.history) < HISTORY_MAX:
-            self.history.append({k: v for k, v in data.items() if k != "data"})
-        if kind == "node_preview" and data.get("data"):
-            node, final, mime = str(data.get("node")), bool(data.get("final")), str(data.get("mime", "image/png"))
-            self.images[node] = (mime, final, bytes(data["data"]))
-            self.broadcast(protocol.image_msg(node, final, mime), [bytes(data["data"])])
         if kind == "run_finished":
             self._ended = str(data.get("run_id"))
-        self.broadcast(protocol.event_msg(data))
+        for msg, buffers in remember(self.history, self.images, data):
+            self.broadcast(msg, buffers)
         if kind == "run_finished":
             self._set_running(False)
 
