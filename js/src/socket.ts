@@ -4,7 +4,9 @@
  * unchanged in a page with no Jupyter.
  *
  * Wire: binary frames are y-websocket frames (the `{"t":"y"}` buffers of the comm protocol);
- * text frames are the comm protocol's JSON messages. On every (re)connect the model says
+ * text frames are the comm protocol's JSON messages. A message with buffers (an `image`, a
+ * gallery's thumbnails) comes as its text with `"buffers": n`, then its n buffers as the next
+ * n binary frames (never y frames). On every (re)connect the model says
  * `{"t":"hello"}` (the room answers with the node specs, which become the `specs` attribute),
  * and the room sends sync step 1 and step 2: the provider answers step 1 with what the room
  * lacks, so edits made while disconnected arrive. Frames sent while disconnected are dropped
@@ -62,6 +64,8 @@ export class SocketModel implements WidgetModel {
   private ws: SocketLike | null = null;
   private failures = 0;
   private ended = false;
+  /** A message whose buffers are still to come as the next binary frames. */
+  private pending: { msg: Record<string, unknown>; left: number; buffers: Uint8Array[] } | null = null;
 
   constructor(readonly url: string, private opts: SocketOptions = {}) {
     this.open();
@@ -109,6 +113,7 @@ export class SocketModel implements WidgetModel {
     const ws = this.opts.connect ? this.opts.connect(this.url) : (new WebSocket(this.url) as unknown as SocketLike);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
+    this.pending = null;
     this.setStatus("connecting", "");
     let opened = false;
     ws.onopen = () => {
@@ -125,7 +130,11 @@ export class SocketModel implements WidgetModel {
   private receive(data: unknown): void {
     if (typeof data !== "string") {
       const bytes = data instanceof ArrayBuffer || ArrayBuffer.isView(data) ? toBytes(data) : null;
-      if (bytes) this.emit("msg:custom", { t: "y" }, [bytes]);
+      if (!bytes) return;
+      const p = this.pending;
+      if (!p) { this.emit("msg:custom", { t: "y" }, [bytes]); return; }
+      p.buffers.push(bytes);
+      if (--p.left === 0) { this.pending = null; this.emit("msg:custom", p.msg, p.buffers); }
       return;
     }
     let msg: unknown;
@@ -133,6 +142,9 @@ export class SocketModel implements WidgetModel {
     if (!msg || typeof msg !== "object") return;
     const m = msg as Record<string, unknown>;
     if (m.t === "specs") { this.set("specs", m.specs ?? {}); return; }
+    const n = m.buffers;
+    delete m.buffers;
+    if (typeof n === "number" && n > 0) { this.pending = { msg: m, left: n, buffers: [] }; return; }
     this.emit("msg:custom", m, []);
   }
 

@@ -127,6 +127,29 @@ describe("SocketModel: the widget-model seam over a room's WebSocket", () => {
     expect(got.mock.calls[1][0]).toMatchObject({ t: "error", code: "VE-600" });
   });
 
+  it("takes the binary frames after a message with buffers as its buffers, not as y frames", () => {
+    const sockets: FakeSocket[] = [];
+    const model = new SocketModel("ws://h/r", { connect: connectTo(undefined, sockets), later: (fn) => fn() });
+    const got = vi.fn();
+    model.on("msg:custom", got);
+    sockets[0].open();
+    sockets[0].deliver(JSON.stringify({ t: "gallery_items", items: [], buffers: 2 }));
+    sockets[0].deliver(new Uint8Array([1, 2]));
+    expect(got).not.toHaveBeenCalled(); // the message waits for all its buffers
+    sockets[0].deliver(new Uint8Array([3]));
+    sockets[0].deliver(new Uint8Array([0, 1, 0])); // then frames are y frames again
+    expect(got).toHaveBeenCalledTimes(2);
+    expect(got.mock.calls[0][0]).toEqual({ t: "gallery_items", items: [] });
+    expect(got.mock.calls[0][1].map((b: Uint8Array) => [...b])).toEqual([[1, 2], [3]]);
+    expect(got.mock.calls[1][0]).toEqual({ t: "y" });
+    sockets[0].deliver(JSON.stringify({ t: "image", node: "n", final: true, mime: "image/png", buffers: 1 }));
+    sockets[0].drop(1006); // a reconnect forgets a message whose buffers never came
+    sockets[1].open();
+    sockets[1].deliver(new Uint8Array([0, 1, 0]));
+    expect(got).toHaveBeenCalledTimes(3);
+    expect(got.mock.calls[2][0]).toEqual({ t: "y" });
+  });
+
   it("sends y buffers as binary frames, other messages as JSON, and drops what it cannot send", () => {
     const sockets: FakeSocket[] = [];
     const model = new SocketModel("ws://h/r", { connect: connectTo(undefined, sockets) });
