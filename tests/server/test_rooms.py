@@ -105,9 +105,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv.close()
 
 
-def new_document(srv: Server, name: str = "room", token: str = "") -> dict[str, Any]:
+def new_document(srv: Server, name: str = "room", token: str = "", graph: dict[str, Any] | None = None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    status, body = srv.request("/api/v1/graphs", {"name": name, "graph": API_PROMPT}, headers=headers)
+    status, body = srv.request("/api/v1/graphs", {"name": name, "graph": graph or API_PROMPT}, headers=headers)
     assert status == 201, body
     return body  # type: ignore[no-any-return]
 
@@ -201,12 +201,13 @@ def test_a_client_that_says_hello_gets_the_specs_and_is_told_of_refusals(server:
 
             specs = await text()
             assert specs["t"] == "specs" and {"IntAdd", "PreviewAny"} <= set(specs["specs"])
+            assert await text() == {"t": "state", "running": False}  # then the run state (no run yet)
             await ws.send(b"\x00\x02" + b"\xff" * (9 << 20))  # over the 8 MiB frame limit
             refused = await text()
             assert refused["t"] == "error" and refused["code"] == "VE-600" and "limit" in refused["message"]
-            await ws.send(json.dumps({"t": "run", "outputs": None}))
+            await ws.send(json.dumps({"t": "no-such-message"}))
             answer = await text()
-            assert answer["code"] == "VE-1001" and f"/api/v1/graphs/{doc_id}/run" in answer["message"]
+            assert answer["t"] == "error" and "no-such-message" in answer["message"]
 
     asyncio.run(main())
 
@@ -284,3 +285,201 @@ def test_a_run_right_after_a_room_edit_runs_the_edit(server: Server) -> None:
     assert run["status"] == "ok", run
     shown = json.dumps(run["outputs"]["2"])  # PreviewAny's UI output: 1000 + 2, not the stored 1 + 2
     assert "1002" in shown and "3" not in shown.replace("1002", ""), shown
+
+
+# ---- runs, the queue and the history panel in a room (roomruns.py) -----------------------------
+RUN_S = 120.0  # a first run starts the server's worker processes
+
+
+def adder(a: int) -> dict[str, Any]:
+    """IntAdd -> PreviewAny with its own ``a``: each test's run misses the output cache."""
+    return {"1": {"class_type": "IntAdd", "inputs": {"a": a, "b": 2}},
+            "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}}}
+
+
+class Aware:
+    """A client that says hello, as the standalone canvas does: our messages, in order, each
+    with the buffers that followed it (``"_buffers"``)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.got: list[dict[str, Any]] = []
+
+    async def read(self) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        waiting: tuple[dict[str, Any], int] | None = None
+        with contextlib.suppress(ConnectionClosed):
+            async for frame in self.ws:
+                if isinstance(frame, str):
+                    msg = json.loads(frame)
+                    msg["_buffers"] = []
+                    count = msg.pop("buffers", 0)
+                    if count:
+                        waiting = (msg, count)
+                    else:
+                        self.got.append(msg)
+                elif waiting is not None:  # a message's buffers, not a y frame
+                    waiting[0]["_buffers"].append(frame)
+                    if len(waiting[0]["_buffers"]) == waiting[1]:
+                        self.got.append(waiting[0])
+                        waiting = None
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(msg))
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.got if m["t"] == kind]
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return [m["event"] for m in self.of("event") if kind is None or m["event"]["kind"] == kind]
+
+    async def ask(self, msg: dict[str, Any], kind: str, timeout: float = 15.0) -> dict[str, Any]:
+        """Send ``msg``; the first ``kind`` (or error) message that came after it."""
+        start = len(self.got)
+        await self.send(msg)
+        return await until(lambda: next((m for m in self.got[start:] if m["t"] in (kind, "error")), None), timeout)
+
+
+@contextlib.asynccontextmanager
+async def aware(srv: Server, doc_id: str) -> AsyncIterator[Aware]:
+    import websockets
+
+    async with websockets.connect(f"ws://127.0.0.1:{srv.port}/api/v1/graphs/{doc_id}/room", max_size=None) as ws:
+        view = Aware(ws)
+        reader = asyncio.create_task(view.read())
+        await view.send({"t": "hello"})
+        await until(lambda: view.of("specs"), 60)
+        try:
+            yield view
+        finally:
+            reader.cancel()
+
+
+def finished(view: Aware) -> dict[str, Any] | None:
+    return next(iter(view.events("run_finished")), None)
+
+
+def test_run_in_a_room_streams_its_events_to_every_client_and_replays_them_to_a_late_one(server: Server) -> None:
+    doc_id = new_document(server, "room-run", graph=adder(101))["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a, aware(server, doc_id) as b:
+            await a.send({"t": "run", "outputs": None})
+            done = await until(lambda: finished(a), RUN_S)
+            assert done["status"] == "ok", a.got
+            await until(lambda: finished(b))
+            for view in (a, b):
+                states = [m["running"] for m in view.of("state")]
+                assert states[0] is False and True in states and states[-1] is False, states
+                kinds = [(e["kind"], e.get("node")) for e in view.events()]
+                assert kinds[0] == ("run_started", None) and ("node_finished", "1") in kinds, kinds
+                assert ("node_finished", "2") in kinds and kinds[-1] == ("run_finished", None)
+                assert not view.of("error")
+            assert [e for e in a.events() if e["kind"] != "node_progress"] == \
+                   [e for e in b.events() if e["kind"] != "node_progress"]  # the same run, the same events
+            shown = next(e for e in a.events("node_finished") if e["node"] == "2")
+            assert "103" in json.dumps(shown.get("ui")), shown  # PreviewAny shows 101 + 2
+            run_id = done["run_id"]
+
+            async with aware(server, doc_id) as late:  # joins after the run: gets it replayed
+                await until(lambda: finished(late))
+                assert late.of("state")[0]["running"] is False
+                replayed = late.of("event")
+                assert replayed and all(m.get("replay") is True for m in replayed)
+                assert replayed[0]["event"]["kind"] == "run_started"
+                assert finished(late)["run_id"] == run_id  # type: ignore[index]
+
+            runs = await a.ask({"t": "history"}, "runs")
+            row = next(r for r in runs["rows"] if r["id"] == run_id)
+            assert row["status"] == "ok" and row["origin"] == "canvas", row
+
+    asyncio.run(main())
+
+
+def test_a_run_of_a_graph_with_a_problem_is_refused_with_the_problem_on_its_node(server: Server) -> None:
+    graph = {"1": {"class_type": "IntAdd", "inputs": {"a": 1, "b": 2}}, "2": {"class_type": "PreviewAny", "inputs": {}}}
+    doc_id = new_document(server, "room-problem", graph=graph)["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a:
+            refused = await a.ask({"t": "run", "outputs": None}, "error")
+            assert refused["code"] == "VE-100" and "problem" in refused["message"], refused
+            assert [(p["node"], p["port"]) for p in refused["problems"]] == [("2", "source")]
+            refused = await a.ask({"t": "queue"}, "error")
+            assert refused["code"] == "VE-100" and "not queued" in refused["message"]
+            assert [m["running"] for m in a.of("state")] == [False]  # it never started
+
+    asyncio.run(main())
+    _, queue = server.request("/queue")
+    assert not queue["queue_pending"]
+
+
+def test_the_queue_panel_queues_the_graph_every_client_sees_the_queue_and_the_item_runs(server: Server) -> None:
+    doc_id = new_document(server, "room-queue", graph=adder(202))["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a, aware(server, doc_id) as b:
+            try:
+                paused = await a.ask({"t": "queue_pause"}, "queue_items")
+                assert paused["paused"] is True
+                await a.send({"t": "queue", "priority": 3})
+                queued = await until(lambda: next((m for m in b.of("queue_items") if m["items"]), None))
+                item = queued["items"][0]  # every client of the room hears of it
+                assert (item["status"], item["priority"], item["origin"]) == ("queued", 3, "canvas")
+                listed = await a.ask({"t": "queue_list"}, "queue_items")
+                assert [i["id"] for i in listed["items"]] == [item["id"]] and listed["paused"] is True
+            finally:
+                await a.send({"t": "queue_resume"})
+            done = await until(lambda: finished(b), RUN_S)  # the queued run streams to the room
+            assert done["status"] == "ok"
+            await until(lambda: not b.of("queue_items")[-1]["items"])  # and the queue says it is over
+            assert not a.of("error") and not b.of("error")
+
+    asyncio.run(main())
+
+
+def test_one_run_at_a_time_per_room_and_cancel_drops_the_queued_one(server: Server) -> None:
+    doc_id = new_document(server, "room-busy", graph=adder(303))["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a:
+            try:
+                await a.ask({"t": "queue_pause"}, "queue_items")
+                await a.send({"t": "run", "outputs": None})
+                await until(lambda: a.of("state")[-1]["running"])
+                busy = await a.ask({"t": "run", "outputs": None}, "error")
+                assert "already in progress" in busy["message"]
+                await a.send({"t": "cancel"})
+                await until(lambda: a.of("state")[-1]["running"] is False)
+                _, queue = await asyncio.to_thread(server.request, "/queue")
+                assert not queue["queue_pending"]
+            finally:
+                await a.send({"t": "queue_resume"})
+                await a.ask({"t": "queue_list"}, "queue_items")
+            assert not a.events()  # it never ran
+
+    asyncio.run(main())
+
+
+def test_diff_and_restore_in_a_room_edit_the_room_s_graph_for_every_client(server: Server) -> None:
+    doc_id = new_document(server, "room-restore", graph=adder(404))["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a, client(server, doc_id) as (y, _):
+            await a.send({"t": "run", "outputs": None})
+            run_id = (await until(lambda: finished(a), RUN_S))["run_id"]
+            nodes(y)["1"]["params"]["a"] = 405  # an edit after the run, by a y-websocket client
+            deadline = time.monotonic() + 15
+            while (diff := await a.ask({"t": "diff", "run_id": run_id}, "run_diff"))["lines"] == []:
+                assert time.monotonic() < deadline, "the edit did not reach the room"  # (it is on its way)
+                await asyncio.sleep(0.05)
+            assert diff["lines"] == ["node 1 (IntAdd): a 404 -> 405"], diff
+            restored = await a.ask({"t": "restore", "run_id": run_id}, "restored")
+            assert restored["edits"] == 1, restored
+            await until(lambda: nodes(y)["1"]["params"]["a"] == 404)  # the room's graph went back, synced
+            await until(lambda: (stored_node(server, doc_id, "1") or {}).get("params", {}).get("a") == 404)
+            unknown = await a.ask({"t": "diff", "run_id": "no-such-run"}, "run_diff")
+            assert unknown["t"] == "error" and "no-such-run" in unknown["message"]
+
+    asyncio.run(main())

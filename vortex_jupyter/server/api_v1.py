@@ -36,7 +36,7 @@ from typing import Any
 
 import msgspec
 
-from ..errors import RequestError, VortexError
+from ..errors import RequestError, ValidationError, VortexError
 
 # ---- the types (one definition) ----------------------------------------------------------------
 
@@ -344,6 +344,19 @@ class Events:
                     await asyncio.wait_for(waiter.wait(), 1.0)
         finally:
             self.waiters[item_id].remove(waiter)
+
+
+def queue_document(docs: Documents, queue: Any, doc_id: str, *, priority: int = 0, origin: str = "api") -> Any:
+    """Queue document ``doc_id``'s graph as stored, with ``extra={"document": id}`` (the rooms
+    follow such runs); the ``QueueItem``. Raises ``ValidationError`` (its ``problems``) and
+    queues nothing when the graph has problems."""
+    from .._api import load
+
+    doc = docs.get(doc_id)
+    problems = load(doc.graph).problems()
+    if problems:
+        raise ValidationError(problems)
+    return queue.submit(doc.graph, priority=priority, origin=origin, extra={"document": doc.id})
 
 
 def run_out(queue: Any, item_id: int) -> RunOut:

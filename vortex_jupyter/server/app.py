@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import RequestError, VortexError
+from ..errors import RequestError, ValidationError, VortexError
 from .comfy import ComfyAPI, PromptRejected
 
 log = logging.getLogger("vortex_jupyter.server")
@@ -303,7 +303,7 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
     docs = v1.Documents(hist)
     from .rooms import Rooms  # Yjs rooms of the graph documents, the standalone canvas at /
 
-    rooms = Rooms(docs)
+    rooms = Rooms(docs, api)
 
     def typed(value: Any, status: int = 200) -> Any:
         return Response(v1.encode(value), status_code=status, media_type="application/json")
@@ -329,17 +329,13 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
 
     async def v1_run(request: Any) -> Any:
         body = v1.decode(await request.body(), v1.RunRequest)
-        room = rooms.rooms.get(request.path_params["id"])
-        if room is not None and not room.gone:
-            room.save()  # the room's last edits (saved on a 0.5 s delay) are part of this run
-        doc = docs.get(request.path_params["id"])
-        problems = docs.validate(doc.id)
-        if not problems.ok:
-            raise RequestError(f"graph {doc.id!r} has {len(problems.problems)} problem(s): "
-                               + "; ".join(f"[{p.code}] {p.message}" for p in problems.problems[:5]),
-                               code="VE-100", hint="POST .../validate lists them all")
-        item = api.queue.submit(doc.graph, priority=body.priority, origin="api", extra={"document": doc.id})
-        api.status()
+        doc_id = request.path_params["id"]
+        try:
+            item = rooms.runs.submit(doc_id, priority=body.priority, origin="api")
+        except ValidationError as exc:
+            raise RequestError(f"graph {doc_id!r} has {len(exc.problems)} problem(s): "
+                               + "; ".join(f"[{p.code}] {p.message}" for p in exc.problems[:5]),
+                               code="VE-100", hint="POST .../validate lists them all") from None
         return typed(v1.run_out(api.queue, item.id), 202)
 
     def _item(request: Any) -> int:

@@ -15,7 +15,9 @@ type 1 JPEG / 2 PNG, then the image; only with ``--preview-method auto``: ComfyU
 none, and clients such as comfy-api-simplified take any binary frame for a result image),
 ``executed``, ``execution_success`` /
 ``execution_error`` / ``execution_interrupted``, and ``executing`` with ``node: null`` last;
-``status`` (``queue_remaining``) goes to everyone whenever the queue changes.
+``status`` (``queue_remaining``) goes to everyone whenever the queue changes. Other parts of the
+server (the Yjs rooms, ``rooms.py``) hear every item's events and its end through
+``ComfyAPI.run_hooks`` and ``done_hooks``: this module knows nothing of them.
 """
 
 from __future__ import annotations
@@ -143,6 +145,10 @@ class ComfyAPI:
         self._status_pending = False
         self.hub = Hub()
         self.relays: dict[int, Relay] = {}
+        #: more listeners for an item's run, ``hook(item, extra) -> [fn(event)]``, and hooks told
+        #: ``hook(item, extra)`` when an item ended; both on the runner thread (``Rooms`` adds its own)
+        self.run_hooks: list[Callable[[Any, dict[str, Any]], list[Any]]] = []
+        self.done_hooks: list[Callable[[Any, dict[str, Any]], None]] = []
         self.queue = Queue(history, autostart=False, listeners=self._listeners, on_done=self._done)
         self.history = history
 
@@ -153,10 +159,14 @@ class ComfyAPI:
 
         telemetry.watch_pool(get_executor())
         metrics = [telemetry.MetricsListener(graph.model, item.origin or "server"), self.events.listener(item.id)]
-        found = self.queue.by_prompt_item(item.id)
-        if found is None:
+        prompt_id, extra = self._extra(item.id)
+        for hook in self.run_hooks:
+            try:
+                metrics += hook(item, extra)
+            except Exception:  # the run goes on without that hook's listeners
+                log.exception("a queue item's run hook failed")
+        if prompt_id is None:
             return metrics
-        prompt_id, extra = found
         prompt = extra.get("prompt", {})
         relay = Relay(self.hub, prompt_id, extra.get("client_id"),
                       lambda node: str(prompt.get(node, {}).get("class_type", "")), self.previews)
@@ -169,9 +179,13 @@ class ComfyAPI:
         ``executing`` with node null, then the queue's ``status``."""
         relay = self.relays.pop(item.id, None)
         self.events.finish(item.id)
-        found = self.queue.by_prompt_item(item.id)
-        if found is not None:
-            prompt_id, extra = found
+        prompt_id, extra = self._extra(item.id)
+        for hook in self.done_hooks:
+            try:
+                hook(item, extra)
+            except Exception:  # one hook's failure must not keep the others or ComfyUI's messages back
+                log.exception("a queue item's done hook failed")
+        if prompt_id is not None:
             sid = extra.get("client_id")
             if relay is None or not relay.started:  # it never ran: say why
                 self.hub.send_sync("execution_error", {
@@ -181,6 +195,14 @@ class ComfyAPI:
                     "timestamp": _ms()}, sid)
             self.hub.send_sync("executing", {"node": None, "display_node": None, "prompt_id": prompt_id}, sid)
         self.status()
+
+    def _extra(self, item_id: int) -> tuple[str | None, dict[str, Any]]:
+        """An item's ComfyUI ``prompt_id`` (``None``: not queued through ``/prompt``) and its extra data."""
+        rows = self.history.query("SELECT prompt_id, extra FROM queue WHERE id = ?", (item_id,))
+        if not rows:
+            return None, {}
+        extra = json.loads(rows[0][1] or "{}")
+        return rows[0][0], extra if isinstance(extra, dict) else {}
 
     # -- status -----------------------------------------------------------------------------------
     def queue_info(self) -> dict[str, Any]:

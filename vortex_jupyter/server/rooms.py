@@ -9,23 +9,30 @@ Routes (added to the app by ``create_app``)::
 State: ``Rooms`` holds one ``Room`` per document that has a socket open. A room owns the
 document's graph as a ``GraphModel`` bound to an authoritative ``pycrdt.Doc`` by the canvas's
 ``GraphDoc`` (the same Y doc schema a notebook canvas uses), the canvas's ``Relay`` between that
-doc and the sockets, and what it last read from or wrote to the ``documents`` table.
+doc and the sockets, what it last read from or wrote to the ``documents`` table, and what its
+clients are shown of the document's runs (``RoomRun``: the latest run's events and images).
 
 Policy:
 
 - **joining**: the server sends sync step 1, step 2 (the whole doc) and the other clients'
   awareness (``Relay.hello``); the client answers step 1 with what the server lacks, so edits a
   browser made offline arrive when it reconnects. Binary frames are y-websocket frames
-  (0 = sync step 1/2/update, 1 = awareness), as ``y-websocket`` and pycrdt's ``Provider`` speak;
+  (0 = sync step 1/2/update, 1 = awareness), as ``y-websocket`` and pycrdt's ``Provider`` speak,
+  except the ``n`` binary frames right after a text message with ``"buffers": n``: those are
+  that message's buffers (a preview image, gallery thumbnails), sent to aware clients only;
 - **updates are untrusted**: every frame goes through ``Relay.receive``, the very checks a
   notebook canvas applies to its views (frame size cap, scratch replica, schema, declared
   params, the doc's total size, pycrdt panics caught). A refused update never reaches the graph;
   the relay sends everyone the take-back, so the sender's replica converges too, and the room
   goes on;
 - **text frames** are our JSON messages (``canvas/protocol.py``) for clients that say
-  ``{"t": "hello"}`` first (the standalone canvas): the server answers with the node specs and
-  tells them about refusals (``{"t": "error", "code": "VE-600"}``). Plain y-websocket clients
-  never get a text frame;
+  ``{"t": "hello"}`` first (the standalone canvas): the server answers with the node specs, the
+  run state and the latest run's replay, and tells them about refusals (``{"t": "error",
+  "code": "VE-600"}``). Plain y-websocket clients never get a text frame;
+- **runs, the queue and the history panel** work as in a notebook (``run``, ``cancel``,
+  ``queue``, ``queue_list``/``_pause``/``_resume``/``_cancel``, ``history``, ``diff``,
+  ``restore``, ``gallery``), on the server's one queue and history file: every run of the
+  document streams its events to every client of its room (``roomruns.py`` has the policy);
 - **saving**: the first edit after a save starts a timer; ``debounce`` seconds later the
   graph is written to the document if it differs from what is stored, ``version`` + 1, on the
   condition that nobody else wrote since (``WHERE version = ?``), so ``GET /api/v1/graphs/{id}``
@@ -59,6 +66,7 @@ from ..canvas import protocol
 from ..canvas.sync import Relay
 from ..canvas.ydoc import GraphDoc
 from ..errors import RequestError
+from .roomruns import KINDS, RoomRun, RoomRuns
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +93,21 @@ class Client:
             log.info("room client %s: %s", self.id[:8], msg.get("message"))
         if msg.get("t") == "y":
             for buf in buffers:
-                self._put(bytes(buf))
+                self.put(bytes(buf))
         elif self.aware:
-            self._put(json.dumps(msg))
+            self.put(*frames(msg, buffers))
 
-    def _put(self, frame: bytes | str) -> None:
+    def put(self, *frames: bytes | str) -> None:
+        """Queue ``frames`` back to back (a message and its buffers are never split)."""
         if self.closing:
             return
-        self.pending += len(frame)
+        self.pending += sum(len(frame) for frame in frames)
         if self.pending > MAX_PENDING:  # it does not read: let it reconnect and resync
             self.closing = True
             self.queue.put_nowait(None)
             return
-        self.queue.put_nowait(frame)
+        for frame in frames:
+            self.queue.put_nowait(frame)
 
     async def pump(self) -> None:
         while (frame := await self.queue.get()) is not None:
@@ -107,6 +117,13 @@ class Client:
             else:
                 await self.ws.send_text(frame)
         await self.ws.close(CLOSE_SLOW, "too far behind: reconnect")
+
+
+def frames(msg: Any, buffers: list[bytes]) -> list[bytes | str]:
+    """One of our messages as frames: its JSON text, with ``"buffers": n`` when the ``n``
+    binary frames that follow it are its buffers (a preview's image, gallery thumbnails)."""
+    head = {**msg, "buffers": len(buffers)} if buffers else msg
+    return [json.dumps(head, default=str), *(bytes(b) for b in buffers)]
 
 
 class Room:
@@ -131,6 +148,7 @@ class Room:
         self.gone = False  # the document was deleted: the room takes no one in
         self._poller = self.loop.create_task(self._poll())
         self.model.add_listener(self._changed)
+        self.run = RoomRun(self.broadcast)  # its document's runs, as its clients see them
 
     # ---- clients -------------------------------------------------------------------------
     def join(self, client: Client) -> None:
@@ -141,6 +159,14 @@ class Room:
     def leave(self, client: Client) -> None:
         self.clients.pop(client.id, None)
         self.relay.remove_view(client.id)
+
+    def broadcast(self, msg: Any, buffers: list[bytes]) -> None:
+        """One of our messages to every client that reads them (serialised once for all)."""
+        aware = [c for c in self.clients.values() if c.aware]
+        if aware:
+            out = frames(msg, buffers)
+            for client in aware:
+                client.put(*out)
 
     def close(self) -> None:
         self._poller.cancel()
@@ -227,9 +253,11 @@ class Room:
 class Rooms:
     """The rooms of one server, by document id, and the routes that reach them."""
 
-    def __init__(self, docs: Any, *, debounce: float = DEBOUNCE, poll: float = POLL) -> None:
+    def __init__(self, docs: Any, api: Any, *, debounce: float = DEBOUNCE, poll: float = POLL) -> None:
+        """``docs``: the ``api_v1.Documents``; ``api``: the ``ComfyAPI`` whose queue runs the rooms' runs."""
         self.docs, self.debounce, self.poll = docs, debounce, poll
         self.rooms: dict[str, Room] = {}
+        self.runs = RoomRuns(self, api)
 
     def routes(self) -> list[Any]:
         from starlette.routing import Mount, Route, WebSocketRoute
@@ -254,6 +282,7 @@ class Rooms:
     async def serve(self, ws: Any) -> None:
         """One socket of ``/api/v1/graphs/{id}/room``, from accept to disconnect."""
         await ws.accept()
+        self.runs.loop = asyncio.get_running_loop()
         try:
             room = self._open(ws.path_params["id"])
         except RequestError as exc:
@@ -278,8 +307,8 @@ class Rooms:
                 await pump
 
     async def _text(self, room: Room, client: Client, text: str) -> None:
-        """Our JSON messages: ``hello`` (answered with the node specs), ``log``; the rest
-        (runs, the history panel) are not served in a room yet and get a VE-1001 error."""
+        """Our JSON messages: ``hello`` (answered with the node specs, the run state and the
+        latest run's replay), ``log``, and runs and the panels' requests (``roomruns.py``)."""
         try:
             msg = json.loads(text)
         except ValueError:
@@ -288,13 +317,13 @@ class Rooms:
         if kind == "hello":
             client.aware = True
             client.send(dict(protocol.specs_msg(await asyncio.to_thread(_specs))), [])
+            self.runs.hello(room, client.send)
         elif kind == "log":
             log.info("canvas in room %s: %s", room.id, str(msg.get("message", ""))[:2000])
+        elif isinstance(msg, dict) and kind in KINDS:
+            await self.runs.receive(room, client.send, str(kind), msg)
         else:
-            client.send(dict(protocol.error_msg(
-                f"{kind!r} is not served on a standalone canvas yet; run the graph with "
-                f"POST /api/v1/graphs/{room.id}/run (the room saves edits within {room.debounce:g} s)",
-                code="VE-1001")), [])
+            client.send(dict(protocol.error_msg(f"unknown canvas message type {kind!r}")), [])
 
     async def page(self, request: Any) -> Any:
         """The standalone canvas page; the token it was opened with goes on to its assets."""
