@@ -2,7 +2,8 @@
 
 The page lists the graph documents; ``/?graph=ID`` shows the document's nodes on the canvas,
 synced with its room; an edit made in one page shows in a second one and reaches the stored
-document. Screenshots go to ``test-artifacts/e2e/`` (``VORTEX_E2E_ARTIFACTS`` overrides).
+document; the Run button runs the graph on the server's queue and every page shows its nodes
+done and its preview image. Screenshots go to ``test-artifacts/e2e/`` (``VORTEX_E2E_ARTIFACTS`` overrides).
 """
 
 from __future__ import annotations
@@ -100,3 +101,41 @@ def test_the_page_lists_documents_and_shows_a_document_s_nodes(server: Server, c
     assert a.errors == [] and b.errors == []
     b.evaluate(f"() => {HOOK}.addNode('n_new', 'IntAdd', 400, 200)")
     a.wait_for_function("() => document.querySelectorAll('.vx-nodelist li[data-node-id]').length === 3")
+
+
+IMAGE_GRAPH = {"load": {"class_type": "LoadImage", "inputs": {"image": "red.png"}},
+               "invert": {"class_type": "ImageInvert", "inputs": {"image": ["load", 0]}},
+               "preview": {"class_type": "PreviewImage", "inputs": {"images": ["invert", 0]}},
+               "save": {"class_type": "SaveImage", "inputs": {"images": ["invert", 0], "filename_prefix": "room"}}}
+
+
+def test_the_run_button_runs_the_graph_and_every_page_shows_it_done_with_its_preview(server: Server,
+                                                                                     context: Any) -> None:
+    from PIL import Image
+
+    (server.tmp / "in").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (48, 48), (255, 0, 0)).save(server.tmp / "in" / "red.png")
+    status, doc = server.request("/api/v1/graphs", {"name": "invert", "graph": IMAGE_GRAPH})
+    assert status == 201, doc
+    a = _open(context, f"{server.url}/?graph={doc['id']}")
+    b = _open(context, f"{server.url}/?graph={doc['id']}")
+    a.wait_for_function(f"() => {HOOK}.portPosition('load', 'output', 0) !== null", timeout=60_000)  # specs came
+    a.click(".vx-root .vx-btn-run")
+    for page in (a, b):  # the run's events reach every page of the room
+        page.wait_for_function(f"() => ['load', 'invert', 'preview', 'save'].every(n => {HOOK}.states()[n] === 'done')",
+                               timeout=120_000)
+        img = page.wait_for_selector(".vx-root img.vx-output-image[data-node='preview']", timeout=30_000)
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=img)
+        assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [48, 48]  # the bytes came as a buffer
+    a.wait_for_function("() => !document.querySelector('.vx-root .vx-btn-run').disabled")
+    _screenshot(a, "standalone-run")
+    # the history panel, answered by the room from the server's history file
+    a.click(".vx-root .vx-btn-history")
+    a.wait_for_selector(".vx-root .vx-history .vx-run-entry.vx-run-ok", timeout=30_000)
+    assert "canvas" in a.inner_text(".vx-root .vx-history .vx-run-entry")
+    a.click(".vx-root .vx-history .vx-history-tab-gallery")
+    thumb = a.wait_for_selector(".vx-root .vx-history .vx-thumb img", timeout=30_000)  # a thumbnail buffer
+    a.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=thumb)
+    assert thumb.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [48, 48]
+    _screenshot(a, "standalone-gallery")
+    assert a.errors == [] and b.errors == []
