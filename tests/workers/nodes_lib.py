@@ -405,3 +405,20 @@ def snoop(token, pids):
         finally:
             os.close(mem)
     return ({"found": found, "denied": denied},)
+
+
+def scaled(x, k=2.0, seconds=0.0):
+    """An array from an array (a chain's middle link); ``seconds``: sleep first."""
+    time.sleep(seconds)
+    return (np.asarray(x) * k,)
+
+
+def busy(seconds, seed=0):
+    """Pure-Python CPU work for about ``seconds`` (one core, the GIL held): a branch to spread."""
+    end = time.perf_counter() + seconds
+    n, acc = 0, seed
+    while time.perf_counter() < end:
+        for i in range(2000):
+            acc = (acc * 31 + i) % 1_000_003
+        n += 1
+    return (acc,)

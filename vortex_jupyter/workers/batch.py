@@ -54,7 +54,14 @@ MAX_CHUNK = 4096
 
 def run_batch(pool: WorkerPool, tasks: list[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
     """Run ``tasks`` on one worker slot; concurrent runs use other slots or wait their turn
-    (a worker's event stream belongs to one batch at a time)."""
+    (a worker's event stream belongs to one batch at a time). With several general workers,
+    independent branches run on several at once (``parallel.py``)."""
+    slots = pool.general_slots()
+    if len(slots) > 1 and len(tasks) > 1:
+        from .parallel import Parallel
+
+        Parallel(pool, tasks, callbacks, cancel, slots).run()
+        return
     slot = pool.acquire_slot(tasks)
     try:
         _Batch(pool, tasks, callbacks, cancel, slot).run()
@@ -245,6 +252,7 @@ class _Batch:
         if ref.worker == w.uid:
             return ["ref", ref.key, ref.index]
         owner = self.pool._live(ref.worker)
+        self.pool.moves += 1
         if w.sandboxed or (owner is not None and owner.sandboxed):  # no sandboxed worker maps another's
             # segment, nor is its own (a memfd, no name) mapped by another: the value travels
             try:

@@ -122,6 +122,9 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._batch_ids = iter(range(1, 2**62))
         self._slot_locks = [threading.Lock() for _ in self.config.devices]
+        #: inputs that crossed from one worker to another (by arena handle, or copied to or from
+        #: a sandboxed worker): what the parallel scheduler's locality keeps low
+        self.moves = 0
         self._pack_locks: dict[int, threading.Lock] = {}
         self.supervisor.death_listeners.append(self._on_death)
 
@@ -146,6 +149,14 @@ class WorkerPool:
                 return slot
         self._slot_locks[ranked[0]].acquire()
         return ranked[0]
+
+    def general_slots(self) -> list[int]:
+        """The slots of the general (not node pack) workers: one per ``config.devices`` entry."""
+        return list(range(len(self.config.devices)))
+
+    def try_slot(self, slot: int) -> bool:
+        """Take ``slot`` for one segment if no other batch has it."""
+        return self._slot_locks[slot].acquire(blocking=False)
 
     def release_slot(self, slot: int) -> None:
         self._slot_locks[slot].release()

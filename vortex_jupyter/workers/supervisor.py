@@ -48,15 +48,42 @@ KEEP_LOGS = 16
 
 
 def default_devices() -> list[str]:
-    """One worker per visible GPU, else one CPU worker (without importing torch here)."""
+    """The general workers' devices, one entry per worker (without importing torch here).
+
+    ``VORTEX_WORKER_DEVICES`` (``"cuda:0,cuda:1"``, ``"cpu,cpu"``) names them; else
+    ``VORTEX_WORKERS=N`` makes N workers over the visible GPUs in turn (or N CPU workers); else
+    one per visible GPU, and on a machine without one a single CPU worker: torch already spreads
+    one CPU node over every core (its intra-op threads), so a second CPU worker pays off for
+    branches of single-threaded Python nodes, not for diffusion on a CPU (``benchmarks/parallel.py``
+    measures both). Several CPU workers share the cores: each gets ``cores / workers`` torch
+    threads unless ``VORTEX_WORKER_THREADS`` says otherwise.
+    """
     env = os.environ.get("VORTEX_WORKER_DEVICES")
     if env:
         return [d.strip() for d in env.split(",") if d.strip()]
     try:
-        gpus = [n for n in os.listdir("/proc/driver/nvidia/gpus")]
+        gpus = [f"cuda:{i}" for i in range(len(os.listdir("/proc/driver/nvidia/gpus")))]
     except OSError:
         gpus = []
-    return [f"cuda:{i}" for i in range(len(gpus))] or ["cpu"]
+    count = os.environ.get("VORTEX_WORKERS", "").strip()
+    if count:
+        if not count.isdigit() or int(count) < 1:
+            from ..errors import VortexError
+
+            raise VortexError(f"VORTEX_WORKERS = {count!r} is not a worker count",
+                              hint="set it to a whole number >= 1 (unset: one per GPU, or one on a CPU)")
+        base = gpus or ["cpu"]
+        return [base[i % len(base)] for i in range(int(count))]
+    return gpus or ["cpu"]
+
+
+def threads_for(devices: list[str], device: str, threads: int) -> int:
+    """torch threads of a worker on ``device``: ``threads`` if set, else a CPU worker's share of
+    the cores when several CPU workers run (0: torch's default)."""
+    cpu_workers = sum(1 for d in devices if d == "cpu")
+    if threads or device != "cpu" or cpu_workers < 2:
+        return threads
+    return max(1, (os.cpu_count() or 1) // cpu_workers)
 
 
 def default_threads() -> int:
@@ -277,7 +304,8 @@ class Supervisor:
                           os.path.join(self.tmpdir, f"worker-{uid}.log"))
         w.sandboxed, w.pack = bool(sandbox), info.pack if info else ""
         cfg = WorkerConfig(uid, self._listener.getsockname(), w.prefix, device, self.config.arena_bytes,
-                           self.config.heartbeat, w.log_path, self.config.threads,
+                           self.config.heartbeat, w.log_path,
+                           threads_for(self.config.devices, device, self.config.threads),
                            [] if info else list(self.config.late_preload), sandbox, w.pack, list(info.paths) if info else [],
                            dict(info.permissions) if info else {})
         w.on_segment = self.on_segment

@@ -1,0 +1,270 @@
+"""One engine batch on several workers at once: independent branches run in parallel.
+
+``run_batch`` (``batch.py``) comes here when the pool has more than one general worker
+(``VORTEX_WORKERS=N``, or one per GPU) and the batch has branches that do not depend on each
+other. Each piece still runs as an ordinary segment (``batch._Batch``), so events, timeouts,
+cancel, failure isolation, death handling and ``drain_lost`` keep their meaning; this module
+only decides what goes where and when.
+
+Policy:
+
+- **Chains.** The batch's tasks (topological order) are cut into chains: a task joins the
+  chain whose last task is one of its producers in this batch, when all of its producers in this
+  batch are in that chain; otherwise it starts a chain. A chain runs in order on one worker, and
+  a chain depends on other chains only through its first task, whose producers are in older
+  chains: no cycle, and a linear chain never moves its tensors between workers.
+- **Ready.** A chain is ready when every producer of its first task outside it has reported
+  (finished or failed). A failed producer's dependents then fail VE-505 in their own segment.
+- **Placement: data locality first** (as Dask's and Ray's schedulers place a task where its
+  inputs are). An input that cannot leave its worker (anything but an array or a tensor: a model,
+  a dict holding one) pins the chain to that worker, which it waits for. Otherwise the chain goes
+  to the free worker holding most of its inputs' bytes (ties: the lowest slot); an input on
+  another worker crosses by arena handle, not by copy, and is counted (``WorkerPool.moves``).
+- **Balance.** When several chains are ready at once, each free worker takes its share of them
+  (ready chains / free workers, rounded up) as one segment, so a wide graph of small chains
+  costs a few segments, not one per chain. Chains that become ready later go to whichever
+  worker frees first.
+- **Deaths.** A worker dying under a segment is that segment's business (``batch._Batch``
+  re-runs its own lost producers on the respawned worker; other workers' segments go on). A
+  chain about to start whose input died with another worker gets that input's producer (and,
+  recursively, those producers' lost inputs) put in front of it: only what died runs again.
+- **Cancel.** Chains not started yet fail VE-504; running segments stop as a single one does.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from ..engine.events import Event, NodeFailed
+from ..engine.executor import BatchCallbacks, CancelToken, Ref, Task
+from .pool import WorkerPool, WorkerRef
+
+#: Output types that cross between workers by arena handle (no copy); anything else stays put.
+MOVABLE = frozenset({"ndarray", "Tensor"})
+
+
+class Chain:
+    __slots__ = ("needs", "tasks")
+
+    def __init__(self, first: Task, needs: list[str]) -> None:
+        self.tasks = [first]
+        #: keys of the first task's producers in this batch but in other chains
+        self.needs = needs
+
+
+def _producers(task: Task, in_batch: dict[str, Task]) -> list[str]:
+    return [a.key for a in task.args.values() if a.__class__ is Ref and a.held is None and a.key in in_batch]
+
+
+def cut(tasks: Sequence[Task]) -> list[Chain]:
+    """The batch's chains, oldest first (see the module's policy)."""
+    in_batch = {t.key: t for t in tasks}
+    chain_of: dict[str, Chain] = {}
+    chains: list[Chain] = []
+    for task in tasks:
+        ups = _producers(task, in_batch)
+        home = chain_of.get(ups[0]) if ups else None
+        if home is not None and home.tasks[-1].key in ups and all(chain_of.get(k) is home for k in ups):
+            home.tasks.append(task)
+        else:
+            home = Chain(task, [k for k in dict.fromkeys(ups)])
+            chains.append(home)
+        chain_of[task.key] = home
+    return chains
+
+
+class _Shared:
+    """The run's callbacks, shared by the segments running at once: serialised, and noting
+    what finished or failed so the scheduler knows which chains are ready."""
+
+    def __init__(self, callbacks: BatchCallbacks, scheduler: Parallel) -> None:
+        self.callbacks, self.scheduler = callbacks, scheduler
+        self.detail = getattr(callbacks, "detail", True)
+        self._lock = threading.Lock()
+
+    def emit(self, event: Event) -> None:
+        with self._lock:
+            self.callbacks.emit(event)
+        if isinstance(event, NodeFailed):
+            self.scheduler.failed_node(event.node)
+
+    def on_result(self, task: Task, refs: tuple[Any, ...]) -> None:
+        with self._lock:
+            self.callbacks.on_result(task, refs)
+        self.scheduler.finished(task, refs)
+
+    def on_lost(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            self.callbacks.on_lost(keys)
+        self.scheduler.lost(keys)
+
+
+class Parallel:
+    """Runs one batch's chains on the pool's general worker slots (``slots``)."""
+
+    def __init__(self, pool: WorkerPool, tasks: list[Task], callbacks: BatchCallbacks, cancel: CancelToken,
+                 slots: Sequence[int]) -> None:
+        self.pool, self.cancel, self.slots = pool, cancel, list(slots)
+        self.tasks = tasks
+        self.producer = {t.key: t for t in tasks}
+        self.key_of = {t.node_id: t.key for t in tasks}
+        self.shared = _Shared(callbacks, self)
+        self.done: dict[str, tuple[Any, ...]] = {}
+        self.reported: set[str] = set()  # keys that finished at least once (``done`` forgets lost ones)
+        self.failed: dict[str, str] = {}  # key -> node id
+        self.cond = threading.Condition()
+        self.busy: set[int] = set()
+        self.errors: list[BaseException] = []
+
+    # -- reports from the segments (any thread) ---------------------------------------------------
+    def finished(self, task: Task, refs: tuple[Any, ...]) -> None:
+        with self.cond:
+            self.done[task.key] = refs
+            self.reported.add(task.key)
+            self.failed.pop(task.key, None)
+            self.cond.notify_all()
+
+    def failed_node(self, node: str) -> None:
+        key = self.key_of.get(node)
+        if key is not None:
+            with self.cond:
+                if key not in self.done:
+                    self.failed[key] = node
+                self.cond.notify_all()
+
+    def lost(self, keys: Sequence[str]) -> None:
+        with self.cond:
+            for key in keys:
+                self.done.pop(key, None)
+
+    # -- scheduling -------------------------------------------------------------------------------
+    def run(self) -> None:
+        waiting = cut(self.tasks)
+        threads: list[threading.Thread] = []
+        with self.cond:
+            while waiting or self.busy:
+                if self.cancel.cancelled and waiting:
+                    self._fail([t for c in waiting for t in c.tasks], "VE-504", "RunCancelledError",
+                               "run cancelled before node {node!r} started")
+                    waiting = []
+                    continue
+                ready = [c for c in waiting if all(k in self.reported or k in self.failed for k in c.needs)]
+                placed = self._place(ready) if ready else {}
+                for slot, chains in placed.items():
+                    waiting = [c for c in waiting if not any(c is p for p in chains)]
+                    segment = self._revive([t for c in chains for t in c.tasks])
+                    self.busy.add(slot)
+                    thread = threading.Thread(target=self._segment, args=(slot, segment),
+                                              name=f"vortex-parallel-{slot}", daemon=True)
+                    threads.append(thread)
+                    thread.start()
+                if not placed and not self.busy and waiting:
+                    if not ready:  # nothing can ever make them ready: a producer outside the batch
+                        self._fail([t for c in waiting for t in c.tasks], "VE-505", "UpstreamFailedError",
+                                   "node {node!r} did not run: an input of its branch was never produced")
+                        waiting = []
+                        continue
+                    self.cond.wait(0.05)  # every slot is taken by other runs: look again soon
+                else:
+                    self.cond.wait(0.5)
+        for thread in threads:
+            thread.join()
+        if self.errors:
+            raise self.errors[0]
+
+    def _fail(self, tasks: list[Task], code: str, error_type: str, message: str) -> None:
+        for t in tasks:
+            self.shared.emit(NodeFailed(t.run_id, t.node_id, code, message.format(node=t.node_id), error_type, None))
+
+    def _place(self, ready: list[Chain]) -> dict[int, list[Chain]]:
+        """Chains for free slots (``self.cond`` held): pinned chains to their worker, the rest by
+        locality, each slot taking its share."""
+        free = [s for s in self.slots if s not in self.busy]
+        if not free:
+            return {}
+        uid_slot = {w.uid: s for s, w in self.pool.supervisor.workers.items()}
+        share = math.ceil(len(ready) / len(free))
+        placed: dict[int, list[Chain]] = {}
+        taken: set[int] = set()
+        for chain in ready:
+            pin, weights = self._inputs(chain, uid_slot)
+            if pin is not None:
+                order = [pin] if pin in free and pin not in taken else []
+            else:
+                order = sorted((s for s in free if s not in taken), key=lambda s: (-weights.get(s, 0),
+                                                                                   len(placed.get(s, [])), s))
+            slot = None
+            for candidate in order:
+                if candidate in placed or self.pool.try_slot(candidate):
+                    slot = candidate
+                    break
+                free.remove(candidate)  # another run holds it
+            if slot is None:
+                continue
+            placed.setdefault(slot, []).append(chain)
+            if len(placed[slot]) >= share:
+                taken.add(slot)
+        return placed
+
+    def _inputs(self, chain: Chain, uid_slot: dict[str, int]) -> tuple[int | None, dict[int, int]]:
+        """The slot an immovable input pins ``chain`` to (or None), and input bytes per slot."""
+        weights: dict[int, int] = {}
+        pin = None
+        for task in chain.tasks:
+            for arg in task.args.values():
+                if arg.__class__ is not Ref:
+                    continue
+                ref = arg.held
+                if ref is None and arg.key in self.done:
+                    ref = self.done[arg.key][arg.index]
+                if not isinstance(ref, WorkerRef) or ref.inline or ref.worker not in uid_slot:
+                    continue
+                slot = uid_slot[ref.worker]
+                if ref.type_name not in MOVABLE:
+                    pin = slot
+                weights[slot] = weights.get(slot, 0) + max(1, ref.nbytes)
+        return pin, weights
+
+    def _revive(self, tasks: list[Task]) -> list[Task]:
+        """``tasks`` with the producers of their lost inputs (another worker died) in front."""
+        out: list[Task] = []
+        queued = {t.key for t in tasks}
+        stack = list(tasks)
+        while stack:
+            task = stack.pop()
+            for arg in task.args.values():
+                if (arg.__class__ is not Ref or arg.held is not None or arg.key in queued
+                        or arg.key not in self.producer or arg.key in self.failed):
+                    continue
+                refs = self.done.get(arg.key)
+                if refs is None or any(isinstance(r, WorkerRef) and not self.pool.holds(r) for r in refs):
+                    queued.add(arg.key)
+                    self.done.pop(arg.key, None)
+                    out.append(self.producer[arg.key])
+                    stack.append(self.producer[arg.key])
+        if not out:
+            return tasks
+        order = {id(t): i for i, t in enumerate(self.tasks)}
+        return sorted(out, key=lambda t: order[id(t)]) + tasks
+
+    def _segment(self, slot: int, tasks: list[Task]) -> None:
+        from .batch import _Batch
+
+        try:
+            with self.cond:
+                done, failed = dict(self.done), dict(self.failed)
+            batch = _Batch(self.pool, tasks, self.shared, self.cancel, slot)  # type: ignore[arg-type]
+            batch.done.update(done)
+            batch.failed.update(failed)
+            batch.run()
+        except BaseException as exc:  # e.g. KeyboardInterrupt: re-raised by run() after the others stop
+            self.cancel.cancel()
+            self.errors.append(exc)
+        finally:
+            self.pool.release_slot(slot)
+            with self.cond:
+                self.busy.discard(slot)
+                self.cond.notify_all()
