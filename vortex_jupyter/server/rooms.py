@@ -315,8 +315,9 @@ class Rooms:
             msg = None
         kind = msg.get("t") if isinstance(msg, dict) else None
         if kind == "hello":
-            client.aware = True
-            client.send(dict(protocol.specs_msg(await asyncio.to_thread(_specs))), [])
+            specs = await asyncio.to_thread(_specs)
+            client.aware = True  # from here on without awaiting: no live event comes before the replay
+            client.send(dict(protocol.specs_msg(specs)), [])
             self.runs.hello(room, client.send)
         elif kind == "log":
             log.info("canvas in room %s: %s", room.id, str(msg.get("message", ""))[:2000])
