@@ -8,6 +8,7 @@ Modules, one concept each:
 - ``ydoc``      ``GraphDoc``: a ``GraphModel`` bound to its authoritative ``pycrdt.Doc``
 - ``sync``      ``Relay``: y-protocols frames between the doc and the views, untrusted input
 - ``session``   ``CanvasSession``: one per graph, shared by its views; runs and images
+- ``panel``     the history and queue panels' requests, answered by a session or a server room
 - ``widget``    ``Canvas``: the anywidget (``vx.Canvas``)
 
 ``Canvas`` is loaded lazily (it imports anywidget/ipywidgets); the rest is light.
