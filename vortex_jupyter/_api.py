@@ -60,6 +60,16 @@ def _worker_executor() -> Executor:
 register_executor("workers", _worker_executor)
 
 
+def _ray_executor() -> Executor:
+    """Nodes in Ray actors (the optional ``ray`` extra; Ray is imported only now)."""
+    from .workers.ray_executor import RayExecutor
+
+    return RayExecutor()
+
+
+register_executor("ray", _ray_executor)
+
+
 _MODE_NAMES = {0: "always", 1: "on event", 2: "muted", 3: "on trigger", 4: "bypassed"}
 _MODE_CODES = {name: code for code, name in _MODE_NAMES.items()} | {"never": 2, "mute": 2, "bypass": 4}
 
