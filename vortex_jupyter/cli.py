@@ -1,6 +1,7 @@
 """The ``vortex`` command: run, validate and list nodes from a shell.
 
-    vortex run FILE [-o DIR] [-i DIR] [--set NODE.PARAM=VALUE ...] [--executor inline|workers]
+    vortex run FILE [-o DIR] [-i DIR] [--set NODE.PARAM=VALUE ...] [--executor inline|workers|ray]
+               [--address RAY_ADDRESS]
     vortex validate FILE [-i DIR] [--json]
     vortex nodes [--json]
     vortex history [--status S] [--since WHEN] [--node-type T] [--json] | history show RUN_ID
@@ -40,7 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     _input_dir_arg(run)
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="NODE.PARAM=VALUE",
                      help="override a param (VALUE is JSON when it parses, else a string)")
-    run.add_argument("--executor", choices=["inline", "workers"], default=None)
+    run.add_argument("--executor", choices=["inline", "workers", "ray"], default=None)
+    run.add_argument("--address", metavar="RAY_ADDRESS", help="with --executor ray: the Ray cluster to run on "
+                     "(VORTEX_RAY_ADDRESS; default: a local Ray started for the run)")
     run.add_argument("--node-timeout", type=float, default=None, metavar="SECONDS",
                      help="bound every node's run time (overrides the nodes' own timeouts)")
     run.add_argument("--traceback", action="store_true", help="show tracebacks of failed nodes")
@@ -253,6 +256,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         out_dir.mkdir(parents=True, exist_ok=True)
         os.environ["VORTEX_OUTPUT_DIR"] = str(out_dir)
     _use_input_dir(args)
+    if args.address:
+        os.environ["VORTEX_RAY_ADDRESS"] = args.address  # read by the ray executor when it starts
     graph = _load(args.file)
     _apply_sets(graph, args.sets)
     graph.validate()
