@@ -422,3 +422,9 @@ def busy(seconds, seed=0):
             acc = (acc * 31 + i) % 1_000_003
         n += 1
     return (acc,)
+
+
+def uses_model(m, i=0):
+    """A sampler's stand-in: takes the model (it must be the real object, on its worker)."""
+    assert isinstance(m, ModelHandle), type(m)
+    return (f"{m!r} #{i}",)

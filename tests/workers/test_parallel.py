@@ -163,3 +163,25 @@ def test_vortex_workers_sets_the_worker_count_and_cpu_workers_share_the_cores(
     monkeypatch.setenv("VORTEX_WORKERS", "zero")
     with pytest.raises(Exception, match="VORTEX_WORKERS"):
         default_devices()
+
+
+def test_chains_passing_a_model_share_its_worker_and_tensor_branches_still_spread(two: WorkerExecutor) -> None:
+    """A MODEL output cannot leave its worker: its consumers' chains run where it was made,
+    whether it comes from this batch (affinity by port type) or from the cache (the worker's
+    report); chains that pass only tensors are free to go elsewhere."""
+    from vortex_jupyter.engine.executor import Task
+    from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec
+
+    loader = NodeSpec("model", (), (OutputSpec("model", "MODEL"),), fn=n.model)
+    loads = Task("m", "key-m", loader, {}, run_id="r1")
+    users = [task(f"u{i}", n.uses_model, m=ref("m"), i=i) for i in range(3)]
+    tensors = [task(f"t{i}", n.arange, n=10_000 + i) for i in range(3)]
+    rec = run(two, [loads, *users, *tensors])
+    where = {e.node: e.worker for e in rec.events if isinstance(e, NodeFinished)}
+    assert not [e for e in rec.events if isinstance(e, NodeFailed)]
+    assert {where[f"u{i}"] for i in range(3)} == {where["m"]}
+    assert len(set(where.values())) == 2
+    model_ref = rec.results["m"][0]
+    assert not model_ref.movable and rec.results["t0"][0].movable
+    cached = run(two, [task(f"v{i}", n.uses_model, m=ref("m", held=model_ref), i=i) for i in range(4)])
+    assert {e.worker for e in cached.events if isinstance(e, NodeFinished)} == {where["m"]}

@@ -208,6 +208,11 @@ class _Batch:
         self.pending = keep
 
     def _input_lost(self, task: Task, lost: _InputLost) -> None:
+        if isinstance(lost, _Immovable):
+            self.fail(task, "VE-502", "WorkerCrashedError",
+                      f"node {task.node_id!r} could not run: {lost.args[0]}; run with one worker "
+                      "(VORTEX_WORKERS=1) if this repeats", None)
+            return
         self.fail(task, "VE-502", "WorkerCrashedError",
                   f"node {task.node_id!r} could not run: its input {lost.args[0]} (after this run "
                   "was planned); that output will be recomputed on the next run", None)
@@ -251,6 +256,9 @@ class _Batch:
             raise _InputLost(f"from node {ref.node!r} was lost when worker {ref.worker} stopped")
         if ref.worker == w.uid:
             return ["ref", ref.key, ref.index]
+        if not ref.movable:
+            raise _Immovable(f"node {ref.node!r}'s output {ref.index} (a {ref.type_name}) lives in worker "
+                             f"{ref.worker} and cannot be moved to worker {w.uid}")
         owner = self.pool._live(ref.worker)
         self.pool.moves += 1
         if w.sandboxed or (owner is not None and owner.sandboxed):  # no sandboxed worker maps another's
@@ -433,3 +441,7 @@ class _Batch:
 
 class _InputLost(Exception):
     pass
+
+
+class _Immovable(_InputLost):
+    """An input that cannot leave its worker (a model) was wanted on another worker."""

@@ -15,9 +15,19 @@ Policy:
   chains: no cycle, and a linear chain never moves its tensors between workers.
 - **Ready.** A chain is ready when every producer of its first task outside it has reported
   (finished or failed). A failed producer's dependents then fail VE-505 in their own segment.
+- **Affinity.** A value that cannot leave its worker (a model; by port type: anything but
+  IMAGE, LATENT, MASK, scalars and other plain data, see ``MOVABLE_TYPES``) ties the chain that
+  consumes it to the chain that makes it: such chains form one group, which runs on one worker.
+  Every group that makes such a value runs on the first worker (the *model worker*), so models a
+  later run finds in the cache are never split over two workers (a LoRA node needing a model
+  from one and a CLIP from another could run nowhere). Parallelism is between the other groups
+  and the model worker: tensor branches (image ops, decodes of cached latents), Python nodes,
+  and data work beside a diffusion pipeline. A seed grid on one model stays on the model
+  worker; spreading it over several GPUs means loading the model again on each, which is the
+  design for more GPUs, not built yet.
 - **Placement: data locality first** (as Dask's and Ray's schedulers place a task where its
-  inputs are). An input that cannot leave its worker (anything but an array or a tensor: a model,
-  a dict holding one) pins the chain to that worker, which it waits for. Otherwise the chain goes
+  inputs are). A cached input the worker reports as immovable (``WorkerRef.movable``) pins the
+  chain to its worker, which it waits for; so does its group's slot. Otherwise the chain goes
   to the free worker holding most of its inputs' bytes (ties: the lowest slot); an input on
   another worker crosses by arena handle, not by copy, and is counted (``WorkerPool.moves``).
 - **Balance.** When several chains are ready at once, each free worker takes its share of them
@@ -42,17 +52,36 @@ from ..engine.events import Event, NodeFailed
 from ..engine.executor import BatchCallbacks, CancelToken, Ref, Task
 from .pool import WorkerPool, WorkerRef
 
-#: Output types that cross between workers by arena handle (no copy); anything else stays put.
-MOVABLE = frozenset({"ndarray", "Tensor"})
+#: Port types whose values can cross between workers by arena handle (tensors, arrays, plain
+#: data; ``"*"``: the worker tells at run time). Any other output (MODEL, CLIP, VAE, CONDITIONING,
+#: which may hold a ControlNet...) ties its consumer's chain to its producer's worker.
+MOVABLE_TYPES = frozenset({"IMAGE", "LATENT", "MASK", "INT", "FLOAT", "STRING", "BOOLEAN", "SIGMAS", "AUDIO",
+                           "*", "int", "float", "str", "bool", "ndarray", "Tensor", "array", "list", "dict"})
 
 
 class Chain:
-    __slots__ = ("needs", "tasks")
+    __slots__ = ("heavy", "needs", "parent", "tasks")
 
     def __init__(self, first: Task, needs: list[str]) -> None:
         self.tasks = [first]
+        #: a task of it makes a value that cannot leave its worker (see ``MOVABLE_TYPES``)
+        self.heavy = False
         #: keys of the first task's producers in this batch but in other chains
         self.needs = needs
+        #: union-find link: chains passing each other immovable values form one affinity group
+        self.parent: Chain = self
+
+    def group(self) -> Chain:
+        root = self
+        while root.parent is not root:
+            root = root.parent
+        self.parent = root
+        return root
+
+
+def _movable_output(task: Task, index: int) -> bool:
+    outputs = task.spec.outputs
+    return index < len(outputs) and outputs[index].type in MOVABLE_TYPES
 
 
 def _producers(task: Task, in_batch: dict[str, Task]) -> list[str]:
@@ -73,6 +102,14 @@ def cut(tasks: Sequence[Task]) -> list[Chain]:
             home = Chain(task, [k for k in dict.fromkeys(ups)])
             chains.append(home)
         chain_of[task.key] = home
+        if not home.heavy and any(o.type not in MOVABLE_TYPES for o in task.spec.outputs):
+            home.heavy = True
+        for arg in task.args.values():  # an immovable value: consumer and producer share a worker
+            if arg.__class__ is Ref and arg.held is None and arg.key in in_batch:
+                producer = chain_of.get(arg.key)
+                if producer is not None and producer is not home and not _movable_output(in_batch[arg.key],
+                                                                                         arg.index):
+                    producer.group().parent = home.group()
     return chains
 
 
@@ -117,6 +154,8 @@ class Parallel:
         self.failed: dict[str, str] = {}  # key -> node id
         self.cond = threading.Condition()
         self.busy: set[int] = set()
+        #: the slot of each affinity group (by its root chain's id), once its first chain is placed
+        self.home: dict[int, int] = {}
         self.errors: list[BaseException] = []
 
     # -- reports from the segments (any thread) ---------------------------------------------------
@@ -143,6 +182,9 @@ class Parallel:
     # -- scheduling -------------------------------------------------------------------------------
     def run(self) -> None:
         waiting = cut(self.tasks)
+        for chain in waiting:  # models live on the first worker: cached ones never end up apart
+            if chain.heavy:
+                self.home[id(chain.group())] = self.slots[0]
         threads: list[threading.Thread] = []
         with self.cond:
             while waiting or self.busy:
@@ -191,6 +233,9 @@ class Parallel:
         taken: set[int] = set()
         for chain in ready:
             pin, weights = self._inputs(chain, uid_slot)
+            group = chain.group()
+            if pin is None:
+                pin = self.home.get(id(group))
             if pin is not None:
                 order = [pin] if pin in free and pin not in taken else []
             else:
@@ -204,6 +249,7 @@ class Parallel:
                 free.remove(candidate)  # another run holds it
             if slot is None:
                 continue
+            self.home.setdefault(id(group), slot)
             placed.setdefault(slot, []).append(chain)
             if len(placed[slot]) >= share:
                 taken.add(slot)
@@ -223,7 +269,7 @@ class Parallel:
                 if not isinstance(ref, WorkerRef) or ref.inline or ref.worker not in uid_slot:
                     continue
                 slot = uid_slot[ref.worker]
-                if ref.type_name not in MOVABLE:
+                if not ref.movable:
                     pin = slot
                 weights[slot] = weights.get(slot, 0) + max(1, ref.nbytes)
         return pin, weights

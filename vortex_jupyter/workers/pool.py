@@ -97,6 +97,9 @@ class WorkerRef:
     type_name: str = ""
     nbytes: int = 0
     node: str = ""
+    #: another worker can take it by arena handle (arrays, tensors, lists/dicts of them); a
+    #: model cannot leave the worker that made it
+    movable: bool = False
 
     def __repr__(self) -> str:
         where = "inline" if self.inline else f"worker {self.worker}"
@@ -235,8 +238,9 @@ class WorkerPool:
         for index, item in enumerate(summaries):
             if isinstance(item, list) and len(item) == 2 and item[0] == "v":
                 refs.append(WorkerRef(w.uid, key, index, True, item[1], type(item[1]).__name__, 0, node))
-            elif isinstance(item, list) and len(item) == 3 and item[0] == "h":
-                refs.append(WorkerRef(w.uid, key, index, False, None, str(item[1]), int(item[2]), node))
+            elif isinstance(item, list) and len(item) in (3, 4) and item[0] == "h":
+                refs.append(WorkerRef(w.uid, key, index, False, None, str(item[1]), int(item[2]), node,
+                                      len(item) == 4 and item[3] is True))
             else:
                 raise p.ProtocolError(f"malformed output summary from worker {w.uid}: {str(item)[:80]}")
         held = sum(1 for r in refs if not r.inline)

@@ -258,7 +258,11 @@ class Runner:
             elif kind == "pkl":
                 kwargs[name] = cloudpickle.loads(arg[1])
             elif kind == "shm":
-                kwargs[name] = self.resolve_shm(arg[1])
+                try:
+                    kwargs[name] = self.resolve_shm(arg[1])
+                except Exception as exc:  # a handle this worker cannot map: the node fails, not the worker
+                    raise TaskFailed("VE-502", "WorkerCrashedError", f"node {node_id!r} input {name!r} could "
+                                     f"not be taken from another worker: {exc}") from None
             else:
                 try:
                     kwargs[name] = self.store.get(arg[1], arg[2])

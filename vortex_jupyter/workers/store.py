@@ -74,10 +74,25 @@ def _small(value: Any, budget: list[int], depth: int = 0) -> bool:
     return False
 
 
+def movable(value: Any, depth: int = 0) -> bool:
+    """Whether another worker can take ``value`` by arena handle (``to_wire`` leaves no opaque
+    object in it): arrays, tensors, PIL images, scalars, and lists/dicts of them."""
+    if isinstance(value, (*_SCALARS, np.ndarray, np.generic)):
+        return not (isinstance(value, np.ndarray) and value.dtype.hasobject)
+    if _is_torch(value) or type(value).__module__.startswith("PIL."):
+        return True
+    if depth < 16 and isinstance(value, (list, tuple)):
+        return all(movable(v, depth + 1) for v in value)
+    if depth < 16 and isinstance(value, dict):
+        return all(isinstance(k, str) and movable(v, depth + 1) for k, v in value.items())
+    return False
+
+
 def summary(value: Any) -> list[Any]:
+    """``["v", value]`` (small: it travels inline) or ``["h", type name, bytes, movable]``."""
     if _small(value, [INLINE_LIMIT]):
         return ["v", value]
-    return ["h", type(value).__name__, nbytes_of(value)]
+    return ["h", type(value).__name__, nbytes_of(value), movable(value)]
 
 
 def opaque(value: Any) -> msgpack.ExtType:
