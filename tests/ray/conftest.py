@@ -67,17 +67,6 @@ def out_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return out
 
 
-class Events:
-    """A listener: every event of a graph's runs, by kind and node."""
-
-    def __init__(self, graph: Any) -> None:
-        self.events: list[Any] = []
-        graph.on_event(self.events.append)
-
-    def of(self, kind: str, node: str | None = None) -> list[Any]:
-        return [e for e in self.events if e.kind == kind and (node is None or e.node == node)]
-
-
 @pytest.fixture
 def ray_ex() -> Any:
     from vortex_jupyter.engine.executors import get_executor

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import Events
 
 import vortex_jupyter as vx
 from vortex_jupyter.engine.cache import cache_for
@@ -23,6 +22,17 @@ from vortex_jupyter.workers.ray_executor import RayRef
 pytestmark = pytest.mark.ray
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class Events:
+    """A listener: every event of a graph's runs, by kind and node."""
+
+    def __init__(self, graph: Any) -> None:
+        self.events: list[Any] = []
+        graph.on_event(self.events.append)
+
+    def of(self, kind: str, node: str | None = None) -> list[Any]:
+        return [e for e in self.events if e.kind == kind and (node is None or e.node == node)]
 
 
 def _txt2img(seed: int) -> Any:
@@ -79,6 +89,26 @@ def test_models_stay_in_their_actor_and_serve_the_next_run(tiny_path: Path, out_
     ran_on = {e.worker for e in events.of("node_finished") if e.node in ("3", "8")}
     assert ran_on == {model_ref.resident}  # where the model is loaded
     assert not np.array_equal(first.outputs["8"][0], second.outputs["8"][0])
+
+
+def test_a_model_lost_with_its_actor_is_loaded_again_by_the_next_run(tiny_path: Path, out_dir: Path,
+                                                                     ray_ex: Any) -> None:
+    import ray
+
+    g = _txt2img(7)
+    assert g.run(executor="ray").status == "ok"
+    home = _refs(ray_ex, g.run(executor="ray"), "4")[0].resident
+    victim = next(a for mine in ray_ex.actors.values() for a in mine if a.name == home)
+    before = ray.get(victim.handle.ping.remote())
+    ray.kill(victim.handle, no_restart=False)  # Ray restarts it, empty
+    deadline = time.monotonic() + 60
+    while ray_ex.await_actor(victim, 60) in ("", before) and time.monotonic() < deadline:
+        time.sleep(0.05)  # (the kill is asynchronous)
+    g.nodes["3"].params["seed"] = 8
+    events = Events(g)
+    run = g.run(executor="ray")
+    assert run.status == "ok", run.errors
+    assert "4" not in run.cached and {e.node for e in events.of("node_finished")} >= {"4", "3", "8"}
 
 
 def test_a_wide_graph_gives_the_outputs_of_the_inline_executor() -> None:

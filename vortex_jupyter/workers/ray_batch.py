@@ -26,6 +26,7 @@ Policy:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -79,6 +80,8 @@ class RayBatch:
         self.placed: dict[str, str] = {}  # key -> the actor name its task was placed on
         self.drains: dict[str, Any] = {}  # actor name -> ObjectRef of a drain in flight
         self.drained: dict[str, float] = {}
+        #: ObjectRefs holding errors nobody reads (Ray logs "Unhandled error" for those unread)
+        self.discarded: list[Any] = []
         self.run_ids = {t.node_id: t.run_id for t in tasks}
         self.env = tuple(os.environ.get(name, "") for name in FORWARDED_ENV)
         self.cancelling = False
@@ -96,6 +99,7 @@ class RayBatch:
         except KeyboardInterrupt:  # Jupyter's interrupt: cancel, keep what finished
             self.cancel.cancel()
             self._collect()
+        self._settle()
 
     # -- submission -----------------------------------------------------------------------------
     def _submit(self, task: Task, actor: RayActor | None, tries: int) -> None:
@@ -219,6 +223,8 @@ class RayBatch:
         if c.actor.name in self.drains:
             self._drain_result(c.actor.name)  # its events first (they may be this node's)
         self.drained[c.actor.name] = time.monotonic()
+        if c.error is not None:
+            self.discarded.extend(self.outs.get(task.key, ()))
         up = next((self.failed[k] for k in c.upstream if k in self.failed), None)
         if up is not None and self.cancelling:  # as the other executors: after a cancel, VE-504
             self._fail(task, "VE-504", "RunCancelledError", f"node {task.node_id!r} did not run: the run was cancelled")
@@ -254,6 +260,9 @@ class RayBatch:
         task, ex = c.task, self.ray.exceptions
         if self.cancelling or isinstance(exc, ex.TaskCancelledError):
             self._fail(task, "VE-504", "RunCancelledError", f"node {task.node_id!r} did not run: the run was cancelled")
+        elif self._died(c) and _never_arrived(exc) and c.tries < TRIES:  # sent while its actor restarted
+            self._await_restart(c.actor)
+            self._resubmit(c)
         elif self._died(c) and c.epoch == c.actor.epoch:  # the first call of its actor to die: the culprit
             c.actor.epoch += 1
             self._lost_with(c.actor)
@@ -285,9 +294,18 @@ class RayBatch:
                 again.append(other)
                 keys.add(other.task.key)
                 self.calls.remove(other)  # (its old call fails in Ray, unrun: never cancel it, see _cancel_all)
+                self.discarded += [other.report, *self.outs.get(other.task.key, ())]
         for call in again:
             self.open.discard(call.task.key)
             self._submit(call.task, call.actor, call.tries + 1)
+
+    def _settle(self) -> None:
+        """Read the errors of calls that died or were replaced, so Ray does not log them."""
+        if self.discarded:
+            ready, _ = self.ray.wait(self.discarded, num_returns=len(self.discarded), timeout=1.0)
+            for ref in ready:
+                with contextlib.suppress(Exception):
+                    self.ray.get(ref)
 
     def _lost_with(self, actor: RayActor) -> None:
         """``actor`` died: what the engine holds in it is gone."""
@@ -295,21 +313,11 @@ class RayBatch:
         if lost:
             self.callbacks.on_lost(lost)
 
-    def _await_restart(self, actor: RayActor, limit: float = RESTART) -> None:
-        """Wait until Ray restarted ``actor``: a call sent while it restarts fails at once
-        (``ActorUnavailableError``), and would be blamed for a death it did not cause."""
-        ray, deadline = self.ray, time.monotonic() + limit
-        while time.monotonic() < deadline:
-            try:
-                inc = ray.get(actor.handle.ping.options(concurrency_group="io").remote(),
-                              timeout=max(0.1, deadline - time.monotonic()))
-            except ray.exceptions.RayActorError:
-                time.sleep(0.05)
-                continue
-            except ray.exceptions.GetTimeoutError:
-                return
-            self._incarnation(actor, str(inc))
-            return
+    def _await_restart(self, actor: RayActor) -> None:
+        """Wait until Ray restarted ``actor``: a call sent while it restarts fails at once."""
+        inc = self.ex.await_actor(actor, RESTART)
+        if inc:
+            self._incarnation(actor, inc)
 
     def _incarnation(self, actor: RayActor, inc: str) -> None:
         if inc and inc != actor.incarnation:
@@ -358,6 +366,14 @@ class RayBatch:
         self.cancelling = True
         for actor in {c.actor.name: c.actor for c in self.calls}.values():
             actor.handle.interrupt_batch.options(concurrency_group="io").remote(self.batch_id, "cancel")
+
+
+def _never_arrived(exc: BaseException) -> bool:
+    """Ray's word that a call met an actor being restarted ("is restarting", "was restarted": it
+    died while idle, or was killed from outside) rather than dying under it ("Socket closed"):
+    not to blame, so it is sent again (``TRIES`` bounds it). Ray 2.60 has no exception type for it."""
+    text = str(exc)
+    return "actor is restarting" in text or "actor was restarted" in text
 
 
 def _first_line(exc: BaseException) -> str:

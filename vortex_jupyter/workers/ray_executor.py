@@ -36,6 +36,7 @@ import contextlib
 import itertools
 import os
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -245,11 +246,7 @@ class RayExecutor:
             names = [n for n, held in self._residents.items() if held]
         for name in names if ray.is_initialized() else ():
             actor = self._by_name[name]
-            try:
-                inc = ray.get(actor.handle.ping.options(concurrency_group="io").remote(), timeout=30)
-            except ray.exceptions.RayError:
-                inc = ""
-            self.lost.update(self.forget_incarnations(actor, inc))
+            self.lost.update(self.forget_incarnations(actor, self.await_actor(actor, 60.0)))
         with self._lock:
             keys, self.lost = sorted(self.lost), set()
         return keys
@@ -270,6 +267,20 @@ class RayExecutor:
             if self._started_ray:
                 ray.shutdown()
                 self._started_ray = False
+
+    def await_actor(self, actor: RayActor, limit: float) -> str:
+        """``actor``'s incarnation once it answers (Ray may be restarting it); ``""`` if it does
+        not within ``limit`` seconds."""
+        ray, deadline = self.ray, time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                return str(ray.get(actor.handle.ping.options(concurrency_group="io").remote(),
+                                   timeout=max(0.1, deadline - time.monotonic())))
+            except ray.exceptions.RayActorError:
+                time.sleep(0.05)
+            except ray.exceptions.GetTimeoutError:
+                break
+        return ""
 
     # -- resident outputs -----------------------------------------------------------------------
     def hold(self, refs: Sequence[RayRef]) -> None:
