@@ -428,3 +428,10 @@ def uses_model(m, i=0):
     """A sampler's stand-in: takes the model (it must be the real object, on its worker)."""
     assert isinstance(m, ModelHandle), type(m)
     return (f"{m!r} #{i}",)
+
+
+def ram_budget():
+    """This worker's memory arbiter's host RAM budget."""
+    from vortex_jupyter.workers.arbiter import get_arbiter
+
+    return (get_arbiter().budget("cpu"),)

@@ -185,3 +185,10 @@ def test_chains_passing_a_model_share_its_worker_and_tensor_branches_still_sprea
     assert not model_ref.movable and rec.results["t0"][0].movable
     cached = run(two, [task(f"v{i}", n.uses_model, m=ref("m", held=model_ref), i=i) for i in range(4)])
     assert {e.worker for e in cached.events if isinstance(e, NodeFinished)} == {where["m"]}
+
+
+def test_workers_sharing_a_device_share_its_memory_budget(one: WorkerExecutor, two: WorkerExecutor) -> None:
+    alone = one.fetch(run(one, [task("b", n.ram_budget)]).results["b"][0])
+    shared = run(two, [task("b0", n.ram_budget), task("b1", n.sleeps, seconds=0.2), task("b2", n.ram_budget)])
+    budgets = {two.fetch(shared.results[k][0]) for k in ("b0", "b2")}
+    assert budgets == {alone // 2}

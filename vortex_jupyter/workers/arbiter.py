@@ -3,7 +3,8 @@
 Responsibilities:
 - Keep a byte budget per device (``"cpu"`` host RAM, ``"cuda"`` VRAM), from the constructor,
   the env (``VORTEX_RAM_BUDGET`` / ``VORTEX_VRAM_BUDGET``: bytes or ``"2GiB"``, ``"512MB"``)
-  or a default (half the host RAM; 90 % of the GPU).
+  or a default (half the host RAM; 90 % of the GPU). With several workers
+  (``VORTEX_WORKERS``) a budget is the device's: each worker gets its share (``SHARE_ENV``).
 - Track entries (models, cached outputs): key, measured size, device, use count, and two
   callbacks: ``move(device)`` (GPU -> host offload) and ``drop()`` (free; the owner reloads
   or recomputes on demand).
@@ -89,18 +90,28 @@ def env_budgets() -> dict[str, int]:
     return budgets
 
 
+#: Set in each worker by the supervisor: how many general workers share the host's RAM / this
+#: worker's GPU (``VORTEX_WORKERS``); a budget (set or default) is divided by it.
+SHARE_ENV = {"cpu": "VORTEX_RAM_SHARE", "cuda": "VORTEX_VRAM_SHARE"}
+
+
+def _share(device: str) -> int:
+    raw = os.environ.get(SHARE_ENV.get(device, ""), "")
+    return max(1, int(raw)) if raw.isdigit() else 1
+
+
 def _default_budget(device: str) -> int:
     env = env_budgets().get(device)
     if env is not None:
-        return env
+        return env // _share(device)
     if device == "cuda":
         torch = sys.modules.get("torch")
         if torch is not None and torch.cuda.is_available():
-            return int(torch.cuda.mem_get_info()[1] * 0.9)
+            return int(torch.cuda.mem_get_info()[1] * 0.9) // _share(device)
         return 0
     import psutil
 
-    return int(psutil.virtual_memory().total * 0.5)
+    return int(psutil.virtual_memory().total * 0.5) // _share(device)
 
 
 @dataclass

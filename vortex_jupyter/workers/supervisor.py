@@ -307,7 +307,8 @@ class Supervisor:
                            self.config.heartbeat, w.log_path,
                            threads_for(self.config.devices, device, self.config.threads),
                            [] if info else list(self.config.late_preload), sandbox, w.pack, list(info.paths) if info else [],
-                           dict(info.permissions) if info else {})
+                           dict(info.permissions) if info else {},
+                           1 if info else len(self.config.devices), 1 if info else self.config.devices.count(device))
         w.on_segment = self.on_segment
         w.pid = self._launcher_of(slot).spawn(uid, cfg.to_dict(), self.config.spawn_timeout)
         self._by_pid[w.pid] = w

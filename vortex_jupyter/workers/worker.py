@@ -71,6 +71,10 @@ class WorkerConfig:
     pack: str = ""
     paths: list[str] = field(default_factory=list)
     permissions: dict[str, Any] = field(default_factory=dict)
+    #: how many general workers share the host's RAM and this worker's GPU: the memory
+    #: arbiter's budgets are divided by them (``arbiter.SHARE_ENV``)
+    ram_share: int = 1
+    vram_share: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -390,6 +394,7 @@ def main(cfg: WorkerConfig) -> int:
     procs.lead_own_group()  # (the fork server's child did already; a spawned one leads too)
     procs.worst_oom_score()  # the OOM killer takes a worker, not the kernel
     os.environ[procs.MARKER] = cfg.prefix  # inherited by what nodes start; unique (kernel pid, pool, uid)
+    os.environ["VORTEX_RAM_SHARE"], os.environ["VORTEX_VRAM_SHARE"] = str(cfg.ram_share), str(cfg.vram_share)
     if cfg.pack:  # its nodes import the pack (``packages.runtime.PackCall``), and only here
         sys.path[:0] = [path for path in cfg.paths if path not in sys.path]
         os.environ["VORTEX_WORKER_PACK"] = cfg.pack
