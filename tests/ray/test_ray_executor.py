@@ -248,3 +248,47 @@ def test_without_ray_the_executor_says_how_to_install_it(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(VortexError, match=r"vortex-jupyter\[ray\]"):
         import_ray()
+
+
+PACK_INIT = '''
+import os, sys
+
+class RayWhere:
+    RETURN_TYPES = ("STRING", "STRING")
+    FUNCTION = "go"
+    CATEGORY = "test"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"x": ("INT", {"default": 1})}}
+
+    def go(self, x):
+        return (sys.executable, os.environ.get("VORTEX_WORKER_PACK", ""))
+
+NODE_CLASS_MAPPINGS = {"RayWhere": RayWhere}
+'''
+
+
+def test_a_pack_node_runs_in_an_actor_on_its_environments_python(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from vortex_jupyter.nodes.registry import REGISTRY
+    from vortex_jupyter.packages.envs import PackStore
+
+    monkeypatch.setenv("VORTEX_PACKS_DIR", str(tmp_path / "store"))
+    monkeypatch.setenv("UV_CACHE_DIR", str(tmp_path / "uv-cache"))
+    folder = tmp_path / "raywhere"
+    folder.mkdir()
+    (folder / "pyproject.toml").write_text('[project]\nname = "raywhere"\nversion = "1.0.0"\ndependencies = []\n')
+    (folder / "__init__.py").write_text(PACK_INIT)
+    store = PackStore.default()
+    store.install(str(folder))
+    names = REGISTRY.load_packs(store)
+    try:
+        g = vx.Graph()
+        node = g.add("RayWhere", x=3)
+        run = g.run(executor="ray")
+        assert run.status == "ok", run.errors
+        assert run.outputs[node.id] == (str(store.python(store.env_of("raywhere"))), "raywhere")
+    finally:
+        for name in names:
+            REGISTRY.unregister(name)
