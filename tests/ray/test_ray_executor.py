@@ -224,6 +224,19 @@ def test_a_node_past_its_timeout_is_stopped_with_ve501() -> None:
     assert time.perf_counter() - t0 < 15
 
 
+def test_after_ray_restarts_the_next_run_recomputes_what_lived_there() -> None:
+    import ray
+
+    g = vx.Graph()
+    ends = _branches(g, 2, size=7)
+    assert g.run(executor="ray").stats["ran"] == 4
+    ray.shutdown()  # as a notebook might; the conftest's settings again:
+    ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False)
+    run = g.run(executor="ray")
+    assert run.status == "ok" and run.stats["ran"] == 4, run.errors
+    assert run.outputs[ends[1].id][0].shape == (7, 7)
+
+
 def test_the_cli_runs_on_ray_at_an_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import ray
 

@@ -120,12 +120,14 @@ class RayExecutor:
         self._run_lock = threading.Lock()
         self._batch_ids = itertools.count(1)
         self._actor_cls: Any = None
+        self._session: tuple[str, str] = ("", "")
         self._started_ray = False
 
     # -- Ray and actors -------------------------------------------------------------------------
     def connect(self) -> None:
         """``ray.init`` unless connected; reads the cluster's CPUs and GPUs."""
         ray = self.ray
+        self._session_gone()
         with self._lock:
             if not ray.is_initialized():
                 kwargs: dict[str, Any] = {"address": self.address, "include_dashboard": False}
@@ -137,6 +139,7 @@ class RayExecutor:
                 resources = ray.cluster_resources()
                 self.cpus, self.gpus = int(resources.get("CPU", 1)), int(resources.get("GPU", 0))
                 self._actor_cls = ray.remote(concurrency_groups={"io": 4})(NodeActor)
+                self._session = self._session_now()
 
     def class_of(self, spec: NodeSpec) -> tuple[str, str]:
         """(device, pack) of the actors that run ``spec``'s nodes."""
@@ -242,6 +245,7 @@ class RayExecutor:
         """Keys whose outputs were lost since the last call (a fetch failed, or an actor holding
         resident outputs restarted: checked now, by one ping per such actor)."""
         ray = self.ray
+        self.lost.update(self._session_gone())
         with self._lock:
             names = [n for n, held in self._residents.items() if held]
         for name in names if ray.is_initialized() else ():
@@ -267,6 +271,28 @@ class RayExecutor:
             if self._started_ray:
                 ray.shutdown()
                 self._started_ray = False
+
+    def _session_gone(self) -> list[str]:
+        """When Ray was shut down (``ray.shutdown()``, maybe ``ray.init()`` again, in a notebook)
+        since this executor made its actors: forget them, and return every key the engine
+        caches here (all of it is gone)."""
+        if self._actor_cls is None or (self.ray.is_initialized() and self._session == self._session_now()):
+            return []
+        from ..engine.cache import cache_for
+
+        with self._lock:
+            self.actors.clear()
+            self._by_name.clear()
+            self._residents.clear()
+            self._specs.clear()
+            self._actor_cls = None
+            self._started_ray = False
+        return list(cache_for(self).index)
+
+    def _session_now(self) -> tuple[str, str]:
+        """Which Ray this process is connected to (a new ``ray.init`` gives a new one)."""
+        ctx = self.ray.get_runtime_context()
+        return str(ctx.gcs_address), str(ctx.get_node_id())
 
     def await_actor(self, actor: RayActor, limit: float) -> str:
         """``actor``'s incarnation once it answers (Ray may be restarting it); ``""`` if it does
