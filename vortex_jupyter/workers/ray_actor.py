@@ -17,13 +17,14 @@ Responsibilities (the driver side, what runs where and when, is ``ray_executor.p
 - Events (started, progress, step previews) go into a buffer the driver drains while the
   node runs (``drain``); whatever is left goes back in the report, so a node's final previews
   always arrive, before its ``NodeFinished``.
-- Cancel and timeouts: ``interrupt`` (and a per-node timer for the node's timeout) set the
-  reason the context's ``cancelled``/``raise_if_cancelled`` see, and raise ``Interrupted`` in
-  the node's thread (``PyThreadState_SetAsyncExc``): Python code stops at its next bytecode;
+- Cancel and timeouts: ``interrupt_batch`` (which also fails the batch's queued calls at once)
+  and a per-node timer for the node's timeout set the reason (``self.interrupt``) that the
+  context's ``cancelled``/``raise_if_cancelled`` see, and raise ``Interrupted`` in the node's
+  thread (``PyThreadState_SetAsyncExc``): Python code stops at its next bytecode;
   a C call that never returns is not stopped (the worker pool's processes can be killed; an
   actor's node thread cannot, short of killing the actor).
 
-``drain``, ``interrupt``, ``export``, ``release`` and ``ping`` are called in the actor's "io"
+``drain``, ``interrupt_batch``, ``export``, ``release`` and ``ping`` are called in the actor's "io"
 concurrency group, so they answer while a node runs. The actor keeps no state the driver
 cannot lose: a restarted actor (``max_restarts``) has a new ``incarnation`` and an empty store.
 """
@@ -78,7 +79,7 @@ class Unavailable:
 
 
 class _Stop(Interrupted):
-    """What ``interrupt`` raises in the node's thread (the reason is ``NodeActor.interrupt``)."""
+    """What a stop raises in the node's thread (the reason is ``NodeActor.interrupt``)."""
 
     def __init__(self) -> None:
         super().__init__("interrupt")

@@ -57,7 +57,6 @@ class _Call:
     task: Task
     actor: RayActor
     epoch: int
-    args: tuple[Any, ...]  # what ``run`` was called with: (meta, lits, names, *refs)
     report: Any
     upstream: tuple[str, ...]
     tries: int = 1
@@ -127,8 +126,7 @@ class RayBatch:
             spec = task.spec
             meta = (task.node_id, task.key, spec_id(spec), [self.ex.spec_ref(spec, spec_id(spec))],
                     task_timeout(task) or 0.0, self.batch_id, self.detail, self.env, len(spec.outputs))
-            args = (meta, lits, tuple(names), *refs)
-            result = actor.handle.run.options(num_returns=len(spec.outputs) + 1).remote(*args)
+            result = actor.handle.run.options(num_returns=len(spec.outputs) + 1).remote(meta, lits, tuple(names), *refs)
         except PackError as exc:
             self._fail(task, exc.code, type(exc).__name__, f"{where(task)}, pack {task.spec.pack!r}, could not "
                        f"run: {exc.message}" + (f" (fix: {exc.hint})" if exc.hint else ""))
@@ -142,7 +140,7 @@ class RayBatch:
         self.open.add(task.key)
         self.load[actor.name] = self.load.get(actor.name, 0) + 1
         self.placed[task.key] = actor.name
-        self.calls.append(_Call(task, actor, actor.epoch, args, report, tuple(upstream), tries))
+        self.calls.append(_Call(task, actor, actor.epoch, report, tuple(upstream), tries))
 
     def _place(self, task: Task, upstream: list[str]) -> RayActor:
         cls = self.ex.class_of(task.spec)
