@@ -435,3 +435,9 @@ def ram_budget():
     from vortex_jupyter.workers.arbiter import get_arbiter
 
     return (get_arbiter().budget("cpu"),)
+
+
+def slow_model(seconds):
+    """A model that takes ``seconds`` to load."""
+    time.sleep(seconds)
+    return (ModelHandle(),)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from vortex_jupyter.engine.events import NodeFailed, NodeFinished, NodeStarted
-from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken
+from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken, Lit
 from vortex_jupyter.workers.parallel import cut
 from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
 from vortex_jupyter.workers.supervisor import PoolConfig, default_devices, threads_for
@@ -192,3 +192,31 @@ def test_workers_sharing_a_device_share_its_memory_budget(one: WorkerExecutor, t
     shared = run(two, [task("b0", n.ram_budget), task("b1", n.sleeps, seconds=0.2), task("b2", n.ram_budget)])
     budgets = {two.fetch(shared.results[k][0]) for k in ("b0", "b2")}
     assert budgets == {alone // 2}
+
+
+def test_concurrent_runs_with_models_take_different_workers(two: WorkerExecutor) -> None:
+    """Each run's models live on one worker, but a run that starts while another holds a worker
+    takes the free one instead of queueing behind it."""
+    from vortex_jupyter.engine.executor import Task
+    from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec
+
+    loader = NodeSpec("slow_model", (), (OutputSpec("model", "MODEL"),), fn=n.slow_model)
+    recs: dict[str, Recorder] = {}
+
+    def go(tag: str) -> None:
+        recs[tag] = run(two, [Task(f"m{tag}", f"key-m{tag}", loader, {"seconds": Lit(0.6)}, run_id=tag),
+                              task(f"u{tag}", n.uses_model, m=ref(f"m{tag}"), i=0)])
+
+    run(two, [task("w0", n.sleeps, seconds=0.01), task("w1", n.sleeps, seconds=0.01)])
+    first = threading.Thread(target=go, args=("A",))
+    t0 = time.perf_counter()
+    first.start()
+    deadline = time.monotonic() + 10
+    while not any(two.pool.slot_taken(s) for s in two.pool.general_slots()) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    go("B")
+    first.join(30)
+    took = time.perf_counter() - t0
+    homes = {tag: {e.worker for e in rec.events if isinstance(e, NodeFinished)} for tag, rec in recs.items()}
+    assert all(len(h) == 1 for h in homes.values()) and homes["A"] != homes["B"], homes
+    assert took < 1.1, took  # side by side, not one after the other

@@ -18,13 +18,16 @@ Policy:
 - **Affinity.** A value that cannot leave its worker (a model; by port type: anything but
   IMAGE, LATENT, MASK, scalars and other plain data, see ``MOVABLE_TYPES``) ties the chain that
   consumes it to the chain that makes it: such chains form one group, which runs on one worker.
-  Every group that makes such a value runs on the first worker (the *model worker*), so models a
-  later run finds in the cache are never split over two workers (a LoRA node needing a model
-  from one and a CLIP from another could run nowhere). Parallelism is between the other groups
-  and the model worker: tensor branches (image ops, decodes of cached latents), Python nodes,
-  and data work beside a diffusion pipeline. A seed grid on one model stays on the model
-  worker; spreading it over several GPUs means loading the model again on each, which is the
-  design for more GPUs, not built yet.
+  All groups of a run that make such values run on one worker, the run's *model worker*: the
+  one holding most of the run's cached models, else one no other run is using (concurrent runs
+  spread over the GPUs), else the first. So one run's models are never split over two workers
+  (a LoRA node needing a model from one and a CLIP from another could run nowhere). Parallelism
+  within a run is between the other groups and the model worker: tensor branches (image ops,
+  decodes of cached latents), Python nodes, data work beside a diffusion pipeline. A seed grid
+  on one model stays on the model worker; spreading it over several GPUs means loading the
+  model again on each, which is the design for more GPUs, not built yet. Two cached models that
+  earlier runs left on two workers, needed by one node, fail that node with VE-502 (a clear
+  error, not a crashed worker).
 - **Placement: data locality first** (as Dask's and Ray's schedulers place a task where its
   inputs are). A cached input the worker reports as immovable (``WorkerRef.movable``) pins the
   chain to its worker, which it waits for; so does its group's slot. Otherwise the chain goes
@@ -182,9 +185,11 @@ class Parallel:
     # -- scheduling -------------------------------------------------------------------------------
     def run(self) -> None:
         waiting = cut(self.tasks)
-        for chain in waiting:  # models live on the first worker: cached ones never end up apart
-            if chain.heavy:
-                self.home[id(chain.group())] = self.slots[0]
+        heavy = [c for c in waiting if c.heavy]
+        if heavy:  # one worker for the run's models: its cached ones never end up apart
+            home = self._model_slot(waiting)
+            for chain in heavy:
+                self.home[id(chain.group())] = home
         threads: list[threading.Thread] = []
         with self.cond:
             while waiting or self.busy:
@@ -254,6 +259,20 @@ class Parallel:
             if len(placed[slot]) >= share:
                 taken.add(slot)
         return placed
+
+    def _model_slot(self, chains: list[Chain]) -> int:
+        """The worker for this run's models: the one holding most of its cached immovable
+        inputs, else a worker no other run is using (so concurrent runs spread over GPUs),
+        else the first."""
+        uid_slot = {w.uid: s for s, w in self.pool.supervisor.workers.items()}
+        held: dict[int, int] = {}
+        for chain in chains:
+            pin, _ = self._inputs(chain, uid_slot)
+            if pin is not None:
+                held[pin] = held.get(pin, 0) + 1
+        if held:
+            return max(held, key=lambda s: (held[s], -s))
+        return next((s for s in self.slots if not self.pool.slot_taken(s)), self.slots[0])
 
     def _inputs(self, chain: Chain, uid_slot: dict[str, int]) -> tuple[int | None, dict[int, int]]:
         """The slot an immovable input pins ``chain`` to (or None), and input bytes per slot."""

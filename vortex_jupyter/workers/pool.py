@@ -157,6 +157,10 @@ class WorkerPool:
         """The slots of the general (not node pack) workers: one per ``config.devices`` entry."""
         return list(range(len(self.config.devices)))
 
+    def slot_taken(self, slot: int) -> bool:
+        """Whether a batch runs on ``slot`` now (a hint: it may change at once)."""
+        return self._slot_locks[slot].locked()
+
     def try_slot(self, slot: int) -> bool:
         """Take ``slot`` for one segment if no other batch has it."""
         return self._slot_locks[slot].acquire(blocking=False)
