@@ -1,7 +1,9 @@
-"""Fixtures of the Ray tests: one local Ray per session, a tiny model, node functions for actors.
+"""Fixtures of the Ray tests: one local Ray for the Ray tests, a tiny model, node functions for actors.
 
 Ray starts once (``ray.init(num_cpus=2)``: two CPU actors at most, so two branches run in
-parallel) and stops at the end; the ``"ray"`` executor singleton is closed first. The whole
+parallel) and stops after the Ray tests (module scope: they are one module), so its raylet and
+its memory monitor do not run beside the rest of the suite (a 30 GiB memory test stalled under
+it); the ``"ray"`` executor singleton is closed first. The whole
 folder is skipped when Ray is not installed (it is an optional extra: ``vortex-jupyter[ray]``).
 No ``__init__.py`` here: this folder would then be a package named ``ray`` and hide Ray itself.
 """
@@ -33,7 +35,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.ray)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def ray_session() -> Iterator[None]:
     ray.init(num_cpus=2, object_store_memory=200 * 2**20, include_dashboard=False)
     yield
@@ -45,14 +47,19 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
-@pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("models")
+    before = os.environ.get("VORTEX_MODELS_DIR")
     os.environ["VORTEX_MODELS_DIR"] = str(root)  # forwarded to the actors with every task
-    return root
+    yield root
+    if before is None:
+        os.environ.pop("VORTEX_MODELS_DIR", None)
+    else:
+        os.environ["VORTEX_MODELS_DIR"] = before
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tiny_path(models_dir: Path) -> Path:
     from vortex_jupyter.nodes.diffusion import models
 
