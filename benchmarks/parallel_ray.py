@@ -142,8 +142,10 @@ def ray_overhead_rows(nodes: int = 50) -> list[tuple[str, float, float]]:
     return rows
 
 
-def ray_branch_rows(branches: Sequence[int] = (2, 8), seconds: float = 0.5) -> list[tuple[int, float, float]]:
-    """Rows ``(branches, s on 1 local worker, s on Ray with 2 CPUs)``."""
+def ray_branch_rows(branches: Sequence[int] = (2, 8), seconds: float = 0.5,
+                    baseline: dict[int, float] | None = None) -> list[tuple[int, float, float]]:
+    """Rows ``(branches, s on 1 local worker, s on Ray with 2 CPUs)``; ``baseline``: the 1-worker
+    times already measured in this run (``parallel.py``), by branch count."""
     start_ray()
     one = WorkerExecutor(devices=["cpu"], warm_start=True)
     try:
@@ -152,20 +154,21 @@ def ray_branch_rows(branches: Sequence[int] = (2, 8), seconds: float = 0.5) -> l
         rows = []
         for count in branches:
             make = functools.partial(busy, count, seconds)
-            rows.append((count, best(one, make, 3), best("ray", make, 3)))
+            local = baseline[count] if baseline and count in baseline else best(one, make, 3)
+            rows.append((count, local, best("ray", make, 3)))
         return rows
     finally:
         one.close()
 
 
-def main_rows(seconds: float = 0.5, nodes: int = 50) -> None:
+def main_rows(seconds: float = 0.5, nodes: int = 50, baseline: dict[int, float] | None = None) -> None:
     print(f"{'per-node overhead':<32}{'1 worker ms':>12}{'ray ms':>9}{'ray/worker':>12}")
     for label, w, r in ray_overhead_rows(nodes):
         ratio = "" if w != w else f"{r / w:.1f}x"  # (nan: a baseline row)
         print(f"{label:<32}{'' if w != w else format(w, '.2f'):>12}{r:>9.2f}{ratio:>12}")
     print()
     print(f"{'branches of ' + format(seconds, 'g') + ' s':<22}{'1 worker s':>12}{'ray 2 CPUs s':>14}{'speed-up':>10}")
-    for count, t1, tr in ray_branch_rows((2, 8), seconds):
+    for count, t1, tr in ray_branch_rows((2, 8), seconds, baseline):
         print(f"{count:<22}{t1:>12.2f}{tr:>14.2f}{t1 / tr:>9.2f}x")
 
 

@@ -28,6 +28,7 @@ Logs: ``VORTEX_LOG_FORMAT=json`` makes ``configure_logging()`` write one JSON ob
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -141,35 +142,23 @@ class _PoolCollector:
 _POOLS = _PoolCollector()
 
 
-class _Nvml:
-    """NVML, initialised once on first use; ``None`` devices when the machine has none."""
+@functools.lru_cache(maxsize=1)
+def _nvml() -> Any:
+    """``pynvml``, initialised once; ``None`` without a driver, a GPU or the package."""
+    try:
+        import pynvml  # type: ignore[import-untyped]
 
-    def __init__(self) -> None:
-        self._lib: Any = None
-        self._tried = False
-        self._lock = threading.Lock()
-
-    def lib(self) -> Any:
-        with self._lock:
-            if not self._tried:
-                self._tried = True
-                try:
-                    import pynvml  # type: ignore[import-untyped]
-
-                    pynvml.nvmlInit()
-                    self._lib = pynvml
-                except Exception as exc:  # no driver, no GPU, no package: nothing to report
-                    log.debug("NVML is not available: %s", exc)
-            return self._lib
-
-
-_NVML = _Nvml()
+        pynvml.nvmlInit()
+        return pynvml
+    except Exception as exc:  # nothing to report
+        log.debug("NVML is not available: %s", exc)
+        return None
 
 
 def gpu_memory(nvml: Any = None) -> list[dict[str, Any]]:
     """Each NVIDIA GPU's memory: ``{"index", "name", "total", "used", "free"}`` (bytes), from
     NVML; ``[]`` without one. ``nvml``: the ``pynvml`` module to use (default: the real one)."""
-    lib = nvml if nvml is not None else _NVML.lib()
+    lib = nvml if nvml is not None else _nvml()
     if lib is None:
         return []
     out = []

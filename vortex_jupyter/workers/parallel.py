@@ -102,7 +102,7 @@ def cut(tasks: Sequence[Task]) -> list[Chain]:
         if home is not None and home.tasks[-1].key in ups and all(chain_of.get(k) is home for k in ups):
             home.tasks.append(task)
         else:
-            home = Chain(task, [k for k in dict.fromkeys(ups)])
+            home = Chain(task, list(dict.fromkeys(ups)))
             chains.append(home)
         chain_of[task.key] = home
         if not home.heavy and any(o.type not in MOVABLE_TYPES for o in task.spec.outputs):

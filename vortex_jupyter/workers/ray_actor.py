@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import cloudpickle
-import numpy as np
 
 from ..engine.inprocess import failure_message
 from ..errors import RunCancelledError
@@ -51,11 +50,9 @@ from ..nodes.spec import NodeSpec
 from .codefiles import restore_files
 from .protocol import FORWARDED_ENV, Message, Preview, Progress
 from .runner import Interrupted, Runner, TaskFailed, WorkerContext, adopt_path
-from .store import nbytes_of
+from .store import movable, nbytes_of
 
 __all__ = ["NodeActor", "Resident", "Unavailable"]
-
-_SCALARS = (bool, int, float, str, bytes, type(None))
 
 
 @dataclass(frozen=True)
@@ -98,24 +95,9 @@ class _ActorContext(WorkerContext):
             super().preview(image, final=final)
 
 
-def portable(value: Any, depth: int = 0) -> bool:
-    """Whether ``value`` may live in Ray's object store (and so in the kernel): plain data."""
-    if isinstance(value, (*_SCALARS, np.generic)):
-        return True
-    if isinstance(value, np.ndarray):
-        return not value.dtype.hasobject
-    mod = type(value).__module__
-    if mod.startswith("torch") and type(value).__name__ in ("Tensor", "Parameter"):
-        return bool(value.device.type == "cpu")
-    if mod.startswith("PIL."):
-        return True
-    if depth >= 8:
-        return False
-    if isinstance(value, (list, tuple)):
-        return len(value) <= 10_000 and all(portable(v, depth + 1) for v in value)
-    if isinstance(value, dict):
-        return len(value) <= 10_000 and all(isinstance(k, str) and portable(v, depth + 1) for k, v in value.items())
-    return False
+def portable(value: Any) -> bool:
+    """Whether ``value`` may live in Ray's object store (and so in the kernel): plain data on the CPU."""
+    return movable(value, cpu_only=True)
 
 
 def _describe(value: Any) -> tuple[str, str, int]:

@@ -74,17 +74,26 @@ def _small(value: Any, budget: list[int], depth: int = 0) -> bool:
     return False
 
 
-def movable(value: Any, depth: int = 0) -> bool:
-    """Whether another worker can take ``value`` by arena handle (``to_wire`` leaves no opaque
-    object in it): arrays, tensors, PIL images, scalars, and lists/dicts of them."""
-    if isinstance(value, (*_SCALARS, np.ndarray, np.generic)):
-        return not (isinstance(value, np.ndarray) and value.dtype.hasobject)
-    if _is_torch(value) or type(value).__module__.startswith("PIL."):
+def movable(value: Any, cpu_only: bool = False, depth: int = 0) -> bool:
+    """Whether ``value`` is plain data that can leave the process that made it: arrays, tensors,
+    PIL images, scalars, and lists/dicts of them (at most 10,000 items each). Another worker takes
+    it by arena handle (``to_wire`` leaves no opaque object in it); ``cpu_only``: CUDA tensors
+    stay put too (Ray's object store, ``ray_actor``)."""
+    if isinstance(value, (*_SCALARS, np.generic)):
         return True
-    if depth < 16 and isinstance(value, (list, tuple)):
-        return all(movable(v, depth + 1) for v in value)
-    if depth < 16 and isinstance(value, dict):
-        return all(isinstance(k, str) and movable(v, depth + 1) for k, v in value.items())
+    if isinstance(value, np.ndarray):
+        return not value.dtype.hasobject
+    if _is_torch(value):
+        return not cpu_only or value.device.type == "cpu"
+    if type(value).__module__.startswith("PIL."):
+        return True
+    if depth >= 16:
+        return False
+    if isinstance(value, (list, tuple)):
+        return len(value) <= 10_000 and all(movable(v, cpu_only, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return len(value) <= 10_000 and all(isinstance(k, str) and movable(v, cpu_only, depth + 1)
+                                            for k, v in value.items())
     return False
 
 
