@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -441,3 +442,28 @@ def slow_model(seconds):
     """A model that takes ``seconds`` to load."""
     time.sleep(seconds)
     return (ModelHandle(),)
+
+
+class LoadedModel:
+    """A model that remembers which worker process loaded it."""
+
+    def __init__(self):
+        self.pid = os.getpid()
+
+
+def logged_model(seconds, log, only_first=False):
+    """Loads a model in ``seconds``, appending this worker's pid to ``log``; with
+    ``only_first``, a second worker's load fails (e.g. its GPU is out of memory)."""
+    if only_first and os.path.exists(log) and Path(log).read_text().split() != [str(os.getpid())]:
+        raise MemoryError("no room for a second copy of the model")
+    time.sleep(seconds)
+    with open(log, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return (LoadedModel(),)
+
+
+def samples_with(m, i, seconds):
+    """A sampler's stand-in: the model it gets was loaded in this very process."""
+    assert isinstance(m, LoadedModel) and m.pid == os.getpid(), (type(m), getattr(m, "pid", None), os.getpid())
+    time.sleep(seconds)
+    return (np.full(64, float(i)),)

@@ -52,23 +52,6 @@ FIRST_CHUNK = 64
 MAX_CHUNK = 4096
 
 
-def run_batch(pool: WorkerPool, tasks: list[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
-    """Run ``tasks`` on one worker slot; concurrent runs use other slots or wait their turn
-    (a worker's event stream belongs to one batch at a time). With several general workers,
-    independent branches run on several at once (``parallel.py``)."""
-    slots = pool.general_slots()
-    if len(slots) > 1 and len(tasks) > 1:
-        from .parallel import Parallel
-
-        Parallel(pool, tasks, callbacks, cancel, slots).run()
-        return
-    slot = pool.acquire_slot(tasks)
-    try:
-        _Batch(pool, tasks, callbacks, cancel, slot).run()
-    finally:
-        pool.release_slot(slot)
-
-
 _SCALARS = frozenset({int, float, str, bool, type(None)})
 
 
@@ -257,6 +240,9 @@ class _Batch:
         if ref.worker == w.uid:
             return ["ref", ref.key, ref.index]
         if not ref.movable:
+            copy = self.pool.copies.ref_on(ref.key, ref.index, w.uid)
+            if copy is not None and self.pool.holds(copy):  # the same model, loaded there too
+                return ["ref", ref.key, ref.index]
             raise _Immovable(f"node {ref.node!r}'s output {ref.index} (a {ref.type_name}) lives in worker "
                              f"{ref.worker} and cannot be moved to worker {w.uid}")
         owner = self.pool._live(ref.worker)
@@ -404,6 +390,8 @@ class _Batch:
             return
         refs = self.pool.make_refs(w, task.key, task.node_id, msg.outputs)
         self.done[task.key] = refs
+        if any(r.movable is False and r.inline is False for r in refs):  # a model: how to copy it
+            self.pool.copies.remember(task, self.done)
         self.callbacks.on_result(task, refs)
         if self.detail or msg.ui:
             self.emit(NodeFinished(task.run_id, task.node_id, float(msg.elapsed), msg.ui, w.uid, w.device,

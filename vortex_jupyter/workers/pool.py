@@ -43,6 +43,7 @@ from ..nodes.spec import NodeSpec
 from . import protocol as p
 from .arbiter import env_budgets
 from .codefiles import code_files
+from .copies import Copies
 from .process import WorkerProcess, process_running
 from .shm import Attachments
 from .supervisor import PoolConfig, Supervisor
@@ -128,6 +129,8 @@ class WorkerPool:
         #: inputs that crossed from one worker to another (by arena handle, or copied to or from
         #: a sandboxed worker): what the parallel scheduler's locality keeps low
         self.moves = 0
+        #: models run again on other workers so their samplers can spread (``copies.py``)
+        self.copies = Copies(self.config.model_copies or len(set(self.config.devices)))
         self._pack_locks: dict[int, threading.Lock] = {}
         self.supervisor.death_listeners.append(self._on_death)
 
@@ -201,11 +204,16 @@ class WorkerPool:
         return errors
 
     def _on_death(self, w: WorkerProcess) -> None:
+        gone: list[str] = []
         with self._lock:
             for (uid, key) in [k for k in self._keys if k[0] == w.uid]:
                 state = self._keys.pop((uid, key))
-                if state.refs > 0:
+                if state.refs > self.copies.held(uid, key):  # a copy alone is not the engine's loss
                     self.lost[key] = f"worker {uid} {w.death or 'died'}"
+                    gone.append(key)
+        self.copies.drop_worker(w.uid)
+        for key in gone:  # an original died: its copies go with it
+            self.release(self.copies.pop_key(key))
         self.attachments.forget([n for n in list(self.attachments._segments) if n.startswith("/" + w.prefix)])
 
     def take_lost(self) -> list[str]:
@@ -273,6 +281,8 @@ class WorkerPool:
         w = self._live(uid)
         if w is not None:
             w.send(p.Release([key]))
+        if not self.copies.is_copy(uid, key):  # the original is gone: so are its copies
+            self.release(self.copies.pop_key(key))
 
     def _live(self, uid: str) -> WorkerProcess | None:
         for w in self.supervisor.workers.values():
@@ -368,7 +378,7 @@ class WorkerExecutor:
             weakref.finalize(self, self.pool.close)
 
     def execute(self, batch: Sequence[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
-        from .batch import run_batch
+        from .parallel import run_batch
 
         run_batch(self.pool, list(batch), callbacks, cancel)
 

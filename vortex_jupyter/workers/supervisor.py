@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import ProtocolError
 from . import procs
 from . import protocol as p
+from .copies import default_model_copies
 from .launcher import ForkServer, Spawner
 from .preload import default_late_preload, default_preload
 from .process import WorkerProcess, signal_name
@@ -181,6 +182,8 @@ class PoolConfig:
     warm_start: bool = True
     #: ``"strict"``: sandboxed workers (``VORTEX_SANDBOX``; see ``pool.py`` and ``shm.py``).
     sandbox: str = field(default_factory=lambda: sandbox_mode())
+    #: Most general workers that may hold one model (``copies.py``; 0: one per device).
+    model_copies: int = field(default_factory=default_model_copies)
 
 
 class Supervisor:
