@@ -4,6 +4,8 @@
 #  2. benchmarks/workers.py --cuda (pinned vs pageable host->device) and figure (b)
 #  3. benchmarks/diffusion.py --gpu (SD1.5-shaped fp16, 20 steps at 512x512, engine vs raw loop)
 #  4. the txt2img example through the CLI on the GPU worker (smoke test)
+#  5. benchmarks/parallel.py --gpu: a 4-seed grid on one GPU with 1 vs 2 workers (model copies),
+#     and a 1 GiB CUDA tensor between two workers by CUDA IPC vs through the host
 # Each step runs even when an earlier one fails; the exit status says whether all passed.
 set -u
 cd "$(dirname "$0")/.."
@@ -19,4 +21,5 @@ step python3 benchmarks/workers.py --cuda
 step python3 benchmarks/workers.py --only b
 step python3 benchmarks/diffusion.py --gpu
 step python3 -m vortex_jupyter.cli run examples/txt2img.json -o "$out"
+step python3 benchmarks/parallel.py --gpu
 exit $status

@@ -47,3 +47,22 @@ def test_host_to_device_from_the_pinned_arena(cuda_ex):
     assert cuda_ex.fetch(rec.results["h2d"][0]) == float(count)
     seconds = cuda_ex.fetch(rec.results["h2d"][1])
     assert seconds < 0.1, f"256 MiB took {seconds * 1e3:.1f} ms: is the arena really pinned?"
+
+
+def test_cuda_tensors_cross_between_workers_on_one_gpu_by_ipc_handle():
+    """Two workers on one GPU: a join takes one input from the other worker as a CUDA tensor
+    mapped by CUDA IPC (``cuda_ipc``), not copied through host memory."""
+    from vortex_jupyter.workers.pool import WorkerPool
+    from vortex_jupyter.workers.supervisor import PoolConfig
+
+    from .conftest import ref
+
+    pool = WorkerPool(PoolConfig(devices=["cuda:0", "cuda:0"], arena_bytes=256 * 2**20))
+    try:
+        ex = WorkerExecutor(pool)
+        rec = run(ex, [task("a", n.cuda_output, n=1000), task("b", n.cuda_output, n=2000),
+                       task("j", n.cuda_join, n_out=3, a=ref("a"), b=ref("b"))])
+        assert [ex.fetch(r) for r in rec.results["j"]] == ["cuda", "cuda", float(999 * 1000 + 1999 * 2000)]
+        assert pool.moves == 1  # one input came from the other worker
+    finally:
+        pool.close()

@@ -28,7 +28,8 @@ SAMPLES = [
     p.Failed(1, "n", "k", "VE-500", "ValueError", "boom", "Traceback..."), p.BatchDone(1),
     p.Fetched(3, {"a": [1, 2]}, None), p.DefineNodes([["id", b"payload", {"f:1": "/x.py"}]], ["/src"]),
     p.Execute(2, [["n", "k", "id", {"a": ["lit", 1]}, 0.0]], True), p.Cancel(2, "", "cancel"),
-    p.Fetch(3, "k", 0), p.Release(["k"]), p.Shutdown("bye"), p.Spawn("0g1", {"uid": "0g1"}),
+    p.Fetch(3, "k", 0), p.Fetch(4, "k", 1, True), p.Fetched(4, [msgpack.ExtType(p.EXT_CUDA, b"\x90")], None),
+    p.Release(["k"]), p.Shutdown("bye"), p.Spawn("0g1", {"uid": "0g1"}),
     p.Spawned("0g1", 42), p.Exited(42, 11),
 ]
 
@@ -148,3 +149,24 @@ def test_a_real_worker_fed_garbage_exits_cleanly_and_is_replaced(make_pool, data
         assert "protocol error from the kernel" in w.log_tail()
     rec = run(WorkerExecutor(pool), [task("after", n.add, a=2, b=3)])
     assert WorkerExecutor(pool).fetch(rec.results["after"][0]) == 5
+
+
+@pytest.mark.parametrize("data, match", [
+    (b"\xc1", "malformed CUDA IPC handle"),
+    (msgpack.packb([[4], [1], 0, "torch.nothing", 0, b"h", 16, 0, b"c", 0, None, False]), "dtype 'torch.nothing'"),
+    (msgpack.packb([[4], [1], 0, "torch.float32", 0, "not bytes", 16, 0, b"c", 0, None, False]), "malformed"),
+    (msgpack.packb([[4, 4], [1], 0, "torch.float32", 0, b"h", 16, 0, b"c", 0, None, False]), "2 sizes, 1 strides"),
+])
+def test_a_malformed_cuda_ipc_handle_is_a_protocol_error_before_cuda_is_touched(data, match):
+    pytest.importorskip("torch")
+    from vortex_jupyter.workers import cuda_ipc
+
+    with pytest.raises(ProtocolError, match=match):
+        cuda_ipc.open_handle(data)
+
+
+def test_cuda_ipc_only_between_workers_on_the_same_gpu():
+    from vortex_jupyter.workers.cuda_ipc import same_gpu
+
+    assert same_gpu("cuda:0", "cuda:0")
+    assert not same_gpu("cuda:0", "cuda:1") and not same_gpu("cpu", "cpu")

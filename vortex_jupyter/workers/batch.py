@@ -43,6 +43,7 @@ from ..engine.events import Event, NodeFailed, NodeFinished, NodePreview, NodePr
 from ..engine.executor import BatchCallbacks, CancelToken, Lit, Ref, Task
 from ..telemetry import traceparent
 from . import protocol as p
+from .cuda_ipc import same_gpu
 from .deaths import Watch, judge, task_timeout
 from .pool import WorkerPool, WorkerRef, spec_id
 from .process import WorkerProcess
@@ -253,14 +254,16 @@ class _Batch:
                 return _lit(self.pool.fetch(ref))
             except Exception as exc:
                 raise _InputLost(f"from node {ref.node!r} could not be copied: {exc}") from None
-        return ["shm", self._export(ref)]
+        return ["shm", self._export(ref, w)]
 
-    def _export(self, ref: WorkerRef) -> Any:
-        """Pass an output of another worker by handle: the receiving worker maps it, no copy."""
+    def _export(self, ref: WorkerRef, w: WorkerProcess) -> Any:
+        """Pass an output of another worker by handle: the receiving worker maps it, no copy
+        (CUDA tensors between workers on one GPU: by CUDA IPC handle, ``cuda_ipc``)."""
         owner = self.pool._live(ref.worker)
         if owner is None:
             raise _InputLost(f"from node {ref.node!r} was lost")
-        reply = owner.request(lambda req: p.Fetch(req, ref.key, ref.index))
+        cuda = self.pool.config.cuda_ipc and same_gpu(owner.device, w.device)
+        reply = owner.request(lambda req: p.Fetch(req, ref.key, ref.index, cuda))
         if not isinstance(reply, p.Fetched) or reply.error is not None:
             raise _InputLost(f"from node {ref.node!r} cannot be moved between workers")
         return reply.value

@@ -18,12 +18,14 @@ import msgpack
 
 from ..errors import ProtocolError
 
-VERSION = 2
+VERSION = 3
 #: Biggest frame either side accepts (previews and batches of 10k tasks fit comfortably).
 MAX_FRAME = 64 * 1024 * 1024
 EXT_TENSOR = 1
 EXT_OPAQUE = 2
 EXT_PICKLE = 3
+#: a CUDA tensor by CUDA IPC handle, from one worker to another on the same GPU (``tensors.export_cuda``)
+EXT_CUDA = 4
 _HEADER = struct.Struct(">I")
 
 # The worker's status words: int64s at the start of its arena, mapped by the kernel at the
@@ -253,10 +255,14 @@ class Cancel(Message):
 @_message
 @dataclass(frozen=True, slots=True)
 class Fetch(Message):
+    """Ask for output ``index`` of ``key``; ``cuda``: for a worker on the same GPU, so CUDA
+    tensors come as CUDA IPC handles (``EXT_CUDA``), not copied to the host."""
+
     tag: ClassVar[str] = "fetch"
     req: int
     key: str
     index: int
+    cuda: bool = False
 
 
 @_message
@@ -326,7 +332,7 @@ def encode(msg: Message, default: Any = None) -> bytes:
 
 def _ext_hook(allow_pickle: bool) -> Any:
     def hook(code: int, data: bytes) -> Any:
-        if code in (EXT_TENSOR, EXT_OPAQUE) or (code == EXT_PICKLE and allow_pickle):
+        if code in (EXT_TENSOR, EXT_OPAQUE, EXT_CUDA) or (code == EXT_PICKLE and allow_pickle):
             return msgpack.ExtType(code, data)
         raise ProtocolError(f"extension type {code} is not allowed on this channel")
     return hook

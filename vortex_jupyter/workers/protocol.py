@@ -30,6 +30,7 @@ from typing import Any
 
 from .messages import (  # noqa: F401  (the protocol's public names live here too)
     _HEADER,
+    EXT_CUDA,
     EXT_OPAQUE,
     EXT_PICKLE,
     EXT_TENSOR,

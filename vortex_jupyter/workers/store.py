@@ -13,6 +13,7 @@ worker become ``EXT_OPAQUE`` descriptions. The kernel's ``Release(keys)`` drops 
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from . import cuda_ipc
 from .protocol import EXT_OPAQUE
 from .shm import Arena
 from .tensors import export_array, export_torch
@@ -110,8 +112,9 @@ def opaque(value: Any) -> msgpack.ExtType:
     return msgpack.ExtType(EXT_OPAQUE, msgpack.packb(desc))
 
 
-def to_wire(value: Any, arena: Arena, keep: list[Any], depth: int = 0) -> Any:
-    """``value`` as msgpack-able data with EXT_TENSOR / EXT_OPAQUE leaves."""
+def to_wire(value: Any, arena: Arena, keep: list[Any], depth: int = 0, cuda: bool = False) -> Any:
+    """``value`` as msgpack-able data with EXT_TENSOR / EXT_OPAQUE leaves; ``cuda``: CUDA
+    tensors as EXT_CUDA IPC handles (for a worker on the same GPU, ``cuda_ipc``)."""
     if isinstance(value, _SCALARS) and _small(value, [INLINE_LIMIT * 256]):
         return value
     if isinstance(value, np.ndarray) and not value.dtype.hasobject:
@@ -119,11 +122,14 @@ def to_wire(value: Any, arena: Arena, keep: list[Any], depth: int = 0) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if _is_torch(value):
+        if cuda and value.device.type == "cuda":
+            with contextlib.suppress(Exception):  # a tensor torch cannot share: via the host
+                return cuda_ipc.export(value)
         return export_torch(value, arena, keep).ext()
     if depth < 16 and isinstance(value, (list, tuple)):
-        return [to_wire(v, arena, keep, depth + 1) for v in value]
+        return [to_wire(v, arena, keep, depth + 1, cuda) for v in value]
     if depth < 16 and isinstance(value, dict) and all(isinstance(k, str) for k in value):
-        return {k: to_wire(v, arena, keep, depth + 1) for k, v in value.items()}
+        return {k: to_wire(v, arena, keep, depth + 1, cuda) for k, v in value.items()}
     if type(value).__module__.startswith("PIL."):
         return export_array(np.asarray(value), arena, keep=keep).ext()
     return opaque(value)
@@ -154,13 +160,15 @@ class ObjectStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def export(self, key: str, index: int) -> Any:
+    def export(self, key: str, index: int, cuda: bool = False) -> Any:
         with self._lock:
             entry = self._entries.get(key)
         if entry is None:
             raise KeyError(f"output {key[:12]}…[{index}] is not in this worker (released or lost)")
         if not 0 <= index < len(entry.outputs):
             raise KeyError(f"output index {index} out of range: the task has {len(entry.outputs)} outputs")
+        if cuda:  # a new IPC handle per receiver: each has its own reference counter
+            return to_wire(entry.outputs[index], self.arena, entry.keep, cuda=True)
         cached = entry.exports.get(index)
         if cached is None:
             cached = entry.exports[index] = to_wire(entry.outputs[index], self.arena, entry.keep)

@@ -184,6 +184,10 @@ class PoolConfig:
     sandbox: str = field(default_factory=lambda: sandbox_mode())
     #: Most general workers that may hold one model (``copies.py``; 0: one per device).
     model_copies: int = field(default_factory=default_model_copies)
+    #: CUDA tensors between workers on one GPU by CUDA IPC handle (``cuda_ipc``);
+    #: ``VORTEX_CUDA_IPC=off``: through host memory (e.g. where a container forbids CUDA IPC).
+    cuda_ipc: bool = field(default_factory=lambda: os.environ.get("VORTEX_CUDA_IPC", "").strip().lower()
+                           not in ("off", "0", "no", "false"))
 
 
 class Supervisor:

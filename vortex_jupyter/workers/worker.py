@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 
 from ..errors import ProtocolError
-from . import procs
+from . import cuda_ipc, procs
 from . import protocol as p
 from .preload import load
 from .runner import Runner
@@ -260,7 +260,7 @@ class Worker:
 
     def _fetch(self, msg: p.Fetch) -> None:
         try:
-            value, error = self.store.export(msg.key, msg.index), None
+            value, error = self.store.export(msg.key, msg.index, msg.cuda), None
         except Exception as exc:
             value, error = None, f"{type(exc).__name__}: {exc}"
         self.send(p.Fetched(msg.req, value, error))
@@ -271,6 +271,8 @@ class Worker:
             handle = TensorHandle.from_ext(tree.data)
             view = wrap(handle, self.attachments)
             return to_torch(view, handle) if handle.kind == "torch" else view
+        if isinstance(tree, msgpack.ExtType) and tree.code == p.EXT_CUDA:
+            return cuda_ipc.open_handle(tree.data)
         if isinstance(tree, list):
             return [self.resolve_shm(v) for v in tree]
         if isinstance(tree, dict):
