@@ -311,8 +311,8 @@ class Parallel:
         """Whether ``slot``'s worker has (or is about to copy) model output ``ref``."""
         if self.uid_slot.get(ref.worker) == slot:
             return True
-        uid = self.pool.supervisor.workers[slot].uid
-        return (self.pool.copies.ref_on(ref.key, ref.index, uid) is not None
+        w = self.pool.supervisor.workers.get(slot)
+        return ((w is not None and self.pool.copies.ref_on(ref.key, ref.index, w.uid) is not None)
                 or any(t.key == ref.key for t in copy.get(slot, ())))
 
     def _demand(self, models: list[WorkerRef]) -> int:
