@@ -426,12 +426,20 @@ class Graph:
         thread.start()
         return run
 
-    def queue(self, *, priority: int = 0) -> Any:
+    def queue(self, *, priority: int = 0, outputs: Iterable[str | Node] | None = None) -> Any:
         """Queue the graph as it is now (``vx.queue()``: one run at a time, in order, persisted
-        in the history file); returns the ``QueueItem`` (``vx.queue().wait(item)``)."""
+        in the history file); returns the ``QueueItem`` (``vx.queue().wait(item)``).
+        ``outputs``: run only those nodes and what they need, as ``run(outputs=...)``."""
         from .history.queue import queue
 
-        return queue().submit(self, priority=priority, origin=self.origin)
+        targets = None
+        if outputs is not None:
+            targets = [o if isinstance(o, str) else o.id for o in outputs]
+            missing = [t for t in targets if t not in self.nodes]
+            if missing:
+                raise VortexError(f"queue(outputs=...): no node {missing[0]!r} in this graph",
+                                  hint="pass node ids or nodes of this graph")
+        return queue().submit(self, priority=priority, origin=self.origin, targets=targets)
 
     def on_event(self, fn: Callable[[Event], None]) -> Callable[[Event], None]:
         """Call ``fn(event)`` for every event of every later run (from any thread)."""

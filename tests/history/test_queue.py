@@ -90,6 +90,20 @@ def test_a_graph_is_queued_as_it_was(q: Queue) -> None:
     assert tags == [1, 2]
 
 
+def test_a_queued_run_of_some_outputs_runs_only_what_they_need(q: Queue, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VORTEX_HISTORY", str(q.history.path))
+    g = vx.Graph()
+    first, second = g.add("queue_sleeper", tag=11), g.add("queue_sleeper", tag=12)
+    with pytest.raises(vx.VortexError, match="no node 'nope'"):
+        g.queue(outputs=["nope"])
+    item = g.queue(outputs=[second])
+    done = q.wait(item, 60)
+    assert done.status == "ok"
+    ran = {r["node"] for r in q.history.query("SELECT node FROM nodes WHERE run_id = ?", (done.run_id,))}
+    assert ran == {second.id} and first.id not in ran
+
+
 def test_the_queue_survives_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "h.sqlite"
     code = textwrap.dedent("""

@@ -106,3 +106,19 @@ def test_validate_run_and_follow_the_events(client: Any) -> None:
     assert client.get("/api/v1/runs/abc").json()["error"]["code"] == "VE-1001"
     body = json.dumps({"graph": API_PROMPT, "extra": 1})
     assert client.post("/api/v1/graphs", content=body).status_code == 400
+
+
+def test_a_run_of_some_outputs_runs_only_what_they_need(client: Any) -> None:
+    two = {**API_PROMPT, "3": {"class_type": "IntAdd", "inputs": {"a": 10, "b": 20}},
+           "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}
+    doc = client.post("/api/v1/graphs", json={"graph": two}).json()
+    missing = client.post(f"/api/v1/graphs/{doc['id']}/run", json={"outputs": ["99"]})
+    assert missing.status_code == 400 and missing.json()["error"]["code"] == "VE-1001"
+    assert "no node '99'" in missing.json()["error"]["message"]
+    run_id = client.post(f"/api/v1/graphs/{doc['id']}/run", json={"outputs": ["4"]}).json()["id"]
+    with client.stream("GET", f"/api/v1/runs/{run_id}/events") as stream:
+        for _ in stream.iter_lines():
+            pass
+    final = client.get(f"/api/v1/runs/{run_id}").json()
+    assert final["status"] == "ok" and {n["node"] for n in final["nodes"]} == {"3", "4"}
+    assert set(final["outputs"]) == {"4"}

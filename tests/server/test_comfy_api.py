@@ -274,3 +274,46 @@ def test_beyond_loopback_a_token_is_required(tmp_path: Path) -> None:
         assert srv.request("/prompt?token=s3cret")[0] == 200
     finally:
         srv.close()
+
+
+def test_partial_execution_targets_run_only_the_chosen_outputs(server: Server) -> None:
+    """ComfyUI's "queue selected output nodes": ``partial_execution_targets`` names the outputs
+    to run; the other outputs (and what only they need) do not run; a list without an output
+    node is ComfyUI's ``prompt_no_outputs``; a malformed one a 400 naming the field."""
+    prompt = {"1": {"class_type": "IntAdd", "inputs": {"a": 1, "b": 2}},
+              "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},
+              "3": {"class_type": "IntAdd", "inputs": {"a": 10, "b": 20}},
+              "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}
+    prompt_id, messages, _ = asyncio.run(_follow_partial(server, prompt, ["4", "1"]))
+    executing = [m["data"]["node"] for m in messages if m["type"] == "executing" and m["data"]["node"]]
+    assert set(executing) == {"3", "4"}
+    status, history = server.request(f"/history/{prompt_id}")
+    entry = history[prompt_id]
+    assert entry["status"]["status_str"] == "success" and entry["prompt"][4] == ["4"]
+    assert set(entry["outputs"]) == {"4"}
+
+    status, body = server.request("/prompt", {"prompt": prompt, "partial_execution_targets": ["1", "3"]})
+    assert status == 400 and body["error"]["type"] == "prompt_no_outputs"
+    status, body = server.request("/prompt", {"prompt": prompt, "partial_execution_targets": "4"})
+    assert status == 400 and "partial_execution_targets" in json.dumps(body) and "VE-1001" in json.dumps(body)
+    assert server.alive()
+
+
+async def _follow_partial(srv: Server, prompt: dict[str, Any], targets: list[str]) -> tuple[str, list[dict[str, Any]], list[bytes]]:
+    import websockets
+
+    client_id = str(uuid.uuid4())
+    messages: list[dict[str, Any]] = []
+    async with websockets.connect(f"ws://127.0.0.1:{srv.port}/ws?clientId={client_id}") as ws:
+        await ws.recv()
+        status, resp = await asyncio.to_thread(srv.request, "/prompt", {"prompt": prompt, "client_id": client_id,
+                                                                        "partial_execution_targets": targets})
+        assert status == 200 and resp["node_errors"] == {}, resp
+        while True:
+            out = await asyncio.wait_for(ws.recv(), 120)
+            if isinstance(out, bytes):
+                continue
+            msg = json.loads(out)
+            messages.append(msg)
+            if msg["type"] == "executing" and msg["data"]["node"] is None and msg["data"]["prompt_id"] == resp["prompt_id"]:
+                return resp["prompt_id"], messages, []

@@ -397,6 +397,24 @@ def test_run_in_a_room_streams_its_events_to_every_client_and_replays_them_to_a_
     asyncio.run(main())
 
 
+def test_run_selected_nodes_in_a_room_runs_them_and_what_they_need(server: Server) -> None:
+    graph = {**adder(303), "3": {"class_type": "IntAdd", "inputs": {"a": 5, "b": 6}},
+             "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}
+    doc_id = new_document(server, "room-selected", graph=graph)["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a:
+            refused = await a.ask({"t": "run", "outputs": ["9"]}, "error")
+            assert refused["code"] == "VE-1001" and "no node '9'" in refused["message"], refused
+            await a.send({"t": "run", "outputs": ["4"]})
+            done = await until(lambda: finished(a), RUN_S)
+            assert done["status"] == "ok", a.got
+            ran = {e["node"] for e in a.events("node_finished")}
+            assert ran == {"3", "4"}, ran  # the selected node and its input, not the other branch
+
+    asyncio.run(main())
+
+
 def test_a_run_of_a_graph_with_a_problem_is_refused_with_the_problem_on_its_node(server: Server) -> None:
     graph = {"1": {"class_type": "IntAdd", "inputs": {"a": 1, "b": 2}}, "2": {"class_type": "PreviewAny", "inputs": {}}}
     doc_id = new_document(server, "room-problem", graph=graph)["id"]

@@ -71,12 +71,16 @@ class Queue:
 
     # -- submitting -------------------------------------------------------------------------------
     def submit(self, graph: Any, *, priority: int = 0, origin: str = "queue", prompt_id: str | None = None,
-               extra: dict[str, Any] | None = None, position: float | None = None, front: bool = False) -> QueueItem:
+               extra: dict[str, Any] | None = None, position: float | None = None, front: bool = False,
+               targets: list[str] | None = None) -> QueueItem:
         """Queue ``graph`` (a ``vx.Graph`` or native JSON) as it is now. ``position``: its place
-        (default: last; ``front``: first); ``prompt_id``/``extra``: a server's ComfyUI data."""
+        (default: last; ``front``: first); ``prompt_id``/``extra``: a server's ComfyUI data;
+        ``targets``: run only these nodes and what they need (``g.run(outputs=...)``)."""
         from ..graph.formats import to_native
 
         doc = graph if isinstance(graph, dict) else to_native(graph.model)
+        if targets:
+            extra = {**(extra or {}), "targets": list(targets)}
         with self.history.write() as db:
             digest = self.history.store_graph(db, doc)
             if position is None:
@@ -214,18 +218,19 @@ class Queue:
         with self._wake:
             self._wake.notify_all()
 
-    def _claim(self) -> tuple[int, str, str] | None:
+    def _claim(self) -> tuple[int, str, str, str] | None:
         with self.history.write() as db:  # the pause is read in the claiming transaction: no race
             paused = db.execute("SELECT value FROM settings WHERE name = 'queue.paused'").fetchone()
             if paused is not None and paused[0] == "1":
                 return None
-            row = db.execute("SELECT q.id, g.json, coalesce(q.origin, 'queue') FROM queue q JOIN graphs g "
+            row = db.execute("SELECT q.id, g.json, coalesce(q.origin, 'queue'), coalesce(q.extra, '{}') FROM queue q "
+                             "JOIN graphs g "
                              "ON g.hash = q.graph WHERE q.status = 'queued' ORDER BY q.priority DESC, q.position "
                              "LIMIT 1").fetchone()
             if row is None:
                 return None
             db.execute("UPDATE queue SET status = 'running', owner = ? WHERE id = ?", (self.owner, row[0]))
-        return int(row[0]), str(row[1]), str(row[2])
+        return int(row[0]), str(row[1]), str(row[2]), str(row[3])
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -239,17 +244,18 @@ class Queue:
                 continue
             self._run(*claimed)
 
-    def _run(self, item_id: int, graph_json: str, origin: str) -> None:
+    def _run(self, item_id: int, graph_json: str, origin: str, extra: str = "{}") -> None:
         from .._api import load
 
         status, error, run = "failed", None, None
         try:
+            targets = json.loads(extra).get("targets") or None
             graph = load(json.loads(graph_json))
             graph.origin = origin
             self._current = (item_id, None)
             for fn in (self.listeners(self.item(item_id), graph) if self.listeners is not None else ()):
                 graph.on_event(fn)
-            run = graph.start(history=self.history)
+            run = graph.start(history=self.history, outputs=targets)
             self._current = (item_id, run)
             with self.history.write() as db:
                 db.execute("UPDATE queue SET run_id = ? WHERE id = ?", (run.run_id, item_id))

@@ -98,7 +98,10 @@ class ValidationOut(msgspec.Struct):
 
 
 class RunRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``outputs``: run only these nodes and what they need (default: the whole graph)."""
+
     priority: int = 0
+    outputs: list[str] | None = None
 
 
 class NodeOut(msgspec.Struct):
@@ -144,8 +147,8 @@ ROUTES = [
              GraphPatch, GraphDocument, 200, {"params": {"1": {"a": 5}}, "if_version": 1}),
     RouteDoc("delete", "/api/v1/graphs/{id}", "Delete a graph document", status=204),
     RouteDoc("post", "/api/v1/graphs/{id}/validate", "The graph's problems, with VE codes", response=ValidationOut),
-    RouteDoc("post", "/api/v1/graphs/{id}/run", "Queue a run of the graph as it is now", RunRequest, RunOut, 202,
-             {"priority": 0}),
+    RouteDoc("post", "/api/v1/graphs/{id}/run", "Queue a run of the graph as it is now (or of some outputs)",
+             RunRequest, RunOut, 202, {"priority": 0}),
     RouteDoc("get", "/api/v1/runs/{id}", "A run: its status, nodes and outputs", response=RunOut),
     RouteDoc("get", "/api/v1/runs/{id}/events", "The run's engine events as server-sent events", stream=True),
     RouteDoc("get", "/api/v1/openapi.json", "This document"),
@@ -346,17 +349,25 @@ class Events:
             self.waiters[item_id].remove(waiter)
 
 
-def queue_document(docs: Documents, queue: Any, doc_id: str, *, priority: int = 0, origin: str = "api") -> Any:
+def queue_document(docs: Documents, queue: Any, doc_id: str, *, priority: int = 0, origin: str = "api",
+                   outputs: list[str] | None = None) -> Any:
     """Queue document ``doc_id``'s graph as stored, with ``extra={"document": id}`` (the rooms
-    follow such runs); the ``QueueItem``. Raises ``ValidationError`` (its ``problems``) and
-    queues nothing when the graph has problems."""
+    follow such runs); the ``QueueItem``. ``outputs``: only those nodes and what they need.
+    Raises ``ValidationError`` (its ``problems``) and queues nothing when the graph has
+    problems, ``RequestError`` when ``outputs`` names a node it lacks."""
     from .._api import load
 
     doc = docs.get(doc_id)
-    problems = load(doc.graph).problems()
+    graph = load(doc.graph)
+    missing = [n for n in outputs or () if n not in graph.nodes]
+    if missing:
+        raise RequestError(f"outputs: no node {missing[0]!r} in graph {doc_id!r}", code="VE-1001",
+                           hint=f"its nodes: {', '.join(sorted(graph.nodes)[:20])}")
+    problems = graph.problems()
     if problems:
         raise ValidationError(problems)
-    return queue.submit(doc.graph, priority=priority, origin=origin, extra={"document": doc.id})
+    return queue.submit(doc.graph, priority=priority, origin=origin, extra={"document": doc.id},
+                        targets=outputs or None)
 
 
 def run_out(queue: Any, item_id: int) -> RunOut:

@@ -331,7 +331,7 @@ def create_app(*, history: Any = None, token: str | None = None, previews: bool 
         body = v1.decode(await request.body(), v1.RunRequest)
         doc_id = request.path_params["id"]
         try:
-            item = rooms.runs.submit(doc_id, priority=body.priority, origin="api")
+            item = rooms.runs.submit(doc_id, priority=body.priority, origin="api", outputs=body.outputs)
         except ValidationError as exc:
             raise RequestError(f"graph {doc_id!r} has {len(exc.problems)} problem(s): "
                                + "; ".join(f"[{p.code}] {p.message}" for p in exc.problems[:5]),

@@ -247,6 +247,12 @@ class ComfyAPI:
             raise PromptRejected({"type": "invalid_prompt", "message": f"Invalid prompt: {exc.message}",
                                   "details": exc.hint or "", "extra_info": {}, "code": exc.code}) from None
         outputs = _output_nodes(graph)
+        targets = body.get("partial_execution_targets")
+        if targets is not None:  # ComfyUI's "queue selected output nodes": only these outputs run
+            if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+                raise RequestError(f"partial_execution_targets = {str(targets)[:80]!r} is not a list of node ids",
+                                   code="VE-1001", hint='send e.g. ["9"], or leave it out to run every output')
+            outputs = [o for o in outputs if o in targets]
         if not outputs:
             raise PromptRejected({"type": "prompt_no_outputs", "message": "Prompt has no outputs",
                                   "details": "", "extra_info": {}, "code": "VE-100"})
@@ -277,7 +283,8 @@ class ComfyAPI:
         item = self.queue.submit(graph, origin="server", prompt_id=prompt_id, position=position,
                                  front=bool(body.get("front")),
                                  extra={"prompt": prompt, "client_id": client_id if isinstance(client_id, str) else None,
-                                        "extra_data": extra_data, "outputs": outputs})
+                                        "extra_data": extra_data, "outputs": outputs},
+                                 targets=outputs if targets is not None else None)
         self.status()
         return {"prompt_id": prompt_id, "number": item.position, "node_errors": {}}
 

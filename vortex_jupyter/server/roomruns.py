@@ -17,8 +17,8 @@ Policy:
 - ``run`` saves the room, then queues the document's graph as stored (origin ``canvas``,
   extra ``{"document": id}``), as ``POST /api/v1/graphs/{id}/run`` does (``submit``, used by
   both). A graph with problems is refused with them marked on the nodes. One run per room at
-  a time: a second ``run`` while the room's item is queued or running gets an error. Running
-  only the selected nodes (``outputs``) is refused: the queue runs whole graphs;
+  a time: a second ``run`` while the room's item is queued or running gets an error. "Run
+  selected nodes" (``outputs``) queues a run of those nodes and what they need;
 - every run of a document (the room's, the queue panel's, the HTTP API's) streams to every
   client of the document's room, as a notebook's runs do: ``state``, ``event`` and, for
   previews, ``image`` messages with the bytes as a buffer. The state is "running" while the
@@ -128,13 +128,14 @@ class RoomRuns:
         api.run_hooks.append(self._listeners)
         api.done_hooks.append(self._done)
 
-    def submit(self, doc_id: str, *, priority: int = 0, origin: str = "api") -> Any:
+    def submit(self, doc_id: str, *, priority: int = 0, origin: str = "api", outputs: list[str] | None = None) -> Any:
         """Queue document ``doc_id`` as it is now: its open room is saved first (edits are
         saved on a delay). Raises ``ValidationError`` when the graph has problems."""
         room = self.rooms.rooms.get(doc_id)
         if room is not None and not room.gone:
             room.save()
-        item = queue_document(self.rooms.docs, self.api.queue, doc_id, priority=priority, origin=origin)
+        item = queue_document(self.rooms.docs, self.api.queue, doc_id, priority=priority, origin=origin,
+                              outputs=outputs)
         self.api.status()
         return item
 
@@ -164,16 +165,16 @@ class RoomRuns:
             send(protocol.error_msg(f"{type(exc).__name__}: {exc}", code="VE-000"), [])
 
     def _run(self, room: Any, send: Broadcast, msg: dict[str, Any]) -> None:
-        if msg.get("outputs"):
-            send(protocol.error_msg("running only the selected nodes is not served on a standalone canvas "
-                                    "(the server's queue runs whole graphs): use Run", code="VE-1001"), [])
+        outputs = msg.get("outputs") or None
+        if outputs is not None and (not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs)):
+            send(protocol.error_msg("run: outputs must be a list of node ids", code="VE-600"), [])
             return
         self._settle()
         if room.run.item is not None:
             send(protocol.error_msg(BUSY, code="VE-000"), [])
             return
         try:
-            item = self.submit(room.id, origin=CANVAS_ORIGIN)
+            item = self.submit(room.id, origin=CANVAS_ORIGIN, outputs=outputs)
         except ValidationError as exc:
             send(panel.refusal(exc), [])
             return
