@@ -397,6 +397,33 @@ def test_run_in_a_room_streams_its_events_to_every_client_and_replays_them_to_a_
     asyncio.run(main())
 
 
+def test_the_latest_run_is_replayed_after_every_client_left_and_for_a_run_no_room_saw(server: Server) -> None:
+    doc_id = new_document(server, "room-kept", graph=adder(404))["id"]
+
+    async def main() -> None:
+        async with aware(server, doc_id) as a:
+            await a.send({"t": "run", "outputs": None})
+            run_id = (await until(lambda: finished(a), RUN_S))["run_id"]
+        # every client left: the room closed; a new one opens and replays the run
+        async with aware(server, doc_id) as back:
+            done = await until(lambda: finished(back))
+            assert done["run_id"] == run_id and all(m.get("replay") for m in back.of("event"))
+        # a run queued over HTTP while no room is open is followed, and replayed later
+        status, body = await asyncio.to_thread(server.request, f"/api/v1/graphs/{doc_id}/run", {"priority": 0})
+        assert status == 202, body
+        deadline = time.monotonic() + RUN_S
+        while (await asyncio.to_thread(server.request, f"/api/v1/runs/{body['id']}"))[1]["status"] != "ok":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        api_run = (await asyncio.to_thread(server.request, f"/api/v1/runs/{body['id']}"))[1]["run_id"]
+        async with aware(server, doc_id) as later:
+            done = await until(lambda: finished(later))
+            assert done["run_id"] == api_run != run_id
+            assert later.of("state")[0]["running"] is False
+
+    asyncio.run(main())
+
+
 def test_run_selected_nodes_in_a_room_runs_them_and_what_they_need(server: Server) -> None:
     graph = {**adder(303), "3": {"class_type": "IntAdd", "inputs": {"a": 5, "b": 6}},
              "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}}}

@@ -23,9 +23,10 @@ Policy:
   client of the document's room, as a notebook's runs do: ``state``, ``event`` and, for
   previews, ``image`` messages with the bytes as a buffer. The state is "running" while the
   room's own item is pending or a run of the document streams;
-- the latest run's events (less previews and progress) and each node's last image are kept in
-  the room (``canvas.session.remember``) and replayed, ``replay: true``, to a client that says
-  ``hello`` later;
+- the latest run's events (less previews and progress) and each node's last image are kept
+  (``canvas.session.remember``) and replayed, ``replay: true``, to a client that says ``hello``
+  later, also after every client left (``RoomRuns.kept``: the latest ``KEEP`` documents' runs,
+  followed while no room is open; a server restart forgets them, the History panel does not);
 - ``cancel`` cancels the room's own item, else the document's run that streams now;
 - ``queue``, ``queue_list``, ``queue_pause``, ``queue_resume``, ``queue_cancel`` act on the
   server's queue; the pending queue then goes to every client of every room (the queue is
@@ -39,6 +40,7 @@ Policy:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import types
@@ -57,6 +59,12 @@ log = logging.getLogger(__name__)
 KINDS = frozenset({"run", "cancel"}) | panel.KINDS
 BUSY = "a run of this graph is already in progress; cancel it first"
 Broadcast = Callable[[Mapping[str, Any], list[bytes]], None]
+#: documents whose latest run is remembered while no room shows it
+KEEP = 64
+
+
+def _nowhere(msg: Mapping[str, Any], buffers: list[bytes]) -> None:
+    """The broadcast of a document's runs while no room is open."""
 
 
 class RoomRun:
@@ -125,8 +133,34 @@ class RoomRuns:
         self.rooms, self.api = rooms, api
         self.loop: asyncio.AbstractEventLoop | None = None  # the server's, once a room opened
         self.shown = False  # a room has shown the queue: keep it current as items start and end
+        #: the runs of documents with no room open, latest used last (``KEEP`` at most): a client
+        #: that opens the graph later still sees its latest run
+        self.kept: collections.OrderedDict[str, RoomRun] = collections.OrderedDict()
         api.run_hooks.append(self._listeners)
         api.done_hooks.append(self._done)
+
+    def run_of(self, doc_id: str, broadcast: Broadcast) -> RoomRun:
+        """Document ``doc_id``'s runs as a room that opens shows them (``broadcast``)."""
+        run = self.kept.pop(doc_id, None) or RoomRun(broadcast)
+        run.broadcast = broadcast
+        return run
+
+    def keep(self, doc_id: str, run: RoomRun) -> None:
+        """A room closed: its document's runs are remembered (and followed) without it."""
+        run.broadcast = _nowhere
+        self.kept[doc_id] = run
+        self.kept.move_to_end(doc_id)
+        while len(self.kept) > KEEP:
+            self.kept.popitem(last=False)
+
+    def _memory(self, doc_id: str) -> RoomRun:
+        """Where the runs of ``doc_id`` land: its open room's, else the kept (or a new) memory."""
+        room = self.rooms.rooms.get(doc_id)
+        if room is not None and not room.gone:
+            return room.run
+        if doc_id not in self.kept:
+            self.keep(doc_id, RoomRun(_nowhere))
+        return self.kept[doc_id]
 
     def submit(self, doc_id: str, *, priority: int = 0, origin: str = "api", outputs: list[str] | None = None) -> Any:
         """Queue document ``doc_id`` as it is now: its open room is saved first (edits are
@@ -140,6 +174,7 @@ class RoomRuns:
         return item
 
     def hello(self, room: Any, send: Broadcast) -> None:
+        self._settle()  # (a kept run's item may have been dropped while no room was open)
         room.run.hello(send)
         if self.shown:
             send(panel.queue_state(self.api.queue)[0], [])
@@ -222,11 +257,11 @@ class RoomRuns:
     def _settle(self) -> None:
         """Rooms whose own item was dropped while queued (cancelled here, or elsewhere: the
         runner never tells of those) are told it is over."""
-        for room in list(self.rooms.rooms.values()):
-            if room.run.item is not None:
-                item = self.api.queue.item(room.run.item)
+        for run in [room.run for room in self.rooms.rooms.values()] + list(self.kept.values()):
+            if run.item is not None:
+                item = self.api.queue.item(run.item)
                 if item.done:
-                    room.run.ended(item)
+                    run.ended(item)
 
     def _everyone(self, msg: Mapping[str, Any]) -> None:
         for room in list(self.rooms.rooms.values()):
@@ -268,11 +303,7 @@ class RoomRuns:
 
     # ---- ... landing on the loop ---------------------------------------------------------
     def _event(self, doc_id: str, item_id: int, event: Any) -> None:
-        room = self.rooms.rooms.get(doc_id)
-        if room is not None and not room.gone:
-            room.run.event(item_id, event.to_dict() if hasattr(event, "to_dict") else dict(event))
+        self._memory(doc_id).event(item_id, event.to_dict() if hasattr(event, "to_dict") else dict(event))
 
     def _ended(self, doc_id: str, item: Any) -> None:
-        room = self.rooms.rooms.get(doc_id)
-        if room is not None:
-            room.run.ended(item)
+        self._memory(doc_id).ended(item)

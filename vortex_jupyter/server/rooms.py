@@ -270,6 +270,7 @@ class Rooms:
         room = self.rooms.get(doc_id)
         if room is None or room.gone:
             room = self.rooms[doc_id] = Room(self.docs, doc_id, self.debounce, self.poll)
+            room.run = self.runs.run_of(doc_id, room.broadcast)
         return room
 
     def _leave(self, room: Room, client: Client) -> None:
@@ -278,6 +279,8 @@ class Rooms:
             if self.rooms.get(room.id) is room:
                 del self.rooms[room.id]
             room.close()
+            if not room.gone:
+                self.runs.keep(room.id, room.run)
 
     async def serve(self, ws: Any) -> None:
         """One socket of ``/api/v1/graphs/{id}/room``, from accept to disconnect."""
