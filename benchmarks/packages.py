@@ -52,7 +52,7 @@ import vortex_jupyter as vx
 from vortex_jupyter.nodes.registry import REGISTRY
 from vortex_jupyter.packages.envs import PackStore
 from vortex_jupyter.workers import sandbox
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 from vortex_jupyter.workers.process import WorkerProcess
 
 SECTIONS = ("install", "workers", "sandbox")

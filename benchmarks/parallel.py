@@ -29,7 +29,7 @@ import parallel_grid  # the seed grid and CUDA IPC rows
 import parallel_ray  # the branch graphs and the timing, shared with the Ray rows (imports no Ray)
 from parallel_ray import best, busy
 
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ from typing import Any
 import cloudpickle
 
 import vortex_jupyter as vx
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 
 if __name__ != "__main__":  # imported by parallel.py: the workers get these nodes by value
     cloudpickle.register_pickle_by_value(sys.modules[__name__])

@@ -72,7 +72,8 @@ from _soak_nodes import FAULTS, Node, Plan, expect, pick_faults, plan_run
 from vortex_jupyter.engine.events import NodeFailed
 from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken, Task
 from vortex_jupyter.workers import procs
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+from vortex_jupyter.workers.executor import WorkerExecutor
+from vortex_jupyter.workers.pool import WorkerPool
 from vortex_jupyter.workers.supervisor import PoolConfig
 
 cloudpickle.register_pickle_by_value(_soak_nodes)

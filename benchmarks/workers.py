@@ -33,7 +33,8 @@ import numpy as np
 from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken, Lit, Task
 from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec, PortSpec
 from vortex_jupyter.workers import protocol as p
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+from vortex_jupyter.workers.executor import WorkerExecutor
+from vortex_jupyter.workers.pool import WorkerPool
 from vortex_jupyter.workers.supervisor import PoolConfig
 
 GIB = 2**30

@@ -52,7 +52,7 @@ def _registry() -> Any:
 
 def _worker_executor() -> Executor:
     """The worker pool's executor, made on first use (the engine does not import workers)."""
-    from .workers.pool import WorkerExecutor, shared_pool
+    from .workers.executor import WorkerExecutor, shared_pool
 
     return WorkerExecutor(shared_pool())
 
@@ -354,7 +354,7 @@ class Graph:
 
             name = (executor or default_executor_name()).strip().lower()
             if name == "workers" and sandbox_mode() == "strict":
-                from .workers.pool import owner_executor
+                from .workers.executor import owner_executor
 
                 if self.owner is None:
                     self.owner = f"graph-{uuid.uuid4().hex[:12]}"

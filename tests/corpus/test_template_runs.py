@@ -95,7 +95,8 @@ def known_templates() -> list[str]:
 
 @pytest.fixture(scope="module")
 def executor() -> Iterator[Any]:
-    from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+    from vortex_jupyter.workers.executor import WorkerExecutor
+    from vortex_jupyter.workers.pool import WorkerPool
     from vortex_jupyter.workers.supervisor import PoolConfig
 
     pool = WorkerPool(PoolConfig(threads=1))

@@ -35,7 +35,7 @@ def images(run: Any, count: int) -> list[np.ndarray]:
 
 
 def test_a_seed_grid_on_two_workers_with_model_copies_has_one_worker_s_pixels(tiny_path: Path) -> None:
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     one = WorkerExecutor(devices=["cpu"], threads=1)
     try:

@@ -61,7 +61,7 @@ def pool() -> Iterator[Any]:
 def executor(request: pytest.FixtureRequest) -> Executor:
     if request.param == "inline":
         return InProcessExecutor()
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     return WorkerExecutor(request.getfixturevalue("pool"))
 

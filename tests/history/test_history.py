@@ -236,7 +236,7 @@ def test_diff_against_a_recorded_version_and_restore_it_in_place(tmp_path: Path)
 
 def test_nodes_on_workers_record_the_worker_device_and_memory(tmp_path: Path) -> None:
     from vortex_jupyter.history.recorder import Recorder
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     hist = History(tmp_path / "h.sqlite")
     g = vx.Graph()

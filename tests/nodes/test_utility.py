@@ -185,7 +185,8 @@ def test_a_ui_workflow_with_the_new_nodes_loads_with_the_right_params_and_links(
 @pytest.fixture
 def worker_executor(tmp_path, monkeypatch):
     """A pool started after the folders are set, so its workers read and write them."""
-    from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+    from vortex_jupyter.workers.executor import WorkerExecutor
+    from vortex_jupyter.workers.pool import WorkerPool
     from vortex_jupyter.workers.supervisor import PoolConfig
 
     for name in ("input", "output"):

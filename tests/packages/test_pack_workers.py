@@ -19,7 +19,7 @@ from vortex_jupyter.packages.envs import PackStore
 from vortex_jupyter.packages.pack import PackError
 from vortex_jupyter.packages.runtime import PackCall
 from vortex_jupyter.workers import sandbox
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 
 from .conftest import comfy_pack, write_pack
 

@@ -52,7 +52,7 @@ def _branches(g: Any, n: int, node: str = "ray_shift", size: int = 4, **params: 
 
 
 def test_txt2img_on_ray_has_the_pixels_of_the_worker_pool(tiny_path: Path, out_dir: Path) -> None:
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     workers = WorkerExecutor(devices=["cpu"], threads=1)  # one torch thread, as a num_cpus=1 actor
     try:

@@ -64,7 +64,7 @@ def test_a_worker_s_node_spans_are_children_of_the_kernel_s_run_span(tmp_path, m
     context carried in the worker protocol's Execute message."""
     import os
 
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     spans_file = tmp_path / "spans.jsonl"
     monkeypatch.setenv("VORTEX_TRACES", str(spans_file))

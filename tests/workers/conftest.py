@@ -17,7 +17,8 @@ import pytest
 from vortex_jupyter.engine.events import Event, NodeFailed, NodeFinished
 from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken, Lit, Ref, Task
 from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+from vortex_jupyter.workers.executor import WorkerExecutor
+from vortex_jupyter.workers.pool import WorkerPool
 from vortex_jupyter.workers.supervisor import PoolConfig
 
 from . import nodes_lib

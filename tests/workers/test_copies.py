@@ -16,7 +16,8 @@ import pytest
 from vortex_jupyter.engine.events import NodeFailed, NodeFinished
 from vortex_jupyter.engine.executor import Lit, Ref, Task
 from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec, PortSpec
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool, WorkerRef
+from vortex_jupyter.workers.executor import WorkerExecutor
+from vortex_jupyter.workers.pool import WorkerPool, WorkerRef
 from vortex_jupyter.workers.supervisor import PoolConfig
 
 from . import nodes_lib as n

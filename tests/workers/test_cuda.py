@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 
 from . import nodes_lib as n
 from .conftest import run, task

@@ -19,7 +19,8 @@ from PIL import Image
 
 from vortex_jupyter.engine.events import NodeFinished, NodePreview, NodeProgress, NodeStarted
 from vortex_jupyter.engine.executor import Ref
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerRef
+from vortex_jupyter.workers.executor import WorkerExecutor
+from vortex_jupyter.workers.pool import WorkerRef
 
 from . import nodes_lib as n
 from .conftest import run, shm_names, task
@@ -86,7 +87,7 @@ def test_a_node_defined_in_a_main_script_runs_in_the_worker(tmp_path):
         import os
         from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken, Lit, Task
         from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec
-        from vortex_jupyter.workers.pool import WorkerExecutor
+        from vortex_jupyter.workers.executor import WorkerExecutor
 
         SCALE = 3
 

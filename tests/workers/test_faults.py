@@ -9,7 +9,7 @@ import time
 import pytest
 
 from vortex_jupyter.engine.executor import CancelToken
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 
 from . import nodes_lib as n
 from .conftest import Recorder, ref, run, shm_names, task
@@ -130,7 +130,7 @@ def test_a_run_cancelled_while_its_worker_still_imports_is_cancelled_without_a_k
 
 
 def test_a_node_that_ignores_its_timeout_gets_its_worker_killed(make_pool):
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     pool = make_pool(kill_grace=0.3)
     ex = WorkerExecutor(pool)
@@ -153,7 +153,7 @@ def test_run_wide_timeout_applies_when_the_node_has_none(ex):
 
 
 def test_a_node_over_the_memory_limit_fails_with_out_of_memory(make_pool):
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     pool = make_pool()
     base = pool.worker(0).hello.memory["rss"]

@@ -46,7 +46,7 @@ def test_a_torch_workload_runs_as_fast_in_a_worker_as_in_process(make_pool):
     """Rounds of (fresh worker, fresh interpreter), best of each kept: on a shared 2-core
     machine one round can land in someone else's burst, eight rounds all in a row cannot
     (it returns at the first good round, so the extra rounds cost only on a bad day)."""
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     firsts, bests, base_firsts, bases = [], [], [], []
     for _ in range(8):
@@ -67,7 +67,7 @@ def test_the_worker_thread_pool_matches_a_fresh_interpreters(make_pool):
     import subprocess
     import sys
 
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     fresh = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                            capture_output=True, text=True, check=True, timeout=120)
@@ -91,7 +91,7 @@ def _probe(ex, name: str) -> tuple[bool, int | None, int]:
 
 
 def test_late_preload_is_imported_by_an_idle_worker_and_inherited_by_respawned_ones(make_pool, probe_module):
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     pool = make_pool(late_preload=(probe_module, "json:dumps"))
     ex = WorkerExecutor(pool)
@@ -113,7 +113,7 @@ def test_late_preload_is_imported_by_an_idle_worker_and_inherited_by_respawned_o
 
 def test_vortex_worker_threads_pins_the_workers_torch_threads(make_pool, monkeypatch):
     from vortex_jupyter.errors import VortexError
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
     from vortex_jupyter.workers.supervisor import PoolConfig
 
     monkeypatch.setenv("VORTEX_WORKER_THREADS", "1")

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from vortex_jupyter.workers import procs
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 
 from . import nodes_lib as n
 from .conftest import ref, run, task
@@ -201,7 +201,8 @@ KERNEL = textwrap.dedent("""
     from workers import nodes_lib
     cloudpickle.register_pickle_by_value(nodes_lib)
     from workers.conftest import FAST, run, task
-    from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+    from vortex_jupyter.workers.pool import WorkerPool
+    from vortex_jupyter.workers.executor import WorkerExecutor
     from vortex_jupyter.workers.supervisor import PoolConfig
     pool = WorkerPool(PoolConfig(**FAST, use_forkserver={forkserver}))
     ex = WorkerExecutor(pool)

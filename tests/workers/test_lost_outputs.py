@@ -14,7 +14,8 @@ import pytest
 import vortex_jupyter as vx
 from vortex_jupyter.nodes.registry import REGISTRY
 from vortex_jupyter.nodes.spec import NodeSpec, OutputSpec, PortSpec
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerRef
+from vortex_jupyter.workers.executor import WorkerExecutor
+from vortex_jupyter.workers.pool import WorkerRef
 
 from . import nodes_lib as n
 from .conftest import ref, run, task

@@ -15,8 +15,9 @@ import pytest
 
 from vortex_jupyter.engine.events import NodeFailed, NodeFinished, NodeStarted
 from vortex_jupyter.engine.executor import BatchCallbacks, CancelToken, Lit
+from vortex_jupyter.workers.executor import WorkerExecutor
 from vortex_jupyter.workers.parallel import cut
-from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+from vortex_jupyter.workers.pool import WorkerPool
 from vortex_jupyter.workers.supervisor import PoolConfig, default_devices, threads_for
 
 from . import nodes_lib as n

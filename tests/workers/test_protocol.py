@@ -133,7 +133,7 @@ def test_a_worker_sending_garbage_is_marked_dead_without_hanging_its_waiter():
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(min_size=1, max_size=200))
 def test_a_real_worker_fed_garbage_exits_cleanly_and_is_replaced(make_pool, data):
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     pool = make_pool() if not hasattr(make_pool, "cached") else make_pool.cached
     make_pool.cached = pool

@@ -24,7 +24,8 @@ KERNEL = textwrap.dedent("""
     from workers import nodes_lib
     cloudpickle.register_pickle_by_value(nodes_lib)
     from workers.conftest import FAST, run, task
-    from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+    from vortex_jupyter.workers.pool import WorkerPool
+    from vortex_jupyter.workers.executor import WorkerExecutor
     from vortex_jupyter.workers.supervisor import PoolConfig
     a = WorkerPool(PoolConfig(**FAST, sandbox={mode!r}))
     b = WorkerPool(PoolConfig(**FAST, sandbox={mode!r}))

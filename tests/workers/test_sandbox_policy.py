@@ -31,7 +31,8 @@ KERNEL = textwrap.dedent("""
     from workers import hostile_nodes as h
     cloudpickle.register_pickle_by_value(h)
     from workers.conftest import FAST, run, task
-    from vortex_jupyter.workers.pool import WorkerExecutor, WorkerPool
+    from vortex_jupyter.workers.pool import WorkerPool
+    from vortex_jupyter.workers.executor import WorkerExecutor
     from vortex_jupyter.workers.supervisor import PoolConfig
     mode, tmp = {mode!r}, {tmp!r}
     listener = socket.create_server(("127.0.0.1", 0))

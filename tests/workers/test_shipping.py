@@ -40,7 +40,7 @@ vx.registry.register_comfy_mappings({"ShipHalve": ShipHalve})
 
 SCRIPT = '''
 import vortex_jupyter as vx
-from vortex_jupyter.workers.pool import WorkerExecutor
+from vortex_jupyter.workers.executor import WorkerExecutor
 import shipnodes
 
 ex = WorkerExecutor(preload=("numpy",), late_preload=())

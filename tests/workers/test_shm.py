@@ -159,7 +159,7 @@ def test_an_output_is_freed_in_the_worker_only_after_release_and_its_last_view(e
 
 
 def test_no_segment_is_left_after_the_pool_closes_even_after_a_crash(make_pool):
-    from vortex_jupyter.workers.pool import WorkerExecutor
+    from vortex_jupyter.workers.executor import WorkerExecutor
 
     pool = make_pool()
     ex = WorkerExecutor(pool)

@@ -1,6 +1,7 @@
 """How nodes run: worker processes, their wire protocol and their shared memory.
 
-Kernel side: ``pool.WorkerExecutor`` (the engine's Executor) -> ``batch`` (one batch on a
+Kernel side: ``executor.WorkerExecutor`` (the engine's Executor) -> ``parallel`` (which worker
+slots run a batch; ``copies``/``spread``: a model loaded on several) -> ``batch`` (one segment on a
 worker; ``deaths``: whom a worker's death blames, node deadlines) -> ``supervisor``/``process``
 (spawn, watch, respawn) -> ``launcher`` (fork server); ``procs``: process groups, orphans, OOM.
 Worker side: ``worker`` (process main, threads) -> ``runner`` (calls nodes) -> ``store``

@@ -1,4 +1,4 @@
-"""The worker pool as the engine's Executor: ``WorkerExecutor`` and ``shared_pool()``.
+"""The worker pool: what lives in which worker (the engine's executor over it is ``executor.py``).
 
 Responsibilities:
 - ``WorkerPool`` wraps a ``Supervisor`` and keeps the kernel's bookkeeping of what lives in
@@ -16,20 +16,15 @@ Responsibilities:
   out once: by ``WorkerExecutor.drain_lost()`` (the engine calls it before planning, so the
   next run recomputes exactly those outputs) or, for a death during a batch or between
   planning and the batch, by the batch's ``on_lost`` callback.
-
->>> ex = WorkerExecutor()            # the process-wide pool, started on first use
->>> ex.execute(tasks, callbacks, CancelToken())          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +32,7 @@ from typing import Any
 import cloudpickle
 import msgpack
 
-from ..engine.executor import BatchCallbacks, CancelToken, Task
+from ..engine.executor import Task
 from ..errors import WorkerCrashedError
 from ..nodes.spec import NodeSpec
 from . import protocol as p
@@ -364,73 +359,3 @@ def spec_id(spec: NodeSpec) -> str:
         _SPEC_IDS.clear()
     _SPEC_IDS[id(spec)] = (spec, sid)
     return sid
-
-
-class WorkerExecutor:
-    """``engine.executor.Executor`` running nodes in worker processes."""
-
-    name = "workers"
-
-    def __init__(self, pool: WorkerPool | None = None, **config: Any) -> None:
-        self._owns = pool is None and bool(config)
-        self.pool = pool if pool is not None else (WorkerPool(PoolConfig(**config)) if config else shared_pool())
-        if self._owns:
-            weakref.finalize(self, self.pool.close)
-
-    def execute(self, batch: Sequence[Task], callbacks: BatchCallbacks, cancel: CancelToken) -> None:
-        from .parallel import run_batch
-
-        run_batch(self.pool, list(batch), callbacks, cancel)
-
-    def fetch(self, ref: Any) -> Any:
-        return self.pool.fetch(ref) if isinstance(ref, WorkerRef) else ref
-
-    def drain_lost(self) -> list[str]:
-        """Cache keys whose outputs died with a worker since the last call: the engine drops
-        them before planning, so the next run recomputes exactly those."""
-        return self.pool.drain_lost()
-
-    def release(self, refs: Sequence[Any]) -> None:
-        self.pool.release(refs)
-
-    def size_of(self, ref: Any) -> int:
-        if isinstance(ref, WorkerRef):
-            return ref.nbytes if not ref.inline else 64
-        return 64
-
-    def close(self) -> None:
-        if self._owns:
-            self.pool.close()
-
-
-_SHARED: dict[str, WorkerPool] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def shared_pool(owner: str = "") -> WorkerPool:
-    """The process-wide pool of ``owner`` (one worker per GPU, or one CPU worker), closed at exit.
-
-    Owners: every graph of a kernel shares one pool (``owner=""``) -- one user's notebook. Under
-    ``VORTEX_SANDBOX=strict`` each owner (``Graph.owner``; by default each ``Graph``) gets a pool
-    of its own: its own worker processes, heaps and (unnamed) arena segments, and its own
-    output cache, so a node of one graph cannot read another graph's outputs."""
-    with _SHARED_LOCK:
-        pool = _SHARED.get(owner)
-        if pool is None or pool.supervisor._closed.is_set():
-            pool = _SHARED[owner] = WorkerPool()
-            atexit.register(pool.close)
-        return pool
-
-
-_OWNED: dict[str, WorkerExecutor] = {}
-
-
-def owner_executor(owner: str) -> WorkerExecutor:
-    """The executor (and so the output cache) of ``owner``'s pool; one per owner."""
-    with _SHARED_LOCK:
-        ex = _OWNED.get(owner)
-    if ex is None or ex.pool.supervisor._closed.is_set():
-        ex = WorkerExecutor(shared_pool(owner))
-        with _SHARED_LOCK:
-            ex = _OWNED.setdefault(owner, ex)
-    return ex
