@@ -292,6 +292,12 @@ def test_partial_execution_targets_run_only_the_chosen_outputs(server: Server) -
     assert entry["status"]["status_str"] == "success" and entry["prompt"][4] == ["4"]
     assert set(entry["outputs"]) == {"4"}
 
+    dangling = {**prompt, "5": {"class_type": "IntAdd", "inputs": {"a": 7, "b": 7}}}  # feeds no output node
+    prompt_id, messages, _ = asyncio.run(_follow_partial(server, dangling, None))
+    executing = [m["data"]["node"] for m in messages if m["type"] == "executing" and m["data"]["node"]]
+    assert "5" not in executing  # as ComfyUI: only what the output nodes need runs
+    assert sorted(server.request(f"/history/{prompt_id}")[1][prompt_id]["prompt"][4]) == ["2", "4"]
+
     status, body = server.request("/prompt", {"prompt": prompt, "partial_execution_targets": ["1", "3"]})
     assert status == 400 and body["error"]["type"] == "prompt_no_outputs"
     status, body = server.request("/prompt", {"prompt": prompt, "partial_execution_targets": "4"})
@@ -299,15 +305,18 @@ def test_partial_execution_targets_run_only_the_chosen_outputs(server: Server) -
     assert server.alive()
 
 
-async def _follow_partial(srv: Server, prompt: dict[str, Any], targets: list[str]) -> tuple[str, list[dict[str, Any]], list[bytes]]:
+async def _follow_partial(srv: Server, prompt: dict[str, Any], targets: list[str] | None
+                          ) -> tuple[str, list[dict[str, Any]], list[bytes]]:
     import websockets
 
     client_id = str(uuid.uuid4())
     messages: list[dict[str, Any]] = []
     async with websockets.connect(f"ws://127.0.0.1:{srv.port}/ws?clientId={client_id}") as ws:
         await ws.recv()
-        status, resp = await asyncio.to_thread(srv.request, "/prompt", {"prompt": prompt, "client_id": client_id,
-                                                                        "partial_execution_targets": targets})
+        body: dict[str, Any] = {"prompt": prompt, "client_id": client_id}
+        if targets is not None:
+            body["partial_execution_targets"] = targets
+        status, resp = await asyncio.to_thread(srv.request, "/prompt", body)
         assert status == 200 and resp["node_errors"] == {}, resp
         while True:
             out = await asyncio.wait_for(ws.recv(), 120)

@@ -284,7 +284,7 @@ class ComfyAPI:
                                  front=bool(body.get("front")),
                                  extra={"prompt": prompt, "client_id": client_id if isinstance(client_id, str) else None,
                                         "extra_data": extra_data, "outputs": outputs},
-                                 targets=outputs if targets is not None else None)
+                                 targets=outputs)  # as ComfyUI: only what the output nodes need runs
         self.status()
         return {"prompt_id": prompt_id, "number": item.position, "node_errors": {}}
 
