@@ -76,10 +76,10 @@ def test_a_seed_grid_spreads_over_two_workers_by_loading_its_model_on_each(copyi
     assert took < 1.6, took  # 2 x 0.5 s on each worker
 
     copy_uid = next(uid for uid in set(workers_of(second).values()) if uid != model.worker)
+    assert (copy_uid, "key-m") in copying.pool._keys  # the copy is held on the other worker
     copying.release([model])  # the engine lets the model go: so does its copy
     assert copying.pool.copies.count("key-m") == 0
-    assert ("key-m" not in {k for _, k in copying.pool._keys}), copying.pool._keys
-    assert copy_uid != model.worker
+    assert "key-m" not in {k for _, k in copying.pool._keys}, copying.pool._keys
 
 
 def test_a_copy_dies_with_its_worker_unreported_and_the_original_serves_on(copying: WorkerExecutor,
@@ -120,12 +120,14 @@ def test_one_device_copies_nothing_by_default(tmp_path: Path) -> None:
         assert len((tmp_path / "loads").read_text().split()) == 1
     finally:
         pool.close()
-    several = WorkerPool(PoolConfig(**{**FAST, "devices": ["cpu", "cpu"], "warm_start": False}))
-    several.config.devices = ["cuda:0", "cuda:1", "cuda:0"]
-    from vortex_jupyter.workers.copies import Copies
-
-    assert Copies(several.config.model_copies or len(set(several.config.devices))).limit == 2
-    several.close()
+    for devices, setting, limit in ((["cuda:0", "cuda:1", "cuda:0"], 0, 2), (["cuda:0", "cuda:0"], 0, 1),
+                                    (["cpu", "cpu"], 2, 2)):
+        # one copy per device by default, VORTEX_MODEL_COPIES (model_copies) over it; nothing is started
+        several = WorkerPool(PoolConfig(**{**FAST, "devices": devices, "model_copies": setting, "warm_start": False}))
+        try:
+            assert several.copies.limit == limit, (devices, setting)
+        finally:
+            several.close()
 
 
 def test_a_grid_after_one_image_copies_the_cached_model_from_its_recipe(copying: WorkerExecutor,
@@ -141,3 +143,13 @@ def test_a_grid_after_one_image_copies_the_cached_model_from_its_recipe(copying:
     assert len(log.read_text().split()) == 2 and copying.pool.copies.count("key-m") == 1
     well_formed(rec, [f"s{i}" for i in range(1, 5)])
     assert "m" not in workers_of(rec)
+
+
+def test_vortex_model_copies_is_read_and_a_bad_value_says_what_to_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vortex_jupyter.workers.copies import default_model_copies
+
+    monkeypatch.setenv("VORTEX_MODEL_COPIES", "2")
+    assert PoolConfig(**FAST).model_copies == 2
+    monkeypatch.setenv("VORTEX_MODEL_COPIES", "two")
+    with pytest.raises(Exception, match="VORTEX_MODEL_COPIES = 'two' is not a count"):
+        default_model_copies()

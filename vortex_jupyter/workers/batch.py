@@ -393,7 +393,8 @@ class _Batch:
             return
         refs = self.pool.make_refs(w, task.key, task.node_id, msg.outputs)
         self.done[task.key] = refs
-        if any(r.movable is False and r.inline is False for r in refs):  # a model: how to copy it
+        if self.pool.copies.limit > 1 and any(r.movable is False and r.inline is False for r in refs):
+            # a model that may be copied to another worker later: how to make it again
             self.pool.copies.remember(task, self.done)
         self.callbacks.on_result(task, refs)
         if self.detail or msg.ui:

@@ -62,8 +62,6 @@ class Copies:
     def remember(self, task: Task, done: Mapping[str, tuple[Any, ...]]) -> None:
         """Keep how ``task`` (which made a model) can run again: its in-batch inputs resolved
         from ``done``, as the cache would hand them to a later batch."""
-        if self.limit < 2:
-            return
         args = {}
         for name, arg in task.args.items():
             if arg.__class__ is Ref and arg.held is None:  # type: ignore[union-attr]

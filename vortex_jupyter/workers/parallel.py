@@ -294,7 +294,8 @@ class Parallel:
         if models:
             holders = [s for s in self.slots if all(self._holds(r, s, copy) for r in models)]
             order = [s for s in holders if s in open_]
-            if not order and free > 1 and (not holders or (spread.samples(chain.tasks) and self._demand(models) > 1)):
+            if (not order and free > 1 and self.pool.copies.limit > 1
+                    and (not holders or (spread.samples(chain.tasks) and self._demand(models) > 1))):
                 order, plan = self._copy_slot(models, open_, weights, copy)
                 if order:
                     return order, plan
@@ -319,9 +320,8 @@ class Parallel:
         """Samplers not started yet that read any of ``models``: a copy pays its load off when
         two or more would otherwise wait for the same worker."""
         keys = {r.key for r in models}
-        return sum(1 for c in self.waiting if spread.samples(c.tasks) and (
-            any(r.key in keys for r in self._inputs(c)[0])
-            or any(a.__class__ is Ref and a.held is None and a.key in keys for t in c.tasks for a in t.args.values())))
+        return sum(1 for c in self.waiting if spread.samples(c.tasks)
+                   and any(a.__class__ is Ref and a.key in keys for t in c.tasks for a in t.args.values()))
 
     def _copy_slot(self, models: list[WorkerRef], open_: list[int], weights: dict[int, int],
                    copy: dict[int, list[Task]]) -> tuple[list[int], list[Task]]:
